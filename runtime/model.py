@@ -1,0 +1,160 @@
+"""The runtime model: one object per bundle, with the verbs its capabilities allow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import LoadedBundle, open_bundle
+from .errors import InputError, NotSupported
+from .inputs import check_array, iter_file
+from .manifest import Manifest
+from .outputs import ScoreWriter
+from .sampling import draw_latent
+
+
+class GenModel:
+    """A loaded bundle. Verbs: `sample`, `reconstruct`, `encode`, `score`, `flag`, where the
+    family supports them; any other raises `NotSupported` naming the verbs it has.
+
+    Inputs and outputs are in raw data units; the manifest's preprocessing is applied here.
+    """
+
+    def __init__(self, bundle: LoadedBundle, batch_size: int = 1024):
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.bundle = bundle
+        self.manifest: Manifest = bundle.manifest
+        self.batch_size = batch_size
+        data = self.manifest.data
+        self.shape = list(data.shape)
+        self._offset = np.asarray(data.offset, dtype=np.float32).reshape(-1)
+        self._scale = np.asarray(data.scale, dtype=np.float32).reshape(-1)
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        return self.manifest.family
+
+    @property
+    def capabilities(self) -> list[str]:
+        return list(self.manifest.capabilities)
+
+    @property
+    def provider(self) -> str:
+        """The execution provider the sessions really run on (read back from onnxruntime)."""
+        return self.bundle.provider
+
+    def __repr__(self) -> str:
+        return f"GenModel(family={self.family!r}, capabilities={self.capabilities}, provider={self.provider!r})"
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _require(self, verb: str) -> None:
+        if verb not in self.manifest.capabilities:
+            raise NotSupported(f"model family {self.family!r} does not support {verb!r}; "
+                               f"it supports: {', '.join(self.capabilities) or 'nothing'}")
+
+    def to_model_space(self, x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(x.shape[0], -1)
+        return ((flat - self._offset) / self._scale).astype(np.float32).reshape(x.shape)
+
+    def to_raw_space(self, x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(x.shape[0], -1)
+        return (flat * self._scale + self._offset).astype(np.float32).reshape(x.shape)
+
+    def _run(self, role: str, feed_name_values: np.ndarray, output: int = 0) -> np.ndarray:
+        """Run graph `role` on its first input in batches; return one output."""
+        session = self.bundle.sessions[role]
+        name = session.get_inputs()[0].name
+        parts = [session.run(None, {name: feed_name_values[i:i + self.batch_size]})[output]
+                 for i in range(0, len(feed_name_values), self.batch_size)]
+        return np.concatenate(parts, axis=0)
+
+    def _rows(self, x: np.ndarray, where: str) -> np.ndarray:
+        return self.to_model_space(check_array(x, self.shape, where))
+
+    # -- verbs ---------------------------------------------------------------------------
+    def sample(self, n: int, seed: int = 0) -> np.ndarray:
+        """Draw `n` samples, shape (n, *data.shape), in raw units. Same seed, same samples."""
+        self._require("sample")
+        if n < 1:
+            raise InputError(f"n must be >= 1, got {n}")
+        rng = np.random.default_rng(seed)
+        z = draw_latent(self.manifest.latent, n, rng)
+        role = "generator" if "generator" in self.bundle.sessions else "decoder"
+        return self.to_raw_space(self._run(role, z))
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Latent codes of rows `x` (the posterior mean for a VAE)."""
+        self._require("encode")
+        return self._run("encoder", self._rows(x, "encode input"))
+
+    def reconstruct(self, x: np.ndarray) -> np.ndarray:
+        """Decode(encode(x)), in raw units."""
+        self._require("reconstruct")
+        codes = self._run("encoder", self._rows(x, "reconstruct input"))
+        return self.to_raw_space(self._run("decoder", codes))
+
+    def _score_model_space(self, rows: np.ndarray) -> np.ndarray:
+        return self._run("score", rows).astype(np.float64).reshape(-1)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Raw anomaly score per row; higher means more anomalous."""
+        self._require("score")
+        return self._score_model_space(self._rows(x, "score input"))
+
+    @property
+    def threshold(self) -> float:
+        self._require("score")
+        return float(self.manifest.scoring.threshold)
+
+    def flag(self, x: np.ndarray) -> np.ndarray:
+        """True where the score is above the calibrated threshold."""
+        return self.score(x) > self.threshold
+
+    def normal_quantile(self, scores: np.ndarray) -> np.ndarray:
+        """Share of held-out normal rows whose score is at most `scores` (0..1)."""
+        self._require("score")
+        spec = self.manifest.scoring
+        return np.interp(scores, spec.quantile_values, spec.quantile_levels)
+
+    def score_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096) -> int:
+        """Score every row of a CSV/NPY/Parquet file into `out` (CSV/NPY/Parquet), chunk by
+        chunk so memory stays flat; the output appears only when all rows succeeded."""
+        self._require("score")
+        writer = ScoreWriter(out)
+        try:
+            for chunk in iter_file(path, self.shape, chunk_rows):
+                scores = self._score_model_space(self.to_model_space(chunk))
+                writer.write(scores, self.normal_quantile(scores), scores > self.threshold)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        return writer.rows
+
+
+def describe(model: GenModel) -> dict:
+    """A summary of a loaded bundle for `gen info`: what it is, what it serves, where it runs."""
+    m = model.manifest
+    summary = {
+        "bundle": str(model.bundle.folder), "family": m.family, "variant": m.variant,
+        "format_version": m.format_version, "gen_version": m.gen_version, "created": m.created,
+        "seed": m.seed, "capabilities": m.capabilities, "provider": model.provider,
+        "data": {"source": m.data.source, "shape": m.data.shape, "image_shape": m.data.image_shape,
+                 "normal_class": m.data.normal_class, "n_train": m.data.n_train},
+        "latent": {"dim": m.latent.dim, "prior": m.latent.prior} if m.latent else None,
+        "graphs": {role: g.file for role, g in m.graphs.items()},
+        "parity": m.parity, "metrics": {k: v for k, v in m.metrics.items() if not isinstance(v, dict)},
+    }
+    if m.scoring:
+        summary["scoring"] = {"kind": m.scoring.kind, "threshold": m.scoring.threshold,
+                              "contamination": m.scoring.contamination,
+                              "calibration": m.scoring.calibration, "n_calibration": m.scoring.n_calibration}
+    return summary
+
+
+def load(path: str | Path, device: str = "auto", batch_size: int = 1024) -> GenModel:
+    """Verify and load the bundle at `path`. `device` is `auto`, `cpu` or `cuda`."""
+    return GenModel(open_bundle(path, device), batch_size=batch_size)
