@@ -1,0 +1,153 @@
+"""The `gen` command line: verbs, --json, exit codes, and nothing half-written on errors."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gen.cli.main import app
+from gen.runtime import __version__
+
+runner = CliRunner()
+
+
+def gen(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_version_and_help():
+    result = gen("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"gen {__version__}"
+    for verb in ("train", "export", "sample", "score", "encode", "info", "demo"):
+        result = gen(verb, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_sample_png_and_npy(bundles, tmp_path):
+    result = gen("sample", bundles["ae"], "--n", 9, "--seed", 1, "--out", tmp_path / "s.npy", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["provider"] == "CPUExecutionProvider" and summary["n"] == 9
+    first = np.load(tmp_path / "s.npy")
+    assert first.shape == (9, 64)
+    gen("sample", bundles["ae"], "--n", 9, "--seed", 1, "--out", tmp_path / "t.npy")
+    np.testing.assert_array_equal(first, np.load(tmp_path / "t.npy"))
+    assert gen("sample", bundles["ae"], "--out", tmp_path / "g.png").exit_code == 0
+    assert (tmp_path / "g.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_score_csv_columns(bundles, digits_rows, tmp_path):
+    rows = tmp_path / "rows.csv"
+    np.savetxt(rows, digits_rows[:20], delimiter=",", fmt="%g")
+    result = gen("score", bundles["vae"], rows, "--out", tmp_path / "s.csv", "--chunk-rows", 7, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["rows"] == 20
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "index,score,normal_quantile,flag" and len(lines) == 21
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(20))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("1,2,3\n", "line 6: expected 64 values, got 3"),
+    (",".join(["1"] * 63 + ["x"]) + "\n", "line 6, column 64: expected a number, got 'x'"),
+    (",".join(["1"] * 63 + ["nan"]) + "\n", "line 6, column 64: value is nan"),
+    ("", "file is empty"),
+])
+def test_score_bad_input_exit_2_and_no_output(bundles, tmp_path, content, message):
+    rows = tmp_path / "rows.csv"
+    # a valid first chunk, then the bad row: the output must still not appear
+    good = "\n".join(",".join(["1"] * 64) for _ in range(5)) + "\n" if content else ""
+    rows.write_text(good + content)
+    out = tmp_path / "scores.csv"
+    result = gen("score", bundles["ae"], rows, "--out", out, "--chunk-rows", 2)
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert str(rows) in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+def test_bad_bundle_exit_2(bundle_copy, digits_rows, tmp_path):
+    folder = bundle_copy()
+    (folder / "encoder.onnx").write_bytes(b"tampered")
+    out = tmp_path / "s.npy"
+    result = gen("sample", folder, "--out", out)
+    assert result.exit_code == 2 and "checksum mismatch" in result.output and not out.exists()
+
+
+def test_unsupported_verb_exit_2(bundles, digits_rows, tmp_path):
+    np.save(tmp_path / "rows.npy", digits_rows[:3])
+    result = gen("encode", bundles["gan"], tmp_path / "rows.npy", "--out", tmp_path / "c.npy")
+    assert result.exit_code == 2 and "does not support 'encode'" in result.output
+
+
+def test_cuda_requested_without_cuda_exit_2(bundles, tmp_path):
+    result = gen("sample", bundles["ae"], "--device", "cuda", "--out", tmp_path / "s.npy")
+    assert result.exit_code == 2 and "CUDAExecutionProvider" in result.output
+    assert not (tmp_path / "s.npy").exists()
+
+
+def test_png_of_tabular_bundle_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "tab.npy", rng.normal(size=(60, 5)).astype(np.float32))
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    assert gen("train", "--model", "ae", "--data", tmp_path / "tab.npy", "--epochs", 2, "--hidden", "8",
+               "--latent-dim", 2, "--out", run, "-q").exit_code == 0
+    assert gen("export", run, "--out", bundle).exit_code == 0
+    result = gen("sample", bundle, "--out", tmp_path / "s.png")
+    assert result.exit_code == 2 and "write .npy or .csv instead" in result.output
+    assert gen("sample", bundle, "--out", tmp_path / "s.csv").exit_code == 0
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 65
+
+
+def test_info(bundles):
+    result = gen("info", bundles["vae"])
+    assert result.exit_code == 0
+    assert "vae (bernoulli decoder)" in result.output and "threshold" in result.output
+    summary = json.loads(gen("info", bundles["gan"], "--json").output)
+    assert summary["capabilities"] == ["sample", "score"]
+    assert set(summary["graphs"]) == {"generator", "discriminator", "score"}
+
+
+def test_train_config_file_and_flag_override(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: vae\ndata: ring8\nepochs: 1\nhidden: [8]\nlatent-dim: 2\nseed: 3\n")
+    result = gen("train", "--config", config, "--epochs", 2, "--out", tmp_path / "run", "-q", "--json")
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert resolved["model"] == "vae" and resolved["epochs"] == 2 and resolved["seed"] == 3
+    assert resolved["latent_dim"] == 2 and resolved["decoder"] == "auto"
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "nope"], "config model='nope': expected one of"),
+    (["--data", "missing.csv"], "missing.csv: not a built-in dataset"),
+    (["--normal-class", "42"], "--normal-class 42: no such label"),
+    (["--model", "vae", "--kl-weight", "0"], "kl_weight=0.0: expected a number > 0"),
+    (["--data", "ring8", "--model", "ae", "--loss", "bce"], "loss=bce needs data scaled to [0, 1]"),
+])
+def test_train_bad_input_exit_2(tmp_path, args, message):
+    result = gen("train", *args, "--epochs", 1, "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_train_bad_config_keys(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: ae\nepohcs: 3\n")
+    result = gen("train", "--config", config)
+    assert result.exit_code == 2 and "unknown keys ['epohcs']" in result.output
+
+
+def test_export_refuses_to_overwrite(runs, bundles):
+    result = gen("export", runs["ae"], "--out", bundles["ae"])
+    assert result.exit_code == 2 and "bundles are immutable" in result.output
+
+
+def test_export_of_non_run_folder(tmp_path):
+    result = gen("export", tmp_path, "--out", tmp_path / "b")
+    assert result.exit_code == 2 and "not a run folder" in result.output
+    assert not (tmp_path / "b").exists()

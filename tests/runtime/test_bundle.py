@@ -1,0 +1,113 @@
+"""A corrupted, tampered, incomplete or too-new bundle is refused whole."""
+
+import json
+
+import pytest
+
+from gen.runtime import FORMAT_VERSION, BundleError, load
+
+
+def edit_manifest(folder, change):
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_loads_and_lists_capabilities(bundles):
+    model = load(bundles["vae"])
+    assert model.capabilities == ["sample", "reconstruct", "encode", "score"]
+    assert set(model.bundle.sessions) == {"encoder", "decoder", "score"}
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(BundleError, match="bundle folder not found"):
+        load(tmp_path / "nope")
+
+
+def test_folder_without_manifest(tmp_path):
+    with pytest.raises(BundleError, match="no manifest.json"):
+        load(tmp_path)
+
+
+def test_manifest_not_json(bundle_copy):
+    folder = bundle_copy()
+    (folder / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load(folder)
+
+
+def test_checksum_mismatch(bundle_copy):
+    folder = bundle_copy()
+    data = bytearray((folder / "decoder.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "decoder.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"decoder.onnx: checksum mismatch"):
+        load(folder)
+
+
+def test_missing_graph_file(bundle_copy):
+    folder = bundle_copy()
+    (folder / "score.onnx").unlink()
+    with pytest.raises(BundleError, match=r"score.onnx: missing bundle file for graph 'score'"):
+        load(folder)
+
+
+def test_newer_format_version(bundle_copy):
+    folder = bundle_copy()
+    edit_manifest(folder, lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(BundleError, match=f"format_version {FORMAT_VERSION + 1} is newer"):
+        load(folder)
+
+
+def test_missing_field(bundle_copy):
+    folder = bundle_copy()
+    edit_manifest(folder, lambda m: m.pop("data"))
+    with pytest.raises(BundleError, match="missing field 'data'"):
+        load(folder)
+
+
+@pytest.mark.parametrize("bad", ["../outside.onnx", "/etc/passwd", "sub/../../x.onnx"])
+def test_path_outside_bundle(bundle_copy, bad):
+    folder = bundle_copy()
+    edit_manifest(folder, lambda m: m["graphs"]["decoder"].update(file=bad))
+    with pytest.raises(BundleError, match="points outside the bundle"):
+        load(folder)
+
+
+def test_symlink_outside_bundle(bundle_copy, tmp_path):
+    folder = bundle_copy()
+    outside = tmp_path / "elsewhere.onnx"
+    (folder / "decoder.onnx").rename(outside)
+    (folder / "decoder.onnx").symlink_to(outside)
+    with pytest.raises(BundleError, match="points outside the bundle"):
+        load(folder)
+
+
+def test_graph_io_must_match_manifest(bundle_copy):
+    folder = bundle_copy()
+    edit_manifest(folder, lambda m: m["graphs"]["score"]["inputs"][0].update(name="rows"))
+    with pytest.raises(BundleError, match=r"score.onnx: graph inputs .* do not match the manifest"):
+        load(folder)
+
+
+def test_swapped_graph_files_are_caught(bundle_copy):
+    # Same checksum games: an attacker who swaps files must also fix the manifest's hashes;
+    # then the I/O check still notices the encoder is not a decoder.
+    folder = bundle_copy()
+
+    def swap(m):
+        m["graphs"]["decoder"]["file"], m["graphs"]["encoder"]["file"] = "encoder.onnx", "decoder.onnx"
+        m["graphs"]["decoder"]["sha256"], m["graphs"]["encoder"]["sha256"] = (
+            m["graphs"]["encoder"]["sha256"], m["graphs"]["decoder"]["sha256"])
+
+    edit_manifest(folder, swap)
+    with pytest.raises(BundleError, match="do not match the manifest"):
+        load(folder)
+
+
+def test_unknown_capability(bundle_copy):
+    folder = bundle_copy()
+    edit_manifest(folder, lambda m: m["capabilities"].append("teleport"))
+    with pytest.raises(BundleError, match="unknown capabilities"):
+        load(folder)

@@ -1,0 +1,89 @@
+"""Reading rows from files: formats, chunking, and one-line errors naming file/line/column."""
+
+import numpy as np
+import pytest
+
+from gen.runtime.errors import InputError
+from gen.runtime.inputs import iter_file, read_file
+
+SHAPE = [3]
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_csv_with_and_without_header(tmp_path):
+    plain = write(tmp_path, "a.csv", "1,2,3\n4,5,6\n")
+    header = write(tmp_path, "b.csv", "f1,f2,f3\n1,2,3\n\n4,5,6\n")
+    expected = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32)
+    np.testing.assert_array_equal(read_file(plain, SHAPE), expected)
+    np.testing.assert_array_equal(read_file(header, SHAPE), expected)
+
+
+def test_chunks_are_bounded(tmp_path):
+    rows = np.arange(30, dtype=np.float32).reshape(10, 3)
+    np.savetxt(tmp_path / "r.csv", rows, delimiter=",")
+    np.save(tmp_path / "r.npy", rows)
+    for name in ("r.csv", "r.npy"):
+        chunks = list(iter_file(tmp_path / name, SHAPE, chunk_rows=4))
+        assert [len(c) for c in chunks] == [4, 4, 2]
+        np.testing.assert_array_equal(np.concatenate(chunks), rows)
+
+
+def test_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3, 4], "c": [5.0, 6.0]}), tmp_path / "r.parquet")
+    np.testing.assert_array_equal(read_file(tmp_path / "r.parquet", SHAPE), [[1, 3, 5], [2, 4, 6]])
+    pq.write_table(pa.table({"a": [1.0], "b": ["x"], "c": [5.0]}), tmp_path / "s.parquet")
+    with pytest.raises(InputError, match=r"s.parquet: column 2 \(b\): expected numbers, got string"):
+        read_file(tmp_path / "s.parquet", SHAPE)
+    pq.write_table(pa.table({"a": [1.0, None], "b": [1.0, 2.0], "c": [5.0, 6.0]}), tmp_path / "n.parquet")
+    with pytest.raises(InputError, match=r"n.parquet: row 1, column 1 \(a\): missing value"):
+        read_file(tmp_path / "n.parquet", SHAPE)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1,2,3\n4,5\n", r"bad.csv: line 2: expected 3 values, got 2"),
+    ("1,2,3\n4,x,6\n", r"bad.csv: line 2, column 2: expected a number, got 'x'"),
+    ("a,b,c\n1,2,3\n4,5,oops\n", r"bad.csv: line 3, column 3 \(c\): expected a number, got 'oops'"),
+    ("1,2,3\n4,nan,6\n", r"bad.csv: line 2, column 2: value is nan \(NaN and inf are not allowed\)"),
+    ("1,inf,3\n", r"bad.csv: line 1, column 2: value is inf"),
+    ("", r"bad.csv: file is empty"),
+    ("a,b,c\n", r"bad.csv: file is empty"),
+    ("a,b\n1,2\n", r"bad.csv: header has 2 columns, expected 3"),
+])
+def test_bad_csv(tmp_path, text, message):
+    with pytest.raises(InputError, match=message):
+        read_file(write(tmp_path, "bad.csv", text), SHAPE)
+
+
+def test_bad_npy(tmp_path):
+    np.save(tmp_path / "wide.npy", np.zeros((2, 4)))
+    with pytest.raises(InputError, match=r"wide.npy: expected rows of 3 features .* shape \(1, 4\)"):
+        read_file(tmp_path / "wide.npy", SHAPE)
+    rows = np.zeros((6, 3))
+    rows[5, 1] = np.inf
+    np.save(tmp_path / "inf.npy", rows)
+    with pytest.raises(InputError, match=r"inf.npy: row 5, column 2: value is inf"):
+        list(iter_file(tmp_path / "inf.npy", SHAPE, chunk_rows=4))
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="obj.npy: not a plain numeric .npy"):
+        read_file(tmp_path / "obj.npy", SHAPE)
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3)))
+    with pytest.raises(InputError, match="empty.npy: file is empty"):
+        read_file(tmp_path / "empty.npy", SHAPE)
+    np.save(tmp_path / "text.npy", np.array([["a", "b", "c"]]))
+    with pytest.raises(InputError, match="expected numeric values"):
+        read_file(tmp_path / "text.npy", SHAPE)
+
+
+def test_missing_and_unknown_format(tmp_path):
+    with pytest.raises(InputError, match="nope.csv: file not found"):
+        read_file(tmp_path / "nope.csv", SHAPE)
+    with pytest.raises(InputError, match=r"x.txt: unsupported input format .txt"):
+        read_file(write(tmp_path, "x.txt", "1,2,3"), SHAPE)

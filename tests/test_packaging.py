@@ -1,0 +1,48 @@
+"""The wheel holds only the `gen` namespace, and the base install pulls no torch."""
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    pytest.importorskip("build")
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for folder in ("trainer", "exporters", "runtime", "cli"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)],
+                   check=True, capture_output=True)
+    return next(out.glob("gen-*.whl"))
+
+
+def test_wheel_contains_only_gen_packages(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names}
+    assert top == {"gen", wheel.name.split("-py3")[0] + ".dist-info"}
+    packages = {str(Path(n).parent) for n in names if n.endswith(".py")}
+    assert packages == {"gen/trainer", "gen/trainer/models", "gen/exporters", "gen/runtime", "gen/cli"}
+    assert "gen/runtime/model.py" in names and not any("tests" in n for n in names)
+
+
+def test_base_install_has_no_torch_or_onnxruntime(wheel):
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in zipfile.ZipFile(wheel).namelist()
+                                                if n.endswith("METADATA"))).decode()
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    base = [r for r in requires if "extra ==" not in r]
+    assert sorted(r.split(">")[0].split("=")[0].strip() for r in base) == ["numpy", "pyyaml", "typer"]
+    extras = {r.split("extra ==")[1].strip().strip("'\"") for r in requires if "extra ==" in r}
+    assert {"train", "cpu", "gpu", "test"} <= extras
+    assert any(r.startswith("torch") and "train" in r for r in requires)
+    assert any(r.startswith("onnxruntime-gpu") and "gpu" in r for r in requires)
+    assert "gen = gen.cli.main:main" in zipfile.ZipFile(wheel).read(
+        next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("entry_points.txt"))).decode()

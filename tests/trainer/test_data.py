@@ -1,0 +1,98 @@
+"""Dataset loaders: built-ins, MNIST IDX, CSV/NPY/Parquet, and their errors."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from gen.trainer.data import grid25, load_dataset, read_idx, ring8
+from gen.trainer.errors import TrainError
+
+
+def write_idx(path, array, code=0x08):
+    header = struct.pack(">HBB", 0, code, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.astype(">u1").tobytes())
+
+
+def test_digits():
+    data = load_dataset("digits")
+    assert data.x.shape == (1797, 64) and data.y.shape == (1797,)
+    assert data.image_shape == [1, 8, 8] and data.raw_range == (0.0, 16.0)
+
+
+def test_mixtures_match_the_protocol():
+    ring = ring8(n=4000, seed=1)
+    radius = np.linalg.norm(ring.x, axis=1)
+    assert abs(radius.mean() - 2.0) < 0.01 and radius.std() < 0.05
+    assert len(np.unique(ring.y)) == 8
+    grid = grid25(n=5000, seed=1)
+    centres = np.round(grid.x / 2) * 2
+    assert set(np.unique(centres)) == {-4.0, -2.0, 0.0, 2.0, 4.0}
+    assert (grid.x - centres).std() == pytest.approx(0.05, rel=0.1)
+
+
+def test_mnist_idx_with_labels_beside(tmp_path):
+    images = np.arange(3 * 4 * 5).reshape(3, 4, 5) % 256
+    write_idx(tmp_path / "tiny-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "tiny-labels-idx1-ubyte.gz", np.array([7, 1, 7]))
+    data = load_dataset(str(tmp_path / "tiny-images-idx3-ubyte.gz"))
+    assert data.x.shape == (3, 20) and data.image_shape == [1, 4, 5]
+    np.testing.assert_array_equal(data.x[1], images[1].reshape(-1))
+    np.testing.assert_array_equal(data.y, [7, 1, 7])
+    assert data.raw_range == (0.0, 255.0)
+
+
+def test_idx_errors(tmp_path):
+    (tmp_path / "bad-idx3-ubyte").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(TrainError, match="bad magic number"):
+        read_idx(tmp_path / "bad-idx3-ubyte")
+    write_idx(tmp_path / "short-idx3-ubyte", np.zeros((2, 2, 2)))
+    data = (tmp_path / "short-idx3-ubyte").read_bytes()
+    (tmp_path / "short-idx3-ubyte").write_bytes(data[:-3])
+    with pytest.raises(TrainError, match=r"header says \(2, 2, 2\) but holds 5 values"):
+        read_idx(tmp_path / "short-idx3-ubyte")
+
+
+def test_csv_with_label_column(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,label,b\n1,0,2\n3,1,4\n")
+    data = load_dataset(str(path), label_column="label")
+    np.testing.assert_array_equal(data.x, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(data.y, [0, 1])
+    with pytest.raises(TrainError, match="label column 'y' not found"):
+        load_dataset(str(path), label_column="y")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1,2\n3,x\n", "line 2, column 2: expected a number, got 'x'"),
+    ("1,2\n3\n", "line 2: expected 2 values, got 1"),
+    ("", "file is empty"),
+    ("1,2\nnan,3\n", "row 1, column 1: value is not finite"),
+])
+def test_csv_errors(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(TrainError, match=message):
+        load_dataset(str(path))
+
+
+def test_npy_images_and_tabular(tmp_path):
+    np.save(tmp_path / "img.npy", np.ones((4, 1, 3, 3), dtype=np.float32))
+    data = load_dataset(str(tmp_path / "img.npy"))
+    assert data.kind == "image" and data.image_shape == [1, 3, 3] and data.x.shape == (4, 9)
+    np.save(tmp_path / "tab.npy", np.ones((4, 5)))
+    assert load_dataset(str(tmp_path / "tab.npy")).kind == "tabular"
+    np.save(tmp_path / "vec.npy", np.ones(5))
+    with pytest.raises(TrainError, match=r"expected a numeric \(N, D\) or \(N, C, H, W\) array"):
+        load_dataset(str(tmp_path / "vec.npy"))
+
+
+def test_unknown_inputs(tmp_path):
+    with pytest.raises(TrainError, match="not a built-in dataset"):
+        load_dataset("cifar10")
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(TrainError, match="unsupported data format"):
+        load_dataset(str(tmp_path / "x.json"))
