@@ -112,7 +112,7 @@ def train(
         cfg = TrainConfig.from_dict(raw)
         run_dir = run_training(cfg)
         metrics = json.loads((run_dir / "run.json").read_text())["metrics"]
-        lines = [f"run folder: {run_dir}"]
+        lines = [f"run folder: {run_dir} (trained on {metrics['device']})"]
         if "auroc" in metrics:
             lines.append(f"one-class AUROC (normal class {cfg.normal_class}): {metrics['auroc']:.4f}")
         emit({"run": str(run_dir), "metrics": metrics}, as_json, lines)
@@ -172,8 +172,16 @@ def score(
     with user_errors():
         from gen.runtime import load
 
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         model = load(bundle, device=device.value, batch_size=batch_size)
-        rows = model.score_file(input, out, chunk_rows=chunk_rows)
+        console = Console(stderr=True)
+        with Progress(SpinnerColumn(), TextColumn("scoring: {task.completed:,} rows"), TimeElapsedColumn(),
+                      console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
+            task = bar.add_task("score", total=None)
+            rows = model.score_file(input, out, chunk_rows=chunk_rows,
+                                    on_chunk=lambda done: bar.update(task, completed=done))
         emit({"out": str(out), "rows": rows, "threshold": model.threshold, "provider": model.provider},
              as_json, [f"{rows} rows scored -> {out} (threshold {model.threshold:.6g}, provider {model.provider})"])
 

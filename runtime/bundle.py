@@ -61,8 +61,8 @@ def check_io(path: Path, spec: GraphSpec, session) -> None:
     """Compare a session's inputs and outputs with the manifest's record of them."""
     for kind, declared, actual in (("input", spec.inputs, session.get_inputs()),
                                    ("output", spec.outputs, session.get_outputs())):
-        got = [(a.name, a.type, len(a.shape)) for a in actual]
-        want = [(t.name, ORT_TYPES.get(t.dtype, t.dtype), len(t.shape)) for t in declared]
+        got = [(a.name, a.type, ["batch" if not isinstance(d, int) else d for d in a.shape]) for a in actual]
+        want = [(t.name, ORT_TYPES.get(t.dtype, t.dtype), t.shape) for t in declared]
         if got != want:
             raise BundleError(f"{path}: graph {kind}s {got} do not match the manifest {want}")
 

@@ -11,11 +11,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import BundleError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 VERBS = ("sample", "reconstruct", "encode", "score", "complete")
+# The graphs each verb runs (any one of a tuple); checked at load, so a verb never fails later.
+VERB_GRAPHS = {"sample": (("decoder", "generator"),), "encode": (("encoder",),),
+               "reconstruct": (("encoder",), ("decoder",)), "score": (("score",),)}
+DATA_ROLES = ("encoder", "score", "discriminator", "critic")
+LATENT_ROLES = ("decoder", "generator")
 
 
 @dataclass
@@ -153,7 +160,21 @@ class Manifest:
             raise BundleError(f"{where}: capability 'score' without a scoring spec")
         if "sample" in manifest.capabilities and manifest.latent is None:
             raise BundleError(f"{where}: capability 'sample' without a latent spec")
+        for verb in manifest.capabilities:
+            for options in VERB_GRAPHS.get(verb, ()):
+                if not any(role in manifest.graphs for role in options):
+                    raise BundleError(f"{where}: capability {verb!r} needs a graph {' or '.join(options)}")
+        manifest._check_widths(where)
         return manifest
+
+    def _check_widths(self, where: str) -> None:
+        """Data graphs take rows of data.shape; latent graphs take codes of latent.dim."""
+        width = int(np.prod(self.data.shape))
+        for role, graph in self.graphs.items():
+            want = width if role in DATA_ROLES else self.latent.dim if role in LATENT_ROLES and self.latent else None
+            got = graph.inputs[0].shape[1:] if graph.inputs else None
+            if want is not None and got != [want] and got != list(self.data.shape):
+                raise BundleError(f"{where}: graph {role!r} takes rows of shape {got}, expected [{want}]")
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,8 @@ class GenModel:
         spec = self.manifest.scoring
         return np.interp(scores, spec.quantile_values, spec.quantile_levels)
 
-    def score_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096) -> int:
+    def score_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,
+                   on_chunk: Callable[[int], None] | None = None) -> int:
         """Score every row of a CSV/NPY/Parquet file into `out` (CSV/NPY/Parquet), chunk by
         chunk so memory stays flat; the output appears only when all rows succeeded."""
         self._require("score")
@@ -128,6 +130,8 @@ class GenModel:
             for chunk in iter_file(path, self.shape, chunk_rows):
                 scores = self._score_model_space(self.to_model_space(chunk))
                 writer.write(scores, self.normal_quantile(scores), scores > self.threshold)
+                if on_chunk is not None:
+                    on_chunk(writer.rows)
         except BaseException:
             writer.abort()
             raise

@@ -67,12 +67,36 @@ def test_score_bad_input_exit_2_and_no_output(bundles, tmp_path, content, messag
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
 
 
-def test_bad_bundle_exit_2(bundle_copy, digits_rows, tmp_path):
-    folder = bundle_copy()
+def _tamper(folder):
     (folder / "encoder.onnx").write_bytes(b"tampered")
-    out = tmp_path / "s.npy"
-    result = gen("sample", folder, "--out", out)
-    assert result.exit_code == 2 and "checksum mismatch" in result.output and not out.exists()
+    return "encoder.onnx: checksum mismatch"
+
+
+def _missing(folder):
+    (folder / "score.onnx").unlink()
+    return "score.onnx: missing bundle file"
+
+
+def _newer(folder):
+    path = folder / "manifest.json"
+    path.write_text(path.read_text().replace('"format_version": 1', '"format_version": 99'))
+    return "manifest.json: format_version 99 is newer than this gen reads"
+
+
+@pytest.mark.parametrize("damage", [_tamper, _missing, _newer])
+@pytest.mark.parametrize("verb", ["sample", "score", "info"])
+def test_bad_bundle_exit_2_and_no_output(bundle_copy, digits_rows, tmp_path, damage, verb):
+    folder = bundle_copy()
+    message = damage(folder)
+    rows = tmp_path / "rows.npy"
+    np.save(rows, digits_rows[:3])
+    out = tmp_path / ("s.npy" if verb == "sample" else "scores.csv")
+    args = {"sample": ["--out", out], "score": [rows, "--out", out], "info": []}[verb]
+    result = gen(verb, folder, *args)
+    assert result.exit_code == 2
+    assert message in result.output and str(folder) in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.glob(".*.part"))
 
 
 def test_unsupported_verb_exit_2(bundles, digits_rows, tmp_path):

@@ -111,3 +111,29 @@ def test_unknown_capability(bundle_copy):
     edit_manifest(folder, lambda m: m["capabilities"].append("teleport"))
     with pytest.raises(BundleError, match="unknown capabilities"):
         load(folder)
+
+
+def test_capability_without_its_graph(bundle_copy):
+    folder = bundle_copy()
+    edit_manifest(folder, lambda m: m["graphs"].pop("encoder"))
+    with pytest.raises(BundleError, match="capability 'reconstruct' needs a graph encoder"):
+        load(folder)
+
+
+def test_data_shape_must_fit_the_graphs(bundle_copy):
+    folder = bundle_copy()
+    edit_manifest(folder, lambda m: m["data"].update(shape=[63]))
+    with pytest.raises(BundleError, match=r"graph 'encoder' takes rows of shape \[64\], expected \[63\]"):
+        load(folder)
+
+
+def test_declared_width_must_match_the_onnx_file(bundle_copy):
+    folder = bundle_copy("gan")
+
+    def lie(m):  # a consistent manifest that disagrees with the real generator graph
+        m["latent"]["dim"] = 5
+        m["graphs"]["generator"]["inputs"][0]["shape"] = ["batch", 5]
+
+    edit_manifest(folder, lie)
+    with pytest.raises(BundleError, match=r"generator.onnx: graph inputs .* do not match the manifest"):
+        load(folder)
