@@ -104,7 +104,7 @@ class Manifest:
     latent: LatentSpec | None = None
     scoring: ScoringSpec | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    parity: dict[str, float] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
