@@ -89,6 +89,7 @@ def train(
     kl_weight: Annotated[Optional[float], typer.Option(help="VAE KL weight (> 0). [default: 1.0]")] = None,
     gan_loss: Annotated[Optional[str], typer.Option(help="GAN generator loss: minimax, non_saturating.")] = None,
     k: Annotated[Optional[int], typer.Option(help="GAN discriminator steps per generator step. [default: 1]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).", min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -102,7 +103,7 @@ def train(
                  "epochs": epochs, "seed": seed, "device": device.value if device else None,
                  "batch_size": batch_size, "lr": lr, "latent_dim": latent_dim, "contamination": contamination,
                  "label_column": label_column, "loss": loss, "decoder": decoder, "kl_weight": kl_weight,
-                 "gan_loss": gan_loss, "k": k, "quiet": quiet or None}
+                 "gan_loss": gan_loss, "k": k, "threads": threads, "quiet": quiet or None}
         if hidden is not None:
             try:
                 flags["hidden"] = [int(h) for h in hidden.split(",") if h.strip()]
@@ -144,6 +145,7 @@ def sample(
     seed: Annotated[int, typer.Option(help="Seed of the numpy Generator that draws the noise.")] = 0,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")] = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Rows per onnxruntime call.", min=1)] = 1024,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: one per core).", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Draw N samples from a bundle. Same seed, same samples."""
@@ -151,7 +153,7 @@ def sample(
         from gen.runtime import load
         from gen.runtime.outputs import save_samples
 
-        model = load(bundle, device=device.value, batch_size=batch_size)
+        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
         samples = model.sample(n, seed=seed)
         path = save_samples(samples, model.manifest.data, out)
         emit({"out": str(path), "n": n, "seed": seed, "provider": model.provider}, as_json,
@@ -165,6 +167,7 @@ def score(
     out: Annotated[Path, typer.Option(help="Output: .csv, .npy or .parquet (index, score, normal_quantile, flag).")],
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")] = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Rows per onnxruntime call.", min=1)] = 1024,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: one per core).", min=1)] = None,
     chunk_rows: Annotated[int, typer.Option(help="Rows read from the input at a time.", min=1)] = 4096,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -175,7 +178,7 @@ def score(
         from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        model = load(bundle, device=device.value, batch_size=batch_size)
+        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
         console = Console(stderr=True)
         with Progress(SpinnerColumn(), TextColumn("scoring: {task.completed:,} rows"), TimeElapsedColumn(),
                       console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
@@ -193,6 +196,7 @@ def encode(
     out: Annotated[Path, typer.Option(help="Output codes: .npy or .csv.")],
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")] = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Rows per onnxruntime call.", min=1)] = 1024,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: one per core).", min=1)] = None,
 ) -> None:
     """Encode rows to latent codes (the posterior mean for a VAE)."""
     with user_errors():
@@ -200,7 +204,7 @@ def encode(
         from gen.runtime.inputs import read_file
         from gen.runtime.outputs import save_csv, save_npy
 
-        model = load(bundle, device=device.value, batch_size=batch_size)
+        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
         model._require("encode")
         if out.suffix.lower() not in (".npy", ".csv"):
             raise InputError(f"{out}: unsupported output format {out.suffix or '(none)'}; expected .npy or .csv")

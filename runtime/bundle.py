@@ -76,8 +76,12 @@ class LoadedBundle:
     provider: str
 
 
-def open_bundle(folder: str | Path, device: str = "auto") -> LoadedBundle:
-    """Verify the bundle at `folder` and create its sessions on `device`."""
+def open_bundle(folder: str | Path, device: str = "auto", threads: int | None = None) -> LoadedBundle:
+    """Verify the bundle at `folder` and create its sessions on `device`.
+
+    `threads` caps onnxruntime's intra-op threads (None: onnxruntime's default, one per core);
+    set it to 1 when several worker processes share a machine.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"{folder}: bundle folder not found")
@@ -87,6 +91,8 @@ def open_bundle(folder: str | Path, device: str = "auto") -> LoadedBundle:
     providers = select_providers(device, ort.get_available_providers())
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
     sessions, used = {}, []
     for role, blob in blobs.items():
         path = folder / manifest.graphs[role].file

@@ -159,6 +159,9 @@ def describe(model: GenModel) -> dict:
     return summary
 
 
-def load(path: str | Path, device: str = "auto", batch_size: int = 1024) -> GenModel:
-    """Verify and load the bundle at `path`. `device` is `auto`, `cpu` or `cuda`."""
-    return GenModel(open_bundle(path, device), batch_size=batch_size)
+def load(path: str | Path, device: str = "auto", batch_size: int = 1024, threads: int | None = None) -> GenModel:
+    """Verify and load the bundle at `path`. `device` is `auto`, `cpu` or `cuda`; `batch_size`
+    is the rows per onnxruntime call; `threads` caps onnxruntime's intra-op threads."""
+    if threads is not None and threads < 1:
+        raise InputError(f"threads must be >= 1, got {threads}")
+    return GenModel(open_bundle(path, device, threads), batch_size=batch_size)

@@ -38,6 +38,7 @@ class TrainConfig:
     # GAN
     gan_loss: str = "non_saturating"
     k: int = 1
+    threads: int | None = None
     quiet: bool = False
 
     def validate(self) -> "TrainConfig":
@@ -69,6 +70,8 @@ class TrainConfig:
             raise bad("decoder", "auto, bernoulli or gaussian")
         if not self.kl_weight > 0:
             raise bad("kl_weight", "a number > 0 (a VAE without its KL term is not a VAE)")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise bad("threads", "an integer >= 1")
         if self.gan_loss not in ("minimax", "non_saturating"):
             raise bad("gan_loss", "minimax or non_saturating")
         return self

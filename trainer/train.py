@@ -76,6 +76,8 @@ def train(cfg: TrainConfig) -> Path:
     """Train `cfg.model` on `cfg.data` and write the run folder `cfg.out`; return its path."""
     cfg.validate()
     device = resolve_device(cfg.device)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     data = load_dataset(cfg.data, cfg.label_column, seed=cfg.seed)

@@ -92,3 +92,10 @@ def test_bad_arrays(bundles, digits_rows):
         model.score(digits_rows[0])
     with pytest.raises(InputError, match="n must be >= 1"):
         model.sample(0)
+
+
+def test_threads_option(bundles, digits_rows):
+    one = load(bundles["ae"], threads=1)
+    np.testing.assert_allclose(one.score(digits_rows[:20]), load(bundles["ae"]).score(digits_rows[:20]), rtol=1e-6)
+    with pytest.raises(InputError, match="threads must be >= 1"):
+        load(bundles["ae"], threads=0)
