@@ -62,8 +62,8 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True,
-                                                    help="Print the version and exit.")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     """gen: generative models from training to a torch-free runtime."""
 
