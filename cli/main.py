@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -96,6 +97,7 @@ def train(
     """Train a model and write a run folder (checkpoint, config, metrics, calibration)."""
     with user_errors():
         from gen.trainer.config import TrainConfig
+        from gen.trainer.errors import TrainWarning
         from gen.trainer.train import train as run_training
 
         raw = dict(TrainConfig.from_yaml(config).to_dict()) if config else {}
@@ -111,7 +113,12 @@ def train(
                 raise typer.BadParameter(f"--hidden {hidden!r}: expected comma-separated integers") from None
         raw.update({key: value for key, value in flags.items() if value is not None})
         cfg = TrainConfig.from_dict(raw)
-        run_dir = run_training(cfg)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TrainWarning)
+            run_dir = run_training(cfg)
+        for warning in caught:
+            if issubclass(warning.category, TrainWarning):
+                typer.echo(f"warning: {warning.message}", err=True)
         metrics = json.loads((run_dir / "run.json").read_text())["metrics"]
         lines = [f"run folder: {run_dir} (trained on {metrics['device']})"]
         if "auroc" in metrics:

@@ -88,6 +88,7 @@ class ScoringSpec:
     n_calibration: int
     quantile_levels: list[float]
     quantile_values: list[float]
+    expected_false_alarm_rate: float | None = None
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -19,8 +20,8 @@ import torch
 
 from .config import TrainConfig
 from .data import Dataset, load_dataset
-from .errors import TrainError
-from .evaluate import calibrate, one_class_auroc, protocol_split
+from .errors import TrainError, TrainWarning
+from .evaluate import calibrate, calibration_size, one_class_auroc, protocol_split
 from .models import family_module
 
 CHECKPOINT = "checkpoint.pt"
@@ -92,7 +93,7 @@ def train(cfg: TrainConfig) -> Path:
                              f"(labels: {sorted(set(data.y.tolist()))})")
         train_idx = train_idx[data.y[train_idx] == cfg.normal_class]
     train_idx = rng.permutation(train_idx)
-    n_cal = max(2, int(round(cfg.calibration_fraction * len(train_idx))))
+    n_cal = calibration_size(len(train_idx), cfg.calibration_fraction)
     if len(train_idx) - n_cal < 2:
         raise TrainError(f"{data.source}: too few training rows ({len(train_idx)}) to fit and calibrate")
     cal_idx, fit_idx = np.sort(train_idx[:n_cal]), np.sort(train_idx[n_cal:])
@@ -133,8 +134,11 @@ def train(cfg: TrainConfig) -> Path:
 
     cal_scores = _batched(net.anomaly_score, x_cal, device)
     scoring = {"kind": _score_kind(cfg.model), **calibrate(cal_scores, cfg.contamination),
-               "calibration": f"held-out slice of the normal training rows "
-                              f"({cfg.calibration_fraction:.0%}, not used for fitting)"}
+               "calibration": f"{len(cal_idx)} held-out normal training rows, not used for fitting"}
+    if scoring["expected_false_alarm_rate"] > cfg.contamination:
+        warnings.warn(f"only {len(cal_idx)} calibration rows: the {1 - cfg.contamination:.0%} threshold is "
+                      f"near their maximum, so expect about {scoring['expected_false_alarm_rate']:.1%} of "
+                      f"normal rows to be flagged, not {cfg.contamination:.1%}", TrainWarning, stacklevel=2)
     latent = {"dim": net.latent_dim, "prior": family.LATENT_PRIOR}
     if family.LATENT_PRIOR == "gaussian":
         codes = _batched(net.encode, x_fit, device).astype(np.float64)

@@ -175,3 +175,10 @@ def test_export_of_non_run_folder(tmp_path):
     result = gen("export", tmp_path, "--out", tmp_path / "b")
     assert result.exit_code == 2 and "not a run folder" in result.output
     assert not (tmp_path / "b").exists()
+
+
+def test_train_prints_calibration_warning_as_one_line(tmp_path):
+    result = gen("train", "--model", "ae", "--normal-class", "0", "--epochs", 1, "--hidden", "8",
+                 "--latent-dim", 2, "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 0
+    assert "warning: only 35 calibration rows" in result.output

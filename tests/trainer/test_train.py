@@ -86,3 +86,37 @@ def test_unlabelled_data_with_normal_class(tmp_path):
     np.save(tmp_path / "t.npy", np.zeros((40, 3), dtype=np.float32))
     with pytest.raises(TrainError, match="--normal-class 1 needs labelled data"):
         tiny(tmp_path, "r", data=str(tmp_path / "t.npy"), normal_class=1)
+
+
+def test_calibration_size_has_a_floor_on_small_data():
+    from gen.trainer.evaluate import calibration_size
+
+    assert calibration_size(144, 0.1) == 36          # 25% of a small class, not 14 rows
+    assert calibration_size(1000, 0.1) == 200        # the floor of 200 rows
+    assert calibration_size(10_000, 0.1) == 1000     # the fraction once it exceeds the floor
+    assert calibration_size(8, 0.1) == 2
+
+
+def test_small_calibration_warns_with_expected_false_alarms(tmp_path):
+    from gen.trainer.errors import TrainWarning
+
+    with pytest.warns(TrainWarning, match=r"only 35 calibration rows: .* expect about 2\.8% of normal rows"):
+        run = tiny(tmp_path, "w", normal_class=0)
+    scoring = json.loads((run / "run.json").read_text())["scoring"]
+    assert scoring["expected_false_alarm_rate"] == pytest.approx(1 / 36)
+    assert scoring["calibration"].startswith("35 held-out normal training rows")
+
+
+def test_protocol_split_stratifies_labels_with_gaps():
+    y = np.repeat([0, 2, 5], 10)
+    _, test = protocol_split(30, y)
+    assert sorted(np.bincount(y[test]).tolist()) == [0, 0, 0, 2, 2, 2]
+
+
+def test_empty_hidden_means_no_hidden_layer_in_every_family():
+    from gen.trainer.models import autoencoder, gan, vae
+
+    cfg = TrainConfig(model="ae", hidden=[], latent_dim=3).validate()
+    assert len(autoencoder.build(cfg, dim=8, unit_range=True).encoder_layers) == 1
+    assert len([m for m in gan.build(cfg, dim=8, unit_range=True).netG if isinstance(m, torch.nn.Linear)]) == 1
+    assert isinstance(vae.build(cfg, dim=8, unit_range=True).body, torch.nn.Identity)

@@ -77,7 +77,7 @@ class AutoEncoder(nn.Module):
 
 
 def build(cfg: TrainConfig, dim: int, unit_range: bool) -> AutoEncoder:
-    return AutoEncoder(dim, cfg.hidden or DEFAULT_HIDDEN, cfg.latent_dim or DEFAULT_LATENT,
+    return AutoEncoder(dim, DEFAULT_HIDDEN if cfg.hidden is None else cfg.hidden, cfg.latent_dim or DEFAULT_LATENT,
                        cfg.model, unit_range)
 
 

@@ -49,7 +49,7 @@ class GAN(nn.Module):
 
 
 def build(cfg: TrainConfig, dim: int, unit_range: bool) -> GAN:
-    return GAN(dim, cfg.hidden or DEFAULT_HIDDEN, cfg.latent_dim or DEFAULT_LATENT, unit_range)
+    return GAN(dim, DEFAULT_HIDDEN if cfg.hidden is None else cfg.hidden, cfg.latent_dim or DEFAULT_LATENT, unit_range)
 
 
 class Trainer:
@@ -61,7 +61,9 @@ class Trainer:
 
     def __init__(self, net: GAN, cfg: TrainConfig):
         self.net, self.k, self.loss_kind = net, cfg.k, cfg.gan_loss
-        lr = cfg.lr or 1e-3  # 2e-4 (DCGAN) lets netD win on small MLP data; see BENCHMARKS.md
+        # Not DCGAN's 2e-4: on digits with these MLPs netD wins at 2e-4 and samples collapse
+        # (mean pairwise sample distance 1.55 vs the data's 2.99 after 200 epochs; 2.96 at 1e-3).
+        lr = cfg.lr or 1e-3
         self.optD = torch.optim.Adam(net.netD.parameters(), lr=lr, betas=(0.5, 0.999))
         self.optG = torch.optim.Adam(net.netG.parameters(), lr=lr, betas=(0.5, 0.999))
         self.batches_per_step = cfg.k
