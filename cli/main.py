@@ -34,8 +34,6 @@ class Device(str, Enum):
 @contextlib.contextmanager
 def user_errors():
     """Turn gen's own errors into one line on stderr and the documented exit code."""
-    from gen.runtime import DeviceError  # noqa: F401  (same base class)
-
     try:
         yield
     except GenError as exc:
@@ -212,7 +210,7 @@ def encode(
         from gen.runtime.outputs import save_csv, save_npy
 
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
-        model._require("encode")
+        model.require("encode")
         if out.suffix.lower() not in (".npy", ".csv"):
             raise InputError(f"{out}: unsupported output format {out.suffix or '(none)'}; expected .npy or .csv")
         codes = model.encode(read_file(input, model.shape))

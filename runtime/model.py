@@ -51,7 +51,8 @@ class GenModel:
         return f"GenModel(family={self.family!r}, capabilities={self.capabilities}, provider={self.provider!r})"
 
     # -- plumbing ------------------------------------------------------------------------
-    def _require(self, verb: str) -> None:
+    def require(self, verb: str) -> None:
+        """Raise `NotSupported` unless the bundle's family offers `verb`."""
         if verb not in self.manifest.capabilities:
             raise NotSupported(f"model family {self.family!r} does not support {verb!r}; "
                                f"it supports: {', '.join(self.capabilities) or 'nothing'}")
@@ -64,12 +65,12 @@ class GenModel:
         flat = x.reshape(x.shape[0], -1)
         return (flat * self._scale + self._offset).astype(np.float32).reshape(x.shape)
 
-    def _run(self, role: str, feed_name_values: np.ndarray, output: int = 0) -> np.ndarray:
-        """Run graph `role` on its first input in batches; return one output."""
+    def _run(self, role: str, x: np.ndarray, output: int = 0) -> np.ndarray:
+        """Run graph `role` on `x` in batches of `batch_size` rows; return one output."""
         session = self.bundle.sessions[role]
         name = session.get_inputs()[0].name
-        parts = [session.run(None, {name: feed_name_values[i:i + self.batch_size]})[output]
-                 for i in range(0, len(feed_name_values), self.batch_size)]
+        parts = [session.run(None, {name: x[i:i + self.batch_size]})[output]
+                 for i in range(0, len(x), self.batch_size)]
         return np.concatenate(parts, axis=0)
 
     def _rows(self, x: np.ndarray, where: str) -> np.ndarray:
@@ -78,7 +79,7 @@ class GenModel:
     # -- verbs ---------------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0) -> np.ndarray:
         """Draw `n` samples, shape (n, *data.shape), in raw units. Same seed, same samples."""
-        self._require("sample")
+        self.require("sample")
         if n < 1:
             raise InputError(f"n must be >= 1, got {n}")
         rng = np.random.default_rng(seed)
@@ -88,12 +89,12 @@ class GenModel:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Latent codes of rows `x` (the posterior mean for a VAE)."""
-        self._require("encode")
+        self.require("encode")
         return self._run("encoder", self._rows(x, "encode input"))
 
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
         """Decode(encode(x)), in raw units."""
-        self._require("reconstruct")
+        self.require("reconstruct")
         codes = self._run("encoder", self._rows(x, "reconstruct input"))
         return self.to_raw_space(self._run("decoder", codes))
 
@@ -102,12 +103,12 @@ class GenModel:
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Raw anomaly score per row; higher means more anomalous."""
-        self._require("score")
+        self.require("score")
         return self._score_model_space(self._rows(x, "score input"))
 
     @property
     def threshold(self) -> float:
-        self._require("score")
+        self.require("score")
         return float(self.manifest.scoring.threshold)
 
     def flag(self, x: np.ndarray) -> np.ndarray:
@@ -116,7 +117,7 @@ class GenModel:
 
     def normal_quantile(self, scores: np.ndarray) -> np.ndarray:
         """Share of held-out normal rows whose score is at most `scores` (0..1)."""
-        self._require("score")
+        self.require("score")
         spec = self.manifest.scoring
         return np.interp(scores, spec.quantile_values, spec.quantile_levels)
 
@@ -124,7 +125,7 @@ class GenModel:
                    on_chunk: Callable[[int], None] | None = None) -> int:
         """Score every row of a CSV/NPY/Parquet file into `out` (CSV/NPY/Parquet), chunk by
         chunk so memory stays flat; the output appears only when all rows succeeded."""
-        self._require("score")
+        self.require("score")
         writer = ScoreWriter(out)
         try:
             for chunk in iter_file(path, self.shape, chunk_rows):
