@@ -59,12 +59,18 @@ def version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings reach a CLI user as one line, not as a source location."""
+    typer.echo(f"warning: {message}", err=True)
+
+
 @app.callback()
 def root(
     version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """gen: generative models from training to a torch-free runtime."""
+    warnings.showwarning = show_warning
 
 
 @app.command()
@@ -95,7 +101,6 @@ def train(
     """Train a model and write a run folder (checkpoint, config, metrics, calibration)."""
     with user_errors():
         from gen.trainer.config import TrainConfig
-        from gen.trainer.errors import TrainWarning
         from gen.trainer.train import train as run_training
 
         raw = dict(TrainConfig.from_yaml(config).to_dict()) if config else {}
@@ -111,12 +116,7 @@ def train(
                 raise typer.BadParameter(f"--hidden {hidden!r}: expected comma-separated integers") from None
         raw.update({key: value for key, value in flags.items() if value is not None})
         cfg = TrainConfig.from_dict(raw)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", TrainWarning)
-            run_dir = run_training(cfg)
-        for warning in caught:
-            if issubclass(warning.category, TrainWarning):
-                typer.echo(f"warning: {warning.message}", err=True)
+        run_dir = run_training(cfg)
         metrics = json.loads((run_dir / "run.json").read_text())["metrics"]
         lines = [f"run folder: {run_dir} (trained on {metrics['device']})"]
         if "auroc" in metrics:

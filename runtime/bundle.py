@@ -103,5 +103,5 @@ def open_bundle(folder: str | Path, device: str = "auto", threads: int | None = 
         check_io(path, manifest.graphs[role], session)
         sessions[role] = session
         used = session.get_providers()
-    provider = check_session_provider(device, used)
+    provider = check_session_provider(device, providers, used)
     return LoadedBundle(folder, manifest, sessions, device, provider)

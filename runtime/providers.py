@@ -49,14 +49,18 @@ def select_providers(device: str, available: list[str]) -> list[str]:
     return [CPU]
 
 
-def check_session_provider(device: str, used: list[str]) -> str:
-    """Return the provider a session really runs on; warn when CUDA silently fell back."""
+def check_session_provider(device: str, requested: list[str], used: list[str]) -> str:
+    """Return the provider a session really runs on.
+
+    onnxruntime-gpu offers CUDA even where its libraries cannot load, and then quietly
+    builds a CPU session; asked for `cuda` that is an error here, under `auto` a warning.
+    """
     primary = used[0] if used else "none"
-    if device == "cuda" and primary != CUDA:
-        raise DeviceError(
-            f"device 'cuda' was asked for but the session runs on {primary} "
-            "(CUDA libraries missing or incompatible?)"
-        )
-    if device == "auto" and primary != CUDA and CUDA in used[1:]:
-        warnings.warn(f"CUDA was offered but the session runs on {primary}", stacklevel=2)
+    if requested[0] == CUDA and primary != CUDA:
+        if device == "cuda":
+            raise DeviceError(
+                f"device 'cuda' was asked for but the session runs on {primary} "
+                "(CUDA or cuDNN libraries missing or incompatible with onnxruntime-gpu?)"
+            )
+        warnings.warn(f"CUDA was offered by onnxruntime but the session runs on {primary}", stacklevel=2)
     return primary

@@ -182,3 +182,19 @@ def test_train_prints_calibration_warning_as_one_line(tmp_path):
                  "--latent-dim", 2, "--out", tmp_path / "run", "-q")
     assert result.exit_code == 0
     assert "warning: only 35 calibration rows" in result.output
+
+
+def test_cuda_fallback_warning_is_one_line(bundles, tmp_path, monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    real = onnxruntime.InferenceSession
+    monkeypatch.setattr(onnxruntime, "InferenceSession",
+                        lambda blob, sess_options=None, providers=None:
+                        real(blob, sess_options=sess_options, providers=["CPUExecutionProvider"]))
+    result = gen("sample", bundles["ae"], "--n", 4, "--out", tmp_path / "s.npy", "--json")
+    assert result.exit_code == 0
+    assert "warning: CUDA was offered by onnxruntime but the session runs on CPUExecutionProvider" in result.output
+    result = gen("sample", bundles["ae"], "--device", "cuda", "--out", tmp_path / "t.npy")
+    assert result.exit_code == 2 and not (tmp_path / "t.npy").exists()
