@@ -41,8 +41,6 @@ def user_errors():
         raise typer.Exit(exc.exit_code) from None
     except Exception as exc:
         code = getattr(exc, "exit_code", None)
-        if isinstance(exc, FileExistsError):
-            code = 2
         if code is None:
             raise
         typer.echo(f"error: {exc}", err=True)

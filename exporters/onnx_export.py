@@ -10,8 +10,6 @@ renamed into place, so a failed export leaves nothing behind.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,10 +19,10 @@ import onnx
 import torch
 
 from gen.runtime.bundle import sha256_file
-from gen.runtime.manifest import DataSpec, GraphSpec, LatentSpec, Manifest, ScoringSpec, TensorSpec
+from gen.runtime.manifest import MANIFEST, DataSpec, GraphSpec, LatentSpec, Manifest, ScoringSpec, TensorSpec
 from gen.runtime.providers import import_onnxruntime
 from gen.trainer.models.base import GraphDef
-from gen.trainer.train import gen_version, load_checkpoint
+from gen.trainer.train import gen_version, load_checkpoint, staged_folder
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4
@@ -81,14 +79,9 @@ def parity(graph: GraphDef, path: Path, probe: np.ndarray) -> tuple[float, float
 def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Manifest:
     """Export the run folder `run_dir` to the bundle folder `out`; return its manifest."""
     run_dir, out = Path(run_dir), Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out}: bundle folder exists and is not empty (bundles are immutable; "
-                              "pass --force to replace it)")
     cfg, info, net = load_checkpoint(run_dir)
     probe_rows = np.load(run_dir / "probe.npy", allow_pickle=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out, MANIFEST, "bundle", replace=force) as staging:
         graphs, parities, scales = {}, {}, {}
         for role, graph in net.graphs().items():
             path = staging / f"{role}.onnx"
@@ -118,11 +111,6 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Man
                     "tolerance": PARITY_TOLERANCE, "rule": "max_abs_diff <= tolerance * max(1, max_abs_output)"},
         )
         manifest.write(staging)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 

@@ -8,7 +8,10 @@ epoch), probe.npy (held-out rows for the export parity check) and preview.png fo
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import tempfile
 import time
 import warnings
 from datetime import datetime, timezone
@@ -73,9 +76,43 @@ def _progress(quiet: bool):
                     TimeElapsedColumn(), TextColumn("{task.fields[losses]}"), disable=quiet, transient=False)
 
 
+@contextlib.contextmanager
+def staged_folder(out: Path, marker: str, what: str, replace: bool = True):
+    """Yield an empty staging folder beside `out`; on success it replaces `out` in one rename.
+
+    A failure leaves `out` as it was. An existing `out` is replaced only when it is empty or
+    holds `marker` (one of our own folders), never an arbitrary folder of the user's.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not (out / marker).is_file():
+            raise TrainError(f"{out}: exists and is not a gen {what}; choose another --out")
+        if not replace:
+            raise TrainError(f"{out}: {what} exists ({what}s are immutable; pass --force to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def train(cfg: TrainConfig) -> Path:
-    """Train `cfg.model` on `cfg.data` and write the run folder `cfg.out`; return its path."""
+    """Train `cfg.model` on `cfg.data` and write the run folder `cfg.out`; return its path.
+
+    The folder appears whole at the end (it is written beside it and renamed), replacing an
+    earlier run folder of the same name; a failed run leaves nothing behind.
+    """
     cfg.validate()
+    with staged_folder(Path(cfg.out), RUN_INFO, "run folder") as staging:
+        _train_into(cfg, staging)
+    return Path(cfg.out)
+
+
+def _train_into(cfg: TrainConfig, out: Path) -> None:
     device = resolve_device(cfg.device)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -107,8 +144,6 @@ def train(cfg: TrainConfig) -> Path:
 
     net = family.build(cfg, dim, unit_range).to(device)
     trainer = family.Trainer(net, cfg)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows_per_step = cfg.batch_size * trainer.batches_per_step
     history = []
     x_fit_t = torch.from_numpy(x_fit).to(device)
@@ -175,7 +210,6 @@ def train(cfg: TrainConfig) -> Path:
     np.save(out / "probe.npy", x_cal[:32], allow_pickle=False)
     if data.kind == "image" and "sample" in family.CAPABILITIES:
         _write_preview(net, latent, data.image_shape, out / "preview.png", cfg.seed, device)
-    return out
 
 
 def _score_kind(model: str) -> str:

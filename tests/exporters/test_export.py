@@ -92,3 +92,20 @@ def test_runtime_score_equals_training_score(runs, bundles, digits_rows):
     with torch.no_grad():
         want = net.anomaly_score(torch.from_numpy(digits_rows[:50] / 16.0)).numpy()
     np.testing.assert_allclose(model.score(digits_rows[:50]), want, rtol=1e-5, atol=1e-4)
+
+
+def test_force_replaces_a_bundle_but_never_a_user_folder(runs, tmp_path):
+    from gen.trainer.errors import TrainError
+
+    bundle = tmp_path / "bundle"
+    export_run(runs["gan"], bundle)
+    first = (bundle / "manifest.json").read_text()
+    export_run(runs["gan"], bundle, force=True)
+    assert json.loads((bundle / "manifest.json").read_text())["created"] >= json.loads(first)["created"]
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("precious")
+    with pytest.raises(TrainError, match="exists and is not a gen bundle"):
+        export_run(runs["gan"], user, force=True)
+    assert (user / "notes.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "mine"]

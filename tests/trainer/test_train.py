@@ -120,3 +120,23 @@ def test_empty_hidden_means_no_hidden_layer_in_every_family():
     assert len(autoencoder.build(cfg, dim=8, unit_range=True).encoder_layers) == 1
     assert len([m for m in gan.build(cfg, dim=8, unit_range=True).netG if isinstance(m, torch.nn.Linear)]) == 1
     assert isinstance(vae.build(cfg, dim=8, unit_range=True).body, torch.nn.Identity)
+
+
+def test_failed_run_leaves_nothing(tmp_path):
+    with pytest.raises(TrainError, match="loss=bce needs data scaled"):
+        tiny(tmp_path, "bad", data="ring8", loss="bce")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rerun_replaces_a_run_folder_but_never_a_user_folder(tmp_path):
+    run = tiny(tmp_path, "run", seed=1)
+    (run / "stale.txt").write_text("from an older run")
+    tiny(tmp_path, "run", seed=2)
+    assert not (run / "stale.txt").exists() and (run / "run.json").is_file()
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "thesis.tex").write_text("precious")
+    with pytest.raises(TrainError, match="exists and is not a gen run folder"):
+        tiny(tmp_path, "mine")
+    assert (user / "thesis.tex").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "run"]
