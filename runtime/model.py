@@ -9,6 +9,7 @@ import numpy as np
 
 from .bundle import LoadedBundle, open_bundle
 from .errors import InputError, NotSupported
+from .execution import GraphRunner, binding_device
 from .inputs import check_array, iter_file
 from .manifest import Manifest
 from .outputs import ScoreWriter
@@ -22,10 +23,12 @@ class GenModel:
     Inputs and outputs are in raw data units; the manifest's preprocessing is applied here.
     """
 
-    def __init__(self, bundle: LoadedBundle, batch_size: int = 1024):
+    def __init__(self, bundle: LoadedBundle, batch_size: int = 1024, io_binding: bool | None = None):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.bundle = bundle
+        device = binding_device(bundle.provider, io_binding)
+        self.runners = {role: GraphRunner(session, device) for role, session in bundle.sessions.items()}
         self.manifest: Manifest = bundle.manifest
         self.batch_size = batch_size
         data = self.manifest.data
@@ -67,10 +70,8 @@ class GenModel:
 
     def _run(self, role: str, x: np.ndarray, output: int = 0) -> np.ndarray:
         """Run graph `role` on `x` in batches of `batch_size` rows; return one output."""
-        session = self.bundle.sessions[role]
-        name = session.get_inputs()[0].name
-        parts = [session.run(None, {name: x[i:i + self.batch_size]})[output]
-                 for i in range(0, len(x), self.batch_size)]
+        runner = self.runners[role]
+        parts = [runner.run(x[i:i + self.batch_size])[output] for i in range(0, len(x), self.batch_size)]
         return np.concatenate(parts, axis=0)
 
     def _rows(self, x: np.ndarray, where: str) -> np.ndarray:
@@ -95,8 +96,12 @@ class GenModel:
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
         """Decode(encode(x)), in raw units."""
         self.require("reconstruct")
-        codes = self._run("encoder", self._rows(x, "reconstruct input"))
-        return self.to_raw_space(self._run("decoder", codes))
+        rows = self._rows(x, "reconstruct input")
+        encoder, decoder = self.runners["encoder"], self.runners["decoder"]
+        # Per batch, the codes stay on the device between the two graphs (under IOBinding).
+        parts = [decoder.run(encoder.run(rows[i:i + self.batch_size], keep_on_device=True)[0])[0]
+                 for i in range(0, len(rows), self.batch_size)]
+        return self.to_raw_space(np.concatenate(parts, axis=0))
 
     def _score_model_space(self, rows: np.ndarray) -> np.ndarray:
         return self._run("score", rows).astype(np.float64).reshape(-1)
@@ -147,6 +152,7 @@ def describe(model: GenModel) -> dict:
         "bundle": str(model.bundle.folder), "family": m.family, "variant": m.variant,
         "format_version": m.format_version, "gen_version": m.gen_version, "created": m.created,
         "seed": m.seed, "capabilities": m.capabilities, "provider": model.provider,
+        "io_binding": next(iter(model.runners.values())).device,
         "data": {"source": m.data.source, "shape": m.data.shape, "image_shape": m.data.image_shape,
                  "normal_class": m.data.normal_class, "n_train": m.data.n_train},
         "latent": {"dim": m.latent.dim, "prior": m.latent.prior} if m.latent else None,
@@ -160,9 +166,14 @@ def describe(model: GenModel) -> dict:
     return summary
 
 
-def load(path: str | Path, device: str = "auto", batch_size: int = 1024, threads: int | None = None) -> GenModel:
-    """Verify and load the bundle at `path`. `device` is `auto`, `cpu` or `cuda`; `batch_size`
-    is the rows per onnxruntime call; `threads` caps onnxruntime's intra-op threads."""
+def load(path: str | Path, device: str = "auto", batch_size: int = 1024, threads: int | None = None,
+         io_binding: bool | None = None) -> GenModel:
+    """Verify and load the bundle at `path`.
+
+    device: `auto`, `cpu` or `cuda`. batch_size: rows per onnxruntime call. threads: cap on
+    onnxruntime's intra-op threads. io_binding: None binds inputs/outputs with IOBinding on
+    CUDA only; True always; False never.
+    """
     if threads is not None and threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
-    return GenModel(open_bundle(path, device, threads), batch_size=batch_size)
+    return GenModel(open_bundle(path, device, threads), batch_size=batch_size, io_binding=io_binding)
