@@ -98,7 +98,7 @@ def _iter_csv(path: Path, shape: list[int], chunk_rows: int) -> Iterator[np.ndar
     size = int(np.prod(shape))
     header: list[str] | None = None
     buffer: list[list[float]] = []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         try:
             reader = csv.reader(f)
             for row in reader:

@@ -165,7 +165,7 @@ def _split_labels(names: list[str] | None, x: np.ndarray, label_column: str | No
 def csv_file(path: Path, label_column: str | None = None) -> Dataset:
     """Numeric CSV, one row per example; an optional header row names the columns."""
     rows, names = [], None
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         for row in reader:
             if not row:

@@ -87,3 +87,9 @@ def test_missing_and_unknown_format(tmp_path):
         read_file(tmp_path / "nope.csv", SHAPE)
     with pytest.raises(InputError, match=r"x.txt: unsupported input format .txt"):
         read_file(write(tmp_path, "x.txt", "1,2,3"), SHAPE)
+
+
+def test_csv_with_byte_order_mark(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeff1,2,3\n4,5,6\n".encode("utf-8"))
+    np.testing.assert_array_equal(read_file(path, SHAPE), [[1, 2, 3], [4, 5, 6]])
