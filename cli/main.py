@@ -31,6 +31,14 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+# Options shared by the serving commands, declared once.
+BundleArg = Annotated[Path, typer.Argument(help="Bundle folder.")]
+DeviceOpt = Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")]
+BatchOpt = Annotated[int, typer.Option(help="Rows per onnxruntime call.", min=1)]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: one per core).", min=1)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+
+
 @contextlib.contextmanager
 def user_errors():
     """Turn gen's own errors into one line on stderr and the documented exit code."""
@@ -94,7 +102,7 @@ def train(
     k: Annotated[Optional[int], typer.Option(help="GAN discriminator steps per generator step. [default: 1]")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).", min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train a model and write a run folder (checkpoint, config, metrics, calibration)."""
     with user_errors():
@@ -127,7 +135,7 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by `gen train`.")],
     out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
     force: Annotated[bool, typer.Option(help="Replace an existing bundle folder.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Export a run folder to an ONNX bundle (checked: onnx checker + torch/onnxruntime parity)."""
     with user_errors():
@@ -142,14 +150,14 @@ def export(
 
 @app.command()
 def sample(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    bundle: BundleArg,
     out: Annotated[Path, typer.Option(help="Output: .png (grid or scatter), .npy or .csv.")],
     n: Annotated[int, typer.Option(help="Number of samples.", min=1)] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the numpy Generator that draws the noise.")] = 0,
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")] = Device.auto,
-    batch_size: Annotated[int, typer.Option(help="Rows per onnxruntime call.", min=1)] = 1024,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: one per core).", min=1)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    device: DeviceOpt = Device.auto,
+    batch_size: BatchOpt = 1024,
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Draw N samples from a bundle. Same seed, same samples."""
     with user_errors():
@@ -165,14 +173,14 @@ def sample(
 
 @app.command()
 def score(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    bundle: BundleArg,
     input: Annotated[Path, typer.Argument(help="Rows to score: .csv, .npy or .parquet.")],
     out: Annotated[Path, typer.Option(help="Output: .csv, .npy or .parquet (index, score, normal_quantile, flag).")],
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")] = Device.auto,
-    batch_size: Annotated[int, typer.Option(help="Rows per onnxruntime call.", min=1)] = 1024,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: one per core).", min=1)] = None,
+    device: DeviceOpt = Device.auto,
+    batch_size: BatchOpt = 1024,
+    threads: ThreadsOpt = None,
     chunk_rows: Annotated[int, typer.Option(help="Rows read from the input at a time.", min=1)] = 4096,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Score rows for anomaly (higher = more anomalous) and flag those above the threshold."""
     with user_errors():
@@ -194,12 +202,12 @@ def score(
 
 @app.command()
 def encode(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    bundle: BundleArg,
     input: Annotated[Path, typer.Argument(help="Rows to encode: .csv, .npy or .parquet.")],
     out: Annotated[Path, typer.Option(help="Output codes: .npy or .csv.")],
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")] = Device.auto,
-    batch_size: Annotated[int, typer.Option(help="Rows per onnxruntime call.", min=1)] = 1024,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: one per core).", min=1)] = None,
+    device: DeviceOpt = Device.auto,
+    batch_size: BatchOpt = 1024,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Encode rows to latent codes (the posterior mean for a VAE)."""
     with user_errors():
@@ -221,9 +229,9 @@ def encode(
 
 @app.command()
 def info(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")] = Device.auto,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    bundle: BundleArg,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
 ) -> None:
     """Verify a bundle and summarise it: family, capabilities, graphs, calibration, provider."""
     with user_errors():
