@@ -1,4 +1,5 @@
-"""`gen demo`: the main job end to end on the embedded sklearn digits."""
+"""`gen demo`: the main job end to end on the embedded sklearn digits, for every family that
+declares a demo preset."""
 
 from __future__ import annotations
 
@@ -8,41 +9,43 @@ from pathlib import Path
 import numpy as np
 
 
-DEMO_EPOCHS = {"ae": 100, "vae": 100, "gan": 300}
-
-
 def run_demo(out: Path, epochs: int | None = None, seed: int = 0, quiet: bool = False,
              echo: Callable[[str], None] = print) -> dict:
-    """Train ae, vae and gan on digits, export each, sample a PNG grid from each, and score
-    the held-out digits plus 20 rows of uniform noise with the autoencoder."""
+    """Train each demo family on digits, export it, sample a PNG grid from each bundle, and
+    score the held-out digits plus 20 rows of uniform noise with the first scoring family."""
     from gen.exporters import export_run
     from gen.runtime import load
     from gen.runtime.outputs import save_csv, save_samples
+    from gen.trainer import registry
     from gen.trainer.config import TrainConfig
     from gen.trainer.data import digits
-    from gen.trainer.evaluate import protocol_split
+    from gen.trainer.protocols.one_class import protocol_split
     from gen.trainer.train import train
 
     out = Path(out)
-    grids = []
-    for family in ("ae", "vae", "gan"):
-        echo(f"== {family}: train, export, sample")
-        run = train(TrainConfig(model=family, data="digits", epochs=epochs or DEMO_EPOCHS[family], seed=seed,
-                                out=str(out / "runs" / family), quiet=quiet))
-        bundle = out / "bundles" / family
-        export_run(run, bundle, force=True)
-        model = load(bundle)
-        grids.append(save_samples(model.sample(64, seed=seed), model.manifest.data, out / f"{family}-samples.png"))
+    grids, bundles = [], {}
+    for name, family in registry.families().items():
+        if family.demo is None:
+            continue
+        echo(f"== {name}: train, export, sample")
+        cfg = TrainConfig.make(model=name, data="digits", epochs=epochs or family.demo.epochs, seed=seed,
+                               out=str(out / "runs" / name), quiet=quiet, **family.demo.options)
+        bundles[name] = out / "bundles" / name
+        export_run(train(cfg), bundles[name], force=True)
+        model = load(bundles[name])
+        if "sample" in model.capabilities:
+            grids.append(save_samples(model.sample(64, seed=seed), model.manifest.data, out / f"{name}-samples.png"))
 
     data = digits()
     _, test = protocol_split(len(data.x), data.y)
-    noise = np.random.default_rng(seed).uniform(0, 16, size=(20, data.x.shape[1])).astype(np.float32)
-    batch = np.concatenate([data.x[test], noise])
+    noise = np.random.default_rng(seed).uniform(0, 16, size=(20, *data.shape)).astype(np.float32)
+    batch = np.concatenate([data.x[test], noise]).reshape(len(test) + 20, -1)
     batch_path = save_csv(batch, out / "score-batch.csv", header=[f"pixel{i}" for i in range(batch.shape[1])])
-    model = load(out / "bundles" / "ae")
+    scorer = next(n for n, f in registry.families().items() if f.demo and f.score_kind == "reconstruction_mse")
+    model = load(bundles[scorer])
     scores_path = out / "scores.csv"
     model.score_file(batch_path, scores_path)
     flags = model.flag(batch)
-    echo(f"== scored {len(batch)} rows ({len(test)} held-out digits + 20 noise rows) with the ae bundle: "
+    echo(f"== scored {len(batch)} rows ({len(test)} held-out digits + 20 noise rows) with the {scorer} bundle: "
          f"{int(flags[:len(test)].sum())} digits flagged, {int(flags[len(test):].sum())}/20 noise rows flagged")
     return {"grids": grids, "scores": scores_path}

@@ -1,5 +1,7 @@
 """gen.exporters: torch run folder -> ONNX bundle (graphs + manifest), checked for parity."""
 
-from .onnx_export import ExportError, export_run
+from gen.runtime.errors import ExportError
+
+from .onnx_export import export_run
 
 __all__ = ["export_run", "ExportError"]

@@ -1,10 +1,12 @@
 """Export a run folder to a bundle: one ONNX graph per role plus manifest.json.
 
-Each graph is exported with the torch.export-based exporter (dynamic batch axis), checked
-with `onnx.checker.check_model(full_check=True)`, and run through onnxruntime on a probe
-batch; the max absolute difference from torch is recorded in the manifest and export
-fails if it exceeds `PARITY_TOLERANCE`. The bundle is written to a temporary folder and
-renamed into place, so a failed export leaves nothing behind.
+Each graph is wrapped so it takes and returns raw units (the bundle's preprocessing is its
+first and last nodes), exported with the torch.export-based exporter (dynamic batch axis on
+every input), checked with `onnx.checker.check_model(full_check=True)`, and run through
+onnxruntime on a probe batch of held-out raw rows (and seeded noise for the other inputs);
+the torch vs onnxruntime difference is recorded in the manifest and export fails if it
+exceeds the tolerance. The bundle is written to a staging folder and renamed into place, so
+a failed export leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -19,104 +21,124 @@ import onnx
 import torch
 
 from gen.runtime.bundle import sha256_file
-from gen.runtime.manifest import MANIFEST, DataSpec, GraphSpec, LatentSpec, Manifest, ScoringSpec, TensorSpec
+from gen.runtime.errors import BundleError, ExportError
+from gen.runtime.manifest import (MANIFEST, GraphParity, GraphSpec, LatentSpec, Manifest, MetricsSpec,
+                                  ParitySpec, SamplerSpec, ScoringSpec, TensorSpec, parse)
+from gen.runtime.outputs import staged_folder
 from gen.runtime.providers import import_onnxruntime
-from gen.trainer.models.base import GraphDef
-from gen.trainer.train import gen_version, load_checkpoint, staged_folder
+from gen.runtime.version import gen_version
+from gen.trainer.graphs import GraphDef, Port, RawUnits
+from gen.trainer.train import PROBE, load_run
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4
 
 
-class ExportError(Exception):
-    """Export failed a check (parity, ONNX validity); nothing was written."""
+def _one_line(exc: BaseException) -> str:
+    """The root cause of an exporter or checker failure, in one line (the torch exporter wraps
+    the cause in several lines of advice)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
-    exit_code = 1
 
-
-def export_graph(graph: GraphDef, path: Path) -> None:
-    """Write one graph with a dynamic batch axis on its input and outputs."""
-    example = torch.zeros(2, *graph.input_shape)
+def export_graph(graph: GraphDef, module: RawUnits, path: Path) -> None:
+    """Write one graph with a shared dynamic batch axis on every input and output."""
+    examples = tuple(torch.zeros(2, *p.shape) for p in graph.inputs)
     batch = torch.export.Dim("batch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         program = torch.onnx.export(
-            graph.module, (example,), dynamo=True, opset_version=OPSET, verbose=False,
-            input_names=[graph.input_name], output_names=graph.output_names,
-            dynamic_shapes=({0: batch},), optimize=True,
+            module, examples, dynamo=True, opset_version=OPSET, verbose=False,
+            input_names=[p.name for p in graph.inputs], output_names=[p.name for p in graph.outputs],
+            # forward(*inputs) takes one tuple: one {axis: Dim} per input, inside it.
+            dynamic_shapes=(tuple({0: batch} for _ in graph.inputs),), optimize=True,
         )
     program.save(str(path))
 
 
-def tensor_specs(values) -> list[TensorSpec]:
+def tensor_specs(values, ports: list[Port]) -> list[TensorSpec]:
+    """The manifest's record of a graph's inputs or outputs, read from the ONNX file itself."""
+    kinds = {p.name: p.kind for p in ports}
     return [TensorSpec(v.name, ["batch" if (d.dim_param or not d.HasField("dim_value")) else d.dim_value
                                 for d in v.type.tensor_type.shape.dim],
-                       onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name)
+                       onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+                       kinds.get(v.name, "value"))
             for v in values]
 
 
-def probe_input(graph: GraphDef, probe_rows: np.ndarray, seed: int) -> np.ndarray:
-    """Held-out data rows for data graphs; standard-normal codes for latent graphs."""
-    if graph.input_kind == "data":
-        return probe_rows.astype(np.float32)
+def probe_feeds(graph: GraphDef, probe_rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Held-out raw rows for data inputs; seeded draws for the others (binary for masks and
+    chain states, uniform or normal for noise and codes as the port says)."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((len(probe_rows), *graph.input_shape)).astype(np.float32)
+    n = len(probe_rows)
+    feeds = {}
+    for port in graph.inputs:
+        shape = (n, *port.shape)
+        if port.kind == "data":
+            feeds[port.name] = probe_rows.reshape(shape).astype(np.float32)
+        elif port.kind in ("mask", "state"):
+            feeds[port.name] = (rng.random(shape) < 0.5).astype(np.float32)
+        elif port.distribution == "uniform":
+            feeds[port.name] = rng.random(shape, dtype=np.float32)
+        else:
+            feeds[port.name] = rng.standard_normal(shape, dtype=np.float32)
+    return feeds
 
 
-def parity(graph: GraphDef, path: Path, probe: np.ndarray) -> tuple[float, float]:
-    """(max |torch - onnxruntime|, max |torch|) over all outputs on the probe batch."""
+def parity(graph: GraphDef, module: RawUnits, path: Path, feeds: dict[str, np.ndarray]) -> GraphParity:
+    """max |torch - onnxruntime| and max |torch| over all outputs on the probe feeds."""
     ort = import_onnxruntime()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {graph.input_name: probe})
+    names = [p.name for p in graph.outputs]
+    got = session.run(names, feeds)
     with torch.no_grad():
-        want = graph.module(torch.from_numpy(probe))
-    want = want if isinstance(want, tuple) else (want,)
-    diff = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
-    return diff, max(float(np.abs(w.numpy()).max()) for w in want)
+        want = module(*(torch.from_numpy(feeds[p.name]) for p in graph.inputs))
+    want = [w.numpy() for w in (want if isinstance(want, tuple) else (want,))]
+    diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
+    return GraphParity(max_abs_diff=diff, max_abs_output=max(float(np.abs(w).max()) for w in want))
 
 
 def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Manifest:
     """Export the run folder `run_dir` to the bundle folder `out`; return its manifest."""
     run_dir, out = Path(run_dir), Path(out)
-    cfg, info, net = load_checkpoint(run_dir)
-    probe_rows = np.load(run_dir / "probe.npy", allow_pickle=False)
-    with staged_folder(out, MANIFEST, "bundle", replace=force) as staging:
-        graphs, parities, scales = {}, {}, {}
-        for role, graph in net.graphs().items():
+    cfg, info, data, net = load_run(run_dir)
+    where = str(run_dir / "run.json")
+    probe_rows = np.load(run_dir / PROBE, allow_pickle=False)
+    with staged_folder(out, MANIFEST, "bundle", error=BundleError, replace=force) as staging:
+        graphs, parities = {}, {}
+        for role, graph in cfg.family.graphs(net, data).items():
             path = staging / f"{role}.onnx"
-            export_graph(graph, path)
-            model = onnx.load(str(path))
-            onnx.checker.check_model(model, full_check=True)
-            diff, scale = parity(graph, path, probe_input(graph, probe_rows, cfg.seed))
+            module = RawUnits(graph, data.preprocessing, data.shape).eval()
+            try:
+                export_graph(graph, module, path)
+                model = onnx.load(str(path))
+                onnx.checker.check_model(model, full_check=True)
+            except Exception as exc:  # the torch exporter and the checker raise many types
+                raise ExportError(f"{role}: export failed ({_one_line(exc)})") from None
+            result = parity(graph, module, path, probe_feeds(graph, probe_rows, cfg.run.seed))
             # Absolute for outputs of order 1; relative for large ones (a VAE's negative ELBO
             # sums hundreds of float32 terms, so its last bits differ by more than 1e-4).
-            if not diff <= PARITY_TOLERANCE * max(1.0, scale):
-                raise ExportError(f"{role}: torch vs onnxruntime differ by {diff:.3g} "
-                                  f"(> {PARITY_TOLERANCE} x max(1, {scale:.3g})) on the probe batch")
-            parities[role], scales[role] = diff, scale
+            if not result.max_abs_diff <= PARITY_TOLERANCE * max(1.0, result.max_abs_output):
+                raise ExportError(f"{role}: torch vs onnxruntime differ by {result.max_abs_diff:.3g} "
+                                  f"(> {PARITY_TOLERANCE} x max(1, {result.max_abs_output:.3g})) on the probe batch")
+            parities[role] = result
             graphs[role] = GraphSpec(role=role, file=path.name, sha256=sha256_file(path), opset=OPSET,
-                                     inputs=tensor_specs(model.graph.input),
-                                     outputs=tensor_specs(model.graph.output))
-        scoring = info["scoring"] if "score" in info["capabilities"] else None
+                                     inputs=tensor_specs(model.graph.input, graph.inputs),
+                                     outputs=tensor_specs(model.graph.output, graph.outputs))
         manifest = Manifest(
-            family=cfg.model, variant=_variant(cfg, net), gen_version=gen_version(),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seed=cfg.seed,
-            config=cfg.to_dict(), data=DataSpec(**info["data"]), graphs=graphs,
-            capabilities=list(info["capabilities"]), latent=LatentSpec(**info["latent"]),
-            scoring=ScoringSpec(**scoring) if scoring else None,
-            metrics={**info["metrics"], "trained_with_torch": info["torch_version"],
-                     "trained_at": info["created"]},
-            parity={"max_abs_diff": parities, "max_abs_output": scales, "probe_rows": int(len(probe_rows)),
-                    "tolerance": PARITY_TOLERANCE, "rule": "max_abs_diff <= tolerance * max(1, max_abs_output)"},
+            family=cfg.family.name, variant=info["variant"], gen_version=gen_version(),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seed=cfg.run.seed,
+            config=cfg.to_dict(), data=data, graphs=graphs, capabilities=list(info["capabilities"]),
+            sampler=parse(SamplerSpec | None, info["sampler"], where, "sampler"),
+            latent=parse(LatentSpec | None, info["latent"], where, "latent"),
+            scoring=parse(ScoringSpec | None, info["scoring"], where, "scoring"),
+            metrics=parse(MetricsSpec, info["metrics"], where, "metrics"),
+            parity=ParitySpec(graphs=parities, probe_rows=int(len(probe_rows)), tolerance=PARITY_TOLERANCE),
         )
+        manifest.check(str(staging / MANIFEST))
         manifest.write(staging)
     return manifest
 
-
-def _variant(cfg, net) -> str:
-    if cfg.model == "vae":
-        return f"{net.decoder_kind} decoder"
-    if cfg.model == "gan":
-        return f"{cfg.gan_loss} loss, k={cfg.k}"
-    return {"ae-naive": "naive", "ae": "standard", "ae-tied": "tied weights"}[cfg.model]

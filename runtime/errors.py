@@ -1,27 +1,60 @@
-"""Errors the runtime raises. Each carries a one-line message meant for a user."""
+"""The one error hierarchy of gen. Every error a user can cause carries a one-line message
+and an exit code; the CLI maps them to `error: <message>` and that code in one place.
+
+    GenError                      exit 1: gen itself failed (export checks, training diverged)
+    +-- ExportError               an exported graph failed a check (onnx checker, parity)
+    +-- UsageError                exit 2: something the user can fix
+        +-- InputError            a file, row or column that does not fit
+        +-- ConfigError           an option, its value, or an option that does not apply
+        +-- BundleError           a bundle (or bundle folder) missing, corrupted, tampered, too old/new
+        +-- NotSupported          a verb the bundle's family does not offer
+        +-- DeviceError           an execution device asked for and not there
+        +-- MissingDependency     an optional package the operation needs
+"""
 
 
 class GenError(Exception):
-    """Base of every error gen reports to a user (CLI exit code 2)."""
+    """Base of every error gen reports to a user; exit code 1 (our failure) unless a
+    subclass says 2 (the user's input)."""
+
+    exit_code = 1
+
+
+class ExportError(GenError):
+    """An exported graph failed a check (ONNX validity, torch vs onnxruntime parity); nothing
+    was written."""
+
+
+class UsageError(GenError):
+    """Bad usage or bad input: the user can fix it (exit code 2)."""
 
     exit_code = 2
 
 
-class InputError(GenError, ValueError):
-    """Bad user input: a file, row or column that does not fit the bundle."""
+class InputError(UsageError, ValueError):
+    """Bad user input: a file, row or column that does not fit."""
 
 
-class BundleError(GenError):
-    """A bundle that is missing, corrupted, tampered with or too new; never half-loaded."""
+class ConfigError(UsageError, ValueError):
+    """A training option: unknown, not applicable to the family, or outside its constraint."""
 
 
-class NotSupported(GenError):
+class BundleError(UsageError):
+    """A bundle that is missing, corrupted, tampered with, too old or too new; never
+    half-loaded. Also an output folder that is not one of gen's own bundles."""
+
+
+class NotSupported(UsageError):
     """A verb the bundle's model family does not offer."""
 
 
-class DeviceError(GenError):
+class DeviceError(UsageError):
     """An execution device that was asked for and is not available."""
 
 
-class MissingDependency(GenError):
+class MissingDependency(UsageError):
     """An optional package the requested operation needs is not installed."""
+
+
+class GenWarning(UserWarning):
+    """Something a user should know about a finished step (the CLI prints it as one line)."""

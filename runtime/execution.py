@@ -32,30 +32,38 @@ def binding_device(provider: str, io_binding: bool | None) -> str | None:
 
 
 class GraphRunner:
-    """One session with its input and output names, run plainly or through IOBinding."""
+    """One session, fed and read by name, run plainly or through IOBinding."""
 
     def __init__(self, session, device: str | None):
         self.session = session
         self.device = device
-        self.input_name = session.get_inputs()[0].name
+        self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
 
-    def run(self, x, keep_on_device: bool = False) -> list:
-        """Run on `x` (a numpy array, or an OrtValue kept on the device by another runner).
+    def run(self, feeds: dict, outputs: list[str] | None = None, keep_on_device: bool = False) -> dict:
+        """Run on `feeds` ({input name: numpy array, or an OrtValue kept on the device by
+        another runner}); return {output name: value} for `outputs` (default: all).
 
-        Returns numpy arrays, or OrtValues left on the device when `keep_on_device` and
+        Values are numpy arrays, or OrtValues left on the device when `keep_on_device` and
         IOBinding is on (hand those to the next runner's `run`).
         """
+        missing = [name for name in self.input_names if name not in feeds]
+        if missing:  # a programming error inside gen, never a user's: say which
+            raise KeyError(f"graph inputs {missing} not fed (fed: {sorted(feeds)})")
+        names = list(outputs or self.output_names)
         if self.device is None:
-            if not isinstance(x, np.ndarray):
-                x = x.numpy()
-            return self.session.run(None, {self.input_name: x})
+            plain = {k: (v if isinstance(v, np.ndarray) else v.numpy()) for k, v in feeds.items()
+                     if k in self.input_names}
+            return dict(zip(names, self.session.run(names, plain)))
         binding = self.session.io_binding()
-        if isinstance(x, np.ndarray):
-            binding.bind_cpu_input(self.input_name, np.ascontiguousarray(x))
-        else:
-            binding.bind_ortvalue_input(self.input_name, x)
-        for name in self.output_names:
+        for name in self.input_names:
+            value = feeds[name]
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+            else:
+                binding.bind_ortvalue_input(name, value)
+        for name in names:
             binding.bind_output(name, self.device)
         self.session.run_with_iobinding(binding)
-        return binding.get_outputs() if keep_on_device else binding.copy_outputs_to_cpu()
+        values = binding.get_outputs() if keep_on_device else binding.copy_outputs_to_cpu()
+        return dict(zip(names, values))

@@ -1,37 +1,65 @@
 """The artifact bundle's manifest: the contract between the exporter and the runtime.
 
-Small typed dataclasses, written as JSON (`manifest.json`) and read back with every field
-checked, so that a bundle that does not match the contract is refused at load time.
+Small typed dataclasses, written as JSON (`manifest.json`) and read back through one typed
+parser that checks every field (type, range, unknown keys), so a bundle that does not match
+the contract is refused at load time with one line naming the field.
+
+Format history (bump FORMAT_VERSION on any change of meaning or layout):
+- 1: graphs took model-space inputs (the host normalised rows); one input per graph; parity
+  and metrics as free dictionaries.
+- 2: graphs take and return raw units (preprocessing is the first/last nodes of a graph);
+  named multi-input graphs with port kinds; the sampler is declared (`ancestral`, `gibbs`,
+  `mixture`); typed parity and metrics. Format 1 cannot be migrated without torch (its graphs
+  lack the preprocessing nodes), so it is refused with the command that re-exports it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
 from .errors import BundleError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 VERBS = ("sample", "reconstruct", "encode", "score", "complete")
-# The graphs each verb runs (any one of a tuple); checked at load, so a verb never fails later.
-VERB_GRAPHS = {"sample": (("decoder", "generator"),), "encode": (("encoder",),),
-               "reconstruct": (("encoder",), ("decoder",)), "score": (("score",),)}
-DATA_ROLES = ("encoder", "score", "discriminator", "critic")
-LATENT_ROLES = ("decoder", "generator")
+PORT_KINDS = ("data", "latent", "codes", "noise", "mask", "state", "value")
+DATA_KINDS = ("image", "tabular", "points")
+PRIORS = ("normal", "gaussian")
+NOISE_DISTRIBUTIONS = ("normal", "uniform")
+
+# What each verb runs, in one vocabulary for every family: (graph role, inputs it feeds, outputs
+# it reads). Checked at load, so a verb never fails later for a missing graph or port.
+VERB_IO: dict[str, tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]] = {
+    "encode": (("encoder", ("x",), ("z",)),),
+    "reconstruct": (("encoder", ("x",), ("z",)), ("decoder", ("z",), ("x",))),
+    "score": (("score", ("x",), ("score",)),),
+    "complete": (("complete", ("x", "mask"), ("x",)),),
+}
+# Format versions this gen refuses, with the reason a user reads.
+REFUSED_VERSIONS = {
+    1: "its graphs take model-space inputs and one input each; re-export the run folder with "
+       "this gen (gen export RUN_DIR --out BUNDLE)",
+}
 
 
 @dataclass
 class TensorSpec:
-    """One graph input or output. `shape` uses the string "batch" for the dynamic axis."""
+    """One graph input or output. `shape` uses the string "batch" for the dynamic axis; `kind`
+    says what it carries: data rows (raw units), latent codes, InfoGAN codes, noise, a mask,
+    a chain state, or a plain value (scores, logits)."""
 
     name: str
     shape: list[Any]
     dtype: str = "float32"
+    kind: str = "value"
 
 
 @dataclass
@@ -45,36 +73,111 @@ class GraphSpec:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
 
+    def port(self, name: str, outputs: bool = False) -> TensorSpec | None:
+        return next((t for t in (self.outputs if outputs else self.inputs) if t.name == name), None)
+
+
+@dataclass
+class PreprocessSpec:
+    """How raw values become model inputs, inside every graph that takes data:
+    model = (raw - offset) / scale, then (optionally) model >= binarize -> 1 else 0. Graphs that
+    return data return raw = model * scale + offset. offset and scale are scalars or one value
+    per feature. Recorded here for humans; the host never applies it."""
+
+    offset: float | list[float] = 0.0
+    scale: float | list[float] = 1.0
+    model_range: list[float] | None = None
+    binarize: float | None = None
+
 
 @dataclass
 class DataSpec:
-    """What a row looks like, and how raw values become model inputs.
-
-    model = (raw - offset) / scale, elementwise (offset and scale are scalars or one value
-    per feature); samples go back through raw = model * scale + offset.
-    """
+    """What a row looks like: its shape (C, H, W for images, D for tabular rows), its kind,
+    its raw value range, its preprocessing, and where it came from."""
 
     source: str
+    kind: str
     shape: list[int]
     dtype: str = "float32"
     raw_range: list[float] | None = None
-    model_range: list[float] | None = None
-    offset: Any = 0.0
-    scale: Any = 1.0
-    image_shape: list[int] | None = None
+    preprocessing: PreprocessSpec = field(default_factory=PreprocessSpec)
+    feature_names: list[str] | None = None
     n_train: int = 0
     normal_class: int | None = None
+
+    @property
+    def size(self) -> int:
+        """Features per row (the product of the shape)."""
+        return int(np.prod(self.shape))
+
+    @property
+    def unit_range(self) -> bool:
+        """Whether model-space values lie in [0, 1] (sigmoid outputs, BCE, Bernoulli)."""
+        return self.preprocessing.model_range == [0.0, 1.0]
 
 
 @dataclass
 class LatentSpec:
-    """How the runtime draws latent codes. prior: `normal` (N(0, I)) or `gaussian`
-    (a Gaussian fitted to the training codes, with `mean` and `cov`)."""
+    """How the runtime draws latent codes. prior: `normal` (N(0, I)) or `gaussian` (a Gaussian
+    fitted to the training codes, with `mean` and `cov`)."""
 
     dim: int
     prior: str = "normal"
     mean: list[float] | None = None
     cov: list[list[float]] | None = None
+
+
+@dataclass
+class AncestralSampler:
+    """Latent prior -> one graph (generator or decoder): z drawn by the runtime, x returned."""
+
+    graph: str
+    input: str = "z"
+    output: str = "x"
+    kind: str = "ancestral"
+
+
+@dataclass
+class NoiseSpec:
+    """One noise input of a Gibbs step, drawn per step by the runtime."""
+
+    name: str
+    distribution: str = "uniform"
+
+
+@dataclass
+class GibbsSampler:
+    """state + noise -> next state, repeated: each chain runs `steps` steps and keeps its state
+    every `thin` steps after `burn_in` (default: steps - thin, one sample per chain at its last
+    step). `mean` names the output returned instead of the state (the mean-field probabilities
+    of the last visible layer), if any. These are the defaults; callers may override them."""
+
+    graph: str
+    state: str
+    next_state: str
+    noise: list[NoiseSpec]
+    mean: str | None = None
+    init: str = "bernoulli"
+    steps: int = 1000
+    burn_in: int | None = None
+    thin: int = 1
+    kind: str = "gibbs"
+
+
+@dataclass
+class MixtureSampler:
+    """Weights + one generator per component: each sample's component is drawn from the
+    weights, each component runs on its sub-batch."""
+
+    graphs: list[str]
+    weights: list[float]
+    input: str = "z"
+    output: str = "x"
+    kind: str = "mixture"
+
+
+SamplerSpec = Union[AncestralSampler, GibbsSampler, MixtureSampler]
+SAMPLERS: dict[str, type] = {"ancestral": AncestralSampler, "gibbs": GibbsSampler, "mixture": MixtureSampler}
 
 
 @dataclass
@@ -92,6 +195,44 @@ class ScoringSpec:
 
 
 @dataclass
+class GraphParity:
+    """torch vs onnxruntime on the probe batch, over all outputs of one graph."""
+
+    max_abs_diff: float
+    max_abs_output: float
+
+
+@dataclass
+class ParitySpec:
+    """Export parity: the rule each graph passed, and its figures."""
+
+    graphs: dict[str, GraphParity]
+    probe_rows: int
+    tolerance: float
+    rule: str = "max_abs_diff <= tolerance * max(1, max_abs_output)"
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((g.max_abs_diff for g in self.graphs.values()), default=0.0)
+
+
+@dataclass
+class MetricsSpec:
+    """What training measured: sizes, time, final losses and held-out evaluation figures."""
+
+    epochs: int
+    n_fit: int
+    n_calibration: int
+    n_test: int
+    device: str
+    train_seconds: float
+    torch_version: str
+    trained_at: str
+    final: dict[str, float] = field(default_factory=dict)
+    evaluation: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class Manifest:
     family: str
     variant: str
@@ -102,10 +243,11 @@ class Manifest:
     data: DataSpec
     graphs: dict[str, GraphSpec]
     capabilities: list[str]
+    metrics: MetricsSpec
+    parity: ParitySpec
+    sampler: SamplerSpec | None = None
     latent: LatentSpec | None = None
     scoring: ScoringSpec | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    parity: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +255,7 @@ class Manifest:
 
     def write(self, folder: Path) -> Path:
         path = Path(folder) / MANIFEST
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
     @classmethod
@@ -122,60 +264,92 @@ class Manifest:
         if not isinstance(raw, dict):
             raise BundleError(f"{where}: expected a JSON object, got {type(raw).__name__}")
         version = raw.get("format_version")
-        if not isinstance(version, int):
+        if not isinstance(version, int) or isinstance(version, bool):
             raise BundleError(f"{where}: missing or non-integer format_version")
         if version > FORMAT_VERSION:
-            raise BundleError(
-                f"{where}: format_version {version} is newer than this gen reads "
-                f"({FORMAT_VERSION}); upgrade gen"
-            )
-        if version < 1:
+            raise BundleError(f"{where}: format_version {version} is newer than this gen reads "
+                              f"({FORMAT_VERSION}); upgrade gen")
+        if version in REFUSED_VERSIONS:
+            raise BundleError(f"{where}: format_version {version} is no longer served: "
+                              f"{REFUSED_VERSIONS[version]}")
+        if version != FORMAT_VERSION:
             raise BundleError(f"{where}: invalid format_version {version}")
-        try:
-            graphs = {
-                role: GraphSpec(
-                    role=g["role"], file=g["file"], sha256=g["sha256"], opset=int(g["opset"]),
-                    inputs=[TensorSpec(**t) for t in g["inputs"]],
-                    outputs=[TensorSpec(**t) for t in g["outputs"]],
-                )
-                for role, g in raw["graphs"].items()
-            }
-            manifest = cls(
-                family=raw["family"], variant=raw["variant"], gen_version=raw["gen_version"],
-                created=raw["created"], seed=int(raw["seed"]), config=dict(raw["config"]),
-                data=DataSpec(**raw["data"]), graphs=graphs,
-                capabilities=list(raw["capabilities"]),
-                latent=LatentSpec(**raw["latent"]) if raw.get("latent") else None,
-                scoring=ScoringSpec(**raw["scoring"]) if raw.get("scoring") else None,
-                metrics=dict(raw.get("metrics", {})), parity=dict(raw.get("parity", {})),
-                format_version=version,
-            )
-        except KeyError as exc:
-            raise BundleError(f"{where}: missing field {exc.args[0]!r}") from None
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise BundleError(f"{where}: malformed field ({exc})") from None
-        unknown = [v for v in manifest.capabilities if v not in VERBS]
-        if unknown:
-            raise BundleError(f"{where}: unknown capabilities {unknown}")
-        if "score" in manifest.capabilities and manifest.scoring is None:
-            raise BundleError(f"{where}: capability 'score' without a scoring spec")
-        if "sample" in manifest.capabilities and manifest.latent is None:
-            raise BundleError(f"{where}: capability 'sample' without a latent spec")
-        for verb in manifest.capabilities:
-            for options in VERB_GRAPHS.get(verb, ()):
-                if not any(role in manifest.graphs for role in options):
-                    raise BundleError(f"{where}: capability {verb!r} needs a graph {' or '.join(options)}")
-        manifest._check_widths(where)
+        manifest = parse(cls, raw, where)
+        manifest.check(where)
         return manifest
 
-    def _check_widths(self, where: str) -> None:
-        """Data graphs take rows of data.shape; latent graphs take codes of latent.dim."""
-        width = int(np.prod(self.data.shape))
+    def check(self, where: str) -> None:
+        """Cross-field rules: capabilities have their graphs, ports and specs; widths agree."""
+        unknown = [v for v in self.capabilities if v not in VERBS]
+        if unknown:
+            raise BundleError(f"{where}: unknown capabilities {unknown}")
+        if self.data.kind not in DATA_KINDS:
+            raise BundleError(f"{where}: data.kind {self.data.kind!r}: expected one of {', '.join(DATA_KINDS)}")
         for role, graph in self.graphs.items():
-            want = width if role in DATA_ROLES else self.latent.dim if role in LATENT_ROLES and self.latent else None
-            got = graph.inputs[0].shape[1:] if graph.inputs else None
-            if want is not None and got != [want] and got != list(self.data.shape):
-                raise BundleError(f"{where}: graph {role!r} takes rows of shape {got}, expected [{want}]")
+            if graph.role != role:
+                raise BundleError(f"{where}: graph {role!r} says its role is {graph.role!r}")
+            for port in (*graph.inputs, *graph.outputs):
+                if port.kind not in PORT_KINDS:
+                    raise BundleError(f"{where}: graph {role!r} port {port.name!r} has unknown kind {port.kind!r}")
+                if port.kind == "data" and port.shape[1:] != list(self.data.shape):
+                    raise BundleError(f"{where}: graph {role!r} port {port.name!r} has rows of shape "
+                                      f"{port.shape[1:]}, expected {self.data.shape}")
+        for verb in self.capabilities:
+            for role, inputs, outputs in VERB_IO.get(verb, ()):
+                self._need_ports(where, verb, role, inputs, outputs)
+        if "score" in self.capabilities:
+            self._check_scoring(where)
+        if "sample" in self.capabilities:
+            self._check_sampler(where)
+
+    def _need_ports(self, where: str, verb: str, role: str, inputs, outputs) -> None:
+        graph = self.graphs.get(role)
+        if graph is None:
+            raise BundleError(f"{where}: capability {verb!r} needs a graph {role!r}")
+        for names, out in ((inputs, False), (outputs, True)):
+            for name in names:
+                if graph.port(name, outputs=out) is None:
+                    side = "output" if out else "input"
+                    raise BundleError(f"{where}: capability {verb!r} needs {side} {name!r} of graph {role!r}")
+
+    def _check_scoring(self, where: str) -> None:
+        s = self.scoring
+        if s is None:
+            raise BundleError(f"{where}: capability 'score' without a scoring spec")
+        if not math.isfinite(s.threshold):
+            raise BundleError(f"{where}: scoring.threshold must be finite, got {s.threshold}")
+        if not s.quantile_levels or len(s.quantile_levels) != len(s.quantile_values):
+            raise BundleError(f"{where}: scoring quantiles must be non-empty and of equal length")
+        if np.any(np.diff(s.quantile_values) < 0) or np.any(np.diff(s.quantile_levels) <= 0):
+            raise BundleError(f"{where}: scoring quantiles must be sorted")
+
+    def _check_sampler(self, where: str) -> None:
+        s = self.sampler
+        if s is None:
+            raise BundleError(f"{where}: capability 'sample' without a sampler spec")
+        if isinstance(s, (AncestralSampler, MixtureSampler)):
+            if self.latent is None:
+                raise BundleError(f"{where}: sampler {s.kind!r} needs a latent spec")
+            if self.latent.prior not in PRIORS:
+                raise BundleError(f"{where}: latent.prior {self.latent.prior!r}: expected one of {', '.join(PRIORS)}")
+            roles = [s.graph] if isinstance(s, AncestralSampler) else s.graphs
+            if isinstance(s, MixtureSampler) and (len(s.weights) != len(s.graphs) or not s.graphs
+                                                   or min(s.weights) < 0 or not math.isclose(sum(s.weights), 1.0, abs_tol=1e-6)):
+                raise BundleError(f"{where}: mixture weights {s.weights} must be one non-negative weight per "
+                                  f"graph, summing to 1")
+            for role in roles:
+                self._need_ports(where, "sample", role, (s.input,), (s.output,))
+                z = self.graphs[role].port(s.input)
+                if z.shape[1:] != [self.latent.dim]:
+                    raise BundleError(f"{where}: graph {role!r} takes codes of shape {z.shape[1:]}, "
+                                      f"expected [{self.latent.dim}]")
+        else:
+            outputs = (s.next_state,) + ((s.mean,) if s.mean else ())
+            self._need_ports(where, "sample", s.graph, (s.state, *(n.name for n in s.noise)), outputs)
+            bad = [n.distribution for n in s.noise if n.distribution not in NOISE_DISTRIBUTIONS]
+            if bad or s.init not in ("bernoulli", "normal") or s.thin < 1 or s.steps < 1:
+                raise BundleError(f"{where}: gibbs sampler has invalid settings (noise {bad}, init {s.init!r}, "
+                                  f"steps {s.steps}, thin {s.thin})")
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest":
@@ -183,7 +357,78 @@ class Manifest:
         if not path.is_file():
             raise BundleError(f"{path}: no manifest.json (not a gen bundle?)")
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BundleError(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(raw, where=str(path))
+
+
+# -- one typed parser for every record -------------------------------------------------------
+
+def parse(kind: Any, raw: Any, where: str, path: str = "") -> Any:
+    """Build `kind` (a dataclass, a builtin, list[X], dict[str, X], X | None, a union) from
+    parsed JSON, refusing wrong types and unknown or missing fields with the field's path."""
+    label = path or "manifest"
+    origin = typing.get_origin(kind)
+    if kind is Any:
+        return raw
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(kind)
+        if raw is None and type(None) in options:
+            return None
+        if set(options) - {type(None)} == set(typing.get_args(SamplerSpec)):
+            return _parse_sampler(raw, where, label)
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return parse(option, raw, where, path)
+            except BundleError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is list:
+        if not isinstance(raw, list):
+            raise BundleError(f"{where}: {label}: expected a list, got {_show(raw)}")
+        (item,) = typing.get_args(kind)
+        return [parse(item, v, where, f"{label}[{i}]") for i, v in enumerate(raw)]
+    if origin is dict:
+        if not isinstance(raw, dict):
+            raise BundleError(f"{where}: {label}: expected an object, got {_show(raw)}")
+        _, item = typing.get_args(kind)
+        return {str(k): parse(item, v, where, f"{label}.{k}") for k, v in raw.items()}
+    if is_dataclass(kind):
+        if not isinstance(raw, dict):
+            raise BundleError(f"{where}: {label}: expected an object, got {_show(raw)}")
+        hints = typing.get_type_hints(kind)
+        names = {f.name for f in fields(kind)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise BundleError(f"{where}: {label}: unknown fields {unknown}")
+        values = {}
+        for f in fields(kind):
+            if f.name not in raw:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    raise BundleError(f"{where}: missing field {(path + '.' if path else '') + f.name!r}")
+                continue
+            values[f.name] = parse(hints[f.name], raw[f.name], where, f"{path}.{f.name}" if path else f.name)
+        return kind(**values)
+    if kind is float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise BundleError(f"{where}: {label}: expected a number, got {_show(raw)}")
+        return float(raw)
+    if kind in (int, str, bool):
+        if not isinstance(raw, kind) or (kind is int and isinstance(raw, bool)):
+            raise BundleError(f"{where}: {label}: expected {kind.__name__}, got {_show(raw)}")
+        return raw
+    raise TypeError(f"no parser for {kind!r}")  # pragma: no cover - a programming error
+
+
+def _parse_sampler(raw: Any, where: str, label: str) -> SamplerSpec:
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    if kind not in SAMPLERS:
+        raise BundleError(f"{where}: {label}.kind: expected one of {', '.join(SAMPLERS)}, got {kind!r}")
+    return parse(SAMPLERS[kind], raw, where, label)
+
+
+def _show(raw: Any) -> str:
+    text = json.dumps(raw) if not isinstance(raw, str) else repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."

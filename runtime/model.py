@@ -7,20 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
+from . import samplers
 from .bundle import LoadedBundle, open_bundle
 from .errors import InputError, NotSupported
 from .execution import GraphRunner, binding_device
-from .inputs import check_array, iter_file
 from .manifest import Manifest
 from .outputs import ScoreWriter
-from .sampling import draw_latent
+from .readers import check_array, iter_rows
 
 
 class GenModel:
     """A loaded bundle. Verbs: `sample`, `reconstruct`, `encode`, `score`, `flag`, where the
     family supports them; any other raises `NotSupported` naming the verbs it has.
 
-    Inputs and outputs are in raw data units; the manifest's preprocessing is applied here.
+    Inputs and outputs are in raw data units. The graphs apply the bundle's preprocessing
+    themselves; the host only checks rows, casts them to the graph's float32 and reshapes
+    flat rows to the data's shape.
     """
 
     def __init__(self, bundle: LoadedBundle, batch_size: int = 1024, io_binding: bool | None = None):
@@ -31,10 +33,7 @@ class GenModel:
         self.runners = {role: GraphRunner(session, device) for role, session in bundle.sessions.items()}
         self.manifest: Manifest = bundle.manifest
         self.batch_size = batch_size
-        data = self.manifest.data
-        self.shape = list(data.shape)
-        self._offset = np.asarray(data.offset, dtype=np.float32).reshape(-1)
-        self._scale = np.asarray(data.scale, dtype=np.float32).reshape(-1)
+        self.shape = list(self.manifest.data.shape)
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -60,38 +59,36 @@ class GenModel:
             raise NotSupported(f"model family {self.family!r} does not support {verb!r}; "
                                f"it supports: {', '.join(self.capabilities) or 'nothing'}")
 
-    def to_model_space(self, x: np.ndarray) -> np.ndarray:
-        flat = x.reshape(x.shape[0], -1)
-        return ((flat - self._offset) / self._scale).astype(np.float32).reshape(x.shape)
-
-    def to_raw_space(self, x: np.ndarray) -> np.ndarray:
-        flat = x.reshape(x.shape[0], -1)
-        return (flat * self._scale + self._offset).astype(np.float32).reshape(x.shape)
-
-    def _run(self, role: str, x: np.ndarray, output: int = 0) -> np.ndarray:
-        """Run graph `role` on `x` in batches of `batch_size` rows; return one output."""
+    def run_batched(self, role: str, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+        """Run graph `role` on `feeds` (arrays sharing the batch axis) in batches of
+        `batch_size` rows; return output `output`, concatenated."""
         runner = self.runners[role]
-        parts = [runner.run(x[i:i + self.batch_size])[output] for i in range(0, len(x), self.batch_size)]
+        n = len(next(iter(feeds.values())))
+        parts = [runner.run({k: v[i:i + self.batch_size] for k, v in feeds.items()}, outputs=[output])[output]
+                 for i in range(0, n, self.batch_size)]
         return np.concatenate(parts, axis=0)
 
+    def port_shape(self, role: str, name: str) -> list[int]:
+        """The per-row shape of input `name` of graph `role`, from the manifest."""
+        return list(self.manifest.graphs[role].port(name).shape[1:])
+
     def _rows(self, x: np.ndarray, where: str) -> np.ndarray:
-        return self.to_model_space(check_array(x, self.shape, where))
+        return check_array(x, self.shape, where)
 
     # -- verbs ---------------------------------------------------------------------------
-    def sample(self, n: int, seed: int = 0) -> np.ndarray:
-        """Draw `n` samples, shape (n, *data.shape), in raw units. Same seed, same samples."""
+    def sample(self, n: int, seed: int = 0, **options) -> np.ndarray:
+        """Draw `n` samples, shape (n, *data.shape), in raw units, with the sampler the bundle
+        declares (`options` go to it: e.g. steps, burn_in, thin for Gibbs chains). Same seed,
+        same samples."""
         self.require("sample")
-        if n < 1:
-            raise InputError(f"n must be >= 1, got {n}")
-        rng = np.random.default_rng(seed)
-        z = draw_latent(self.manifest.latent, n, rng)
-        role = "generator" if "generator" in self.bundle.sessions else "decoder"
-        return self.to_raw_space(self._run(role, z))
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise InputError(f"n must be an integer >= 1, got {n!r}")
+        return samplers.draw(self, int(n), np.random.default_rng(seed), **options)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Latent codes of rows `x` (the posterior mean for a VAE)."""
         self.require("encode")
-        return self._run("encoder", self._rows(x, "encode input"))
+        return self.run_batched("encoder", {"x": self._rows(x, "encode input")}, "z")
 
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
         """Decode(encode(x)), in raw units."""
@@ -99,17 +96,19 @@ class GenModel:
         rows = self._rows(x, "reconstruct input")
         encoder, decoder = self.runners["encoder"], self.runners["decoder"]
         # Per batch, the codes stay on the device between the two graphs (under IOBinding).
-        parts = [decoder.run(encoder.run(rows[i:i + self.batch_size], keep_on_device=True)[0])[0]
-                 for i in range(0, len(rows), self.batch_size)]
-        return self.to_raw_space(np.concatenate(parts, axis=0))
+        parts = []
+        for i in range(0, len(rows), self.batch_size):
+            z = encoder.run({"x": rows[i:i + self.batch_size]}, outputs=["z"], keep_on_device=True)["z"]
+            parts.append(decoder.run({"z": z}, outputs=["x"])["x"])
+        return np.concatenate(parts, axis=0)
 
-    def _score_model_space(self, rows: np.ndarray) -> np.ndarray:
-        return self._run("score", rows).astype(np.float64).reshape(-1)
+    def _score_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self.run_batched("score", {"x": rows}, "score").astype(np.float64).reshape(-1)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Raw anomaly score per row; higher means more anomalous."""
         self.require("score")
-        return self._score_model_space(self._rows(x, "score input"))
+        return self._score_rows(self._rows(x, "score input"))
 
     @property
     def threshold(self) -> float:
@@ -133,8 +132,8 @@ class GenModel:
         self.require("score")
         writer = ScoreWriter(out)
         try:
-            for chunk in iter_file(path, self.shape, chunk_rows):
-                scores = self._score_model_space(self.to_model_space(chunk))
+            for chunk in iter_rows(path, self.shape, chunk_rows):
+                scores = self._score_rows(chunk)
                 writer.write(scores, self.normal_quantile(scores), scores > self.threshold)
                 if on_chunk is not None:
                     on_chunk(writer.rows)
@@ -153,11 +152,16 @@ def describe(model: GenModel) -> dict:
         "format_version": m.format_version, "gen_version": m.gen_version, "created": m.created,
         "seed": m.seed, "capabilities": m.capabilities, "provider": model.provider,
         "io_binding": next(iter(model.runners.values())).device,
-        "data": {"source": m.data.source, "shape": m.data.shape, "image_shape": m.data.image_shape,
-                 "normal_class": m.data.normal_class, "n_train": m.data.n_train},
+        "data": {"source": m.data.source, "kind": m.data.kind, "shape": m.data.shape,
+                 "raw_range": m.data.raw_range, "normal_class": m.data.normal_class, "n_train": m.data.n_train},
+        "sampler": m.sampler.kind if m.sampler else None,
         "latent": {"dim": m.latent.dim, "prior": m.latent.prior} if m.latent else None,
-        "graphs": {role: g.file for role, g in m.graphs.items()},
-        "parity": m.parity, "metrics": {k: v for k, v in m.metrics.items() if not isinstance(v, dict)},
+        "graphs": {role: {"file": g.file, "inputs": {t.name: t.shape for t in g.inputs},
+                          "outputs": {t.name: t.shape for t in g.outputs}} for role, g in m.graphs.items()},
+        "parity": {"max_abs_diff": m.parity.max_abs_diff, "tolerance": m.parity.tolerance,
+                   "probe_rows": m.parity.probe_rows},
+        "metrics": {"epochs": m.metrics.epochs, "n_fit": m.metrics.n_fit, "train_seconds": m.metrics.train_seconds,
+                    **m.metrics.evaluation},
     }
     if m.scoring:
         summary["scoring"] = {"kind": m.scoring.kind, "threshold": m.scoring.threshold,

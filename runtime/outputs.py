@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, MissingDependency
+from .errors import GenError, InputError, MissingDependency
 
 SCORE_FORMATS = (".csv", ".npy", ".parquet")
 SCORE_DTYPE = np.dtype([("index", "<i8"), ("score", "<f8"), ("normal_quantile", "<f8"), ("flag", "?")])
@@ -32,6 +33,35 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | Path, marker: str, what: str, error: type[GenError] = InputError,
+                  replace: bool = True) -> Iterator[Path]:
+    """Yield an empty staging folder beside `out`; on success it replaces `out` in one rename.
+
+    A failure leaves `out` as it was. An existing `out` is replaced only when it is empty or
+    holds `marker` (one of gen's own folders), never an arbitrary folder of the user's; a
+    refusal raises `error` (a run folder is the user's input, a bundle folder a BundleError).
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not (out / marker).is_file():
+            raise error(f"{out}: exists and is not a gen {what}; choose another --out")
+        if not replace:
+            raise error(f"{out}: {what} exists ({what}s are immutable; pass --force to replace it)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write here ({exc.strerror})") from None
+    try:
+        yield staging
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def save_npy(array: np.ndarray, target: str | Path) -> Path:
@@ -176,11 +206,26 @@ class ScoreWriter:
 SAMPLE_FORMATS = (".png", ".npy", ".csv")
 
 
-def save_samples(samples: np.ndarray, data, target: str | Path) -> Path:
-    """Write samples (raw units) as a PNG grid (images), a PNG scatter (2-D points), NPY or CSV.
+def sample_image(samples: np.ndarray, data) -> np.ndarray:
+    """The picture of samples (raw units) that `gen sample --out x.png` and a run folder's
+    preview.png both show: a grid for image data, a scatter for 2-D points.
 
-    `data` is the bundle's DataSpec: its image_shape and raw_range decide how a PNG looks.
+    `data` is the bundle's DataSpec: its kind, shape and raw_range decide how it looks.
     """
+    if data.kind == "image":
+        images = samples.reshape(len(samples), *data.shape)
+        lo, hi = data.raw_range or (float(samples.min()), float(samples.max()))
+        zoom = max(1, 64 // max(data.shape[1:]))
+        return image_grid(images, (lo, hi), zoom=zoom)
+    if data.size == 2:
+        return scatter_image(samples.reshape(-1, 2))
+    raise InputError(f"a PNG needs image or 2-D data; this bundle's rows have shape "
+                     f"{data.shape}: write .npy or .csv instead")
+
+
+def save_samples(samples: np.ndarray, data, target: str | Path) -> Path:
+    """Write samples (raw units) as a PNG grid (images), a PNG scatter (2-D points), NPY (the
+    samples' own shape, (n, *data.shape)) or CSV (one flat row per sample)."""
     target = Path(target)
     kind = target.suffix.lower()
     if kind == ".npy":
@@ -191,12 +236,8 @@ def save_samples(samples: np.ndarray, data, target: str | Path) -> Path:
     if kind != ".png":
         raise InputError(f"{target}: unsupported output format {kind or '(none)'}; "
                          f"expected one of {', '.join(SAMPLE_FORMATS)}")
-    if data.image_shape:
-        images = samples.reshape(len(samples), *data.image_shape)
-        lo, hi = data.raw_range or (float(samples.min()), float(samples.max()))
-        zoom = max(1, 64 // max(data.image_shape[1:]))
-        return save_png(image_grid(images, (lo, hi), zoom=zoom), target)
-    if int(np.prod(data.shape)) == 2:
-        return save_png(scatter_image(samples.reshape(-1, 2)), target)
-    raise InputError(f"{target}: a PNG needs image or 2-D data; this bundle's rows have shape "
-                     f"{data.shape}: write .npy or .csv instead")
+    try:
+        image = sample_image(samples, data)
+    except InputError as exc:
+        raise InputError(f"{target}: {exc}") from None
+    return save_png(image, target)

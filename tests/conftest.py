@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny models trained on sklearn digits, exported once per test session."""
+"""Shared fixtures: one tiny model per registered family, trained on sklearn digits (normal
+class 0) with the family's `test` preset and exported once per test session. A family
+added to the registry is in these fixtures with no edit here."""
 
 from __future__ import annotations
 
@@ -7,35 +9,62 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-FAMILIES = ("ae-naive", "ae", "ae-tied", "vae", "gan")
+
+def family_names() -> list[str]:
+    from gen.trainer import registry
+
+    return registry.names()
+
+
+def train_family(name: str, out: Path, seed: int = 0) -> Path:
+    """Train `name` with its test preset on digits class 0 into `out`."""
+    from gen.trainer import registry
+    from gen.trainer.config import TrainConfig
+    from gen.trainer.train import train
+
+    family = registry.get(name)
+    cfg = TrainConfig.make(model=name, data="digits", normal_class=0, epochs=family.test.epochs, seed=seed,
+                           out=str(out), quiet=True, **family.test.options)
+    return train(cfg)
+
+
+class Lazy(dict):
+    """A mapping that builds each family's entry on first use, so a test run that needs one
+    family (`-k vae`) trains only that one."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, name: str) -> Path:
+        self[name] = self.make(name)
+        return self[name]
 
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """One run folder per family: 30 epochs on the digits of class 0, small networks."""
-    from gen.trainer.config import TrainConfig
-    from gen.trainer.train import train
-
+    """One run folder per registered family (built on first use)."""
     root = tmp_path_factory.mktemp("runs")
-    return {family: train(TrainConfig(model=family, data="digits", normal_class=0, epochs=30, seed=0,
-                                       hidden=[32], latent_dim=4, out=str(root / family), quiet=True))
-            for family in FAMILIES}
+    return Lazy(lambda name: train_family(name, root / name))
 
 
 @pytest.fixture(scope="session")
 def bundles(runs, tmp_path_factory) -> dict[str, Path]:
-    """One exported bundle per family."""
+    """One exported bundle per registered family (built on first use)."""
     from gen.exporters import export_run
 
     root = tmp_path_factory.mktemp("bundles")
-    for family, run in runs.items():
-        export_run(run, root / family)
-    return {family: root / family for family in runs}
+
+    def make(name: str) -> Path:
+        export_run(runs[name], root / name)
+        return root / name
+
+    return Lazy(make)
 
 
 @pytest.fixture(scope="session")
 def digits_rows() -> np.ndarray:
-    """Raw sklearn digits rows (values 0..16), float32."""
+    """Raw sklearn digits rows (values 0..16), float32, flat (N, 64)."""
     from sklearn.datasets import load_digits
 
     return load_digits().data.astype(np.float32)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory) -> Path:
     pytest.importorskip("build")
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
     for folder in ("trainer", "exporters", "runtime", "cli"):
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -30,7 +30,11 @@ def test_wheel_contains_only_gen_packages(wheel):
     top = {name.split("/")[0] for name in names}
     assert top == {"gen", wheel.name.split("-py3")[0] + ".dist-info"}
     packages = {str(Path(n).parent) for n in names if n.endswith(".py")}
-    assert packages == {"gen/trainer", "gen/trainer/models", "gen/exporters", "gen/runtime", "gen/cli"}
+    # every package folder of the source tree is in the wheel, found without a hand-kept list
+    roots = {"trainer": "gen/trainer", "exporters": "gen/exporters", "runtime": "gen/runtime", "cli": "gen/cli"}
+    source = {str(Path(roots[p.relative_to(ROOT).parts[0]], *p.relative_to(ROOT).parts[1:-1]))
+              for root in roots for p in (ROOT / root).rglob("__init__.py")}
+    assert packages == source and {"gen/runtime/samplers", "gen/trainer/protocols"} <= packages
     assert "gen/runtime/model.py" in names and not any("tests" in n for n in names)
 
 
@@ -39,7 +43,7 @@ def test_base_install_has_no_torch_or_onnxruntime(wheel):
                                                 if n.endswith("METADATA"))).decode()
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     base = [r for r in requires if "extra ==" not in r]
-    assert sorted(r.split(">")[0].split("=")[0].strip() for r in base) == ["numpy", "pyyaml", "typer"]
+    assert sorted(r.split(">")[0].split("=")[0].strip() for r in base) == ["numpy", "pyyaml", "rich", "typer"]
     extras = {r.split("extra ==")[1].strip().strip("'\"") for r in requires if "extra ==" in r}
     assert {"train", "cpu", "gpu", "test"} <= extras
     assert any(r.startswith("torch") and "train" in r for r in requires)

@@ -1,4 +1,11 @@
-"""Training configuration: one dataclass whose fields are both the CLI flags and the YAML keys."""
+"""Training configuration: the run's options (shared by every family) plus the chosen
+family's own options, from the command line and/or YAML, in one flat namespace of keys.
+
+Validation happens once, here: unknown keys, options that do not apply to the chosen
+family, and values outside their declared constraint are refused with one line naming the
+key, the value and what was expected. `config.yaml` in a run folder records every option
+with the value actually used (defaults and `auto` choices resolved).
+"""
 
 from __future__ import annotations
 
@@ -9,96 +16,104 @@ from typing import Any
 
 import yaml
 
-from .errors import TrainError
+from gen.runtime.errors import ConfigError, InputError
 
-FAMILIES = ("ae-naive", "ae", "ae-tied", "vae", "gan")
+from . import options as opts
+from . import registry
+from .options import Choice, Flag, Interval, Text, option
+
+
+@dataclass
+class RunOptions:
+    """Options of every training run, whatever the family."""
+
+    model: str = option("ae", "Model family (see `gen models`).", Text())
+    data: str = option("digits", "digits, ring8, grid25, or a path (MNIST IDX, .npy, .csv, .parquet).", Text())
+    out: str = option("runs/run", "Run folder to write.", Text())
+    epochs: int = option(30, "Passes over the training rows.", Interval(int, 1, None))
+    seed: int = option(0, "Seed for splits, initialisation, batches and previews.", Interval(int, 0, 2**63 - 1))
+    device: str = option("auto", "Training device: auto takes CUDA when torch sees it.", Choice("auto", "cpu", "cuda"))
+    batch_size: int = option(64, "Rows per step.", Interval(int, 1, None))
+    normal_class: int = option(None, "Train on rows of this label only; report one-class AUROC.",
+                               Interval(int, None, None), optional=True)
+    label_column: str = option(None, "Label column of a CSV/Parquet file (kept out of the features).",
+                               Text(), optional=True)
+    contamination: float = option(0.01, "Expected anomaly share: the threshold is the (1 - c) quantile of "
+                                  "held-out normal scores.", Interval(float, 0, 0.5, "neither"))
+    calibration_fraction: float = option(0.1, "Share of training rows held out to calibrate the threshold "
+                                         "(at least min(200, 25%) of them).", Interval(float, 0, 0.5, "neither"))
+    threads: int = option(None, "torch CPU threads (default: torch's choice).", Interval(int, 1, None), optional=True)
+    quiet: bool = option(False, "No progress bars.", Flag())
+
+
+RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunOptions))
+# Run options that only mean something for a family with an anomaly score.
+SCORING_KEYS = ("contamination", "calibration_fraction")
 
 
 @dataclass
 class TrainConfig:
-    model: str = "ae"
-    data: str = "digits"
-    out: str = "runs/run"
-    epochs: int = 30
-    seed: int = 0
-    device: str = "auto"
-    batch_size: int = 64
-    lr: float | None = None
-    normal_class: int | None = None
-    label_column: str | None = None
-    hidden: list[int] | None = None
-    latent_dim: int | None = None
-    contamination: float = 0.01
-    calibration_fraction: float = 0.1
-    # autoencoders
-    loss: str = "auto"
-    # VAE
-    decoder: str = "auto"
-    kl_weight: float = 1.0
-    # GAN
-    gan_loss: str = "non_saturating"
-    k: int = 1
-    threads: int | None = None
-    quiet: bool = False
+    """A validated configuration: the run's options, the family, and its options."""
 
-    def validate(self) -> "TrainConfig":
-        """Check every value once, at the boundary, naming the key and the value."""
-        def bad(key: str, expected: str) -> TrainError:
-            return TrainError(f"config {key}={getattr(self, key)!r}: expected {expected}")
+    run: RunOptions
+    family: registry.Family
+    options: Any
 
-        if self.model not in FAMILIES:
-            raise bad("model", f"one of {', '.join(FAMILIES)}")
-        for key in ("epochs", "batch_size", "k"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise bad(key, "an integer >= 1")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise bad("device", "auto, cpu or cuda")
-        if self.lr is not None and not self.lr > 0:
-            raise bad("lr", "a number > 0")
-        if not 0 < self.contamination < 0.5:
-            raise bad("contamination", "a share in (0, 0.5)")
-        if not 0 < self.calibration_fraction < 0.5:
-            raise bad("calibration_fraction", "a share in (0, 0.5)")
-        if self.hidden is not None and (not isinstance(self.hidden, list)
-                                        or not all(isinstance(h, int) and h > 0 for h in self.hidden)):
-            raise bad("hidden", "a list of positive integers")
-        if self.latent_dim is not None and (not isinstance(self.latent_dim, int) or self.latent_dim < 1):
-            raise bad("latent_dim", "an integer >= 1")
-        if self.loss not in ("auto", "mse", "bce"):
-            raise bad("loss", "auto, mse or bce")
-        if self.decoder not in ("auto", "bernoulli", "gaussian"):
-            raise bad("decoder", "auto, bernoulli or gaussian")
-        if not self.kl_weight > 0:
-            raise bad("kl_weight", "a number > 0 (a VAE without its KL term is not a VAE)")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise bad("threads", "an integer >= 1")
-        if self.gan_loss not in ("minimax", "non_saturating"):
-            raise bad("gan_loss", "minimax or non_saturating")
-        return self
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "option") -> "TrainConfig":
+        """Validate a flat mapping of keys (run options and the family's options)."""
+        raw = {str(k).replace("-", "_"): v for k, v in raw.items()}
+        family = registry.get(raw.get("model", RunOptions.model))
+        family_keys = [s.name for s in family.option_specs()]
+        unknown = [k for k in raw if k not in RUN_KEYS and k not in family_keys]
+        if unknown:
+            raise ConfigError(_unknown_message(unknown[0], family, where))
+        if family.score_kind is None:
+            for key in SCORING_KEYS:
+                if key in raw:
+                    raise ConfigError(f"{where} {key}: does not apply to family {family.name!r} "
+                                      "(it has no anomaly score to calibrate)")
+        run = opts.build(RunOptions, {k: v for k, v in raw.items() if k in RUN_KEYS}, where)
+        options = opts.build(family.options, {k: v for k, v in raw.items() if k in family_keys}, where)
+        return cls(run, family, options)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
+        """Read a YAML config (same keys as the flags); `overrides` (the flags) win."""
+        return cls.from_dict({**read_yaml(path), **(overrides or {})}, where=str(path))
+
+    @classmethod
+    def make(cls, **raw: Any) -> "TrainConfig":
+        """Keyword form for the Python API and tests: TrainConfig.make(model="vae", epochs=5)."""
+        return cls.from_dict(raw)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], where: str = "config") -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise TrainError(f"{where}: unknown keys {unknown}; known keys: {', '.join(sorted(names))}")
-        return cls(**raw)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise TrainError(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise TrainError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise TrainError(f"{path}: expected a mapping of keys to values")
-        return cls.from_dict({k.replace("-", "_"): v for k, v in raw.items()}, where=str(path))
+        """Every key with the value in use: run options, then the family's options."""
+        return {**dataclasses.asdict(self.run), **dataclasses.asdict(self.options)}
 
     def write_yaml(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file as a flat mapping (safe_load only), with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of keys to values")
+    return {str(k).replace("-", "_"): v for k, v in raw.items()}
+
+
+def _unknown_message(key: str, family: registry.Family, where: str) -> str:
+    others = [f.name for f in registry.families().values() if key in {s.name for s in f.option_specs()}]
+    takes = ", ".join(s.name for s in family.option_specs()) or "no options"
+    if others:
+        return (f"{where} {key}: does not apply to family {family.name!r} (it is an option of "
+                f"{', '.join(others)}); {family.name} takes: {takes}")
+    return (f"{where} {key}: unknown key; run options: {', '.join(RUN_KEYS)}; "
+            f"{family.name} options: {takes}")

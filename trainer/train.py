@@ -1,72 +1,72 @@
 """The training loop shared by every family: data -> split -> fit -> calibrate -> run folder.
 
 The run folder holds everything the exporter needs and nothing the runtime loads:
-checkpoint.pt (state dict, read back with weights_only=True), config.yaml (the resolved
-config), run.json (data spec, latent fit, calibration, metrics), metrics.jsonl (one line per
-epoch), probe.npy (held-out rows for the export parity check) and preview.png for images.
+checkpoint.pt (state dict, read back with weights_only=True), config.yaml (every option with
+the value used), run.json (data spec, sampler and latent, calibration, metrics),
+metrics.jsonl (one line per epoch), probe.npy (held-out raw rows for the export parity
+check) and preview.png (64 samples drawn by the runtime's own sampler, for image and 2-D
+data).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import tempfile
 import time
 import warnings
+from dataclasses import asdict
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from gen.runtime import samplers
+from gen.runtime.errors import BundleError, ConfigError, DeviceError, GenWarning, InputError
+from gen.runtime.manifest import DataSpec, LatentSpec, MetricsSpec, PreprocessSpec, parse
+from gen.runtime.outputs import sample_image, save_png, staged_folder
+from gen.runtime.version import gen_version
+
+from . import registry
+from .config import TrainConfig, read_yaml
 from .data import Dataset, load_dataset
-from .errors import TrainError, TrainWarning
-from .evaluate import calibrate, calibration_size, one_class_auroc, protocol_split
-from .models import family_module
+from .graphs import GraphDef, Preprocess, RawUnits
+from .protocols.one_class import calibrate, calibration_size, one_class_auroc, protocol_split
 
 CHECKPOINT = "checkpoint.pt"
 RUN_INFO = "run.json"
-
-
-def gen_version() -> str:
-    try:
-        return version("gen")
-    except PackageNotFoundError:  # pragma: no cover - source tree without install
-        return "0.0.0"
+PROBE = "probe.npy"
+PREVIEW = "preview.png"
+PREVIEW_N = 64
+PROBE_ROWS = 32
 
 
 def resolve_device(device: str) -> torch.device:
     """`auto` takes CUDA when torch sees it; `cuda` without CUDA is an error, not a fallback."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise TrainError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
+        raise DeviceError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
     if device in ("cuda", "auto") and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
 
 
-def preprocessing(data: Dataset, fit_rows: np.ndarray) -> tuple[object, object, list[float] | None]:
-    """offset, scale and the model-space range: images to [0, 1], tabular rows z-scored on
-    the fitting rows, 2-D points left as they are."""
+def preprocessing(data: Dataset, fit_rows: np.ndarray) -> PreprocessSpec:
+    """Images to [0, 1] by their known range, tabular rows z-scored on the fitting rows, 2-D
+    points left as they are."""
     if data.kind == "image":
         lo, hi = data.raw_range
-        return float(lo), float(hi - lo) if hi > lo else 1.0, [0.0, 1.0]
+        return PreprocessSpec(float(lo), float(hi - lo) if hi > lo else 1.0, [0.0, 1.0])
     if data.kind == "tabular":
         std = fit_rows.std(axis=0)
-        return fit_rows.mean(axis=0).tolist(), np.where(std > 1e-8, std, 1.0).tolist(), None
-    return 0.0, 1.0, None
-
-
-def _to_model(x: np.ndarray, offset, scale) -> np.ndarray:
-    return ((x - np.asarray(offset, np.float32)) / np.asarray(scale, np.float32)).astype(np.float32)
+        return PreprocessSpec(fit_rows.mean(axis=0).tolist(), np.where(std > 1e-8, std, 1.0).tolist())
+    return PreprocessSpec()
 
 
 @torch.no_grad()
-def _batched(fn, x: np.ndarray, device: torch.device, batch: int = 1024) -> np.ndarray:
-    outs = [fn(torch.from_numpy(x[i:i + batch]).to(device)).cpu().numpy() for i in range(0, len(x), batch)]
-    return np.concatenate(outs, axis=0)
+def batched(module, x: torch.Tensor, batch: int = 1024) -> np.ndarray:
+    """Run `module` on model-space rows in batches; numpy float64 out."""
+    outs = [module(x[i:i + batch]).detach().cpu().numpy() for i in range(0, len(x), batch)]
+    return np.concatenate(outs, axis=0).astype(np.float64)
 
 
 def _progress(quiet: bool):
@@ -76,174 +76,213 @@ def _progress(quiet: bool):
                     TimeElapsedColumn(), TextColumn("{task.fields[losses]}"), disable=quiet, transient=False)
 
 
-@contextlib.contextmanager
-def staged_folder(out: Path, marker: str, what: str, replace: bool = True):
-    """Yield an empty staging folder beside `out`; on success it replaces `out` in one rename.
-
-    A failure leaves `out` as it was. An existing `out` is replaced only when it is empty or
-    holds `marker` (one of our own folders), never an arbitrary folder of the user's.
-    """
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not (out / marker).is_file():
-            raise TrainError(f"{out}: exists and is not a gen {what}; choose another --out")
-        if not replace:
-            raise TrainError(f"{out}: {what} exists ({what}s are immutable; pass --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    try:
-        yield staging
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def train(cfg: TrainConfig) -> Path:
-    """Train `cfg.model` on `cfg.data` and write the run folder `cfg.out`; return its path.
+    """Train `cfg.family` on `cfg.run.data` and write the run folder `cfg.run.out`; return its path.
 
     The folder appears whole at the end (it is written beside it and renamed), replacing an
     earlier run folder of the same name; a failed run leaves nothing behind.
     """
-    cfg.validate()
-    with staged_folder(Path(cfg.out), RUN_INFO, "run folder") as staging:
+    out = Path(cfg.run.out)
+    with staged_folder(out, RUN_INFO, "run folder", error=InputError) as staging:
         _train_into(cfg, staging)
-    return Path(cfg.out)
+    return out
+
+
+def _split(cfg: TrainConfig, data: Dataset, rng: np.random.Generator):
+    """(fit, calibration, test) row indices: the fixed protocol split, the normal class only
+    when asked, and a calibration slice of the training rows when the family scores."""
+    run = cfg.run
+    train_idx, test_idx = protocol_split(len(data.x), data.y)
+    if run.normal_class is not None:
+        if data.y is None:
+            raise InputError(f"--normal-class {run.normal_class} needs labelled data; {data.source} has no labels")
+        if run.normal_class not in set(data.y.tolist()):
+            raise InputError(f"--normal-class {run.normal_class}: no such label in {data.source} "
+                             f"(labels: {sorted(set(data.y.tolist()))})")
+        train_idx = train_idx[data.y[train_idx] == run.normal_class]
+    train_idx = rng.permutation(train_idx)
+    n_cal = calibration_size(len(train_idx), run.calibration_fraction) if cfg.family.score_kind else 0
+    if len(train_idx) - n_cal < 2:
+        raise InputError(f"{data.source}: too few training rows ({len(train_idx)}) to fit and calibrate")
+    return np.sort(train_idx[n_cal:]), np.sort(train_idx[:n_cal]), test_idx
 
 
 def _train_into(cfg: TrainConfig, out: Path) -> None:
-    device = resolve_device(cfg.device)
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    data = load_dataset(cfg.data, cfg.label_column, seed=cfg.seed)
-    family = family_module(cfg.model)
+    run, family = cfg.run, cfg.family
+    device = resolve_device(run.device)
+    if run.threads is not None:
+        torch.set_num_threads(run.threads)
+    torch.manual_seed(run.seed)
+    rng = np.random.default_rng(run.seed)
+    data = load_dataset(run.data, run.label_column, seed=run.seed)
+    fit_idx, cal_idx, test_idx = _split(cfg, data, rng)
 
-    train_idx, test_idx = protocol_split(len(data.x), data.y)
-    if cfg.normal_class is not None:
-        if data.y is None:
-            raise TrainError(f"--normal-class {cfg.normal_class} needs labelled data; {data.source} has no labels")
-        if cfg.normal_class not in set(data.y.tolist()):
-            raise TrainError(f"--normal-class {cfg.normal_class}: no such label in {data.source} "
-                             f"(labels: {sorted(set(data.y.tolist()))})")
-        train_idx = train_idx[data.y[train_idx] == cfg.normal_class]
-    train_idx = rng.permutation(train_idx)
-    n_cal = calibration_size(len(train_idx), cfg.calibration_fraction)
-    if len(train_idx) - n_cal < 2:
-        raise TrainError(f"{data.source}: too few training rows ({len(train_idx)}) to fit and calibrate")
-    cal_idx, fit_idx = np.sort(train_idx[:n_cal]), np.sort(train_idx[n_cal:])
+    spec = DataSpec(source=data.source, kind=data.kind, shape=data.shape,
+                    raw_range=list(data.raw_range) if data.raw_range else
+                    [float(data.x[fit_idx].min()), float(data.x[fit_idx].max())],
+                    preprocessing=preprocessing(data, data.x[fit_idx]), feature_names=data.names,
+                    n_train=int(len(fit_idx)), normal_class=run.normal_class)
+    cfg.options = family.resolve(cfg.options, spec)
+    pre = Preprocess(spec.preprocessing, spec.shape).to(device)
 
-    offset, scale, model_range = preprocessing(data, data.x[fit_idx])
-    x_fit = _to_model(data.x[fit_idx], offset, scale)
-    x_cal = _to_model(data.x[cal_idx], offset, scale)
-    x_test = _to_model(data.x[test_idx], offset, scale)
-    dim = x_fit.shape[1]
-    unit_range = model_range == [0.0, 1.0]
+    def model_rows(idx: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return pre.to_model(torch.from_numpy(data.x[idx]).to(device))
 
-    net = family.build(cfg, dim, unit_range).to(device)
-    trainer = family.Trainer(net, cfg)
-    rows_per_step = cfg.batch_size * trainer.batches_per_step
-    history = []
-    x_fit_t = torch.from_numpy(x_fit).to(device)
-    with _progress(cfg.quiet) as progress, open(out / "metrics.jsonl", "w") as log:
-        task = progress.add_task(f"{cfg.model} on {Path(data.source).name}", total=cfg.epochs, losses="")
-        for epoch in range(1, cfg.epochs + 1):
-            net.train()
-            start = time.perf_counter()
-            order = torch.from_numpy(rng.permutation(len(x_fit)))
-            sums: dict[str, float] = {}
-            steps = 0
-            for i in range(0, len(order), rows_per_step):
-                losses = trainer.step(x_fit_t[order[i:i + rows_per_step]])
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                steps += 1
-            record = {"epoch": epoch, **{k: v / steps for k, v in sums.items()},
-                      "seconds": round(time.perf_counter() - start, 4)}
-            history.append(record)
-            log.write(json.dumps(record) + "\n")
-            progress.update(task, advance=1, losses="  ".join(f"{k} {v / steps:.4f}" for k, v in sums.items()))
+    x_fit = model_rows(fit_idx)
+    net = family.build(cfg.options, spec).to(device)
+    trainer = family.trainer(net, cfg.options)
+    history, seconds = _fit(cfg, net, trainer, x_fit, rng, Path(data.source).name, out)
     net.eval()
+    graphs = family.graphs(net, spec)
 
-    cal_scores = _batched(net.anomaly_score, x_cal, device)
-    scoring = {"kind": _score_kind(cfg.model), **calibrate(cal_scores, cfg.contamination),
-               "calibration": f"{len(cal_idx)} held-out normal training rows, not used for fitting"}
-    if scoring["expected_false_alarm_rate"] > cfg.contamination:
-        warnings.warn(f"only {len(cal_idx)} calibration rows: the {1 - cfg.contamination:.0%} threshold is "
-                      f"near their maximum, so expect about {scoring['expected_false_alarm_rate']:.1%} of "
-                      f"normal rows to be flagged, not {cfg.contamination:.1%}", TrainWarning, stacklevel=2)
-    latent = {"dim": net.latent_dim, "prior": family.LATENT_PRIOR}
-    if family.LATENT_PRIOR == "gaussian":
-        codes = _batched(net.encode, x_fit, device).astype(np.float64)
-        latent["mean"] = codes.mean(axis=0).tolist()
-        latent["cov"] = np.atleast_2d(np.cov(codes, rowvar=False)).tolist()
+    scoring, evaluation = None, {}
+    if family.score_kind:
+        score = graphs["score"].module
+        x_cal = model_rows(cal_idx)
+        scoring = {"kind": family.score_kind, **calibrate(batched(score, x_cal), run.contamination),
+                   "calibration": f"{len(cal_idx)} held-out normal training rows, not used for fitting"}
+        if scoring["expected_false_alarm_rate"] > run.contamination:
+            warnings.warn(f"only {len(cal_idx)} calibration rows: the {1 - run.contamination:.0%} threshold is "
+                          f"near their maximum, so expect about {scoring['expected_false_alarm_rate']:.1%} of "
+                          f"normal rows to be flagged, not {run.contamination:.1%}", GenWarning, stacklevel=2)
+        test_scores = batched(score, model_rows(test_idx))
+        if run.normal_class is not None:
+            labels = data.y[test_idx]
+            normal = labels == run.normal_class
+            evaluation = {"auroc": one_class_auroc(test_scores, labels, run.normal_class),
+                          "test_normal_mean_score": float(test_scores[normal].mean()),
+                          "test_flag_rate_normal": float((test_scores[normal] > scoring["threshold"]).mean())}
+        else:
+            evaluation = {"test_mean_score": float(test_scores.mean())}
 
-    metrics = {"epochs": cfg.epochs, "final": history[-1], "n_fit": int(len(fit_idx)),
-               "n_calibration": int(len(cal_idx)), "n_test": int(len(test_idx)),
-               "device": str(device)}
-    test_scores = _batched(net.anomaly_score, x_test, device)
-    if cfg.normal_class is not None:
-        labels = data.y[test_idx]
-        metrics["auroc"] = one_class_auroc(test_scores, labels, cfg.normal_class)
-        normal = labels == cfg.normal_class
-        metrics["test_normal_mean_score"] = float(test_scores[normal].mean())
-        metrics["test_flag_rate_normal"] = float((test_scores[normal] > scoring["threshold"]).mean())
-    else:
-        metrics["test_mean_score"] = float(test_scores.mean())
-
-    data_spec = {"source": data.source, "shape": [dim], "dtype": "float32",
-                 "raw_range": list(data.raw_range) if data.raw_range else
-                 [float(data.x[fit_idx].min()), float(data.x[fit_idx].max())],
-                 "model_range": model_range, "offset": offset, "scale": scale,
-                 "image_shape": data.image_shape, "n_train": int(len(fit_idx)),
-                 "normal_class": cfg.normal_class}
-    run_info = {"family": cfg.model, "gen_version": gen_version(), "torch_version": torch.__version__,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "build": {"dim": dim, "unit_range": unit_range}, "capabilities": family.CAPABILITIES,
-                "data": data_spec, "latent": latent, "scoring": scoring, "metrics": metrics}
+    sampler = family.sampler(net, cfg.options) if family.sampler else None
+    latent = _latent(family, sampler, graphs, x_fit) if sampler is not None else None
+    metrics = MetricsSpec(epochs=run.epochs, n_fit=int(len(fit_idx)), n_calibration=int(len(cal_idx)),
+                          n_test=int(len(test_idx)), device=str(device), train_seconds=round(seconds, 3),
+                          torch_version=torch.__version__,
+                          trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          final={k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")},
+                          evaluation=evaluation)
+    run_info = {"family": family.name, "variant": family.variant(cfg.options), "gen_version": gen_version(),
+                "capabilities": list(family.capabilities), "data": asdict(spec),
+                "sampler": asdict(sampler) if sampler else None,
+                "latent": asdict(latent) if latent else None, "scoring": scoring, "metrics": asdict(metrics)}
 
     torch.save({"state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, out / CHECKPOINT)
     cfg.write_yaml(out / "config.yaml")
     (out / RUN_INFO).write_text(json.dumps(run_info, indent=2) + "\n")
-    np.save(out / "probe.npy", x_cal[:32], allow_pickle=False)
-    if data.kind == "image" and "sample" in family.CAPABILITIES:
-        _write_preview(net, latent, data.image_shape, out / "preview.png", cfg.seed, device)
+    probe_idx = cal_idx if len(cal_idx) else test_idx if len(test_idx) else fit_idx
+    np.save(out / PROBE, data.x[probe_idx[:PROBE_ROWS]], allow_pickle=False)
+    if sampler is not None and (spec.kind == "image" or spec.size == 2):
+        preview = draw_with_torch(graphs, spec, sampler, latent, PREVIEW_N, run.seed, device)
+        save_png(sample_image(preview, spec), out / PREVIEW)
 
 
-def _score_kind(model: str) -> str:
-    return {"vae": "negative_elbo", "gan": "negative_discriminator_logit"}.get(model, "reconstruction_mse")
+def _fit(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Generator, name: str,
+         out: Path) -> tuple[list[dict], float]:
+    rows_per_step = cfg.run.batch_size * getattr(trainer, "batches_per_step", 1)
+    history = []
+    start_all = time.perf_counter()
+    with _progress(cfg.run.quiet) as progress, open(out / "metrics.jsonl", "w") as log:
+        task = progress.add_task(f"{cfg.family.name} on {name}", total=cfg.run.epochs, losses="")
+        for epoch in range(1, cfg.run.epochs + 1):
+            net.train()
+            start = time.perf_counter()
+            order = torch.from_numpy(rng.permutation(len(x_fit))).to(x_fit.device)
+            sums: dict[str, float] = {}
+            steps = 0
+            for i in range(0, len(order), rows_per_step):
+                for key, value in trainer.step(x_fit[order[i:i + rows_per_step]]).items():
+                    sums[key] = sums.get(key, 0.0) + value
+                steps += 1
+            means = {k: v / steps for k, v in sums.items()}
+            if not all(np.isfinite(v) for v in means.values()):
+                raise ConfigError(f"training diverged at epoch {epoch} (losses {means}); try a smaller lr")
+            record = {"epoch": epoch, **means, "seconds": round(time.perf_counter() - start, 4)}
+            history.append(record)
+            log.write(json.dumps(record) + "\n")
+            progress.update(task, advance=1, losses="  ".join(f"{k} {v:.4f}" for k, v in means.items()))
+    return history, time.perf_counter() - start_all
 
 
-@torch.no_grad()
-def _write_preview(net, latent: dict, image_shape: list[int], path: Path, seed: int, device) -> None:
-    """A grid of 64 samples, so a user sees what the model learned without exporting it."""
-    from PIL import Image
+def _latent(family: registry.Family, sampler, graphs: dict, x_fit: torch.Tensor) -> LatentSpec | None:
+    """The latent prior for ancestral/mixture samplers: its dimension from the sampler's graph,
+    and for a `gaussian` prior the mean and covariance of the training codes."""
+    if not hasattr(sampler, "input"):
+        return None
+    role = sampler.graph if hasattr(sampler, "graph") else sampler.graphs[0]
+    dim = next(p for p in graphs[role].inputs if p.name == sampler.input).shape[0]
+    if family.latent_prior != "gaussian":
+        return LatentSpec(dim=dim, prior="normal")
+    encoder = graphs["encoder"]
+    z_index = [p.name for p in encoder.outputs].index("z")
 
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((64, latent["dim"]))
-    if latent["prior"] == "gaussian":
-        cov = np.asarray(latent["cov"]) + 1e-6 * np.eye(latent["dim"])
-        z = np.asarray(latent["mean"]) + z @ np.linalg.cholesky(cov).T
-    decode = net.generate if hasattr(net, "generate") else net.decode
-    x = decode(torch.from_numpy(z.astype(np.float32)).to(device)).cpu().numpy()
-    c, h, w = image_shape
-    x = np.clip(x.reshape(8, 8, c, h, w), 0, 1)
-    grid = (x.transpose(0, 3, 1, 4, 2).reshape(8 * h, 8 * w, c) * 255).round().astype(np.uint8)
-    image = Image.fromarray(grid[..., 0] if c == 1 else grid)
-    image.resize((8 * w * max(1, 64 // w), 8 * h * max(1, 64 // h)), Image.NEAREST).save(path)
+    def z_of(x: torch.Tensor) -> torch.Tensor:
+        out = encoder.module(x)
+        return out[z_index] if isinstance(out, tuple) else out
+
+    codes = batched(z_of, x_fit)
+    return LatentSpec(dim=dim, prior="gaussian", mean=codes.mean(axis=0).tolist(),
+                      cov=np.atleast_2d(np.cov(codes, rowvar=False)).tolist())
 
 
-def load_checkpoint(run_dir: Path) -> tuple[TrainConfig, dict, torch.nn.Module]:
+class _TorchRunner:
+    """A graph run by torch in raw units, with the runtime's GraphRunner interface (plain
+    runs: `device` None, nothing kept on a device)."""
+
+    device = None
+
+    def __init__(self, graph: GraphDef, data: DataSpec, device: torch.device):
+        self.module = RawUnits(graph, data.preprocessing, data.shape).to(device).eval()
+        self.device_ = device
+        self.input_names = [p.name for p in graph.inputs]
+        self.output_names = [p.name for p in graph.outputs]
+
+    @torch.no_grad()
+    def run(self, feeds: dict, outputs: list[str] | None = None, keep_on_device: bool = False) -> dict:
+        out = self.module(*(torch.as_tensor(np.asarray(feeds[n])).to(self.device_) for n in self.input_names))
+        values = dict(zip(self.output_names, out if isinstance(out, tuple) else (out,)))
+        return {n: values[n].cpu().numpy() for n in (outputs or self.output_names)}
+
+
+def draw_with_torch(graphs: dict, data: DataSpec, sampler, latent: LatentSpec | None, n: int, seed: int,
+                    device: torch.device) -> np.ndarray:
+    """n samples drawn by the runtime's own sampler over the torch graphs (wrapped in raw
+    units), so they are what the exported bundle gives for `seed`, up to float rounding."""
+    runners = {role: _TorchRunner(graph, data, device) for role, graph in graphs.items()}
+
+    def run_batched(role: str, feeds: dict, output: str) -> np.ndarray:
+        return runners[role].run(feeds, outputs=[output])[output]
+
+    def port_shape(role: str, name: str) -> list[int]:
+        return next(p.shape for p in graphs[role].inputs if p.name == name)
+
+    host = SimpleNamespace(manifest=SimpleNamespace(latent=latent, sampler=sampler), batch_size=1024,
+                           runners=runners, run_batched=run_batched, port_shape=port_shape)
+    return samplers.draw(host, n, np.random.default_rng(seed))
+
+
+def load_run(run_dir: str | Path) -> tuple[TrainConfig, dict, DataSpec, torch.nn.Module]:
     """Rebuild a trained network from its run folder (weights_only=True: no pickle)."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: run folder not found")
     for name in (CHECKPOINT, RUN_INFO, "config.yaml"):
         if not (run_dir / name).is_file():
-            raise TrainError(f"{run_dir}: not a run folder (missing {name})")
-    cfg = TrainConfig.from_yaml(run_dir / "config.yaml")
-    info = json.loads((run_dir / RUN_INFO).read_text())
-    net = family_module(cfg.model).build(cfg, **info["build"])
-    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
-    net.load_state_dict(state["state_dict"])
-    return cfg, info, net.eval()
+            raise InputError(f"{run_dir}: not a run folder (missing {name})")
+    cfg = TrainConfig.from_dict(read_yaml(run_dir / "config.yaml"), where=str(run_dir / "config.yaml"))
+    try:
+        info = json.loads((run_dir / RUN_INFO).read_text())
+        data = parse(DataSpec, info["data"], str(run_dir / RUN_INFO), "data")
+    except (json.JSONDecodeError, KeyError, TypeError, BundleError) as exc:
+        raise InputError(f"{run_dir / RUN_INFO}: not a run description of this gen ({exc})") from None
+    net = cfg.family.build(cfg.options, data)
+    try:
+        state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["state_dict"])
+    except Exception as exc:  # torch raises many types for a damaged or foreign checkpoint
+        raise InputError(f"{run_dir / CHECKPOINT}: cannot load the checkpoint "
+                         f"({str(exc).splitlines()[0]})") from None
+    return cfg, info, data, net.eval()
+

@@ -1,4 +1,5 @@
-"""Export is checked: valid ONNX, torch vs onnxruntime parity recorded, no randomness in graphs."""
+"""Export is checked: valid ONNX, raw units in and out, parity recorded, no randomness in
+graphs, failures as one-line errors with nothing written."""
 
 import json
 
@@ -12,26 +13,20 @@ from onnx.reference import ReferenceEvaluator
 from gen.exporters import ExportError, export_run
 from gen.exporters import onnx_export
 from gen.runtime.bundle import sha256_file
-from gen.trainer.train import load_checkpoint
+from gen.runtime.errors import BundleError, InputError
+from gen.trainer.graphs import RawUnits
+from gen.trainer.train import load_run
 
 RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
-ROLES = {"ae-naive": {"encoder", "decoder", "score"}, "ae": {"encoder", "decoder", "score"},
-         "ae-tied": {"encoder", "decoder", "score"}, "vae": {"encoder", "decoder", "score"},
-         "gan": {"generator", "discriminator", "score"}}
 
 
-def graph_inputs(spec, rng, n):
-    width = spec.inputs[0].shape[1]
-    return {spec.inputs[0].name: rng.uniform(0, 1, size=(n, width)).astype(np.float32)}
-
-
-@pytest.mark.parametrize("family", sorted(ROLES))
-def test_bundle_graphs_are_valid_and_match_torch(family, bundles, runs):
+@pytest.mark.parametrize("family", ["ae", "vae", "gan"])
+def test_graphs_are_valid_random_free_and_match_torch_in_raw_units(family, bundles, runs):
     folder = bundles[family]
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert set(manifest["graphs"]) == ROLES[family]
-    _, _, net = load_checkpoint(runs[family])
-    graphs = net.graphs()
+    cfg, _, data, net = load_run(runs[family])
+    graphs = cfg.family.graphs(net, data)
+    assert set(manifest["graphs"]) == set(graphs)
     rng = np.random.default_rng(0)
     for role, spec in manifest["graphs"].items():
         path = folder / spec["file"]
@@ -39,16 +34,18 @@ def test_bundle_graphs_are_valid_and_match_torch(family, bundles, runs):
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
         assert not RANDOM_OPS & {node.op_type for node in model.graph.node}
-        assert manifest["parity"]["max_abs_diff"][role] <= 1e-4 * max(1.0, manifest["parity"]["max_abs_output"][role])
-        assert spec["inputs"][0]["shape"][0] == "batch"
+        assert all(t["shape"][0] == "batch" for t in spec["inputs"] + spec["outputs"])
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         reference = ReferenceEvaluator(model)
+        wrapped = RawUnits(graphs[role], data.preprocessing, data.shape).eval()
         for n in (1, 33):  # the batch axis is dynamic
-            feed = {spec["inputs"][0]["name"]: rng.uniform(0, 1, size=(n, spec["inputs"][0]["shape"][1])).astype(np.float32)}
+            feed = {t["name"]: (rng.uniform(0, 16, size=(n, *t["shape"][1:])) if t["kind"] == "data"
+                                else rng.standard_normal((n, *t["shape"][1:]))).astype(np.float32)
+                    for t in spec["inputs"]}
             got = session.run(None, feed)
             ref = reference.run(None, feed)
             with torch.no_grad():
-                want = graphs[role].module(torch.from_numpy(next(iter(feed.values()))))
+                want = wrapped(*(torch.from_numpy(feed[t["name"]]) for t in spec["inputs"]))
             want = want if isinstance(want, tuple) else (want,)
             assert len(got) == len(ref) == len(want) == len(spec["outputs"])
             for g, r, w in zip(got, ref, want):
@@ -59,21 +56,47 @@ def test_bundle_graphs_are_valid_and_match_torch(family, bundles, runs):
 
 def test_manifest_records_the_contract(bundles):
     manifest = json.loads((bundles["vae"] / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["family"] == "vae"
+    assert manifest["format_version"] == 2 and manifest["family"] == "vae"
+    assert manifest["variant"] == "bernoulli decoder"
     assert manifest["config"]["seed"] == 0 and manifest["seed"] == 0
-    assert manifest["data"]["shape"] == [64] and manifest["data"]["image_shape"] == [1, 8, 8]
-    assert manifest["data"]["offset"] == 0.0 and manifest["data"]["scale"] == 16.0
+    assert manifest["config"]["decoder"] == "bernoulli" and manifest["config"]["lr"] == 1e-3
+    data = manifest["data"]
+    assert data["kind"] == "image" and data["shape"] == [1, 8, 8] and data["raw_range"] == [0.0, 16.0]
+    assert data["preprocessing"] == {"offset": 0.0, "scale": 16.0, "model_range": [0.0, 1.0], "binarize": None}
+    assert manifest["sampler"] == {"graph": "decoder", "input": "z", "output": "x", "kind": "ancestral"}
     assert manifest["latent"] == {"dim": 4, "prior": "normal", "mean": None, "cov": None}
     scoring = manifest["scoring"]
     assert scoring["kind"] == "negative_elbo" and scoring["contamination"] == 0.01
     assert len(scoring["quantile_levels"]) == len(scoring["quantile_values"]) == 101
-    assert 0 < manifest["metrics"]["auroc"] <= 1
-    assert manifest["parity"]["probe_rows"] > 0 and manifest["parity"]["tolerance"] == 1e-4
-    assert set(manifest["parity"]["max_abs_diff"]) == {"encoder", "decoder", "score"}
-    assert manifest["parity"]["max_abs_diff"]["encoder"] <= 1e-4  # outputs of order 1: absolute
+    assert 0 < manifest["metrics"]["evaluation"]["auroc"] <= 1 and manifest["metrics"]["epochs"] == 30
+    parity = manifest["parity"]
+    assert parity["probe_rows"] > 0 and parity["tolerance"] == 1e-4 and set(parity["graphs"]) == {"encoder", "decoder", "score"}
+    assert parity["graphs"]["encoder"]["max_abs_diff"] <= 1e-4  # outputs of order 1: absolute
+    assert manifest["graphs"]["encoder"]["inputs"] == [
+        {"name": "x", "shape": ["batch", 1, 8, 8], "dtype": "float32", "kind": "data"}]
     assert manifest["graphs"]["encoder"]["outputs"] == [
-        {"name": "mu", "shape": ["batch", 4], "dtype": "float32"},
-        {"name": "logvar", "shape": ["batch", 4], "dtype": "float32"}]
+        {"name": "z", "shape": ["batch", 4], "dtype": "float32", "kind": "latent"},
+        {"name": "logvar", "shape": ["batch", 4], "dtype": "float32", "kind": "value"}]
+
+
+def test_tabular_preprocessing_is_per_feature_inside_the_graph(tmp_path):
+    from gen.runtime import load
+    from gen.trainer.config import TrainConfig
+    from gen.trainer.train import train
+
+    rng = np.random.default_rng(0)
+    rows = (rng.normal(size=(120, 3)) * [1, 10, 100] + [0, 5, -50]).astype(np.float32)
+    np.save(tmp_path / "t.npy", rows)
+    run = train(TrainConfig.make(model="ae", data=str(tmp_path / "t.npy"), epochs=2, hidden=[8], latent_dim=2,
+                                 quiet=True, out=str(tmp_path / "run")))
+    bundle = tmp_path / "bundle"
+    export_run(run, bundle)
+    model = load(bundle)
+    prep = model.manifest.data.preprocessing
+    assert len(prep.offset) == len(prep.scale) == 3 and prep.model_range is None
+    _, _, data, net = load_run(run)
+    want = net.score(torch.from_numpy((rows[:10] - np.float32(prep.offset)) / np.float32(prep.scale))).detach().numpy()
+    np.testing.assert_allclose(model.score(rows[:10]), want, rtol=1e-5, atol=1e-6)
 
 
 def test_parity_failure_writes_nothing(runs, tmp_path, monkeypatch):
@@ -83,29 +106,49 @@ def test_parity_failure_writes_nothing(runs, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_exporter_failure_is_one_line_and_writes_nothing(runs, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        try:
+            raise RuntimeError("unsupported operator aten::frobnicate\nlong details")
+        except RuntimeError as cause:
+            raise ValueError("Failed to export the model.\nMany lines of advice") from cause
+
+    monkeypatch.setattr(onnx_export, "export_graph", broken)
+    with pytest.raises(ExportError) as info:
+        export_run(runs["ae"], tmp_path / "bundle")
+    assert str(info.value) == "encoder: export failed (RuntimeError: unsupported operator aten::frobnicate)"
+    assert info.value.exit_code == 1 and list(tmp_path.iterdir()) == []
+
+
 def test_runtime_score_equals_training_score(runs, bundles, digits_rows):
     """The exported score is the score calibrated at training (anomalib's complaint, avoided)."""
     from gen.runtime import load
 
-    _, info, net = load_checkpoint(runs["vae"])
+    _, _, _, net = load_run(runs["vae"])
     model = load(bundles["vae"])
     with torch.no_grad():
-        want = net.anomaly_score(torch.from_numpy(digits_rows[:50] / 16.0)).numpy()
+        want = net.score(torch.from_numpy(digits_rows[:50].reshape(50, 1, 8, 8) / 16.0)).numpy()
     np.testing.assert_allclose(model.score(digits_rows[:50]), want, rtol=1e-5, atol=1e-4)
 
 
 def test_force_replaces_a_bundle_but_never_a_user_folder(runs, tmp_path):
-    from gen.trainer.errors import TrainError
-
     bundle = tmp_path / "bundle"
     export_run(runs["gan"], bundle)
     first = (bundle / "manifest.json").read_text()
+    with pytest.raises(BundleError, match="bundles are immutable"):
+        export_run(runs["gan"], bundle)
     export_run(runs["gan"], bundle, force=True)
     assert json.loads((bundle / "manifest.json").read_text())["created"] >= json.loads(first)["created"]
     user = tmp_path / "mine"
     user.mkdir()
     (user / "notes.txt").write_text("precious")
-    with pytest.raises(TrainError, match="exists and is not a gen bundle"):
+    with pytest.raises(BundleError, match="exists and is not a gen bundle"):
         export_run(runs["gan"], user, force=True)
     assert (user / "notes.txt").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "mine"]
+
+
+def test_export_of_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(InputError, match="not a run folder"):
+        export_run(tmp_path, tmp_path / "b")
+    assert not (tmp_path / "b").exists()

@@ -86,7 +86,7 @@ def test_symlink_outside_bundle(bundle_copy, tmp_path):
 
 def test_graph_io_must_match_manifest(bundle_copy):
     folder = bundle_copy()
-    edit_manifest(folder, lambda m: m["graphs"]["score"]["inputs"][0].update(name="rows"))
+    edit_manifest(folder, lambda m: m["graphs"]["score"]["inputs"][0].update(dtype="float64"))
     with pytest.raises(BundleError, match=r"score.onnx: graph inputs .* do not match the manifest"):
         load(folder)
 
@@ -116,14 +116,14 @@ def test_unknown_capability(bundle_copy):
 def test_capability_without_its_graph(bundle_copy):
     folder = bundle_copy()
     edit_manifest(folder, lambda m: m["graphs"].pop("encoder"))
-    with pytest.raises(BundleError, match="capability 'reconstruct' needs a graph encoder"):
+    with pytest.raises(BundleError, match="capability 'reconstruct' needs a graph 'encoder'"):
         load(folder)
 
 
 def test_data_shape_must_fit_the_graphs(bundle_copy):
     folder = bundle_copy()
     edit_manifest(folder, lambda m: m["data"].update(shape=[63]))
-    with pytest.raises(BundleError, match=r"graph 'encoder' takes rows of shape \[64\], expected \[63\]"):
+    with pytest.raises(BundleError, match=r"graph 'encoder' port 'x' has rows of shape \[1, 8, 8\], expected \[63\]"):
         load(folder)
 
 

@@ -19,8 +19,8 @@ def test_binding_device_choice():
 
 @pytest.mark.parametrize("family", ["ae", "vae", "gan"])
 def test_bound_runs_match_plain_runs(bundles, digits_rows, family):
-    plain = load(bundles[family], io_binding=False, batch_size=7)
-    bound = load(bundles[family], io_binding=True, batch_size=7)
+    plain = load(bundles[family], device="cpu", io_binding=False, batch_size=7)
+    bound = load(bundles[family], device="cpu", io_binding=True, batch_size=7)
     assert all(r.device == "cpu" for r in bound.runners.values())
     assert all(r.device is None for r in plain.runners.values())
     np.testing.assert_array_equal(bound.sample(20, seed=2), plain.sample(20, seed=2))
@@ -31,9 +31,20 @@ def test_bound_runs_match_plain_runs(bundles, digits_rows, family):
 
 
 def test_kept_outputs_are_device_values(bundles, digits_rows):
-    model = load(bundles["ae"], io_binding=True)
-    rows = model.to_model_space(digits_rows[:3])
-    kept = model.runners["encoder"].run(rows, keep_on_device=True)
-    assert type(kept[0]).__name__ == "OrtValue" and kept[0].shape() == [3, 4]
-    decoded = model.runners["decoder"].run(kept[0])[0]
-    assert isinstance(decoded, np.ndarray) and decoded.shape == (3, 64)
+    model = load(bundles["ae"], device="cpu", io_binding=True)
+    kept = model.runners["encoder"].run({"x": digits_rows[:3].reshape(3, 1, 8, 8)}, keep_on_device=True)
+    assert type(kept["z"]).__name__ == "OrtValue" and kept["z"].shape() == [3, 4]
+    decoded = model.runners["decoder"].run({"z": kept["z"]})["x"]
+    assert isinstance(decoded, np.ndarray) and decoded.shape == (3, 1, 8, 8)
+
+
+def test_outputs_are_read_by_name(bundles, digits_rows):
+    model = load(bundles["vae"])
+    rows = digits_rows[:3].reshape(3, 1, 8, 8)
+    both = model.runners["encoder"].run({"x": rows})
+    assert list(both) == ["z", "logvar"]
+    only = model.runners["encoder"].run({"x": rows}, outputs=["logvar"])
+    assert list(only) == ["logvar"]
+    np.testing.assert_array_equal(only["logvar"], both["logvar"])
+    with pytest.raises(KeyError, match=r"graph inputs \['x'\] not fed"):
+        model.runners["encoder"].run({"rows": rows})

@@ -6,8 +6,9 @@ import struct
 import numpy as np
 import pytest
 
-from gen.trainer.data import grid25, load_dataset, read_idx, ring8
-from gen.trainer.errors import TrainError
+from gen.runtime.errors import InputError as TrainError
+from gen.runtime.readers import read_idx
+from gen.trainer.data import grid25, load_dataset, ring8
 
 
 def write_idx(path, array, code=0x08):
@@ -19,8 +20,8 @@ def write_idx(path, array, code=0x08):
 
 def test_digits():
     data = load_dataset("digits")
-    assert data.x.shape == (1797, 64) and data.y.shape == (1797,)
-    assert data.image_shape == [1, 8, 8] and data.raw_range == (0.0, 16.0)
+    assert data.x.shape == (1797, 1, 8, 8) and data.y.shape == (1797,)
+    assert data.kind == "image" and data.raw_range == (0.0, 16.0)
 
 
 def test_mixtures_match_the_protocol():
@@ -39,8 +40,8 @@ def test_mnist_idx_with_labels_beside(tmp_path):
     write_idx(tmp_path / "tiny-images-idx3-ubyte.gz", images)
     write_idx(tmp_path / "tiny-labels-idx1-ubyte.gz", np.array([7, 1, 7]))
     data = load_dataset(str(tmp_path / "tiny-images-idx3-ubyte.gz"))
-    assert data.x.shape == (3, 20) and data.image_shape == [1, 4, 5]
-    np.testing.assert_array_equal(data.x[1], images[1].reshape(-1))
+    assert data.x.shape == (3, 1, 4, 5) and data.kind == "image"
+    np.testing.assert_array_equal(data.x[1, 0], images[1])
     np.testing.assert_array_equal(data.y, [7, 1, 7])
     assert data.raw_range == (0.0, 255.0)
 
@@ -61,6 +62,7 @@ def test_csv_with_label_column(tmp_path):
     path.write_text("a,label,b\n1,0,2\n3,1,4\n")
     data = load_dataset(str(path), label_column="label")
     np.testing.assert_array_equal(data.x, [[1, 2], [3, 4]])
+    assert data.names == ["a", "b"]
     np.testing.assert_array_equal(data.y, [0, 1])
     with pytest.raises(TrainError, match="label column 'y' not found"):
         load_dataset(str(path), label_column="y")
@@ -70,7 +72,7 @@ def test_csv_with_label_column(tmp_path):
     ("1,2\n3,x\n", "line 2, column 2: expected a number, got 'x'"),
     ("1,2\n3\n", "line 2: expected 2 values, got 1"),
     ("", "file is empty"),
-    ("1,2\nnan,3\n", "row 1, column 1: value is not finite"),
+    ("1,2\nnan,3\n", "line 2, column 1: value is nan"),
 ])
 def test_csv_errors(tmp_path, text, message):
     path = tmp_path / "bad.csv"
@@ -82,11 +84,11 @@ def test_csv_errors(tmp_path, text, message):
 def test_npy_images_and_tabular(tmp_path):
     np.save(tmp_path / "img.npy", np.ones((4, 1, 3, 3), dtype=np.float32))
     data = load_dataset(str(tmp_path / "img.npy"))
-    assert data.kind == "image" and data.image_shape == [1, 3, 3] and data.x.shape == (4, 9)
+    assert data.kind == "image" and data.shape == [1, 3, 3] and data.x.shape == (4, 1, 3, 3)
     np.save(tmp_path / "tab.npy", np.ones((4, 5)))
     assert load_dataset(str(tmp_path / "tab.npy")).kind == "tabular"
     np.save(tmp_path / "vec.npy", np.ones(5))
-    with pytest.raises(TrainError, match=r"expected a numeric \(N, D\) or \(N, C, H, W\) array"):
+    with pytest.raises(TrainError, match=r"expected a numeric \(N, D\) or \(N, C, H, W\) array, got shape \(5,\)"):
         load_dataset(str(tmp_path / "vec.npy"))
 
 
@@ -96,3 +98,39 @@ def test_unknown_inputs(tmp_path):
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(TrainError, match="unsupported data format"):
         load_dataset(str(tmp_path / "x.json"))
+
+
+def test_training_and_serving_read_a_file_to_the_same_arrays(tmp_path):
+    """One set of readers: the `id,2020,2021` header that once trained but was refused by
+    `gen score` is a header on both paths, and every format gives the same rows."""
+    from gen.runtime.readers import read_rows
+
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rows = np.array([[1, 2, 3], [4.5, 5, 6], [7, 8, 9e3]], dtype=np.float32)
+    files = {"h.csv": "id,2020,2021\n1,2,3\n4.5,5,6\n7,8,9e3\n", "plain.csv": "1,2,3\n4.5,5,6\n7,8,9e3\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    np.save(tmp_path / "r.npy", rows.astype(np.float64))
+    pq.write_table(pa.table({"id": rows[:, 0], "2020": rows[:, 1], "2021": rows[:, 2]}), tmp_path / "r.parquet")
+    for name in ("h.csv", "plain.csv", "r.npy", "r.parquet"):
+        trained = load_dataset(str(tmp_path / name)).x
+        served = read_rows(tmp_path / name, [3])
+        np.testing.assert_array_equal(trained, rows)
+        np.testing.assert_array_equal(served, rows)
+    assert load_dataset(str(tmp_path / "h.csv")).names == ["id", "2020", "2021"]
+
+
+def test_values_beyond_float32_are_refused_on_both_paths(tmp_path):
+    from gen.runtime.readers import read_rows
+
+    (tmp_path / "big.csv").write_text("1,2,3\n1e308,5,6\n")
+    for read in (lambda p: load_dataset(str(p)), lambda p: read_rows(p, [3])):
+        with pytest.raises(TrainError, match="line 2, column 1: value is 1e308"):
+            read(tmp_path / "big.csv")
+
+
+def test_folder_as_data_is_one_line(tmp_path):
+    with pytest.raises(TrainError, match="is a folder"):
+        load_dataset(str(tmp_path))

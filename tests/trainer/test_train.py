@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from gen.runtime.errors import DeviceError, InputError
 from gen.trainer.config import TrainConfig
-from gen.trainer.errors import TrainError
-from gen.trainer.evaluate import protocol_split
-from gen.trainer.train import load_checkpoint, train
+from gen.trainer.protocols.one_class import protocol_split
+from gen.trainer.train import load_run, train
 
 
 def tiny(tmp_path, name, **kw):
     base = dict(model="ae", data="digits", epochs=2, hidden=[16], latent_dim=3, quiet=True,
                 out=str(tmp_path / name))
-    return train(TrainConfig(**{**base, **kw}))
+    return train(TrainConfig.make(**{**base, **kw}))
 
 
 def test_run_folder_contents(runs):
@@ -25,15 +25,16 @@ def test_run_folder_contents(runs):
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs] == list(range(1, 31)) and all("loss" in e for e in epochs)
     info = json.loads((run / "run.json").read_text())
-    assert info["data"]["normal_class"] == 0 and 0.5 < info["metrics"]["auroc"] <= 1.0
+    assert info["data"]["normal_class"] == 0 and 0.5 < info["metrics"]["evaluation"]["auroc"] <= 1.0
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert set(state) == {"state_dict"}
+    assert np.load(run / "probe.npy").max() > 1  # probe rows are raw units (digits 0..16)
 
 
 def test_same_seed_same_model(tmp_path):
-    a = load_checkpoint(tiny(tmp_path, "a", seed=5))[2].state_dict()
-    b = load_checkpoint(tiny(tmp_path, "b", seed=5))[2].state_dict()
-    c = load_checkpoint(tiny(tmp_path, "c", seed=6))[2].state_dict()
+    a = load_run(tiny(tmp_path, "a", seed=5))[3].state_dict()
+    b = load_run(tiny(tmp_path, "b", seed=5))[3].state_dict()
+    c = load_run(tiny(tmp_path, "c", seed=6))[3].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -70,26 +71,26 @@ def test_tabular_data_is_standardised(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "t.npy", (rng.normal(size=(80, 3)) * [1, 10, 100] + [0, 5, -50]).astype(np.float32))
     run = tiny(tmp_path, "tab", data=str(tmp_path / "t.npy"))
-    data = json.loads((run / "run.json").read_text())["data"]
-    assert data["model_range"] is None and len(data["offset"]) == 3
-    assert data["scale"][2] == pytest.approx(100, rel=0.3) and data["offset"][1] == pytest.approx(5, abs=3)
+    prep = json.loads((run / "run.json").read_text())["data"]["preprocessing"]
+    assert prep["model_range"] is None and len(prep["offset"]) == 3
+    assert prep["scale"][2] == pytest.approx(100, rel=0.3) and prep["offset"][1] == pytest.approx(5, abs=3)
 
 
 def test_cuda_without_cuda_is_an_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(TrainError, match="torch sees no CUDA device"):
+    with pytest.raises(DeviceError, match="torch sees no CUDA device"):
         tiny(tmp_path, "cuda", device="cuda")
 
 
 def test_unlabelled_data_with_normal_class(tmp_path):
     np.save(tmp_path / "t.npy", np.zeros((40, 3), dtype=np.float32))
-    with pytest.raises(TrainError, match="--normal-class 1 needs labelled data"):
+    with pytest.raises(InputError, match="--normal-class 1 needs labelled data"):
         tiny(tmp_path, "r", data=str(tmp_path / "t.npy"), normal_class=1)
 
 
 def test_calibration_size_has_a_floor_on_small_data():
-    from gen.trainer.evaluate import calibration_size
+    from gen.trainer.protocols.one_class import calibration_size
 
     assert calibration_size(144, 0.1) == 36          # 25% of a small class, not 14 rows
     assert calibration_size(1000, 0.1) == 200        # the floor of 200 rows
@@ -98,9 +99,9 @@ def test_calibration_size_has_a_floor_on_small_data():
 
 
 def test_small_calibration_warns_with_expected_false_alarms(tmp_path):
-    from gen.trainer.errors import TrainWarning
+    from gen.runtime.errors import GenWarning
 
-    with pytest.warns(TrainWarning, match=r"only 35 calibration rows: .* expect about 2\.8% of normal rows"):
+    with pytest.warns(GenWarning, match=r"only 35 calibration rows: .* expect about 2\.8% of normal rows"):
         run = tiny(tmp_path, "w", normal_class=0)
     scoring = json.loads((run / "run.json").read_text())["scoring"]
     assert scoring["expected_false_alarm_rate"] == pytest.approx(1 / 36)
@@ -113,17 +114,10 @@ def test_protocol_split_stratifies_labels_with_gaps():
     assert sorted(np.bincount(y[test]).tolist()) == [0, 0, 0, 2, 2, 2]
 
 
-def test_empty_hidden_means_no_hidden_layer_in_every_family():
-    from gen.trainer.models import autoencoder, gan, vae
-
-    cfg = TrainConfig(model="ae", hidden=[], latent_dim=3).validate()
-    assert len(autoencoder.build(cfg, dim=8, unit_range=True).encoder_layers) == 1
-    assert len([m for m in gan.build(cfg, dim=8, unit_range=True).netG if isinstance(m, torch.nn.Linear)]) == 1
-    assert isinstance(vae.build(cfg, dim=8, unit_range=True).body, torch.nn.Identity)
-
-
 def test_failed_run_leaves_nothing(tmp_path):
-    with pytest.raises(TrainError, match="loss=bce needs data scaled"):
+    from gen.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="loss=bce needs data scaled"):
         tiny(tmp_path, "bad", data="ring8", loss="bce")
     assert list(tmp_path.iterdir()) == []
 
@@ -136,7 +130,32 @@ def test_rerun_replaces_a_run_folder_but_never_a_user_folder(tmp_path):
     user = tmp_path / "mine"
     user.mkdir()
     (user / "thesis.tex").write_text("precious")
-    with pytest.raises(TrainError, match="exists and is not a gen run folder"):
+    with pytest.raises(InputError, match="exists and is not a gen run folder"):
         tiny(tmp_path, "mine")
     assert (user / "thesis.tex").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "run"]
+
+
+def test_config_yaml_records_every_option_resolved(tmp_path):
+    import yaml
+
+    run = tiny(tmp_path, "r", model="vae", hidden=[8], latent_dim=2)
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert recorded["decoder"] == "bernoulli" and recorded["lr"] == 1e-3 and recorded["kl_weight"] == 1.0
+    assert None not in (recorded["lr"], recorded["decoder"])
+    cfg, info, data, _ = load_run(run)
+    assert cfg.to_dict() == recorded and info["variant"] == "bernoulli decoder"
+
+
+def test_preview_for_images_and_points(tmp_path):
+    assert (tiny(tmp_path, "img", model="gan", hidden=[8]) / "preview.png").is_file()
+    run = tiny(tmp_path, "pts", model="gan", data="ring8", hidden=[8], latent_dim=2)
+    assert (run / "preview.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_diverged_training_is_refused(tmp_path):
+    from gen.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="training diverged at epoch 1"):
+        tiny(tmp_path, "nan", model="ae", lr=1e30, epochs=3)
+    assert list(tmp_path.iterdir()) == []

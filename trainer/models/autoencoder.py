@@ -8,26 +8,46 @@ fitted to the training codes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TrainConfig
-from ..errors import TrainError
-from .base import Graph, GraphDef
+from gen.runtime.errors import ConfigError
+from gen.runtime.manifest import AncestralSampler, DataSpec
 
-DEFAULT_HIDDEN = [256, 128]
-DEFAULT_LATENT = 16
-CAPABILITIES = ["sample", "reconstruct", "encode", "score"]
-LATENT_PRIOR = "gaussian"
+from ..graphs import GraphDef, Method, Port, data_port
+from ..options import Choice, Interval, ListOf, option
+from ..registry import Family, Preset, register
+
+LOSS = Choice("auto", "mse", "bce")
+LOSS_HELP = "Reconstruction loss: bce for data in [0, 1], mse otherwise; auto picks by the data."
+
+
+@dataclass
+class NaiveOptions:
+    latent_dim: int = option(16, "Code size (one ReLU code layer, no hidden layer).", Interval(int, 1, None))
+    loss: str = option("auto", LOSS_HELP, LOSS)
+    lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
+
+
+@dataclass
+class Options:
+    hidden: list[int] = option([256, 128], "Hidden widths of the encoder (the decoder mirrors them); [] for none.",
+                               ListOf(Interval(int, 1, None)))
+    latent_dim: int = option(16, "Code size (a linear code layer).", Interval(int, 1, None))
+    loss: str = option("auto", LOSS_HELP, LOSS)
+    lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
 
 
 class AutoEncoder(nn.Module):
-    def __init__(self, dim: int, hidden: list[int], latent_dim: int, variant: str, unit_range: bool):
+    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, variant: str, unit_range: bool):
         super().__init__()
         self.variant, self.unit_range = variant, unit_range
-        self.dim, self.latent_dim = dim, latent_dim
-        sizes = [dim, *([] if variant == "ae-naive" else hidden), latent_dim]
+        self.shape, self.latent_dim = list(shape), latent_dim
+        sizes = [int(np.prod(shape)), *hidden, latent_dim]
         self.encoder_layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         if variant == "ae-tied":
             # Decoder layer i uses encoder layer i's weight transposed, with its own bias.
@@ -36,7 +56,7 @@ class AutoEncoder(nn.Module):
             self.decoder_layers = nn.ModuleList(nn.Linear(b, a) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
+        h = x.flatten(1)
         last = len(self.encoder_layers) - 1
         for i, layer in enumerate(self.encoder_layers):
             h = layer(h)
@@ -46,9 +66,9 @@ class AutoEncoder(nn.Module):
         return h
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder before its output nonlinearity, flat (batch, features)."""
         h = z
-        n = len(self.encoder_layers)
-        for i in reversed(range(n)):
+        for i in reversed(range(len(self.encoder_layers))):
             if self.variant == "ae-tied":
                 h = F.linear(h, self.encoder_layers[i].weight.t(), self.decoder_bias[i])
             else:
@@ -59,44 +79,33 @@ class AutoEncoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         logits = self.decode_logits(z)
-        return torch.sigmoid(logits) if self.unit_range else logits
+        out = torch.sigmoid(logits) if self.unit_range else logits
+        return out.reshape(-1, *self.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
+    def score(self, x: torch.Tensor) -> torch.Tensor:
         """Mean squared reconstruction error per row (higher = more anomalous)."""
-        return ((self(x) - x) ** 2).mean(dim=1)
-
-    def graphs(self) -> dict[str, GraphDef]:
-        return {
-            "encoder": GraphDef(Graph(self, "encode"), "x", [self.dim], ["z"]),
-            "decoder": GraphDef(Graph(self, "decode"), "z", [self.latent_dim], ["x"], "latent"),
-            "score": GraphDef(Graph(self, "anomaly_score"), "x", [self.dim], ["score"]),
-        }
-
-
-def build(cfg: TrainConfig, dim: int, unit_range: bool) -> AutoEncoder:
-    return AutoEncoder(dim, DEFAULT_HIDDEN if cfg.hidden is None else cfg.hidden, cfg.latent_dim or DEFAULT_LATENT,
-                       cfg.model, unit_range)
+        return ((self(x) - x) ** 2).flatten(1).mean(dim=1)
 
 
 class Trainer:
     """One optimiser step per batch on the reconstruction loss."""
 
-    def __init__(self, net: AutoEncoder, cfg: TrainConfig):
+    batches_per_step = 1
+
+    def __init__(self, net: AutoEncoder, options):
         self.net = net
-        self.use_bce = cfg.loss == "bce" or (cfg.loss == "auto" and net.unit_range)
-        if self.use_bce and not net.unit_range:
-            raise TrainError("loss=bce needs data scaled to [0, 1] (image data); use loss=mse")
-        self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr or 1e-3)
-        self.batches_per_step = 1
+        self.use_bce = options.loss == "bce"
+        self.opt = torch.optim.Adam(net.parameters(), lr=options.lr)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.net.decode_logits(self.net.encode(x))
+        target = x.flatten(1)
         if self.use_bce:
-            return F.binary_cross_entropy_with_logits(logits, x)
-        return F.mse_loss(logits, x)
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return F.mse_loss(logits, target)
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
         self.opt.zero_grad(set_to_none=True)
@@ -104,3 +113,40 @@ class Trainer:
         loss.backward()
         self.opt.step()
         return {"loss": float(loss.detach())}
+
+
+def resolve(options, data: DataSpec):
+    """loss=auto -> bce for data in [0, 1], else mse; bce on other data is refused."""
+    if options.loss == "bce" and not data.unit_range:
+        raise ConfigError("loss=bce needs data scaled to [0, 1] (image data); use loss=mse")
+    if options.loss == "auto":
+        return replace(options, loss="bce" if data.unit_range else "mse")
+    return options
+
+
+def graphs(net: AutoEncoder, data: DataSpec) -> dict[str, GraphDef]:
+    z = Port("z", "latent", [net.latent_dim])
+    return {
+        "encoder": GraphDef(Method(net, "encode"), [data_port("x", data)], [z]),
+        "decoder": GraphDef(Method(net, "decode"), [z], [data_port("x", data)]),
+        "score": GraphDef(Method(net, "score"), [data_port("x", data)], [Port("score", "value")]),
+    }
+
+
+def _family(name: str, description: str, options: type, variant: str, demo: Preset | None) -> Family:
+    return register(Family(
+        name=name, description=description, options=options,
+        build=lambda o, data: AutoEncoder(data.shape, getattr(o, "hidden", []), o.latent_dim, name, data.unit_range),
+        trainer=Trainer, graphs=graphs, capabilities=("sample", "reconstruct", "encode", "score"),
+        score_kind="reconstruction_mse", sampler=lambda net, o: AncestralSampler(graph="decoder"),
+        latent_prior="gaussian", variant=lambda o: f"{variant}, {o.loss} loss", resolve=resolve,
+        test=Preset(30, {"latent_dim": 4, **({"hidden": [32]} if options is Options else {})}),
+        demo=demo, bench=demo,
+    ))
+
+
+_family("ae-naive", "Naive autoencoder: a single ReLU code layer, no hidden layer.", NaiveOptions, "naive", None)
+_family("ae", "Deep symmetric MLP autoencoder with a linear code; scores by reconstruction error.",
+        Options, "standard", Preset(100))
+_family("ae-tied", "As ae, the decoder reuses the encoder's transposed weights (half the parameters).",
+        Options, "tied weights", None)

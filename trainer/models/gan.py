@@ -1,78 +1,78 @@
-"""GAN (Goodfellow et al. 2014, Algorithm 1): k discriminator steps per generator step.
+"""GAN (Goodfellow et al. 2014), Algorithm 1 of the lecture: per generator step, `d_steps`
+discriminator steps; generator loss minimax (log(1 - D(G(z)))) or non-saturating (-log D(G(z))).
 
-loss=minimax: G minimises log(1 - D(G(z))); loss=non_saturating (default): G maximises
-log D(G(z)), the proxy with strong gradients early in training. netG maps z ~ N(0, I) to a
-row (sigmoid output for data in [0, 1]); netD maps a row to a logit.
-
+netG maps z ~ N(0, I) to a row (sigmoid output for data in [0, 1]); netD maps a row to a logit.
 A GAN has no likelihood; the exported `score` graph is the discriminator's negative logit,
 a weak anomaly signal reported as such in BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TrainConfig
-from .base import Graph, GraphDef, mlp
+from gen.runtime.manifest import AncestralSampler, DataSpec
 
-DEFAULT_HIDDEN = [256, 256]
-DEFAULT_LATENT = 32
-CAPABILITIES = ["sample", "score"]
-LATENT_PRIOR = "normal"
+from ..graphs import GraphDef, Method, Port, data_port
+from ..options import Choice, Interval, ListOf, option
+from ..registry import Family, Preset, register
+from .base import mlp
+
+
+@dataclass
+class Options:
+    hidden: list[int] = option([256, 256], "Hidden widths of G (D mirrors them); [] for none.",
+                               ListOf(Interval(int, 1, None)))
+    latent_dim: int = option(32, "Noise dimension of G.", Interval(int, 1, None))
+    loss: str = option("non_saturating", "Generator loss: non_saturating (-log D(G(z))) or minimax "
+                       "(log(1 - D(G(z)))).", Choice("non_saturating", "minimax"))
+    d_steps: int = option(1, "Discriminator steps per generator step (Algorithm 1's k).", Interval(int, 1, None))
+    # Not DCGAN's 2e-4: on digits with these MLPs netD wins at 2e-4 and samples collapse
+    # (mean pairwise sample distance 1.55 vs the data's 2.99 after 200 epochs; 2.96 at 1e-3).
+    lr: float = option(1e-3, "Adam learning rate of G and D (betas 0.5, 0.999).", Interval(float, 0, None, "neither"))
 
 
 class GAN(nn.Module):
-    def __init__(self, dim: int, hidden: list[int], latent_dim: int, unit_range: bool):
+    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, unit_range: bool):
         super().__init__()
-        self.dim, self.latent_dim = dim, latent_dim
+        self.shape, self.latent_dim = list(shape), latent_dim
+        dim = int(np.prod(shape))
         self.netG = mlp([latent_dim, *hidden, dim], last_act=nn.Sigmoid() if unit_range else None)
         self.netD = mlp([dim, *reversed(hidden), 1], act=lambda: nn.LeakyReLU(0.2))
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.netG(z)
+        return self.netG(z).reshape(-1, *self.shape)
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
         """D's logit per row: log D(x) / (1 - D(x))."""
-        return self.netD(x).squeeze(1)
+        return self.netD(x.flatten(1)).squeeze(1)
 
-    def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
+    def score(self, x: torch.Tensor) -> torch.Tensor:
         return -self.discriminate(x)
-
-    def graphs(self) -> dict[str, GraphDef]:
-        return {
-            "generator": GraphDef(Graph(self, "generate"), "z", [self.latent_dim], ["x"], "latent"),
-            "discriminator": GraphDef(Graph(self, "discriminate"), "x", [self.dim], ["logit"]),
-            "score": GraphDef(Graph(self, "anomaly_score"), "x", [self.dim], ["score"]),
-        }
-
-
-def build(cfg: TrainConfig, dim: int, unit_range: bool) -> GAN:
-    return GAN(dim, DEFAULT_HIDDEN if cfg.hidden is None else cfg.hidden, cfg.latent_dim or DEFAULT_LATENT, unit_range)
 
 
 class Trainer:
-    """Algorithm 1: per call, k discriminator updates then one generator update.
+    """Algorithm 1: per call, `d_steps` discriminator updates then one generator update.
 
     Each discriminator update uses its own minibatch of real rows; the loop hands `step` a
-    batch of k * batch_size rows (or fewer at the end of an epoch) and it splits them.
+    batch of d_steps * batch_size rows (or fewer at the end of an epoch) and it splits them.
     """
 
-    def __init__(self, net: GAN, cfg: TrainConfig):
-        self.net, self.k, self.loss_kind = net, cfg.k, cfg.gan_loss
-        # Not DCGAN's 2e-4: on digits with these MLPs netD wins at 2e-4 and samples collapse
-        # (mean pairwise sample distance 1.55 vs the data's 2.99 after 200 epochs; 2.96 at 1e-3).
-        lr = cfg.lr or 1e-3
-        self.optD = torch.optim.Adam(net.netD.parameters(), lr=lr, betas=(0.5, 0.999))
-        self.optG = torch.optim.Adam(net.netG.parameters(), lr=lr, betas=(0.5, 0.999))
-        self.batches_per_step = cfg.k
+    def __init__(self, net: GAN, options: Options):
+        self.net, self.d_steps, self.loss_kind = net, options.d_steps, options.loss
+        self.optD = torch.optim.Adam(net.netD.parameters(), lr=options.lr, betas=(0.5, 0.999))
+        self.optG = torch.optim.Adam(net.netG.parameters(), lr=options.lr, betas=(0.5, 0.999))
+        self.batches_per_step = options.d_steps
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
         net = self.net
         real_label, fake_label = 1.0, 0.0
         loss_d = torch.zeros(())
-        for real in x.chunk(self.k):
+        for real in x.chunk(self.d_steps):
             z = torch.randn(len(real), net.latent_dim, device=x.device)
             fake = net.generate(z).detach()
             logits_real, logits_fake = net.discriminate(real), net.discriminate(fake)
@@ -81,7 +81,7 @@ class Trainer:
             self.optD.zero_grad(set_to_none=True)
             loss_d.backward()
             self.optD.step()
-        z = torch.randn(len(x) // self.k or 1, net.latent_dim, device=x.device)
+        z = torch.randn(len(x) // self.d_steps or 1, net.latent_dim, device=x.device)
         logits = net.discriminate(net.generate(z))
         if self.loss_kind == "minimax":
             # minimise log(1 - D(G(z))) = -BCE(logits, 0)
@@ -93,3 +93,21 @@ class Trainer:
         loss_g.backward()
         self.optG.step()
         return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach())}
+
+
+def graphs(net: GAN, data: DataSpec) -> dict[str, GraphDef]:
+    return {
+        "generator": GraphDef(Method(net, "generate"), [Port("z", "latent", [net.latent_dim])], [data_port("x", data)]),
+        "discriminator": GraphDef(Method(net, "discriminate"), [data_port("x", data)], [Port("logit", "value")]),
+        "score": GraphDef(Method(net, "score"), [data_port("x", data)], [Port("score", "value")]),
+    }
+
+
+register(Family(
+    name="gan", description="GAN, Goodfellow Algorithm 1 (d_steps D-steps per G-step); samples; weak score.",
+    options=Options, build=lambda o, data: GAN(data.shape, o.hidden, o.latent_dim, data.unit_range),
+    trainer=Trainer, graphs=graphs, capabilities=("sample", "score"),
+    score_kind="negative_discriminator_logit", sampler=lambda net, o: AncestralSampler(graph="generator"),
+    latent_prior="normal", variant=lambda o: f"{o.loss} loss, d_steps={o.d_steps}",
+    test=Preset(30, {"hidden": [32], "latent_dim": 4}), demo=Preset(300), bench=Preset(300),
+))

@@ -3,51 +3,65 @@ Bernoulli or Gaussian decoder p(x|z), trained on the ELBO with the reparameteris
 and the closed-form KL to the N(0, I) prior.
 
 The anomaly score is the negative ELBO at the posterior mean (z = mu), so it is
-deterministic; sampling decodes z ~ N(0, I) drawn by the runtime.
+deterministic; sampling decodes z ~ N(0, I) drawn by the runtime. The encoder graph's `z`
+output is the posterior mean mu; `logvar` is its second output.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..config import TrainConfig
-from ..errors import TrainError
-from .base import Graph, GraphDef, mlp
+from gen.runtime.errors import ConfigError
+from gen.runtime.manifest import AncestralSampler, DataSpec
 
-DEFAULT_HIDDEN = [256, 128]
-DEFAULT_LATENT = 16
-CAPABILITIES = ["sample", "reconstruct", "encode", "score"]
-LATENT_PRIOR = "normal"
+from ..graphs import GraphDef, Method, Port, data_port
+from ..options import Choice, Interval, ListOf, option
+from ..registry import Family, Preset, register
+from .base import mlp
+
+
+@dataclass
+class Options:
+    hidden: list[int] = option([256, 128], "Hidden widths of the encoder (the decoder mirrors them); [] for none.",
+                               ListOf(Interval(int, 1, None)))
+    latent_dim: int = option(16, "Latent dimension.", Interval(int, 1, None))
+    decoder: str = option("auto", "Decoder likelihood: bernoulli for data in [0, 1], gaussian (unit variance) "
+                          "otherwise; auto picks by the data.", Choice("auto", "bernoulli", "gaussian"))
+    kl_weight: float = option(1.0, "Weight of the KL term (> 0: without it this is not a VAE).",
+                              Interval(float, 0, None, "neither"))
+    lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
 
 
 class VAE(nn.Module):
-    def __init__(self, dim: int, hidden: list[int], latent_dim: int, decoder: str, kl_weight: float):
+    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, decoder: str, kl_weight: float):
         super().__init__()
-        self.dim, self.latent_dim = dim, latent_dim
+        self.shape, self.dim, self.latent_dim = list(shape), int(np.prod(shape)), latent_dim
         self.decoder_kind, self.kl_weight = decoder, kl_weight
-        self.body = mlp([dim, *hidden], last_act=nn.ReLU()) if hidden else nn.Identity()
-        width = hidden[-1] if hidden else dim
+        self.body = mlp([self.dim, *hidden], last_act=nn.ReLU()) if hidden else nn.Identity()
+        width = hidden[-1] if hidden else self.dim
         self.mu_head = nn.Linear(width, latent_dim)
         self.logvar_head = nn.Linear(width, latent_dim)
-        self.decoder_net = mlp([latent_dim, *reversed(hidden), dim])
+        self.decoder_net = mlp([latent_dim, *reversed(hidden), self.dim])
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x)
+        h = self.body(x.flatten(1))
         return self.mu_head(h), self.logvar_head(h)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's mean: Bernoulli probabilities or the Gaussian mean."""
         out = self.decoder_net(z)
-        return torch.sigmoid(out) if self.decoder_kind == "bernoulli" else out
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x)[0])
+        out = torch.sigmoid(out) if self.decoder_kind == "bernoulli" else out
+        return out.reshape(-1, *self.shape)
 
     def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """-log p(x|z) per row, summed over features (unit variance for the Gaussian)."""
+        """-log p(x|z) per row, summed over features (unit variance for the Gaussian); `out` is
+        the decoder network's flat output (logits for Bernoulli)."""
+        x = x.flatten(1)
         if self.decoder_kind == "bernoulli":
             # BCE with logits written out in its stable form: exporting F.binary_cross_entropy_
             # with_logits gives log(sigmoid(.)), whose tails onnxruntime computes with 1e-1 error.
@@ -60,38 +74,20 @@ class VAE(nn.Module):
         """KL(N(mu, exp(logvar)) || N(0, I)) per row, in closed form."""
         return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
-    def neg_elbo(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
-        mu, logvar = self.encode(x)
-        z = mu if eps is None else mu + torch.exp(0.5 * logvar) * eps
-        return self.nll(self.decoder_net(z), x) + self.kl_weight * self.kl(mu, logvar)
-
-    def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
+    def score(self, x: torch.Tensor) -> torch.Tensor:
         """Negative ELBO at the posterior mean (higher = more anomalous)."""
-        return self.neg_elbo(x)
-
-    def graphs(self) -> dict[str, GraphDef]:
-        return {
-            "encoder": GraphDef(Graph(self, "encode"), "x", [self.dim], ["mu", "logvar"]),
-            "decoder": GraphDef(Graph(self, "decode"), "z", [self.latent_dim], ["x"], "latent"),
-            "score": GraphDef(Graph(self, "anomaly_score"), "x", [self.dim], ["score"]),
-        }
-
-
-def build(cfg: TrainConfig, dim: int, unit_range: bool) -> VAE:
-    decoder = cfg.decoder if cfg.decoder != "auto" else ("bernoulli" if unit_range else "gaussian")
-    if decoder == "bernoulli" and not unit_range:
-        raise TrainError("decoder=bernoulli needs data scaled to [0, 1] (image data); use decoder=gaussian")
-    hidden = DEFAULT_HIDDEN if cfg.hidden is None else cfg.hidden
-    return VAE(dim, hidden, cfg.latent_dim or DEFAULT_LATENT, decoder, cfg.kl_weight)
+        mu, logvar = self.encode(x)
+        return self.nll(self.decoder_net(mu), x) + self.kl_weight * self.kl(mu, logvar)
 
 
 class Trainer:
     """Maximise the ELBO: one reparameterised sample of z per row and step."""
 
-    def __init__(self, net: VAE, cfg: TrainConfig):
+    batches_per_step = 1
+
+    def __init__(self, net: VAE, options: Options):
         self.net = net
-        self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr or 1e-3)
-        self.batches_per_step = 1
+        self.opt = torch.optim.Adam(net.parameters(), lr=options.lr)
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
         self.opt.zero_grad(set_to_none=True)
@@ -104,3 +100,32 @@ class Trainer:
         loss.backward()
         self.opt.step()
         return {"loss": float(loss.detach()), "nll": float(nll.detach()), "kl": float(kl.detach())}
+
+
+def resolve(options: Options, data: DataSpec) -> Options:
+    """decoder=auto -> bernoulli for data in [0, 1], else gaussian; bernoulli on other data is refused."""
+    if options.decoder == "bernoulli" and not data.unit_range:
+        raise ConfigError("decoder=bernoulli needs data scaled to [0, 1] (image data); use decoder=gaussian")
+    if options.decoder == "auto":
+        return replace(options, decoder="bernoulli" if data.unit_range else "gaussian")
+    return options
+
+
+def graphs(net: VAE, data: DataSpec) -> dict[str, GraphDef]:
+    z = Port("z", "latent", [net.latent_dim])
+    return {
+        "encoder": GraphDef(Method(net, "encode"), [data_port("x", data)], [z, Port("logvar", "value", [net.latent_dim])]),
+        "decoder": GraphDef(Method(net, "decode"), [z], [data_port("x", data)]),
+        "score": GraphDef(Method(net, "score"), [data_port("x", data)], [Port("score", "value")]),
+    }
+
+
+register(Family(
+    name="vae", description="Variational autoencoder (ELBO, closed-form KL); scores by the negative ELBO.",
+    options=Options,
+    build=lambda o, data: VAE(data.shape, o.hidden, o.latent_dim, o.decoder, o.kl_weight),
+    trainer=Trainer, graphs=graphs, capabilities=("sample", "reconstruct", "encode", "score"),
+    score_kind="negative_elbo", sampler=lambda net, o: AncestralSampler(graph="decoder"), latent_prior="normal",
+    variant=lambda o: f"{o.decoder} decoder", resolve=resolve,
+    test=Preset(30, {"hidden": [32], "latent_dim": 4}), demo=Preset(100), bench=Preset(100),
+))

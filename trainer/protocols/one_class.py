@@ -1,4 +1,4 @@
-"""Calibration of anomaly thresholds and the one-class evaluation protocol."""
+"""One-class anomaly detection: the fixed split, calibration of thresholds, AUROC."""
 
 from __future__ import annotations
 

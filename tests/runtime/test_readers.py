@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gen.runtime.errors import InputError
-from gen.runtime.inputs import iter_file, read_file
+from gen.runtime.readers import iter_rows as iter_file, read_rows as read_file
 
 SHAPE = [3]
 
@@ -51,7 +51,7 @@ def test_parquet(tmp_path):
     ("1,2,3\n4,5\n", r"bad.csv: line 2: expected 3 values, got 2"),
     ("1,2,3\n4,x,6\n", r"bad.csv: line 2, column 2: expected a number, got 'x'"),
     ("a,b,c\n1,2,3\n4,5,oops\n", r"bad.csv: line 3, column 3 \(c\): expected a number, got 'oops'"),
-    ("1,2,3\n4,nan,6\n", r"bad.csv: line 2, column 2: value is nan \(NaN and inf are not allowed\)"),
+    ("1,2,3\n4,nan,6\n", r"bad.csv: line 2, column 2: value is nan \(NaN, inf and values beyond float32 are not allowed\)"),
     ("1,inf,3\n", r"bad.csv: line 1, column 2: value is inf"),
     ("", r"bad.csv: file is empty"),
     ("a,b,c\n", r"bad.csv: file is empty"),
@@ -64,7 +64,7 @@ def test_bad_csv(tmp_path, text, message):
 
 def test_bad_npy(tmp_path):
     np.save(tmp_path / "wide.npy", np.zeros((2, 4)))
-    with pytest.raises(InputError, match=r"wide.npy: expected rows of 3 features .* shape \(1, 4\)"):
+    with pytest.raises(InputError, match=r"wide.npy: expected rows of shape \(N, 3\), got array of shape \(2, 4\)"):
         read_file(tmp_path / "wide.npy", SHAPE)
     rows = np.zeros((6, 3))
     rows[5, 1] = np.inf

@@ -1,0 +1,38 @@
+# Two commands on a fresh machine with only python3:
+#   make demo   set up .venv (CPU torch + gen with its extras, once) and run the main job
+#   make test   set up the same way and run the tests
+# Set TORCH to another torch requirement, or TORCH_INDEX to a wheel index (e.g. a CPU-only
+# one), where the default torch wheel of your platform is not the one you want.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+EXTRAS ?= train,cpu,parquet,test
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.gen-installed
+
+.PHONY: demo test bench setup clean
+
+setup: $(STAMP)
+
+# torch first, so pip does not pull a CUDA build as a dependency of the project; the stamp
+# is remade when pyproject.toml or setup.py change, so new dependencies get installed.
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/gen demo --out artifacts/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) artifacts/demo

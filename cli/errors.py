@@ -1,0 +1,42 @@
+"""How errors reach a CLI user: one line on stderr, and the exit code of the error's class
+(2: the user can fix it; 1: gen failed). This table is the one place that maps them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+
+from gen.runtime.errors import GenError, MissingDependency
+
+# Optional packages a command may need, and the extra that installs each.
+EXTRAS = {"torch": "train", "onnx": "train", "onnxscript": "train", "sklearn": "train", "scipy": "train",
+          "onnxruntime": "cpu", "pyarrow": "parquet"}
+
+
+def as_gen_error(exc: BaseException) -> GenError | None:
+    """The GenError a user should read for `exc`, or None for a bug (shown as a traceback)."""
+    if isinstance(exc, GenError):
+        return exc
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
+        name = exc.name.split(".")[0]
+        extra = EXTRAS[name]
+        hint = "onnxruntime (or 'gen[gpu]' for onnxruntime-gpu; never both)" if extra == "cpu" else name
+        return MissingDependency(f"this command needs {hint}: pip install 'gen[{extra}]'")
+    return None
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Turn gen's own errors (and missing optional packages) into one line and an exit code."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        error = as_gen_error(exc)
+        if error is None:
+            raise
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(error.exit_code) from None

@@ -1,0 +1,29 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+BundleArg = Annotated[Path, typer.Argument(help="Bundle folder.")]
+DeviceOpt = Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")]
+BatchOpt = Annotated[int, typer.Option(help="Rows per onnxruntime call.", min=1)]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: one per core).", min=1)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def emit(summary: dict, as_json: bool, lines: list[str]) -> None:
+    """Print a command's summary: JSON for machines, or readable lines."""
+    typer.echo(json.dumps(summary, indent=2, default=str) if as_json else "\n".join(lines))

@@ -1,0 +1,174 @@
+"""Training-side commands: train, export, models, demo. They import torch lazily, inside the
+command, so the serving commands never pay for it.
+
+`gen train` takes the run options as declared flags (generated from
+`gen.trainer.config.RunOptions`, so a new run option needs no edit here) and each family's
+own options as `--name value` (validated against the family's declaration: `gen models
+NAME` lists them).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gen.trainer.config import RunOptions
+from gen.trainer.options import Flag, specs
+
+from .errors import reported
+from .options import JsonOpt, QuietOpt, emit
+
+
+def parse_family_flags(args: list[str]) -> dict[str, str]:
+    """`--name value`, `--name=value` or a bare `--flag` (true) -> {name: text}; values are
+    checked later against the family's declared options."""
+    from gen.runtime.errors import ConfigError
+
+    flags, i = {}, 0
+    while i < len(args):
+        token = args[i]
+        if not token.startswith("--") or token == "--":
+            raise ConfigError(f"unexpected argument {token!r}; family options look like --name value")
+        name, sep, value = token[2:].partition("=")
+        if not sep:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value, i = args[i + 1], i + 1
+            else:
+                value = "true"
+        flags[name.replace("-", "_")] = value
+        i += 1
+    return flags
+
+
+def _train(ctx: typer.Context, config: Optional[Path] = None, as_json: bool = False, **run_flags) -> None:
+    with reported():
+        from gen.trainer.config import TrainConfig, read_yaml
+        from gen.trainer.train import train as run_training
+
+        raw = read_yaml(config) if config else {}
+        raw.update({k: v for k, v in run_flags.items() if v is not None and v is not False})
+        raw.update(parse_family_flags(ctx.args))
+        cfg = TrainConfig.from_dict(raw, where=str(config) if config else "option")
+        run_dir = run_training(cfg)
+        info = json.loads((run_dir / "run.json").read_text())
+        metrics = info["metrics"]
+        lines = [f"run folder: {run_dir} ({cfg.family.name}, {info['variant']}; trained on {metrics['device']} "
+                 f"in {metrics['train_seconds']:.1f} s)"]
+        if "auroc" in metrics["evaluation"]:
+            lines.append(f"one-class AUROC (normal class {cfg.run.normal_class}): {metrics['evaluation']['auroc']:.4f}")
+        emit({"run": str(run_dir), "config": cfg.to_dict(), "metrics": metrics}, as_json, lines)
+
+
+def _metavar(constraint) -> str:
+    from gen.trainer.options import Choice, Interval
+
+    if isinstance(constraint, Choice):
+        return "|".join(constraint.values)
+    if isinstance(constraint, Interval):
+        return "INT" if constraint.type is int else "FLOAT"
+    return "TEXT"
+
+
+def _train_signature() -> inspect.Signature:
+    """ctx, --config, --json, then one flag per run option (values as text: the options'
+    own validator converts and checks them, with the same messages as YAML keys)."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter("config", kw, default=None, annotation=Annotated[Optional[Path], typer.Option(
+            help="YAML file with the same keys as the flags (family options too); flags override it.")]),
+        inspect.Parameter("as_json", kw, default=False, annotation=JsonOpt),
+    ]
+    for spec in specs(RunOptions):
+        flag = "--" + spec.name.replace("_", "-")
+        if isinstance(spec.constraint, Flag):
+            annotation = QuietOpt if spec.name == "quiet" else Annotated[bool, typer.Option(flag, help=spec.help)]
+            params.append(inspect.Parameter(spec.name, kw, default=False, annotation=annotation))
+            continue
+        shown = "none" if spec.default is None else spec.default
+        annotation = Annotated[Optional[str], typer.Option(
+            flag, help=f"{spec.help} ({spec.describe()}; default: {shown})", show_default=False,
+            metavar=_metavar(spec.constraint))]
+        params.append(inspect.Parameter(spec.name, kw, default=None, annotation=annotation))
+    return inspect.Signature(params)
+
+
+_train.__signature__ = _train_signature()
+_train.__doc__ = ("Train a model and write a run folder (checkpoint, config, metrics, calibration, preview).\n\n"
+                  "Family options follow as --name value (e.g. --hidden 256,128 --latent-dim 16 --lr 1e-3); "
+                  "`gen models NAME` lists them with their defaults and constraints. An option the family "
+                  "does not declare is refused.")
+
+
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `gen train`.")],
+    out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
+    force: Annotated[bool, typer.Option(help="Replace an existing bundle folder.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a run folder to an ONNX bundle (checked: onnx checker + torch/onnxruntime parity)."""
+    with reported():
+        from gen.exporters import export_run
+
+        manifest = export_run(run_dir, out, force=force)
+        parity = manifest.parity.graphs
+        lines = [f"bundle: {out} (format {manifest.format_version})", f"graphs: {', '.join(manifest.graphs)}",
+                 "parity (max |torch - onnxruntime|): " + ", ".join(f"{k} {v.max_abs_diff:.2g}" for k, v in parity.items())]
+        emit({"bundle": str(out), "graphs": list(manifest.graphs),
+              "parity": {k: v.max_abs_diff for k, v in parity.items()}}, as_json, lines)
+
+
+def models(
+    name: Annotated[Optional[str], typer.Argument(help="A family: list its options, defaults and constraints.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the model families (or one family's options)."""
+    with reported():
+        from gen.trainer import registry
+
+        if name is None:
+            families = registry.families()
+            summary = {n: {"description": f.description, "capabilities": list(f.capabilities),
+                           "score": f.score_kind, "sampler": f.sampler is not None} for n, f in families.items()}
+            width = max(len(n) for n in families)
+            lines = [f"{n:<{width}}  {f.description}\n{'':<{width}}  serves: {', '.join(f.capabilities)}"
+                     for n, f in families.items()]
+            emit(summary, as_json, lines + ["", "`gen models NAME` lists a family's options."])
+            return
+        family = registry.get(name)
+        options = [{"name": s.name, "default": s.default, "constraint": s.describe(), "help": s.help}
+                   for s in family.option_specs()]
+        lines = [f"{family.name}: {family.description}", f"serves: {', '.join(family.capabilities)}"
+                 + (f"; score: {family.score_kind}" if family.score_kind else ""), "options (--name value, or YAML keys):"]
+        for o in options:
+            lines.append(f"  --{o['name'].replace('_', '-'):<14} default {json.dumps(o['default']):<12} {o['constraint']}")
+            lines.append(f"    {'':<14} {o['help']}")
+        emit({"name": family.name, "description": family.description, "capabilities": list(family.capabilities),
+              "score": family.score_kind, "options": options}, as_json, lines)
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for runs, bundles and outputs.")] = Path("artifacts/demo"),
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per model (default: each family's demo setting).", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="Seed for everything.", min=0)] = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """The main job: train the demo families on sklearn digits, export them, sample PNG grids and score a batch."""
+    with reported():
+        from gen.cli.demo import run_demo
+
+        result = run_demo(out, epochs=epochs, seed=seed, quiet=quiet, echo=typer.echo)
+        typer.echo("sample grids: " + " ".join(str(p) for p in result["grids"]))
+        typer.echo(f"scores: {result['scores']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training-side commands to `app`."""
+    app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_train)
+    app.command()(export)
+    app.command()(models)
+    app.command()(demo)

@@ -1,0 +1,284 @@
+"""Readers of every input format, shared by training and serving so both read a file the
+same way: CSV, NPY, Parquet (in bounded chunks) and IDX (MNIST's format).
+
+Every problem is reported in one line naming the file and, where it applies, the line or
+row and the column: a wrong feature count, a non-numeric cell, NaN or inf (also a value that
+overflows float32), an empty file.
+
+A CSV's first non-empty line is a header when any of its cells is not a number (so
+`id,2020,2021` is a header, as pandas would read it); every later line must be numeric.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, MissingDependency
+
+FORMATS = (".csv", ".npy", ".parquet")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass
+class Table:
+    """A whole file read into memory: float32 rows, column names when the file has them."""
+
+    x: np.ndarray
+    names: list[str] | None = None
+
+
+def _shape_text(shape) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def check_finite(x: np.ndarray, where: str, first_row: int = 0, label: str = "row") -> None:
+    """Refuse NaN or inf (after conversion to the model's dtype), naming the first offending
+    row and column."""
+    flat = x.reshape(x.shape[0], -1)
+    bad = ~np.isfinite(flat)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(f"{where}: {label} {first_row + int(r)}, column {int(c) + 1}: value is "
+                         f"{flat[r, c]} in float32 (NaN, inf and values beyond float32 are not allowed)")
+
+
+def check_layout(array_shape: tuple, dtype: np.dtype, shape: list[int], where: str) -> None:
+    """Refuse an array that is not numeric rows of `shape`: flat (N, prod(shape)) or shaped
+    (N, *shape); any other layout is refused, even with the right number of values."""
+    if np.dtype(dtype).kind not in "fiub":
+        raise InputError(f"{where}: expected numeric values, got dtype {dtype}")
+    size = int(np.prod(shape))
+    if len(array_shape) == 1 and array_shape[0] == size:
+        raise InputError(f"{where}: expected a batch of rows (N, {_shape_text(shape)}), got a single "
+                         f"row of shape ({array_shape[0]},); add a batch axis")
+    if len(array_shape) < 2 or (list(array_shape[1:]) != [size] and list(array_shape[1:]) != list(shape)):
+        accepted = f"(N, {size})" + (f" or (N, {', '.join(map(str, shape))})" if len(shape) > 1 else "")
+        raise InputError(f"{where}: expected rows of shape {accepted}, got array of shape {tuple(array_shape)}")
+
+
+def as_rows(x: np.ndarray, shape: list[int], where: str) -> np.ndarray:
+    """Return `x` as float32 rows of `shape` (see `check_layout` for what is accepted)."""
+    x = np.asarray(x)
+    check_layout(x.shape, x.dtype, shape, where)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return x.reshape((x.shape[0], *shape)).astype(np.float32, copy=False)
+
+
+def check_array(x: np.ndarray, shape: list[int], where: str = "input") -> np.ndarray:
+    """Validate an in-memory batch: numeric, right shape, finite in float32, at least one row."""
+    rows = as_rows(x, shape, where)
+    if rows.shape[0] == 0:
+        raise InputError(f"{where}: no rows")
+    check_finite(rows, where)
+    return rows
+
+
+# -- chunked readers: (column names or None, float32 (n, D) chunk) ----------------------------
+
+def iter_table(path: str | Path, chunk_rows: int = 4096, width: int | None = None
+               ) -> Iterator[tuple[list[str] | None, np.ndarray]]:
+    """Yield (column names, float32 (n, D) chunk) from a CSV, NPY or Parquet file.
+
+    `width`, when given, is the number of columns every row must have. NPY files yield their
+    rows flattened; the caller reshapes. An empty file is an error.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a {', '.join(FORMATS)} file")
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    readers = {".csv": _csv_chunks, ".npy": _npy_chunks, ".parquet": _parquet_chunks}
+    if suffix not in readers:
+        raise InputError(f"{path}: unsupported input format {suffix or '(none)'}; "
+                         f"expected one of {', '.join(FORMATS)}")
+    seen = 0
+    for names, chunk in readers[suffix](path, chunk_rows, width):
+        seen += len(chunk)
+        yield names, chunk
+    if seen == 0:
+        raise InputError(f"{path}: file is empty (no data rows)")
+
+
+def read_table(path: str | Path, width: int | None = None) -> Table:
+    """Read a whole CSV, NPY or Parquet file (training data, small inputs)."""
+    names, parts = None, []
+    for names, chunk in iter_table(path, chunk_rows=1 << 16, width=width):
+        parts.append(chunk)
+    return Table(np.concatenate(parts, axis=0), names)
+
+
+def iter_rows(path: str | Path, shape: list[int], chunk_rows: int = 4096) -> Iterator[np.ndarray]:
+    """Yield validated float32 chunks of rows of `shape` from a CSV, NPY or Parquet file."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        yield from _npy_rows(path, shape, chunk_rows)
+        return
+    size = int(np.prod(shape))
+    for _, chunk in iter_table(path, chunk_rows, width=size):
+        yield chunk.reshape(-1, *shape)
+
+
+def read_rows(path: str | Path, shape: list[int]) -> np.ndarray:
+    """Read a whole input file into memory as rows of `shape` (small inputs, the Python API)."""
+    return np.concatenate(list(iter_rows(path, shape)), axis=0)
+
+
+def _csv_chunks(path: Path, chunk_rows: int, width: int | None):
+    header: list[str] | None = None
+    buffer: list[list[float]] = []
+    start = 0
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        try:
+            reader = csv.reader(f)
+            for row in reader:
+                line = reader.line_num
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if header is None and not buffer and start == 0 and not all(_is_number(c) for c in row):
+                    header = [c.strip() for c in row]
+                    if width is not None and len(header) != width:
+                        raise InputError(f"{path}: header has {len(header)} columns, expected {width}")
+                    width = len(header)
+                    continue
+                if width is None:
+                    width = len(row)
+                if len(row) != width:
+                    raise InputError(f"{path}: line {line}: expected {width} values, got {len(row)}")
+                values = []
+                for j, cell in enumerate(row):
+                    try:
+                        v = float(cell)
+                    except ValueError:
+                        name = f" ({header[j]})" if header else ""
+                        raise InputError(f"{path}: line {line}, column {j + 1}{name}: "
+                                         f"expected a number, got {cell.strip()!r}") from None
+                    if not math.isfinite(v) or abs(v) > FLOAT32_MAX:
+                        name = f" ({header[j]})" if header else ""
+                        raise InputError(f"{path}: line {line}, column {j + 1}{name}: value is {cell.strip()} "
+                                         "(NaN, inf and values beyond float32 are not allowed)")
+                    values.append(v)
+                buffer.append(values)
+                if len(buffer) == chunk_rows:
+                    yield header, np.asarray(buffer, dtype=np.float32)
+                    start += len(buffer)
+                    buffer = []
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not a text CSV file (cannot decode as UTF-8)") from None
+        except csv.Error as exc:
+            raise InputError(f"{path}: malformed CSV ({exc})") from None
+    if buffer:
+        yield header, np.asarray(buffer, dtype=np.float32)
+
+
+def _open_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise InputError(f"{path}: not a plain numeric .npy file ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read .npy ({exc})") from None
+    if array.dtype.kind not in "fiub":
+        raise InputError(f"{path}: expected numeric values, got dtype {array.dtype}")
+    if array.ndim < 2:
+        raise InputError(f"{path}: expected an array of rows (N, ...), got shape {array.shape}")
+    return array
+
+
+def _npy_chunks(path: Path, chunk_rows: int, width: int | None):
+    array = _open_npy(path)
+    flat_width = int(np.prod(array.shape[1:]))
+    if width is not None and flat_width != width:
+        raise InputError(f"{path}: expected rows of {width} values, got array of shape {array.shape}")
+    for start in range(0, array.shape[0], chunk_rows):
+        with np.errstate(over="ignore", invalid="ignore"):
+            chunk = np.asarray(array[start:start + chunk_rows], dtype=np.float32).reshape(-1, flat_width)
+        check_finite(chunk, str(path), first_row=start)
+        yield None, chunk
+
+
+def _npy_rows(path: Path, shape: list[int], chunk_rows: int) -> Iterator[np.ndarray]:
+    array = _open_npy(path)
+    if array.shape[0] == 0:
+        raise InputError(f"{path}: file is empty (no data rows)")
+    check_layout(array.shape, array.dtype, shape, str(path))  # before reading any row
+    for start in range(0, array.shape[0], chunk_rows):
+        chunk = as_rows(np.array(array[start:start + chunk_rows]), shape, str(path))
+        check_finite(chunk, str(path), first_row=start)
+        yield chunk
+
+
+def _parquet_chunks(path: Path, chunk_rows: int, width: int | None):
+    try:
+        import pyarrow.parquet as pq
+        import pyarrow.types as pat
+    except ImportError:
+        raise MissingDependency(f"{path}: reading Parquet needs pyarrow: pip install 'gen[parquet]'") from None
+    try:
+        pfile = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    schema = pfile.schema_arrow
+    names = list(schema.names)
+    if width is not None and len(schema) != width:
+        raise InputError(f"{path}: expected {width} columns, got {len(schema)}")
+    for j, fld in enumerate(schema):
+        if not (pat.is_integer(fld.type) or pat.is_floating(fld.type) or pat.is_boolean(fld.type)):
+            raise InputError(f"{path}: column {j + 1} ({fld.name}): expected numbers, got {fld.type}")
+    start = 0
+    for batch in pfile.iter_batches(batch_size=chunk_rows):
+        cols = []
+        for j in range(batch.num_columns):
+            col = batch.column(j)
+            if col.null_count:
+                r = int(np.flatnonzero(np.asarray(col.is_null()))[0])
+                raise InputError(f"{path}: row {start + r}, column {j + 1} ({names[j]}): missing value")
+            with np.errstate(over="ignore", invalid="ignore"):
+                cols.append(col.to_numpy(zero_copy_only=False).astype(np.float32))
+        chunk = np.stack(cols, axis=1) if cols else np.zeros((batch.num_rows, 0), np.float32)
+        check_finite(chunk, str(path), first_row=start)
+        start += len(chunk)
+        yield names, chunk
+
+
+# -- IDX (MNIST) ----------------------------------------------------------------------------
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (MNIST's format, optionally gzipped) into a numpy array."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read IDX file ({exc})") from None
+    if len(data) < 4 or data[:2] != b"\x00\x00":
+        raise InputError(f"{path}: not an IDX file (bad magic number)")
+    code, ndim = data[2], data[3]
+    if code not in IDX_DTYPES:
+        raise InputError(f"{path}: unknown IDX type code 0x{code:02x}")
+    if len(data) < 4 + 4 * ndim:
+        raise InputError(f"{path}: IDX header is truncated")
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    itemsize = np.dtype(IDX_DTYPES[code]).itemsize
+    body_bytes = len(data) - 4 - 4 * ndim
+    if body_bytes != int(np.prod(dims)) * itemsize:
+        raise InputError(f"{path}: IDX header says {dims} but holds {body_bytes // itemsize} values")
+    return np.frombuffer(data, dtype=IDX_DTYPES[code], offset=4 + 4 * ndim).reshape(dims)

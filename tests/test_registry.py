@@ -1,0 +1,47 @@
+"""The registry: families are declared once and everything else reads them."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gen.trainer import registry
+from gen.trainer.registry import Family, Preset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_builtin_families_are_registered_in_order():
+    assert registry.names()[:5] == ["ae-naive", "ae", "ae-tied", "vae", "gan"]
+
+
+def test_unknown_family_lists_the_known_ones():
+    from gen.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model='nope': expected one of ae-naive, ae, ae-tied, vae, gan"):
+        registry.get("nope")
+
+
+def test_declaration_is_checked():
+    vae = registry.get("vae")
+    with pytest.raises(ValueError, match="a score kind goes with the 'score' capability"):
+        Family(**{**vae.__dict__, "name": "bad", "score_kind": None})
+    with pytest.raises(ValueError, match="unknown capabilities"):
+        Family(**{**vae.__dict__, "name": "bad", "capabilities": ("teleport",)})
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(Family(**{**vae.__dict__, "test": Preset(1)}))
+
+
+def test_a_new_family_is_covered_by_the_contract_test_with_no_other_edit():
+    """The throwaway family is one file (tests/throwaway_family.py) registered as a plugin; the
+    unmodified contract test trains, exports, loads and checks it."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "tests/test_contract.py", "-p", "tests.throwaway_family",
+                           "-k", "throwaway", "-q", "-p", "no:cacheprovider", "-W", "ignore"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:]
+    import tests.test_contract as contract
+
+    checks = [name for name in dir(contract) if name.startswith("test_")]
+    assert done.stdout.strip().splitlines()[-1].startswith(f"{len(checks)} passed"), done.stdout[-500:]
+    assert "throwaway" not in registry.names()  # it lives only in that test run

@@ -1,0 +1,146 @@
+"""The registry of model families. Each family's module declares one `Family` and registers
+it; the CLI, config validation, manifest labels, tests, demo and bench read it from here.
+
+Adding a family is its file plus one registration line: its module name in
+`gen.trainer.models.BUILTIN` (or, from another package, an entry point in the group
+`gen.families` that names the module).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from gen.runtime.errors import ConfigError
+from gen.runtime.manifest import VERBS, DataSpec, SamplerSpec
+
+from . import options as opts
+
+SCORE_DIRECTIONS = "higher = more anomalous"
+
+
+class Trainer(Protocol):
+    """What the training loop drives: `step` on a batch of `batches_per_step * batch_size`
+    model-space rows, returning the losses to log."""
+
+    batches_per_step: int
+
+    def step(self, x) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings for one use (demo, bench, the contract test): epochs and option values."""
+
+    epochs: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything gen knows about one model family.
+
+    name, description: the registry name (`gen train --model NAME`) and one line for `gen models`.
+    options: the options dataclass (fields made with `gen.trainer.options.option`).
+    build(options, data): the network (an nn.Module) for a DataSpec (shape, kind, ranges).
+    trainer(net, options): the training step object (see `Trainer`).
+    graphs(net, data): {role: GraphDef} to export; ports named in the runtime's vocabulary
+      (encoder x -> z, decoder z -> x, score x -> score, ...).
+    capabilities: the runtime verbs the bundle serves (gen.runtime.manifest.VERBS).
+    score_kind: what the `score` graph computes (None: no anomaly score, no calibration).
+    sampler(net, options): the manifest's sampler spec for `sample` (None: cannot sample).
+    latent_prior: `normal` (N(0, I)) or `gaussian` (fitted to the training codes of the
+      `encoder` graph) for ancestral and mixture samplers; None otherwise.
+    variant(options): a short label of the variant for the manifest and `gen info`.
+    resolve(options, data): options with data-dependent choices (`auto`) resolved, so that
+      config.yaml and the manifest record what actually ran. Raises ConfigError for options
+      that do not fit the data.
+    demo, bench, test: presets for `gen demo`, bench/ and the common contract test (None: the
+      family is not part of that use).
+    """
+
+    name: str
+    description: str
+    options: type
+    build: Callable[[Any, DataSpec], Any]
+    trainer: Callable[[Any, Any], Trainer]
+    graphs: Callable[[Any, DataSpec], dict]
+    capabilities: tuple[str, ...]
+    score_kind: str | None
+    sampler: Callable[[Any, Any], SamplerSpec] | None
+    latent_prior: str | None
+    variant: Callable[[Any], str]
+    test: Preset
+    resolve: Callable[[Any, DataSpec], Any] = lambda options, data: options  # noqa: E731
+    demo: Preset | None = None
+    bench: Preset | None = None
+
+    def __post_init__(self):
+        unknown = [v for v in self.capabilities if v not in VERBS]
+        if unknown:
+            raise ValueError(f"family {self.name!r}: unknown capabilities {unknown}")
+        if ("score" in self.capabilities) != (self.score_kind is not None):
+            raise ValueError(f"family {self.name!r}: a score kind goes with the 'score' capability")
+        if ("sample" in self.capabilities) != (self.sampler is not None):
+            raise ValueError(f"family {self.name!r}: a sampler goes with the 'sample' capability")
+
+    def option_specs(self) -> list[opts.OptionSpec]:
+        return opts.specs(self.options)
+
+
+_FAMILIES: dict[str, Family] = {}
+_loaded = False
+
+
+def register(family: Family) -> Family:
+    """Add `family` to the registry (a second family of the same name is refused)."""
+    if family.name in _FAMILIES and _FAMILIES[family.name] is not family:
+        raise ValueError(f"family {family.name!r} is already registered")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def unregister(name: str) -> None:
+    """Remove a family (tests that register a throwaway family clean up with this)."""
+    _FAMILIES.pop(name, None)
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from .models import BUILTIN
+
+    for module in BUILTIN:
+        importlib.import_module(f"gen.trainer.models.{module}")
+    for point in entry_points(group="gen.families"):
+        importlib.import_module(point.value)
+
+
+def families() -> dict[str, Family]:
+    """Every registered family, by name: built-in families in BUILTIN's module order (whatever
+    was imported first), then the others in registration order."""
+    _load()
+    from .models import BUILTIN
+
+    def key(item: tuple[int, Family]) -> tuple[int, int]:
+        module = item[1].build.__module__.rsplit(".", 1)[-1]
+        return (BUILTIN.index(module) if module in BUILTIN else len(BUILTIN), item[0])
+
+    return {f.name: f for _, f in sorted(enumerate(_FAMILIES.values()), key=key)}
+
+
+def names() -> list[str]:
+    return list(families())
+
+
+def get(name: str) -> Family:
+    """The family called `name`, or a ConfigError listing the known ones."""
+    known = families()
+    if name not in known:
+        raise ConfigError(f"model={name!r}: expected one of {', '.join(known)} (see `gen models`)")
+    return known[name]
