@@ -1,0 +1,508 @@
+"""Render BENCHMARKS.md from a results file written by bench/run.py.
+
+`render(results)` is a pure function of the results dict: every figure, every fact about the
+machine and every comparison in the text is computed from it (the literature anchors are the
+only fixed text, and they are cited). Re-render without re-running the benchmark:
+
+    .venv/bin/python bench/report.py bench/results.json --out BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DISCRIMINATOR_SCORE = "negative_discriminator_logit"
+
+
+# -- small formatting helpers -------------------------------------------------------------------
+
+def table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> str:
+    """A GitHub markdown table; `align` holds 'l' or 'r' per column (default: first l, rest r)."""
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    rule = [":---" if a == "l" else "---:" for a in align]
+    return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in [header, rule, *rows])
+
+
+def f3(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def mean(values) -> float | None:
+    values = [float(v) for v in values]
+    return statistics.fmean(values) if values else None
+
+
+def span(values, fmt: str = "{}") -> str:
+    """'low-high', or one value when they print alike."""
+    low, high = fmt.format(min(values)), fmt.format(max(values))
+    return low if low == high else f"{low}-{high}"
+
+
+def fspan(values: list[float]) -> str:
+    return span(values, "{:.2f}")
+
+
+def pspan(values: list[float]) -> str:
+    return span(values, "{:.1%}")
+
+
+def plural(n: int, word: str) -> str:
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word}es" if word.endswith(("s", "x", "ch", "sh")) else f"{n} {word}s"
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def join_words(words: list[str]) -> str:
+    words = list(words)
+    if len(words) <= 2:
+        return " and ".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def when(iso: str | None) -> str:
+    if not iso:
+        return "unknown"
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return str(iso)
+
+
+def loads(values) -> str:
+    return "unknown" if not values else " / ".join(f"{v:.2f}" for v in values)
+
+
+# -- what the results say -----------------------------------------------------------------------
+
+def class_keys(dataset: dict) -> list[str]:
+    return [str(d) for d in dataset["classes"]]
+
+
+def is_complete(dataset: dict, method: dict) -> bool:
+    return all(k in method["auroc"] for k in class_keys(dataset))
+
+
+def method_mean(dataset: dict, method: dict) -> float | None:
+    return mean(method["auroc"][k] for k in class_keys(dataset) if k in method["auroc"])
+
+
+def mean_cell(dataset: dict, method: dict) -> str:
+    value = method_mean(dataset, method)
+    if value is None:
+        return "no result"
+    return f3(value) if is_complete(dataset, method) else f"{f3(value)} (partial)"
+
+
+def all_runs(results: dict):
+    """(dataset, family, class key, figures) for every finished run."""
+    for dataset in results.get("datasets", []):
+        for family, per_class in dataset.get("runs", {}).items():
+            for key, figures in per_class.items():
+                yield dataset, family, key, figures
+
+
+def pixels(dataset: dict) -> str:
+    shape = dataset.get("shape") or [dataset.get("dim")]
+    if dataset.get("kind") == "image" and len(shape) == 3:
+        channels, height, width = shape
+        return f"{height}x{width}" + ("" if channels == 1 else f"x{channels}") + " pixels"
+    return f"{dataset.get('dim')} features"
+
+
+# -- sections -----------------------------------------------------------------------------------
+
+def setup_section(results: dict) -> list[str]:
+    machine, software = results.get("machine", {}), results.get("software", {})
+    gpu, git, settings = machine.get("gpu") or {}, results.get("git") or {}, results.get("settings", {})
+    code = f"git {git.get('short') or git.get('commit') or 'commit unknown'} at the start of the run"
+    if git.get("dirty"):
+        code += f", plus uncommitted changes in: {', '.join(git['dirty'])}"
+    elif git.get("dirty") is None:
+        code += " (working-tree state unknown)"
+    ram = f"{machine['ram_gib']:.1f} GiB RAM" if machine.get("ram_gib") else "RAM unknown"
+    cores = f"{machine.get('cores', 'unknown')} logical cores"
+    if machine.get("usable_cores") is not None:
+        cores += f" ({machine['usable_cores']} usable by the run)"
+    devices = gpu.get("torch_cuda_devices") or []
+    if gpu.get("torch_cuda_available"):
+        gpu_text = f"torch sees CUDA: {', '.join(devices) or 'device names unknown'}"
+    elif gpu:
+        gpu_text = "torch sees no CUDA device"
+    else:
+        gpu_text = "not recorded"
+    if gpu.get("ort_providers") is not None:
+        gpu_text += f"; onnxruntime providers: {', '.join(gpu['ort_providers'])}"
+    train_devices = sorted({str(f.get("device")) for _, _, _, f in all_runs(results) if f.get("device")})
+    used = []
+    if train_devices:
+        used.append(f"training ran on {', '.join(train_devices)}")
+    if settings.get("runtime_device"):
+        used.append(f"the runtime scored and sampled with device=\"{settings['runtime_device']}\"")
+    threads = settings.get("threads")
+    versions = [f"Python {software['python']}" if software.get("python") else None,
+                f"gen {software['gen']}" if software.get("gen") else None,
+                f"torch {software['torch']}" if software.get("torch") else None,
+                f"onnx {software['onnx']}" if software.get("onnx") else None,
+                f"onnxruntime {software['onnxruntime']}" if software.get("onnxruntime") else None,
+                f"numpy {software['numpy']}" if software.get("numpy") else None,
+                f"scikit-learn {software['scikit-learn']}" if software.get("scikit-learn") else None]
+    wall = results.get("wall_s")
+    lines = [
+        f"- **Command:** `{results.get('command', 'unknown')}` (from the repository root)",
+        f"- **Date:** {when(results.get('started'))}"
+        + (f"; total wall time {duration(wall)}" if wall is not None else ""),
+        f"- **Code:** {code}",
+        f"- **Machine:** {machine.get('cpu') or 'CPU unknown'}"
+        + (f" ({machine['arch']})" if machine.get("arch") else "")
+        + f", {cores}, {ram}; {machine.get('os', 'OS unknown')}",
+        f"- **GPU:** {gpu_text}" + (f"; {', '.join(used)}" if used else ""),
+        f"- **Software:** {', '.join(v for v in versions if v)}",
+        f"- **Load:** load averages (1 / 5 / 15 min) {loads(machine.get('load_start'))} at the start and "
+        f"{loads(machine.get('load_end'))} at the end, on {machine.get('cores', 'an unknown number of')} "
+        "logical cores. Timings (train, export, sampling) depend on what else the machine was running; "
+        "the AUROC figures do not depend on load.",
+        f"- **Training:** seed {settings.get('seed', 'unknown')} for the split, initialisation, batches and "
+        "sampling"
+        + (f"; torch intra-op threads {threads} (`--threads`)" if threads is not None else "")
+        + (f"; epochs set for every family by `--epochs {settings['epochs_override']}`"
+           if settings.get("epochs_override") else "; epochs and options from each family's bench preset "
+           "(`family.bench` in the registry)" + ("; `--quick` divides the preset's epochs by 20 (at least 2)"
+                                                 if results.get("mode") == "quick" else ""))
+        + "; the settings in use per family (from each run's config.yaml) are in the table below.",
+        "- **Mode:** " + ("quick smoke run (`--quick`): few classes and epochs, not a result"
+                           if results.get("mode") == "quick" else "full run"),
+    ]
+    rows = []
+    for name, family in results.get("families", {}).items():
+        config = family.get("config") or {}
+        shown = ", ".join(f"{k} {v}" for k, v in config.items() if k not in ("epochs", "seed"))
+        rows.append([name, family.get("description", ""), family.get("variant") or "-", str(family.get("epochs")),
+                     shown or "(no run finished)"])
+    out = lines
+    if rows:
+        # The table belongs to the Training bullet; keep it after the bullets.
+        out = lines + ["", table(["family", "description", "variant", "epochs", "settings"], rows,
+                                 ["l", "l", "l", "r", "l"])]
+    return out
+
+
+def headline(results: dict) -> str:
+    datasets = results.get("datasets", [])
+    names = list(dict.fromkeys(m["name"] for ds in datasets for m in ds["methods"]))
+    rows = []
+    for name in names:
+        cells = []
+        for ds in datasets:
+            method = next((m for m in ds["methods"] if m["name"] == name), None)
+            cells.append(mean_cell(ds, method) if method else "not run")
+        rows.append([name, *cells])
+    lines = [table(["mean AUROC", *[ds["label"] for ds in datasets]], rows), ""] if datasets else []
+    for ds in datasets:
+        complete = {m["name"]: (m, method_mean(ds, m)) for m in ds["methods"] if is_complete(ds, m)}
+        models = {n: v for n, (m, v) in complete.items() if m["kind"] == "model"}
+        baselines = {n: v for n, (m, v) in complete.items() if m["kind"] == "baseline"}
+        if models and baselines:
+            bm, bb = max(models, key=models.get), max(baselines, key=baselines.get)
+            gap = round(models[bm], 3) - round(baselines[bb], 3)
+            verdict = "above" if gap > 0 else "below" if gap < 0 else "level with"
+            family = complete[bm][0].get("family", bm)
+            lines.append(f"- {ds['label']}: the best model, {family} ({models[bm]:.3f}), is {verdict} the best "
+                         f"classical baseline, {bb} ({baselines[bb]:.3f}), in mean AUROC over "
+                         f"{plural(len(ds['classes']), 'class')}.")
+        elif ds["methods"]:
+            lines.append(f"- {ds['label']}: no comparison of the best model with the best baseline "
+                         "(no model or no baseline has a result for every class).")
+    sampling = results.get("sampling")
+    if sampling and sampling.get("families"):
+        ratios = [s["cli_median"] / sampling["import_torch"] for s in sampling["families"].values()]
+        cli = [s["cli_median"] for s in sampling["families"].values()]
+        lines.append(f"- `gen sample BUNDLE --n {sampling['n']}` takes {fspan(cli)} s end to end (median per "
+                     f"bundle), {fspan(ratios)}x the {sampling['import_torch']:.2f} s that "
+                     "`python -c \"import torch\"` alone takes on this machine.")
+    n_failures = sum(len(ds.get("failures", [])) for ds in datasets) + len(results.get("failures", []))
+    if n_failures:
+        lines.append(f"- {plural(n_failures, 'failure')} in this run, listed with their sections below.")
+    return "\n".join(lines)
+
+
+def dataset_section(ds: dict) -> list[str]:
+    keys = class_keys(ds)
+    normal = [ds["test_counts"][k] for k in keys if k in ds.get("test_counts", {})]
+    seconds = ds.get("seconds")
+    intro = (f"{ds['n']} images of {pixels(ds)}" if ds.get("kind") == "image" else f"{ds['n']} rows of {pixels(ds)}")
+    intro += f", {ds['n_test']} test rows"
+    if normal:
+        intro += f" ({span(normal)} of them normal for each class)"
+    intro += f"; families: {', '.join(ds['families']) or 'none'}"
+    if seconds is not None:
+        intro += f"; {duration(seconds)} for this section"
+    out = ["", f"### {ds['label']}", "", intro + ".", ""]
+    rows = [[m["name"], *[f3(m["auroc"].get(k)) for k in keys], f"**{mean_cell(ds, m)}**"] for m in ds["methods"]]
+    out.append(table(["method", *keys, "mean"], rows))
+
+    agree, cost = [], []
+    for family, per_class in ds.get("runs", {}).items():
+        runs = list(per_class.values())
+        if not runs:
+            continue
+        partial = "" if len(runs) == len(keys) else f" ({len(runs)} of {len(keys)} classes)"
+        agree.append([family + partial, f3(mean(r["trainer_auroc"] for r in runs)),
+                      f3(mean(r["runtime_auroc"] for r in runs)),
+                      f"{max(abs(r['runtime_auroc'] - r['trainer_auroc']) for r in runs):.1e}",
+                      f"{max(r['max_parity'] for r in runs):.1e}"])
+        cost.append([family + partial, f"{mean(r['train_s'] for r in runs):.1f}",
+                     f"{mean(r['export_s'] for r in runs):.1f}", span([r["n_fit"] for r in runs]),
+                     span([r["n_calibration"] for r in runs]),
+                     f"{mean(r['flag_rate_normal'] for r in runs):.3f}",
+                     f"{mean(r['flag_rate_anomalous'] for r in runs):.3f}"])
+    if agree:
+        out += ["", "Trainer vs deployed bundle (the runtime loads the ONNX bundle with numpy + onnxruntime; "
+                "the trainer scores with the torch network before export):", "",
+                table(["family", "mean AUROC, trainer (run.json)", "mean AUROC, runtime bundle",
+                       "max abs AUROC difference", "max abs torch-onnxruntime output difference at export"], agree)]
+        contamination = sorted({r.get("contamination") for r in (x for p in ds["runs"].values() for x in p.values())
+                                if r.get("contamination") is not None})
+        level = f"contamination {', '.join(f'{c:g}' for c in contamination)}; " if contamination else ""
+        out += ["", "Cost per model, and the calibrated threshold at work (`model.flag`; " + level +
+                "threshold = the (1 - contamination) quantile of the scores of the held-out normal "
+                "calibration rows):", "",
+                table(["family", "train s (mean)", "export s (mean)", "fit rows", "calibration rows",
+                       "flagged share of normal test rows", "flagged share of anomalous test rows"], cost)]
+    if ds.get("failures"):
+        out += ["", "**Failures** (left out of the tables above):", ""] + [f"- {e}" for e in ds["failures"]]
+    return out
+
+
+def difficulty_note(results: dict) -> str:
+    """Easiest and hardest classes per dataset, by the mean AUROC over the methods with a
+    result for every class."""
+    parts = []
+    for ds in results.get("datasets", []):
+        keys = class_keys(ds)
+        complete = [m for m in ds["methods"] if is_complete(ds, m)]
+        if len(keys) < 3 or not complete:
+            continue
+        per_class = {k: mean(m["auroc"][k] for m in complete) for k in keys}
+        order = sorted(keys, key=lambda k: per_class[k], reverse=True)
+        parts.append(f"on {ds['label']} the easiest classes are {order[0]} and {order[1]} "
+                     f"({per_class[order[0]]:.3f}, {per_class[order[1]]:.3f}) and the hardest is {order[-1]} "
+                     f"({per_class[order[-1]]:.3f})")
+    if not parts:
+        return ""
+    return ("By mean AUROC over every method with a result for all classes, " + "; ".join(parts) + ".")
+
+
+def gan_note(results: dict) -> str:
+    families = results.get("families", {})
+    discriminators = [n for n, f in families.items() if f.get("score_kind") == DISCRIMINATOR_SCORE]
+    notes = []
+    for name in discriminators:
+        lines, weaker_than_all_baselines, better, any_below = [], True, None, False
+        for ds in results.get("datasets", []):
+            method = next((m for m in ds["methods"] if m.get("family") == name), None)
+            if not method or not method["auroc"]:
+                continue
+            values = list(method["auroc"].values())
+            gan_mean = method_mean(ds, method)
+            below = sum(v < 0.5 for v in values)
+            any_below = any_below or below > 0
+            lines.append(f"on {ds['label']} its mean AUROC is {gan_mean:.3f}"
+                         + ("" if is_complete(ds, method) else " (partial)")
+                         + f", and {below} of {len(values)} classes score below 0.5 (worse than chance)")
+            baselines = [method_mean(ds, m) for m in ds["methods"] if m["kind"] == "baseline" and m["auroc"]]
+            if not baselines or gan_mean >= min(baselines):
+                weaker_than_all_baselines = False
+            others = {m["family"] for m in ds["methods"]
+                      if m["kind"] == "model" and m.get("family") != name and m["auroc"]
+                      and method_mean(ds, m) > gan_mean}
+            better = others if better is None else better & others
+        if not lines:
+            continue
+        title = (f"**The {name} anomaly score is below every baseline.**" if weaker_than_all_baselines
+                 else f"**The {name} anomaly score.**")
+        text = (f"{title} The exported `score` graph of `{name}` is the discriminator's negative logit "
+                f"(`{DISCRIMINATOR_SCORE}`). A discriminator is trained to tell real rows from the generator's "
+                "current fakes, not to describe the normal class, so nothing in its training makes it rate "
+                "other digits as less real; " + "; ".join(lines) + "."
+                + (" Below 0.5 means the discriminator ranks the anomalies as *more* real than held-out normal "
+                   "digits." if any_below else "")
+                + " Flipping the sign after looking at the labels would be tuning on the test set, so the "
+                "figure stands as measured.")
+        if better:
+            ordered = [n for n in families if n in better]
+            text += (f" The {join_words([f'`{n}`' for n in ordered])} bundles score higher in mean AUROC on every "
+                     "dataset of this run.")
+        notes.append(text)
+    return "\n\n".join(notes)
+
+
+def calibration_note(results: dict) -> str:
+    runs = list(all_runs(results))
+    if not runs:
+        return ""
+    rates = [f["flag_rate_normal"] for _, _, _, f in runs]
+    worst_rate, worst = max((f["flag_rate_normal"], f"{fam} class {k} on {ds['label']}") for ds, fam, k, f in runs)
+    levels = sorted({f["contamination"] for _, _, _, f in runs if f.get("contamination") is not None})
+    sizes = "; ".join(f"{span([f['n_calibration'] for d, _, _, f in runs if d is ds])} rows per model on "
+                      f"{ds['label']}" for ds in results["datasets"] if ds.get("runs"))
+    n_small = min(f["n_calibration"] for _, _, _, f in runs)
+    nominal = max(levels) if levels else None
+    if nominal is not None and mean(rates) > nominal:
+        title = (f"**Calibrated thresholds flag more normal test rows than the nominal "
+                 f"{', '.join(f'{c:.0%}' for c in levels)}.**")
+    elif nominal is not None:
+        title = (f"**Calibrated thresholds flag at most the nominal {', '.join(f'{c:.0%}' for c in levels)} "
+                 "of normal test rows on average.**")
+    else:
+        title = "**Calibrated thresholds.**"
+    text = (f"{title} Across all bundles above, {pspan(rates)} of the normal test rows are flagged (mean "
+            f"{mean(rates):.1%}; the highest is {worst}, {worst_rate:.1%}). The threshold is a high quantile of "
+            f"the scores of a held-out calibration slice of normal training rows ({sizes}); a fresh normal row "
+            "exceeds the maximum of n exchangeable scores with probability 1/(n+1), "
+            f"{1 / (n_small + 1):.1%} for n = {n_small}, the smallest slice here.")
+    expected = [f["expected_false_alarm_rate"] for _, _, _, f in runs if f.get("expected_false_alarm_rate") is not None]
+    if expected:
+        text += (f" The trainer's own expectation (run.json `expected_false_alarm_rate`, the larger of the "
+                 f"contamination and 1/(n+1)) is {pspan(expected)}.")
+    return text
+
+
+def sampling_section(sampling: dict) -> list[str]:
+    n = sampling["n"]
+    out = ["", "## Sampling speed", "",
+           f"Wall time of the CLI `gen sample BUNDLE --n {n} --seed 0 --out x.png` run as a subprocess "
+           f"(`{sampling['gen']}`), against `python -c \"import torch\"` on the same machine in the same run; "
+           f"median of {sampling['repeats']} runs each after one untimed warm-up, the commands interleaved "
+           "round by round so that load on the machine hits them alike. Bundles: the "
+           f"{sampling.get('bundles_from', 'first')} models from above. \"In-process\" is "
+           f"`model.sample({n})` after `load()`, median of {sampling['inproc_repeats']} calls.", ""]
+    rows = []
+    for family, s in sampling["families"].items():
+        rows.append([family, f"{s['cli_median']:.3f} ({s['cli_min']:.3f}-{s['cli_max']:.3f})",
+                     f"{s['cli_median'] / sampling['import_torch']:.2f}", f"{s['load_s'] * 1e3:.0f}",
+                     f"{s['sample_median'] * 1e3:.2f}", "yes" if s["torch_imported"] else "no"])
+    out += [table(["bundle", "`gen sample` wall s (min-max)", "ratio to `import torch`", "in-process load ms",
+                   f"in-process sample({n}) ms", "torch imported by the CLI"], rows), ""]
+    ratios = [s["cli_median"] / sampling["import_torch"] for s in sampling["families"].values()]
+    verdict = ("Every bundle's ratio is below 1: the whole torch-free CLI call" if max(ratios) < 1 else
+               "Not every ratio is below 1; a ratio below 1 would mean the whole torch-free CLI call")
+    out.append(f"Reference points: `python -c \"import torch\"` {sampling['import_torch']:.3f} s, "
+               f"`python -c \"import onnxruntime\"` {sampling['import_ort']:.3f} s, "
+               f"`python -c \"pass\"` {sampling['python']:.3f} s (medians). {verdict} (interpreter start, "
+               "onnxruntime import, bundle verification, sampling, PNG) finishes before torch alone would have "
+               "been imported.")
+    return out
+
+
+def anchors_section(results: dict) -> list[str]:
+    mnist = next((ds for ds in results.get("datasets", []) if ds["label"] == "MNIST-5k"), None)
+    digits = next((ds for ds in results.get("datasets", []) if ds["label"] == "sklearn digits"), None)
+    if mnist:
+        fits = [f["n_fit"] for per_class in mnist.get("runs", {}).values() for f in per_class.values()]
+        protocol = (f"MNIST-5k here is a {mnist['n']:,}-image subset of MNIST, the split is a stratified 80/20 of "
+                    f"that subset ({mnist['n_test']:,} test images"
+                    + (f", {span(fits)} normal images to fit per model" if fits else "") + ")")
+    else:
+        protocol = "MNIST-5k was not part of this run"
+    digits_text = (f"sklearn digits ({pixels(digits)}, {digits['n']:,} images) has no standard published "
+                   "one-class table; there the centroid and PCA baselines are the reference." if digits else "")
+    return ["", "## Anchors from the literature", "",
+            "- Ruff et al., *Deep One-Class Classification*, ICML 2018 (Deep SVDD), Table 1: on full MNIST "
+            "(one class normal, about 6,000 training images per class, the official 10,000-image test set, "
+            "AUROC averaged over 10 seeds) One-Class Deep SVDD reaches a mean AUROC of about 0.948; the "
+            "baselines there (KDE, OC-SVM/SVDD, Isolation Forest, a deep convolutional autoencoder, "
+            "AnoGAN) land roughly between 0.87 and 0.92 in mean, with per-class figures from about 0.74 "
+            "to 0.995; classes 0 and 1 are among the easiest there and 8 among the hardest.",
+            f"- The protocols differ, so these are anchors, not a like-for-like comparison: {protocol}; the "
+            "models are the families listed above, not the paper's convolutional networks; a single seed is "
+            f"reported; and the score is computed by the exported ONNX bundle. {digits_text}".rstrip()]
+
+
+def failures_section(results: dict) -> list[str]:
+    if not results.get("failures"):
+        return []
+    return ["", "## Failures", "", *[f"- {e}" for e in results["failures"]]]
+
+
+def reproduce_section(results: dict) -> list[str]:
+    return ["", "## Reproduce", "",
+            "```",
+            "make bench                                   # = .venv/bin/python bench/run.py",
+            ".venv/bin/python bench/run.py                # full run: bench/results.json, then BENCHMARKS.md",
+            ".venv/bin/python bench/run.py --mnist PATH/mnist5k-images-idx3-ubyte.gz   # include MNIST-5k",
+            ".venv/bin/python bench/run.py --quick --results /tmp/bench.json --out /tmp/bench.md   # smoke run",
+            ".venv/bin/python bench/report.py bench/results.json --out BENCHMARKS.md   # re-render only",
+            "```",
+            "",
+            f"This report was rendered from a results file written by `{results.get('command', 'bench/run.py')}`."]
+
+
+def render(results: dict) -> str:
+    """The whole BENCHMARKS.md text, from a results dict of bench/run.py."""
+    datasets = results.get("datasets", [])
+    pca = results.get("settings", {}).get("pca_components", 16)
+    out = ["# Benchmarks", "",
+           "Written by `bench/run.py` (figures to a JSON results file) and `bench/report.py` (this text, "
+           "from that file only); every figure and machine fact below was measured or read in the one run "
+           "described here. Figures are for one seed (no error bars).", ""]
+    out += setup_section(results)
+    out += ["", "## Headline", "", headline(results), "",
+            "## One-class anomaly detection", "",
+            "Protocol (DESIGN.md): stratified 80/20 split (`train_test_split(test_size=0.2, stratify=y, "
+            "random_state=0)`, as `gen.trainer.protocols.one_class.protocol_split`). For each normal class d a "
+            "model is trained on the class-d training rows only (a held-out slice of them calibrates the "
+            "threshold; fit and calibration rows per model are in the cost tables), every test row is scored, "
+            "anomaly = label != d, and the table gives AUROC per class and the mean (marked *partial* where "
+            "some classes have no result). Model rows are the AUROC of the **deployed bundle**: the run is "
+            "exported to ONNX, loaded with `gen.runtime.load` (no torch) and `model.score` is called on the raw "
+            "test rows. Baselines are fitted on all class-d training rows in raw pixel units: *centroid "
+            "distance* = Euclidean distance to the mean class-d image; *PCA-" f"{pca} reconstruction* = mean "
+            f"squared error after projecting onto the top {pca} principal components of the class-d rows."]
+    for ds in datasets:
+        out += dataset_section(ds)
+    for note in [*results.get("notes", []), difficulty_note(results), gan_note(results), calibration_note(results)]:
+        if note:
+            out += ["", note]
+    sampling = results.get("sampling")
+    if sampling and sampling.get("families"):
+        out += sampling_section(sampling)
+    out += failures_section(results)
+    out += anchors_section(results)
+    out += reproduce_section(results)
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Render BENCHMARKS.md from a bench/run.py results file.")
+    parser.add_argument("results", type=Path, nargs="?", default=REPO / "bench" / "results.json",
+                        help="results JSON written by bench/run.py (default bench/results.json)")
+    parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"),
+                        help="report to write (default BENCHMARKS.md; '-' prints it)")
+    args = parser.parse_args(argv)
+    try:
+        results = json.loads(args.results.read_text())
+    except FileNotFoundError:
+        parser.error(f"{args.results}: no such file (run bench/run.py first)")
+    except json.JSONDecodeError as exc:
+        parser.error(f"{args.results}: not valid JSON ({exc})")
+    text = render(results)
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

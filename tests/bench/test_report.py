@@ -1,0 +1,183 @@
+"""bench/report.py renders only what a results file says (no training here: the results
+dicts are synthetic), and bench/run.py takes its families and epochs from the registry."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}_under_test", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def report():
+    return load("report")
+
+
+def run_figures(auroc: float, n_cal: int = 30) -> dict:
+    return {"runtime_auroc": auroc, "trainer_auroc": auroc, "threshold": 1.0, "flag_rate_normal": 0.05,
+            "flag_rate_anomalous": 0.9, "expected_false_alarm_rate": 1 / (n_cal + 1), "contamination": 0.01,
+            "train_s": 1.5, "fit_s": 1.2, "export_s": 2.0, "n_fit": 100, "n_calibration": n_cal, "device": "cpu",
+            "epochs": 3, "max_parity": 2e-6, "parity_tolerance": 1e-4, "warnings": []}
+
+
+def synthetic() -> dict:
+    """Three classes; ae complete, gan missing class 2 (a failure), two baselines."""
+    ae = {"0": 0.9, "1": 0.7, "2": 0.8}        # mean 0.800
+    gan = {"0": 0.4, "1": 0.6}                 # class 2 failed: mean 0.500, partial
+    centroid = {"0": 0.6, "1": 0.5, "2": 0.7}  # mean 0.600
+    pca = {"0": 0.75, "1": 0.65, "2": 0.7}     # mean 0.700
+    return {
+        "format": 1, "generator": "bench/run.py", "mode": "full", "command": "python bench/run.py --test-flag",
+        "argv": ["--test-flag"], "started": "2030-01-02T03:04:05+00:00", "finished": "2030-01-02T03:14:05+00:00",
+        "wall_s": 600.0, "git": {"commit": "a" * 40, "short": "abcdef1", "dirty": ["some/file.py"]},
+        "machine": {"cpu": "Test CPU 9000", "arch": "testarch", "cores": 7, "usable_cores": 5, "ram_gib": 12.25,
+                    "os": "TestOS 1.2", "load_start": [3.21, 2.1, 1.0], "load_end": [6.54, 4.3, 2.0],
+                    "gpu": {"torch_cuda_available": True, "torch_cuda_devices": ["Test GPU X1"],
+                            "torch_cuda_build": "12.0", "ort_providers": ["TestExecutionProvider"]}},
+        "software": {"python": "3.99.0", "gen": "9.9.9", "torch": "7.7.7", "onnx": "1.0", "onnxruntime": "2.0",
+                     "numpy": "3.0", "scikit-learn": "4.0", "torch_threads": 1},
+        "settings": {"seed": 0, "threads": 1, "classes": [0, 1, 2], "epochs_override": None,
+                     "pca_components": 16, "runtime_device": "cpu"},
+        "families": {
+            "ae": {"description": "Test autoencoder.", "capabilities": ["sample", "score"],
+                   "score_kind": "reconstruction_mse", "bench_epochs": 3, "epochs": 3, "options": {},
+                   "variant": "standard", "config": {"epochs": 3, "seed": 0, "batch_size": 64}},
+            "gan": {"description": "Test GAN.", "capabilities": ["sample", "score"],
+                    "score_kind": "negative_discriminator_logit", "bench_epochs": 3, "epochs": 3, "options": {},
+                    "variant": "plain", "config": {"epochs": 3, "seed": 0, "batch_size": 64}},
+        },
+        "datasets": [{
+            "label": "sklearn digits", "data": "digits", "kind": "image", "n": 1797, "shape": [1, 8, 8], "dim": 64,
+            "n_test": 360, "test_counts": {"0": 36, "1": 36, "2": 35}, "classes": [0, 1, 2],
+            "families": ["ae", "gan"],
+            "methods": [{"name": "ae (runtime bundle)", "kind": "model", "family": "ae", "auroc": ae},
+                        {"name": "gan (runtime bundle)", "kind": "model", "family": "gan", "auroc": gan},
+                        {"name": "centroid distance", "kind": "baseline", "auroc": centroid},
+                        {"name": "PCA-16 reconstruction", "kind": "baseline", "auroc": pca}],
+            "runs": {"ae": {k: run_figures(v) for k, v in ae.items()},
+                     "gan": {k: run_figures(v, 20) for k, v in gan.items()}},
+            "failures": ["gan, class 2: RuntimeError: synthetic failure for the test"],
+            "seconds": 300.0}],
+        "sampling": {"n": 64, "repeats": 5, "inproc_repeats": 200, "gen": ".venv/bin/gen",
+                     "bundles_from": "sklearn digits, normal class 0", "python": 0.02, "import_torch": 2.0,
+                     "import_ort": 0.2, "families": {
+                         "ae": {"cli_median": 0.5, "cli_min": 0.4, "cli_max": 0.6, "load_s": 0.01,
+                                "sample_median": 0.0001, "torch_imported": False}}},
+        "notes": ["MNIST-5k was not run (`--no-mnist`)."],
+        "failures": ["sampling benchmark: synthetic top-level failure"],
+    }
+
+
+def headline_table(text: str) -> str:
+    return text.split("## Headline", 1)[1].split("## One-class", 1)[0]
+
+
+def test_machine_facts_come_from_the_results(report):
+    text = report.render(synthetic())
+    for fact in ("Test CPU 9000", "7 logical cores", "5 usable", "12.2 GiB RAM", "TestOS 1.2", "testarch",
+                 "3.21 / 2.10 / 1.00", "6.54 / 4.30 / 2.00", "Test GPU X1", "TestExecutionProvider",
+                 "torch 7.7.7", "Python 3.99.0", "abcdef1", "some/file.py", "2030-01-02 03:04 UTC",
+                 "python bench/run.py --test-flag", "10.0 min"):
+        assert fact in text, fact
+    for fixed in ("2-core", "EPYC", "shared", " VM"):
+        assert fixed not in text, fixed
+
+
+def test_other_machine_facts_change_the_text(report):
+    results = synthetic()
+    results["machine"].update(cpu="Other CPU", cores=3, gpu={"torch_cuda_available": False,
+                                                             "torch_cuda_devices": [], "ort_providers": ["CPU"]})
+    text = report.render(results)
+    assert "Other CPU" in text and "3 logical cores" in text and "torch sees no CUDA device" in text
+    assert "Test CPU 9000" not in text and "7 logical cores" not in text
+
+
+def test_headline_means_are_computed_from_the_per_class_figures(report):
+    head = headline_table(report.render(synthetic()))
+    assert "| ae (runtime bundle) | 0.800 |" in head
+    assert "| centroid distance | 0.600 |" in head
+    assert "| PCA-16 reconstruction | 0.700 |" in head
+    # best complete model (ae 0.800) vs best baseline (PCA 0.700), both computed
+    assert "the best model, ae (0.800), is above the best classical baseline, PCA-16 reconstruction (0.700)" in head
+
+
+def test_the_verdict_follows_the_figures(report):
+    results = synthetic()
+    results["datasets"][0]["methods"][3]["auroc"] = {"0": 0.95, "1": 0.95, "2": 0.95}
+    head = headline_table(report.render(results))
+    assert "is below the best classical baseline, PCA-16 reconstruction (0.950)" in head
+
+
+def test_partial_results_are_marked(report):
+    text = report.render(synthetic())
+    assert "| gan (runtime bundle) | 0.500 (partial) |" in headline_table(text)
+    assert "| gan (runtime bundle) | 0.400 | 0.600 | - | **0.500 (partial)** |" in text
+    assert "gan (2 of 3 classes)" in text
+    # a partial method is never the "best model" of a headline sentence
+    results = synthetic()
+    results["datasets"][0]["methods"][1]["auroc"] = {"0": 1.0, "1": 1.0}
+    assert "the best model, ae (0.800)" in report.render(results)
+
+
+def test_failures_appear_in_the_report(report):
+    text = report.render(synthetic())
+    assert "gan, class 2: RuntimeError: synthetic failure for the test" in text
+    assert "sampling benchmark: synthetic top-level failure" in text
+    assert "2 failures" in headline_table(text)
+
+
+def test_notes_are_computed(report):
+    text = report.render(synthetic())
+    assert "MNIST-5k was not run" in text
+    # calibration: flagged 5.0% of normal rows on every run, above the 1% contamination
+    assert "flag more normal test rows than the nominal 1%" in text
+    assert "1/(n+1), 4.8% for n = 20" in text
+    # the discriminator score: 1 of 2 classes below 0.5, mean 0.500 (partial), below both baselines
+    assert "1 of 2 classes score below 0.5" in text
+    assert "below every baseline" in text
+    # sampling ratio 0.5 / 2.0
+    assert "0.25x the 2.00 s" in text
+
+
+def test_render_is_pure(report):
+    results = synthetic()
+    before = copy.deepcopy(results)
+    assert report.render(results) == report.render(results)
+    assert results == before
+
+
+def test_main_rerenders_a_results_file(report, tmp_path):
+    results = synthetic()
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    out = tmp_path / "BENCHMARKS.md"
+    assert report.main([str(path), "--out", str(out)]) == 0
+    assert out.read_text() == report.render(json.loads(path.read_text()))
+    assert "python bench/report.py bench/results.json" in out.read_text()
+
+
+def test_runner_takes_families_and_epochs_from_the_registry():
+    from gen.trainer import registry
+
+    run = load("run")
+    presets = {n: f.bench for n, f in registry.families().items() if f.bench is not None}
+    full = run.bench_families(run.parse_args([]))
+    quick = run.bench_families(run.parse_args(["--quick"]))
+    forced = run.bench_families(run.parse_args(["--epochs", "4"]))
+    assert list(full) == list(quick) == list(presets)
+    assert {n: f["epochs"] for n, f in full.items()} == {n: p.epochs for n, p in presets.items()}
+    assert {n: f["epochs"] for n, f in quick.items()} == {n: max(2, p.epochs // 20) for n, p in presets.items()}
+    assert {f["epochs"] for f in forced.values()} == {4}
+    assert all(full[n]["options"] == p.options for n, p in presets.items())
