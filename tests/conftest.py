@@ -17,14 +17,16 @@ def family_names() -> list[str]:
 
 
 def train_family(name: str, out: Path, seed: int = 0) -> Path:
-    """Train `name` with its test preset on digits class 0 into `out`."""
+    """Train `name` with its test preset on digits class 0 into `out`, on the CPU: the
+    contract's byte-for-byte checks (same seed, same checkpoint) hold there on any machine,
+    CUDA or not; `--device auto` itself is exercised in tests/trainer/test_train.py."""
     from gen.trainer import registry
     from gen.trainer.config import TrainConfig
     from gen.trainer.train import train
 
     family = registry.get(name)
     cfg = TrainConfig.make(model=name, data="digits", normal_class=0, epochs=family.test.epochs, seed=seed,
-                           out=str(out), quiet=True, **family.test.options)
+                           device="cpu", out=str(out), quiet=True, **family.test.options)
     return train(cfg)
 
 

@@ -32,9 +32,9 @@ def test_run_folder_contents(runs):
 
 
 def test_same_seed_same_model(tmp_path):
-    a = load_run(tiny(tmp_path, "a", seed=5))[3].state_dict()
-    b = load_run(tiny(tmp_path, "b", seed=5))[3].state_dict()
-    c = load_run(tiny(tmp_path, "c", seed=6))[3].state_dict()
+    a = load_run(tiny(tmp_path, "a", seed=5, device="cpu"))[3].state_dict()
+    b = load_run(tiny(tmp_path, "b", seed=5, device="cpu"))[3].state_dict()
+    c = load_run(tiny(tmp_path, "c", seed=6, device="cpu"))[3].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -74,6 +74,11 @@ def test_tabular_data_is_standardised(tmp_path):
     prep = json.loads((run / "run.json").read_text())["data"]["preprocessing"]
     assert prep["model_range"] is None and len(prep["offset"]) == 3
     assert prep["scale"][2] == pytest.approx(100, rel=0.3) and prep["offset"][1] == pytest.approx(5, abs=3)
+
+
+def test_auto_device_is_recorded(tmp_path):
+    info = json.loads((tiny(tmp_path, "auto") / "run.json").read_text())
+    assert info["metrics"]["device"].split(":")[0] == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_cuda_without_cuda_is_an_error(tmp_path):
