@@ -447,6 +447,67 @@ def reproduce_section(results: dict) -> list[str]:
             f"This report was rendered from a results file written by `{results.get('command', 'bench/run.py')}`."]
 
 
+def boltzmann_section(section: dict | None) -> list[str]:
+    """Likelihoods and speed of the Boltzmann machines (bench/boltzmann.py), from the figures."""
+    if not section:
+        return []
+    out = ["", "## Boltzmann machines: likelihood and speed", "",
+           f"Data: {section['data']}; DESIGN.md's split, the models fitted on {section['n_fit']} training rows "
+           f"(the trainer holds the rest of the training split out for calibration) and evaluated on "
+           f"{section['n_test']} test rows. gen's figures are those of the **deployed bundle**: "
+           "`model.log_prob` = -F(v) - log Z with the log Z stored in its manifest (exact by enumeration, or "
+           "AIS with its standard error); for the DBM the figure is the mean-field lower bound -F_q(v) - log Z. "
+           "scikit-learn's BernoulliRBM is fitted on the same binary rows in the same run and its exact "
+           "log-likelihood computed with the same code.", ""]
+    rows = []
+    for name, m in section["models"].items():
+        z = m.get("log_z")
+        ll = "-" if m.get("test_ll") is None else f"{m['test_ll']:.1f}"
+        rows.append([f"gen {name}", m["variant"], str(m["epochs"]), ll,
+                     "-" if m.get("train_ll") is None else f"{m['train_ll']:.1f}",
+                     "-" if not z else f"{z['value']:.2f} ± {z['std']:.2f} ({z['method']})",
+                     f"{m['epoch_s']:.3f}"])
+    for name, m in section["sklearn"].items():
+        rows.append([f"scikit-learn BernoulliRBM, {name}",
+                     f"{m['n_components']} hidden, batch {m['batch_size']}, lr {m['learning_rate']}",
+                     str(m["n_iter"]), "-" if m.get("test_ll") is None else f"{m['test_ll']:.1f}",
+                     "-" if m.get("train_ll") is None else f"{m['train_ll']:.1f}", "exact" if "test_ll" in m else "-",
+                     f"{m['epoch_s']:.3f}"])
+    out.append(table(["model", "variant / settings", "epochs", "test log-likelihood (nats)",
+                      "train log-likelihood (first 1000 fit rows)", "log Z", "s per epoch"], rows))
+    gen20 = next((m for n, m in section["models"].items() if n.startswith("rbm-20")), None)
+    sk20 = section["sklearn"].get("defaults")
+    notes = []
+    if gen20 and sk20 and gen20.get("test_ll") is not None:
+        notes.append(f"20 hidden units: gen {gen20['test_ll']:.1f} nats against scikit-learn's "
+                     f"{sk20['test_ll']:.1f} (defaults); the target was -195 or better, "
+                     + ("met." if gen20["test_ll"] >= -195 else f"missed by {-195 - gen20['test_ll']:.1f} nats."))
+        for key in ("defaults", "our batch and lr"):
+            sk = section["sklearn"].get(key)
+            if sk:
+                notes.append(f"Time per epoch, 20 hidden, vs scikit-learn ({key}): "
+                             f"{sk['epoch_s'] / gen20['epoch_s']:.1f}x faster.")
+    pcd = section["models"].get("rbm-500 (pcd)")
+    sk500 = section["sklearn"].get("500 components, our batch and lr")
+    if pcd and pcd.get("test_ll") is not None:
+        notes.append(f"500 hidden units, PCD: {pcd['test_ll']:.1f} nats by AIS; the target was -130 or better, "
+                     + ("met." if pcd["test_ll"] >= -130 else f"missed by {-130 - pcd['test_ll']:.1f} nats."))
+        dbm = next((m for n, m in section["models"].items() if n.startswith("dbm")), None)
+        if dbm and dbm.get("test_ll") is not None:
+            notes.append(f"DBM lower bound {dbm['test_ll']:.1f} nats vs the PCD RBM's {pcd['test_ll']:.1f}: "
+                         + ("the DBM is ahead." if dbm["test_ll"] > pcd["test_ll"] else "the DBM does not beat it."))
+    if pcd and sk500:
+        notes.append(f"Time per epoch, 500 hidden, vs scikit-learn at the same batch and lr: "
+                     f"{sk500['epoch_s'] / pcd['epoch_s']:.1f}x faster (target: 5x).")
+    if section.get("dbm_error"):
+        notes.append(f"The DBM run failed: {section['dbm_error']}.")
+    out += [""] + [f"- {n}" for n in notes]
+    if section.get("samples_png"):
+        out += ["", f"Gibbs samples of the 500-hidden PCD RBM (`model.sample(64, steps=1000)`, mean-field "
+                    f"probabilities of the last visible layer): ![Gibbs samples]({section['samples_png']})"]
+    return out
+
+
 def render(results: dict) -> str:
     """The whole BENCHMARKS.md text, from a results dict of bench/run.py."""
     datasets = results.get("datasets", [])
@@ -476,6 +537,7 @@ def render(results: dict) -> str:
     sampling = results.get("sampling")
     if sampling and sampling.get("families"):
         out += sampling_section(sampling)
+    out += boltzmann_section(results.get("boltzmann"))
     out += failures_section(results)
     out += anchors_section(results)
     out += reproduce_section(results)

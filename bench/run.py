@@ -388,6 +388,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mnist-families", default=None,
                         help="families to run on MNIST-5k, comma-separated (default: every family "
                              "with a bench preset)")
+    parser.add_argument("--no-boltzmann", action="store_true",
+                        help="skip the Boltzmann-machine likelihood section (needs MNIST-5k)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs for every family (default: each family's bench preset)")
     parser.add_argument("--threads", type=int, default=1,
@@ -465,6 +467,15 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("MNIST-5k was not run (" + ("`--no-mnist`" if args.no_mnist else
                                                       f"no file at `{default_mnist_path()}`; pass `--mnist PATH`")
                          + ").")
+        if mnist is not None and not args.no_boltzmann:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from boltzmann import boltzmann_benchmark
+
+            try:
+                results["boltzmann"] = boltzmann_benchmark(mnist, args.threads, workdir / "boltzmann", quick=args.quick)
+            except Exception as exc:
+                failures.append(f"Boltzmann benchmark: {type(exc).__name__}: {exc}")
+                log(failures[-1])
         first = classes[0]
         samplers = [n for n, f in families.items() if "sample" in f["capabilities"]]
         bundles = {n: digit_bundles[n][first] for n in samplers if first in digit_bundles.get(n, {})}

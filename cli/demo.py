@@ -41,7 +41,7 @@ def run_demo(out: Path, epochs: int | None = None, seed: int = 0, quiet: bool = 
     noise = np.random.default_rng(seed).uniform(0, 16, size=(20, *data.shape)).astype(np.float32)
     batch = np.concatenate([data.x[test], noise]).reshape(len(test) + 20, -1)
     batch_path = save_csv(batch, out / "score-batch.csv", header=[f"pixel{i}" for i in range(batch.shape[1])])
-    scorer = next(n for n, f in registry.families().items() if f.demo and f.score_kind == "reconstruction_mse")
+    scorer = next(n for n, f in registry.families().items() if f.demo and "score" in f.capabilities)
     model = load(bundles[scorer])
     scores_path = out / "scores.csv"
     model.score_file(batch_path, scores_path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,6 +17,10 @@ def sample(
     n: Annotated[int, typer.Option(help="Number of samples.", min=1)] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the numpy Generator that draws the noise.", min=0)] = 0,
     device: DeviceOpt = Device.auto,
+    steps: Annotated[Optional[int], typer.Option(help="Gibbs sampler: steps per chain (default: the bundle's).", min=1)] = None,
+    burn_in: Annotated[Optional[int], typer.Option(help="Gibbs sampler: steps before the first kept sample (default: steps - thin).", min=0)] = None,
+    thin: Annotated[Optional[int], typer.Option(help="Gibbs sampler: steps between kept samples of a chain.", min=1)] = None,
+    chains: Annotated[Optional[int], typer.Option(help="Gibbs sampler: parallel chains (default: as few as give N samples).", min=1)] = None,
     batch_size: BatchOpt = 1024,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
@@ -27,7 +31,9 @@ def sample(
         from gen.runtime.outputs import save_samples
 
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
-        samples = model.sample(n, seed=seed)
+        options = {k: v for k, v in {"steps": steps, "burn_in": burn_in, "thin": thin, "chains": chains}.items()
+                   if v is not None}
+        samples = model.sample(n, seed=seed, **options)
         path = save_samples(samples, model.manifest.data, out)
         emit({"out": str(path), "n": n, "seed": seed, "sampler": model.manifest.sampler.kind,
               "provider": model.provider}, as_json,

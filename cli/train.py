@@ -23,8 +23,8 @@ from .errors import reported
 from .options import JsonOpt, QuietOpt, emit
 
 
-def parse_family_flags(args: list[str]) -> dict[str, str]:
-    """`--name value`, `--name=value` or a bare `--flag` (true) -> {name: text}; values are
+def parse_family_flags(args: list[str]) -> dict[str, str | bool]:
+    """`--name value`, `--name=value` or a bare `--flag` (True) -> {name: text}; values are
     checked later against the family's declared options."""
     from gen.runtime.errors import ConfigError
 
@@ -38,7 +38,7 @@ def parse_family_flags(args: list[str]) -> dict[str, str]:
             if i + 1 < len(args) and not args[i + 1].startswith("--"):
                 value, i = args[i + 1], i + 1
             else:
-                value = "true"
+                value = True
         flags[name.replace("-", "_")] = value
         i += 1
     return flags

@@ -32,6 +32,9 @@ from gen.trainer.train import PROBE, load_run
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4
+# Share of discrete chain-state entries (Bernoulli draws) allowed to differ: a flip needs a
+# probability within float rounding (~1e-7) of its uniform noise, so about 1e-7 per entry.
+STATE_TOLERANCE = 1e-3
 
 
 def _one_line(exc: BaseException) -> str:
@@ -89,7 +92,8 @@ def probe_feeds(graph: GraphDef, probe_rows: np.ndarray, seed: int) -> dict[str,
 
 
 def parity(graph: GraphDef, module: RawUnits, path: Path, feeds: dict[str, np.ndarray]) -> GraphParity:
-    """max |torch - onnxruntime| and max |torch| over all outputs on the probe feeds."""
+    """max |torch - onnxruntime| and max |torch| over the continuous outputs on the probe
+    feeds; the share of differing entries over the discrete chain-state outputs."""
     ort = import_onnxruntime()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [p.name for p in graph.outputs]
@@ -97,8 +101,15 @@ def parity(graph: GraphDef, module: RawUnits, path: Path, feeds: dict[str, np.nd
     with torch.no_grad():
         want = module(*(torch.from_numpy(feeds[p.name]) for p in graph.inputs))
     want = [w.numpy() for w in (want if isinstance(want, tuple) else (want,))]
-    diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
-    return GraphParity(max_abs_diff=diff, max_abs_output=max(float(np.abs(w).max()) for w in want))
+    pairs = list(zip(graph.outputs, got, want))
+    values = [(g, w) for p, g, w in pairs if p.kind != "state"]
+    states = [(g, w) for p, g, w in pairs if p.kind == "state"]
+    return GraphParity(max_abs_diff=max((float(np.abs(g - w).max()) for g, w in values), default=0.0),
+                       max_abs_output=max((float(np.abs(w).max()) for _, w in values), default=0.0),
+                       # binary states must agree exactly; continuous ones (a Gaussian RBM's) to tolerance
+                       state_mismatch=float(np.mean(np.concatenate(
+                           [(np.abs(g - w) > PARITY_TOLERANCE * np.maximum(1.0, np.abs(w))).ravel() for g, w in states])))
+                       if states else 0.0)
 
 
 def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Manifest:
@@ -116,14 +127,17 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Man
                 export_graph(graph, module, path)
                 model = onnx.load(str(path))
                 onnx.checker.check_model(model, full_check=True)
-            except Exception as exc:  # the torch exporter and the checker raise many types
+                result = parity(graph, module, path, probe_feeds(graph, probe_rows, cfg.run.seed))
+            except Exception as exc:  # the torch exporter, the checker and onnxruntime raise many types
                 raise ExportError(f"{role}: export failed ({_one_line(exc)})") from None
-            result = parity(graph, module, path, probe_feeds(graph, probe_rows, cfg.run.seed))
             # Absolute for outputs of order 1; relative for large ones (a VAE's negative ELBO
             # sums hundreds of float32 terms, so its last bits differ by more than 1e-4).
             if not result.max_abs_diff <= PARITY_TOLERANCE * max(1.0, result.max_abs_output):
                 raise ExportError(f"{role}: torch vs onnxruntime differ by {result.max_abs_diff:.3g} "
                                   f"(> {PARITY_TOLERANCE} x max(1, {result.max_abs_output:.3g})) on the probe batch")
+            if not result.state_mismatch <= STATE_TOLERANCE:
+                raise ExportError(f"{role}: torch vs onnxruntime chain states differ in {result.state_mismatch:.2%} "
+                                  f"of entries (> {STATE_TOLERANCE:.2%}) on the probe batch")
             parities[role] = result
             graphs[role] = GraphSpec(role=role, file=path.name, sha256=sha256_file(path), opset=OPSET,
                                      inputs=tensor_specs(model.graph.input, graph.inputs),
@@ -136,7 +150,8 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Man
             latent=parse(LatentSpec | None, info["latent"], where, "latent"),
             scoring=parse(ScoringSpec | None, info["scoring"], where, "scoring"),
             metrics=parse(MetricsSpec, info["metrics"], where, "metrics"),
-            parity=ParitySpec(graphs=parities, probe_rows=int(len(probe_rows)), tolerance=PARITY_TOLERANCE),
+            parity=ParitySpec(graphs=parities, probe_rows=int(len(probe_rows)), tolerance=PARITY_TOLERANCE,
+                              state_tolerance=STATE_TOLERANCE),
         )
         manifest.check(str(staging / MANIFEST))
         manifest.write(staging)

@@ -1,7 +1,7 @@
 """The one error hierarchy of gen. Every error a user can cause carries a one-line message
 and an exit code; the CLI maps them to `error: <message>` and that code in one place.
 
-    GenError                      exit 1: gen itself failed (export checks, training diverged)
+    GenError                      exit 1: gen itself failed (an export check)
     +-- ExportError               an exported graph failed a check (onnx checker, parity)
     +-- UsageError                exit 2: something the user can fix
         +-- InputError            a file, row or column that does not fit

@@ -36,11 +36,11 @@ PRIORS = ("normal", "gaussian")
 NOISE_DISTRIBUTIONS = ("normal", "uniform")
 
 # What each verb runs, in one vocabulary for every family: (graph role, inputs it feeds, outputs
-# it reads). Checked at load, so a verb never fails later for a missing graph or port.
+# it reads). Checked at load, so a verb never fails later for a missing graph or port. `score`
+# runs the graph and output its scoring spec names; `sample` the graphs its sampler names.
 VERB_IO: dict[str, tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]] = {
     "encode": (("encoder", ("x",), ("z",)),),
     "reconstruct": (("encoder", ("x",), ("z",)), ("decoder", ("z",), ("x",))),
-    "score": (("score", ("x",), ("score",)),),
     "complete": (("complete", ("x", "mask"), ("x",)),),
 }
 # Format versions this gen refuses, with the reason a user reads.
@@ -147,14 +147,16 @@ class NoiseSpec:
 
 @dataclass
 class GibbsSampler:
-    """state + noise -> next state, repeated: each chain runs `steps` steps and keeps its state
-    every `thin` steps after `burn_in` (default: steps - thin, one sample per chain at its last
-    step). `mean` names the output returned instead of the state (the mean-field probabilities
-    of the last visible layer), if any. These are the defaults; callers may override them."""
+    """state + noise -> next state, repeated. `chain` maps each state input of the graph to
+    the output that is its next value (one pair for an RBM's visible layer; v and the top
+    hidden layer for a DBM). Each chain runs `steps` steps and keeps a sample every `thin`
+    steps after `burn_in` (default: steps - thin, one sample per chain at its last step).
+    `mean` names the output returned (the mean-field probabilities of the visible layer, in
+    raw units); without it the first state is returned. These are defaults; callers may
+    override steps, burn_in, thin, chains and init."""
 
     graph: str
-    state: str
-    next_state: str
+    chain: dict[str, str]
     noise: list[NoiseSpec]
     mean: str | None = None
     init: str = "bernoulli"
@@ -181,8 +183,21 @@ SAMPLERS: dict[str, type] = {"ancestral": AncestralSampler, "gibbs": GibbsSample
 
 
 @dataclass
+class LogPartition:
+    """log Z of an energy-based model, so that log p(v) = -F(v) - log Z: its value, the
+    standard error of the estimate (0 when exact), and how it was obtained."""
+
+    value: float
+    std: float
+    method: str
+    detail: str = ""
+
+
+@dataclass
 class ScoringSpec:
-    """Score semantics and the calibration that turns a score into a flag."""
+    """Score semantics, the graph and output that compute it, and the calibration that turns
+    a score into a flag. `log_partition`, when present, turns a free-energy score F(v) into a
+    log-likelihood log p(v) = -F(v) - log Z."""
 
     kind: str
     threshold: float
@@ -192,14 +207,20 @@ class ScoringSpec:
     quantile_levels: list[float]
     quantile_values: list[float]
     expected_false_alarm_rate: float | None = None
+    graph: str = "score"
+    output: str = "score"
+    log_partition: LogPartition | None = None
 
 
 @dataclass
 class GraphParity:
-    """torch vs onnxruntime on the probe batch, over all outputs of one graph."""
+    """torch vs onnxruntime on the probe batch, over the continuous outputs of one graph; for
+    its discrete chain-state outputs (Bernoulli draws, where a probability within rounding of
+    its uniform noise may fall either way) the share of entries that differ."""
 
     max_abs_diff: float
     max_abs_output: float
+    state_mismatch: float = 0.0
 
 
 @dataclass
@@ -209,7 +230,8 @@ class ParitySpec:
     graphs: dict[str, GraphParity]
     probe_rows: int
     tolerance: float
-    rule: str = "max_abs_diff <= tolerance * max(1, max_abs_output)"
+    rule: str = "max_abs_diff <= tolerance * max(1, max_abs_output); state_mismatch <= state_tolerance"
+    state_tolerance: float = 1e-3
 
     @property
     def max_abs_diff(self) -> float:
@@ -302,6 +324,19 @@ class Manifest:
         if "sample" in self.capabilities:
             self._check_sampler(where)
 
+    def _check_gaussian(self, where: str) -> None:
+        """A fitted Gaussian prior has a mean of the latent size and a symmetric positive
+        semi-definite covariance (checked here, so sampling never fails later)."""
+        dim = self.latent.dim
+        mean = np.asarray(self.latent.mean if self.latent.mean is not None else [], dtype=np.float64)
+        cov = np.asarray(self.latent.cov if self.latent.cov is not None else [], dtype=np.float64)
+        if mean.shape != (dim,) or cov.shape != (dim, dim):
+            raise BundleError(f"{where}: latent gaussian prior needs mean ({dim},) and cov ({dim}, {dim}), "
+                              f"got {mean.shape} and {cov.shape}")
+        if not (np.isfinite(mean).all() and np.isfinite(cov).all() and np.allclose(cov, cov.T)
+                and np.linalg.eigvalsh(cov).min() >= -1e-6 * max(1.0, float(np.abs(cov).max()))):
+            raise BundleError(f"{where}: latent.cov is not a finite symmetric positive semi-definite matrix")
+
     def _need_ports(self, where: str, verb: str, role: str, inputs, outputs) -> None:
         graph = self.graphs.get(role)
         if graph is None:
@@ -316,6 +351,10 @@ class Manifest:
         s = self.scoring
         if s is None:
             raise BundleError(f"{where}: capability 'score' without a scoring spec")
+        self._need_ports(where, "score", s.graph, ("x",), (s.output,))
+        if s.log_partition is not None and not (math.isfinite(s.log_partition.value)
+                                                and math.isfinite(s.log_partition.std)):
+            raise BundleError(f"{where}: scoring.log_partition must be finite")
         if not math.isfinite(s.threshold):
             raise BundleError(f"{where}: scoring.threshold must be finite, got {s.threshold}")
         if not s.quantile_levels or len(s.quantile_levels) != len(s.quantile_values):
@@ -343,9 +382,13 @@ class Manifest:
                 if z.shape[1:] != [self.latent.dim]:
                     raise BundleError(f"{where}: graph {role!r} takes codes of shape {z.shape[1:]}, "
                                       f"expected [{self.latent.dim}]")
+            if self.latent.prior == "gaussian":
+                self._check_gaussian(where)
         else:
-            outputs = (s.next_state,) + ((s.mean,) if s.mean else ())
-            self._need_ports(where, "sample", s.graph, (s.state, *(n.name for n in s.noise)), outputs)
+            if not s.chain:
+                raise BundleError(f"{where}: gibbs sampler has an empty chain")
+            outputs = (*s.chain.values(),) + ((s.mean,) if s.mean else ())
+            self._need_ports(where, "sample", s.graph, (*s.chain, *(n.name for n in s.noise)), outputs)
             bad = [n.distribution for n in s.noise if n.distribution not in NOISE_DISTRIBUTIONS]
             if bad or s.init not in ("bernoulli", "normal") or s.thin < 1 or s.steps < 1:
                 raise BundleError(f"{where}: gibbs sampler has invalid settings (noise {bad}, init {s.init!r}, "

@@ -102,13 +102,37 @@ class GenModel:
             parts.append(decoder.run({"z": z}, outputs=["x"])["x"])
         return np.concatenate(parts, axis=0)
 
+    def complete(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Fill in rows `x` where `mask` is 0 (1 marks an observed value; the mask is explicit,
+        never inferred from the values), in raw units."""
+        self.require("complete")
+        rows = self._rows(x, "complete input")
+        observed = check_array(np.asarray(mask), self.shape, "complete mask")
+        if observed.shape != rows.shape or not np.isin(observed, (0.0, 1.0)).all():
+            raise InputError(f"complete mask: expected 0/1 values of the rows' shape {rows.shape}, "
+                             f"got shape {observed.shape}")
+        return self.run_batched("complete", {"x": rows, "mask": observed}, "x")
+
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
-        return self.run_batched("score", {"x": rows}, "score").astype(np.float64).reshape(-1)
+        spec = self.manifest.scoring
+        return self.run_batched(spec.graph, {"x": rows}, spec.output).astype(np.float64).reshape(-1)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Raw anomaly score per row; higher means more anomalous."""
         self.require("score")
         return self._score_rows(self._rows(x, "score input"))
+
+    def log_prob(self, x: np.ndarray) -> np.ndarray:
+        """log p(x) = -F(x) - log Z per row, for a bundle whose score is a free energy F and
+        whose manifest holds log Z (exact or estimated at training; its error bar is in
+        `manifest.scoring.log_partition.std`). Where the score is a variational free energy
+        (a DBM's), this is a lower bound on log p(x); `log_partition.detail` says so."""
+        self.require("score")
+        spec = self.manifest.scoring.log_partition
+        if spec is None:
+            raise NotSupported(f"model family {self.family!r}: this bundle has no log partition function, "
+                               "so it gives scores but not log-likelihoods")
+        return -self.score(x) - spec.value
 
     @property
     def threshold(self) -> float:
@@ -130,11 +154,13 @@ class GenModel:
         """Score every row of a CSV/NPY/Parquet file into `out` (CSV/NPY/Parquet), chunk by
         chunk so memory stays flat; the output appears only when all rows succeeded."""
         self.require("score")
-        writer = ScoreWriter(out)
+        log_z = self.manifest.scoring.log_partition
+        writer = ScoreWriter(out, extra=("log_p",) if log_z is not None else ())
         try:
             for chunk in iter_rows(path, self.shape, chunk_rows):
                 scores = self._score_rows(chunk)
-                writer.write(scores, self.normal_quantile(scores), scores > self.threshold)
+                extra = {"log_p": -scores - log_z.value} if log_z is not None else {}
+                writer.write(scores, self.normal_quantile(scores), scores > self.threshold, **extra)
                 if on_chunk is not None:
                     on_chunk(writer.rows)
         except BaseException:

@@ -19,6 +19,12 @@ SCORE_FORMATS = (".csv", ".npy", ".parquet")
 SCORE_DTYPE = np.dtype([("index", "<i8"), ("score", "<f8"), ("normal_quantile", "<f8"), ("flag", "?")])
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success."""
@@ -28,6 +34,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the umask's mode
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -45,6 +52,8 @@ def staged_folder(out: str | Path, marker: str, what: str, error: type[GenError]
     refusal raises `error` (a run folder is the user's input, a bundle folder a BundleError).
     """
     out = Path(out)
+    if out.is_symlink():
+        raise error(f"{out}: is a symbolic link; choose another --out (gen replaces only folders it wrote)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not (out / marker).is_file():
             raise error(f"{out}: exists and is not a gen {what}; choose another --out")
@@ -53,6 +62,7 @@ def staged_folder(out: str | Path, marker: str, what: str, error: type[GenError]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; a shipped bundle must be readable
     except OSError as exc:
         raise InputError(f"{out}: cannot write here ({exc.strerror})") from None
     try:
@@ -126,14 +136,17 @@ def scatter_image(points: np.ndarray, size: int = 256, extent: float | None = No
 
 
 class ScoreWriter:
-    """Streams score rows (index, score, normal_quantile, flag) to CSV, NPY or Parquet.
+    """Streams score rows (index, score, normal_quantile, flag, then any `extra` float
+    columns such as log_p) to CSV, NPY or Parquet.
 
     Rows go to a temporary file beside the target; `close()` renames it into place and
     `abort()` removes it, so a failed run leaves nothing half-written.
     """
 
-    def __init__(self, target: str | Path):
+    def __init__(self, target: str | Path, extra: tuple[str, ...] = ()):
         self.target = Path(target)
+        self.extra = tuple(extra)
+        self.dtype = np.dtype(SCORE_DTYPE.descr + [(name, "<f8") for name in self.extra])
         self.kind = self.target.suffix.lower()
         if self.kind not in SCORE_FORMATS:
             raise InputError(f"{self.target}: unsupported output format {self.kind or '(none)'}; "
@@ -148,28 +161,34 @@ class ScoreWriter:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".part", dir=self.target.parent)
         os.close(fd)
         self.tmp = Path(tmp)
+        os.chmod(self.tmp, 0o666 & ~_umask())
         self.rows = 0
         self._file = None
         self._parquet = None
         if self.kind == ".csv":
             self._file = open(self.tmp, "w", newline="")
-            self._file.write("index,score,normal_quantile,flag\n")
+            self._file.write(",".join(["index", "score", "normal_quantile", "flag", *self.extra]) + "\n")
         elif self.kind == ".npy":
             self._file = open(self.tmp.with_suffix(".raw"), "wb")
 
-    def write(self, scores: np.ndarray, quantiles: np.ndarray, flags: np.ndarray) -> None:
+    def write(self, scores: np.ndarray, quantiles: np.ndarray, flags: np.ndarray, **extra: np.ndarray) -> None:
         index = np.arange(self.rows, self.rows + len(scores), dtype=np.int64)
+        columns = [extra[name] for name in self.extra]
         if self.kind == ".csv":
-            lines = [f"{i},{s:.9g},{q:.6g},{int(b)}\n" for i, s, q, b in zip(index, scores, quantiles, flags)]
+            lines = [",".join([f"{i}", f"{s:.9g}", f"{q:.6g}", f"{int(b)}", *(f"{e:.9g}" for e in more)]) + "\n"
+                     for i, s, q, b, *more in zip(index, scores, quantiles, flags, *columns)]
             self._file.writelines(lines)
         elif self.kind == ".npy":
-            table = np.empty(len(scores), dtype=SCORE_DTYPE)
+            table = np.empty(len(scores), dtype=self.dtype)
             table["index"], table["score"], table["normal_quantile"], table["flag"] = index, scores, quantiles, flags
+            for name, column in zip(self.extra, columns):
+                table[name] = column
             self._file.write(table.tobytes())
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
-            batch = pa.table({"index": index, "score": scores, "normal_quantile": quantiles, "flag": flags})
+            batch = pa.table({"index": index, "score": scores, "normal_quantile": quantiles, "flag": flags,
+                              **dict(zip(self.extra, columns))})
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.tmp, batch.schema)
             self._parquet.write_table(batch)
@@ -182,7 +201,7 @@ class ScoreWriter:
             self._file.close()
             raw = self.tmp.with_suffix(".raw")
             with open(self.tmp, "wb") as out, open(raw, "rb") as src:
-                header = {"descr": np.lib.format.dtype_to_descr(SCORE_DTYPE), "fortran_order": False,
+                header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
                           "shape": (self.rows,)}
                 np.lib.format.write_array_header_1_0(out, header)
                 for block in iter(lambda: src.read(1 << 20), b""):

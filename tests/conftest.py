@@ -43,6 +43,18 @@ class Lazy(dict):
         return self[name]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: one torch thread avoids OpenMP spin-waiting
+    that made such fits up to 200x slower under load."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """One run folder per registered family (built on first use)."""

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def expected_outputs(manifest) -> dict[str, tuple[list[int], str]]:
     shape = list(manifest.data.shape)
     want = {"sample": ([N, *shape], "float32"), "reconstruct": ([N, *shape], "float32"),
-            "score": ([N], "float64")}
+            "score": ([N], "float64"), "complete": ([N, *shape], "float32")}
     if "encode" in manifest.capabilities:
         z = manifest.graphs["encoder"].port("z", outputs=True)
         want["encode"] = ([N, *z.shape[1:]], "float32")
@@ -62,6 +62,9 @@ def test_declaration_is_complete(name):
     assert set(family.test.options) <= {s.name for s in specs}
 
 
+RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_export_parity_within_tolerance(name, bundles):
     manifest = load(bundles[name]).manifest
@@ -69,6 +72,34 @@ def test_export_parity_within_tolerance(name, bundles):
     assert set(manifest.parity.graphs) == set(manifest.graphs)
     for role, p in manifest.parity.graphs.items():
         assert p.max_abs_diff <= manifest.parity.tolerance * max(1.0, p.max_abs_output), role
+        assert p.state_mismatch <= manifest.parity.state_tolerance, role
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_graphs_are_valid_random_free_and_batch_dynamic(name, bundles):
+    """Every graph passes the onnx checker, holds no random operator (noise is an input), and
+    runs at any batch size, agreeing with onnx's reference evaluator."""
+    import onnx
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    manifest = load(bundles[name], device="cpu").manifest
+    rng = np.random.default_rng(0)
+    for role, spec in manifest.graphs.items():
+        model = onnx.load(str(bundles[name] / spec.file))
+        onnx.checker.check_model(model, full_check=True)
+        assert not RANDOM_OPS & {node.op_type for node in model.graph.node}, role
+        assert all(t.shape[0] == "batch" for t in spec.inputs + spec.outputs), role
+        session = ort.InferenceSession(str(bundles[name] / spec.file), providers=["CPUExecutionProvider"])
+        reference = ReferenceEvaluator(model)
+        for n in (1, 7):
+            feed = {t.name: ((rng.random((n, *t.shape[1:])) < 0.5) if t.kind in ("state", "mask")
+                             else rng.uniform(0, 1, (n, *t.shape[1:]))).astype(np.float32) for t in spec.inputs}
+            got, ref = session.run(None, feed), reference.run(None, feed)
+            for t, g, r in zip(spec.outputs, got, ref):
+                assert g.shape[0] == n, (role, t.name)
+                if t.kind != "state":  # binary draws may flip where a probability meets its noise
+                    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(r).max())))
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -83,7 +114,7 @@ def test_declared_verbs_in_process_and_others_refused(name, bundles, digits_rows
     assert verb_outputs(model, digits_rows[:N]) == expected_outputs(model.manifest)
     calls = {"sample": lambda: model.sample(N), "reconstruct": lambda: model.reconstruct(digits_rows[:N]),
              "encode": lambda: model.encode(digits_rows[:N]), "score": lambda: model.score(digits_rows[:N]),
-             "complete": lambda: model.require("complete")}
+             "complete": lambda: model.complete(digits_rows[:N], np.ones_like(digits_rows[:N]))}
     for verb in VERBS:
         if verb not in model.capabilities:
             with pytest.raises(NotSupported, match=f"{name!r} does not support {verb!r}"):
@@ -141,9 +172,10 @@ def test_graphs_take_and_return_raw_units(name, bundles, digits_rows):
     scores = model.score(rows)
     np.testing.assert_array_equal(model.score(rows.astype(np.float64)), scores)
     np.testing.assert_array_equal(model.score(rows.reshape(20, *model.shape)), scores)
-    graph = model.manifest.graphs["score"]
+    spec = model.manifest.scoring
+    graph = model.manifest.graphs[spec.graph]
     session = ort.InferenceSession(str(bundles[name] / graph.file), providers=["CPUExecutionProvider"])
-    (plain,) = session.run(["score"], {"x": rows.reshape(20, *model.shape)})
+    (plain,) = session.run([spec.output], {"x": rows.reshape(20, *model.shape)})
     np.testing.assert_array_equal(plain.astype(np.float64), scores)
 
 
@@ -154,7 +186,7 @@ def test_preview_is_what_gen_sample_draws(name, runs, bundles):
     PIL = pytest.importorskip("PIL.Image")
     from gen.runtime.outputs import sample_image
 
-    model = load(bundles[name])
+    model = load(bundles[name], device="cpu")  # CUDA's TF32 matmuls would round differently from torch on CPU
     preview = runs[name] / "preview.png"
     if "sample" not in model.capabilities or not preview.exists():
         pytest.skip(f"{name} has no preview")

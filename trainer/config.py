@@ -63,7 +63,10 @@ class TrainConfig:
     def from_dict(cls, raw: dict[str, Any], where: str = "option") -> "TrainConfig":
         """Validate a flat mapping of keys (run options and the family's options)."""
         raw = {str(k).replace("-", "_"): v for k, v in raw.items()}
-        family = registry.get(raw.get("model", RunOptions.model))
+        model = raw.get("model", RunOptions.model)
+        if not isinstance(model, str):
+            raise ConfigError(f"{where} model={model!r}: expected a family name (see `gen models`)")
+        family = registry.get(model)
         family_keys = [s.name for s in family.option_specs()]
         unknown = [k for k in raw if k not in RUN_KEYS and k not in family_keys]
         if unknown:
@@ -88,8 +91,12 @@ class TrainConfig:
         return cls.from_dict(raw)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every key with the value in use: run options, then the family's options."""
-        return {**dataclasses.asdict(self.run), **dataclasses.asdict(self.options)}
+        """Every key with the value in use: run options (without the calibration ones for a
+        family that has no score), then the family's options."""
+        run = dataclasses.asdict(self.run)
+        if self.family.score_kind is None:
+            run = {k: v for k, v in run.items() if k not in SCORING_KEYS}
+        return {**run, **dataclasses.asdict(self.options)}
 
     def write_yaml(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

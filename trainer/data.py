@@ -36,6 +36,9 @@ class Dataset:
 
 def load_dataset(spec: str, label_column: str | None = None, seed: int = 0) -> Dataset:
     """Load `spec`: a built-in name or a path to a file in a supported format."""
+    if label_column is not None and not spec.lower().endswith((".csv", ".parquet")):
+        raise InputError(f"--label-column {label_column!r}: only a CSV or Parquet file has named columns; "
+                         f"{spec} does not")
     if spec == "digits":
         return digits()
     if spec == "ring8":
@@ -106,8 +109,6 @@ def mnist_idx(path: Path) -> Dataset:
 
 def npy_file(path: Path, label_column: str | None = None) -> Dataset:
     """(N, D) tabular rows or (N, C, H, W) images from a plain .npy (no pickle)."""
-    if label_column is not None:
-        raise InputError(f"{path}: --label-column needs a CSV or Parquet file with named columns")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:

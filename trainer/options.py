@@ -158,9 +158,14 @@ def specs(cls: type) -> list[OptionSpec]:
 
 
 def check_value(spec: OptionSpec, value: Any, where: str) -> Any:
-    """Coerce `value` (a string from the command line, or a YAML value) and check it."""
+    """Coerce `value` (a string from the command line, or a YAML value) and check it. A bare
+    command-line flag arrives as True: only a Flag option may be given without a value."""
     if value is None and spec.optional:
         return None
+    if value is True and not isinstance(spec.constraint, Flag):
+        raise ConfigError(f"{where} {spec.name}: needs a value ({spec.describe()})")
+    if isinstance(spec.constraint, Text) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # YAML reads a column named 2020 as a number
     if isinstance(value, str) and not isinstance(spec.constraint, (Choice, Text)):
         if spec.optional and value.lower() in ("none", "null"):
             return None

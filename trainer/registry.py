@@ -9,6 +9,7 @@ Adding a family is its file plus one registration line: its module name in
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -19,12 +20,11 @@ from gen.runtime.manifest import VERBS, DataSpec, SamplerSpec
 
 from . import options as opts
 
-SCORE_DIRECTIONS = "higher = more anomalous"
-
-
 class Trainer(Protocol):
     """What the training loop drives: `step` on a batch of `batches_per_step * batch_size`
-    model-space rows, returning the losses to log."""
+    model-space rows, returning the losses to log. A trainer may also define
+    `fit_start(x_fit, batch_size)`, called once with all fitting rows before the first epoch
+    (a DBM's greedy layer-wise pretraining)."""
 
     batches_per_step: int
 
@@ -58,6 +58,13 @@ class Family:
     resolve(options, data): options with data-dependent choices (`auto`) resolved, so that
       config.yaml and the manifest record what actually ran. Raises ConfigError for options
       that do not fit the data.
+    prepare(options, data, fit_rows): the DataSpec the family trains and serves on, when it
+      needs other preprocessing than the default (binarised pixels for a Bernoulli RBM,
+      standardised features for a Gaussian one); fit_rows are the raw fitting rows.
+    score_graph: (graph role, output name) that computes the anomaly score.
+    log_partition(net, options, x_fit, data): log Z of an energy-based model (exact or
+      estimated) such that -score - log Z is log p of the raw rows, stored in the manifest so
+      the runtime serves log p(v); None where there is none.
     demo, bench, test: presets for `gen demo`, bench/ and the common contract test (None: the
       family is not part of that use).
     """
@@ -75,6 +82,9 @@ class Family:
     variant: Callable[[Any], str]
     test: Preset
     resolve: Callable[[Any, DataSpec], Any] = lambda options, data: options  # noqa: E731
+    prepare: Callable[[Any, DataSpec, Any], DataSpec] | None = None
+    score_graph: tuple[str, str] = ("score", "score")
+    log_partition: Callable[..., Any] | None = None
     demo: Preset | None = None
     bench: Preset | None = None
 
@@ -92,6 +102,7 @@ class Family:
 
 
 _FAMILIES: dict[str, Family] = {}
+_ORIGIN: dict[str, str] = {}  # family name -> the module that registered it
 _loaded = False
 
 
@@ -100,12 +111,14 @@ def register(family: Family) -> Family:
     if family.name in _FAMILIES and _FAMILIES[family.name] is not family:
         raise ValueError(f"family {family.name!r} is already registered")
     _FAMILIES[family.name] = family
+    _ORIGIN[family.name] = sys._getframe(1).f_globals.get("__name__", "")
     return family
 
 
 def unregister(name: str) -> None:
     """Remove a family (tests that register a throwaway family clean up with this)."""
     _FAMILIES.pop(name, None)
+    _ORIGIN.pop(name, None)
 
 
 def _load() -> None:
@@ -128,7 +141,7 @@ def families() -> dict[str, Family]:
     from .models import BUILTIN
 
     def key(item: tuple[int, Family]) -> tuple[int, int]:
-        module = item[1].build.__module__.rsplit(".", 1)[-1]
+        module = _ORIGIN.get(item[1].name, "").rsplit(".", 1)[-1]
         return (BUILTIN.index(module) if module in BUILTIN else len(BUILTIN), item[0])
 
     return {f.name: f for _, f in sorted(enumerate(_FAMILIES.values()), key=key)}

@@ -88,9 +88,11 @@ def train(cfg: TrainConfig) -> Path:
     return out
 
 
-def _split(cfg: TrainConfig, data: Dataset, rng: np.random.Generator):
+def split_rows(cfg: TrainConfig, data: Dataset, rng: np.random.Generator):
     """(fit, calibration, test) row indices: the fixed protocol split, the normal class only
-    when asked, and a calibration slice of the training rows when the family scores."""
+    when asked, and a calibration slice of the training rows when the family scores. `rng` is
+    the run's Generator (default_rng(seed)) before anything else drew from it, so a benchmark
+    can find the rows a run was fitted on."""
     run = cfg.run
     train_idx, test_idx = protocol_split(len(data.x), data.y)
     if run.normal_class is not None:
@@ -115,7 +117,7 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
     torch.manual_seed(run.seed)
     rng = np.random.default_rng(run.seed)
     data = load_dataset(run.data, run.label_column, seed=run.seed)
-    fit_idx, cal_idx, test_idx = _split(cfg, data, rng)
+    fit_idx, cal_idx, test_idx = split_rows(cfg, data, rng)
 
     spec = DataSpec(source=data.source, kind=data.kind, shape=data.shape,
                     raw_range=list(data.raw_range) if data.raw_range else
@@ -123,6 +125,8 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
                     preprocessing=preprocessing(data, data.x[fit_idx]), feature_names=data.names,
                     n_train=int(len(fit_idx)), normal_class=run.normal_class)
     cfg.options = family.resolve(cfg.options, spec)
+    if family.prepare is not None:
+        spec = family.prepare(cfg.options, spec, data.x[fit_idx])
     pre = Preprocess(spec.preprocessing, spec.shape).to(device)
 
     def model_rows(idx: np.ndarray) -> torch.Tensor:
@@ -130,7 +134,11 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
             return pre.to_model(torch.from_numpy(data.x[idx]).to(device))
 
     x_fit = model_rows(fit_idx)
-    net = family.build(cfg.options, spec).to(device)
+    try:
+        net = family.build(cfg.options, spec).to(device)
+    except (RuntimeError, MemoryError) as exc:  # e.g. torch cannot allocate a layer that large
+        raise ConfigError(f"cannot build the {family.name} network with these options "
+                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     trainer = family.trainer(net, cfg.options)
     history, seconds = _fit(cfg, net, trainer, x_fit, rng, Path(data.source).name, out)
     net.eval()
@@ -138,10 +146,14 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
 
     scoring, evaluation = None, {}
     if family.score_kind:
-        score = graphs["score"].module
+        score = _output(graphs, *family.score_graph)
         x_cal = model_rows(cal_idx)
         scoring = {"kind": family.score_kind, **calibrate(batched(score, x_cal), run.contamination),
-                   "calibration": f"{len(cal_idx)} held-out normal training rows, not used for fitting"}
+                   "calibration": f"{len(cal_idx)} held-out normal training rows, not used for fitting",
+                   "graph": family.score_graph[0], "output": family.score_graph[1]}
+        if family.log_partition is not None:
+            log_z = family.log_partition(net, cfg.options, x_fit, spec)
+            scoring["log_partition"] = asdict(log_z) if log_z is not None else None
         if scoring["expected_false_alarm_rate"] > run.contamination:
             warnings.warn(f"only {len(cal_idx)} calibration rows: the {1 - run.contamination:.0%} threshold is "
                           f"near their maximum, so expect about {scoring['expected_false_alarm_rate']:.1%} of "
@@ -179,11 +191,25 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
         save_png(sample_image(preview, spec), out / PREVIEW)
 
 
+def _output(graphs: dict, role: str, name: str):
+    """A callable giving output `name` of graph `role` (model space in, like the graph's module)."""
+    graph = graphs[role]
+    index = [p.name for p in graph.outputs].index(name)
+
+    def run(*inputs):
+        out = graph.module(*inputs)
+        return out[index] if isinstance(out, tuple) else out
+
+    return run
+
+
 def _fit(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Generator, name: str,
          out: Path) -> tuple[list[dict], float]:
     rows_per_step = cfg.run.batch_size * getattr(trainer, "batches_per_step", 1)
     history = []
     start_all = time.perf_counter()
+    if hasattr(trainer, "fit_start"):  # e.g. a DBM's greedy layer-wise pretraining, before joint training
+        trainer.fit_start(x_fit, cfg.run.batch_size)
     with _progress(cfg.run.quiet) as progress, open(out / "metrics.jsonl", "w") as log:
         task = progress.add_task(f"{cfg.family.name} on {name}", total=cfg.run.epochs, losses="")
         for epoch in range(1, cfg.run.epochs + 1):
@@ -215,14 +241,7 @@ def _latent(family: registry.Family, sampler, graphs: dict, x_fit: torch.Tensor)
     dim = next(p for p in graphs[role].inputs if p.name == sampler.input).shape[0]
     if family.latent_prior != "gaussian":
         return LatentSpec(dim=dim, prior="normal")
-    encoder = graphs["encoder"]
-    z_index = [p.name for p in encoder.outputs].index("z")
-
-    def z_of(x: torch.Tensor) -> torch.Tensor:
-        out = encoder.module(x)
-        return out[z_index] if isinstance(out, tuple) else out
-
-    codes = batched(z_of, x_fit)
+    codes = batched(_output(graphs, "encoder", "z"), x_fit)
     return LatentSpec(dim=dim, prior="gaussian", mean=codes.mean(axis=0).tolist(),
                       cov=np.atleast_2d(np.cov(codes, rowvar=False)).tolist())
 

@@ -50,7 +50,8 @@ def sample(model, spec: GibbsSampler, n: int, rng: np.random.Generator, steps: i
 
     steps: Gibbs steps per chain; burn_in: steps before the first kept sample; thin: steps
     between kept samples; chains: parallel chains (default: as few as keep n samples); init:
-    `bernoulli` (fair coin flips), `normal`, or an array of initial states (chains, *state).
+    `bernoulli` (fair coin flips), `normal`, or an array of initial states (chains, *state) for
+    the chain's first state (the visible layer; other layers then start from coin flips).
     """
     from . import refuse_options
 
@@ -60,37 +61,43 @@ def sample(model, spec: GibbsSampler, n: int, rng: np.random.Generator, steps: i
     burn_in = spec.burn_in if burn_in is None else burn_in
     burn_in, per_chain, chains = schedule(n, steps, burn_in, thin, chains)
     runner = model.runners[spec.graph]
-    state_shape = tuple(model.port_shape(spec.graph, spec.state))
+    shapes = {name: tuple(model.port_shape(spec.graph, name)) for name in spec.chain}
     noise_shapes = {noise.name: (noise.distribution, tuple(model.port_shape(spec.graph, noise.name)))
                     for noise in spec.noise}
     init = spec.init if init is None else init
-    if isinstance(init, str):
-        if init == "bernoulli":
-            state = (rng.random((chains, *state_shape)) < 0.5).astype(np.float32)
-        elif init == "normal":
-            state = rng.standard_normal((chains, *state_shape), dtype=np.float32)
-        else:
-            raise InputError(f"init must be 'bernoulli', 'normal' or an array of states, got {init!r}")
-    else:
-        state = np.asarray(init, dtype=np.float32)
-        if state.shape != (chains, *state_shape):
-            raise InputError(f"init array has shape {state.shape}, expected {(chains, *state_shape)}")
-        if not np.isfinite(state).all():
-            raise InputError("init array holds NaN or inf")
+    first = next(iter(spec.chain))
+    states = {}
+    for name, shape in shapes.items():
+        if isinstance(init, str):
+            if init == "bernoulli":
+                states[name] = (rng.random((chains, *shape)) < 0.5).astype(np.float32)
+            elif init == "normal":
+                states[name] = rng.standard_normal((chains, *shape), dtype=np.float32)
+            else:
+                raise InputError(f"init must be 'bernoulli', 'normal' or an array of states, got {init!r}")
+        elif name == first:
+            state = np.asarray(init, dtype=np.float32)
+            if state.shape != (chains, *shape):
+                raise InputError(f"init array has shape {state.shape}, expected {(chains, *shape)}")
+            if not np.isfinite(state).all():
+                raise InputError("init array holds NaN or inf")
+            states[name] = state
+        else:  # the other layers of a deep machine start from fair coin flips
+            states[name] = (rng.random((chains, *shape)) < 0.5).astype(np.float32)
     groups = [slice(i, min(i + model.batch_size, chains)) for i in range(0, chains, model.batch_size)]
-    states = [state[g] for g in groups]
-    keep = spec.mean or spec.next_state
+    group_states = [{name: value[g] for name, value in states.items()} for g in groups]
+    keep = spec.mean or spec.chain[first]
     bound = runner.device is not None
     kept = []
     for step in range(1, steps + 1):
         noise = {name: _draw(dist, (chains, *shape), rng) for name, (dist, shape) in noise_shapes.items()}
         keeping = step > burn_in and (step - burn_in) % thin == 0
-        outputs = [spec.next_state] + ([keep] if keeping and keep != spec.next_state else [])
+        outputs = list(dict.fromkeys([*spec.chain.values(), *([keep] if keeping else [])]))
         row = []
         for i, g in enumerate(groups):
-            feeds = {spec.state: states[i], **{name: value[g] for name, value in noise.items()}}
+            feeds = {**group_states[i], **{name: value[g] for name, value in noise.items()}}
             result = runner.run(feeds, outputs=outputs, keep_on_device=bound)
-            states[i] = result[spec.next_state]
+            group_states[i] = {name: result[out] for name, out in spec.chain.items()}
             if keeping:
                 value = result[keep]
                 row.append(value if isinstance(value, np.ndarray) else value.numpy())

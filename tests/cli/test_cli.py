@@ -270,3 +270,8 @@ def test_missing_training_extra_is_one_line(monkeypatch, tmp_path):
     result = gen("train", "--epochs", 1, "--out", tmp_path / "run")
     assert result.exit_code == 2
     assert result.output.strip() == "error: this command needs torch: pip install 'gen[train]'"
+
+
+def test_family_option_without_a_value_is_one_line(tmp_path):
+    result = gen("train", "--model", "ae", "--latent-dim", "--epochs", 1, "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "option latent_dim: needs a value (an integer >= 1)" in result.output

@@ -6,6 +6,7 @@ import pytest
 from gen.runtime import DeviceError, load
 from gen.runtime.execution import binding_device
 from gen.runtime.providers import CPU, CUDA
+from gen.trainer import registry
 
 
 def test_binding_device_choice():
@@ -17,16 +18,19 @@ def test_binding_device_choice():
         binding_device("DmlExecutionProvider", True)
 
 
-@pytest.mark.parametrize("family", ["ae", "vae", "gan"])
+@pytest.mark.parametrize("family", registry.names())
 def test_bound_runs_match_plain_runs(bundles, digits_rows, family):
     plain = load(bundles[family], device="cpu", io_binding=False, batch_size=7)
     bound = load(bundles[family], device="cpu", io_binding=True, batch_size=7)
     assert all(r.device == "cpu" for r in bound.runners.values())
     assert all(r.device is None for r in plain.runners.values())
-    np.testing.assert_array_equal(bound.sample(20, seed=2), plain.sample(20, seed=2))
-    np.testing.assert_array_equal(bound.score(digits_rows[:20]), plain.score(digits_rows[:20]))
+    if "sample" in plain.capabilities:  # Gibbs chains keep their state bound between steps
+        np.testing.assert_array_equal(bound.sample(20, seed=2), plain.sample(20, seed=2))
+    if "score" in plain.capabilities:
+        np.testing.assert_array_equal(bound.score(digits_rows[:20]), plain.score(digits_rows[:20]))
     if "reconstruct" in plain.capabilities:
         np.testing.assert_array_equal(bound.reconstruct(digits_rows[:20]), plain.reconstruct(digits_rows[:20]))
+    if "encode" in plain.capabilities:
         np.testing.assert_array_equal(bound.encode(digits_rows[:20]), plain.encode(digits_rows[:20]))
 
 

@@ -64,12 +64,26 @@ def test_malformed_manifest_refused_at_load(bundle_copy):
 
 def test_sampler_union_parses_each_kind():
     gibbs = parse(GibbsSampler | AncestralSampler | MixtureSampler | None, {
-        "kind": "gibbs", "graph": "gibbs_step", "state": "v", "next_state": "v_next",
+        "kind": "gibbs", "graph": "gibbs_step", "chain": {"v": "v_next", "h2": "h2_next"},
         "noise": [{"name": "u_h"}, {"name": "u_v", "distribution": "uniform"}]}, "m")
     assert isinstance(gibbs, GibbsSampler) and gibbs.noise[1].name == "u_v" and gibbs.burn_in is None
+    assert list(gibbs.chain) == ["v", "h2"]
     from gen.runtime.manifest import SamplerSpec
 
     mixture = parse(SamplerSpec, {"kind": "mixture", "graphs": ["g0", "g1"], "weights": [0.5, 0.5]}, "m")
     assert isinstance(mixture, MixtureSampler) and mixture.weights == [0.5, 0.5]
     with pytest.raises(BundleError, match=r"m: sampler.weights\[1\]: expected a number, got 'x'"):
         parse(SamplerSpec, {"kind": "mixture", "graphs": ["g0"], "weights": [1, "x"]}, "m", "sampler")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["latent"].update(mean=None), r"latent gaussian prior needs mean \(4,\) and cov \(4, 4\)"),
+    (lambda m: m["latent"].update(cov=[[1.0] * 4] * 3), r"got \(4,\) and \(3, 4\)"),
+    (lambda m: m["latent"]["cov"][0].__setitem__(0, -5.0), "not a finite symmetric positive semi-definite"),
+])
+def test_fitted_gaussian_prior_is_checked_at_load(bundles, edit, message):
+    raw = manifest_of(bundles, "ae")
+    assert raw["latent"]["prior"] == "gaussian"
+    edit(raw)
+    with pytest.raises(BundleError, match=message):
+        Manifest.from_dict(raw)

@@ -121,7 +121,7 @@ def rbm_params(seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def gibbs_spec(mean: str | None = None, **defaults) -> GibbsSampler:
     """The RBM's sampler spec."""
-    return GibbsSampler(graph="gibbs_step", state="v", next_state="v_next",
+    return GibbsSampler(graph="gibbs_step", chain={"v": "v_next"},
                         noise=[NoiseSpec("u_h"), NoiseSpec("u_v")], mean=mean, **defaults)
 
 

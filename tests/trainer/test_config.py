@@ -105,3 +105,32 @@ def test_written_config_reads_back_to_the_same_config(tmp_path):
     cfg.write_yaml(tmp_path / "config.yaml")
     again = TrainConfig.from_yaml(tmp_path / "config.yaml")
     assert again.to_dict() == cfg.to_dict() == yaml.safe_load((tmp_path / "config.yaml").read_text())
+
+
+def test_a_family_without_a_score_records_no_calibration_options(tmp_path):
+    vae = registry.get("vae")
+    silent = dataclasses.replace(vae, name="silent", capabilities=("sample",), score_kind=None)
+    registry.register(silent)
+    try:
+        cfg = TrainConfig.make(model="silent", epochs=2)
+        assert "contamination" not in cfg.to_dict() and "calibration_fraction" not in cfg.to_dict()
+        cfg.write_yaml(tmp_path / "config.yaml")  # what export reads back
+        assert TrainConfig.from_yaml(tmp_path / "config.yaml").to_dict() == cfg.to_dict()
+    finally:
+        registry.unregister("silent")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: [a]\n", r"model=\['a'\]: expected a family name"),
+    ("model: {a: 1}\n", r"model=\{'a': 1\}: expected a family name"),
+])
+def test_model_must_be_a_name(tmp_path, text, message):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+
+
+def test_bare_flag_needs_a_value_and_numeric_names_are_text():
+    with pytest.raises(ConfigError, match=r"option latent_dim: needs a value \(an integer >= 1\)"):
+        TrainConfig.make(model="ae", latent_dim=True)
+    assert TrainConfig.make(label_column=2020).run.label_column == "2020"  # a CSV column named 2020, from YAML

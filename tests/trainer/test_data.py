@@ -134,3 +134,11 @@ def test_values_beyond_float32_are_refused_on_both_paths(tmp_path):
 def test_folder_as_data_is_one_line(tmp_path):
     with pytest.raises(TrainError, match="is a folder"):
         load_dataset(str(tmp_path))
+
+
+def test_label_column_only_where_columns_have_names(tmp_path):
+    with pytest.raises(TrainError, match="--label-column 'y': only a CSV or Parquet file has named columns"):
+        load_dataset("digits", label_column="y")
+    np.save(tmp_path / "t.npy", np.zeros((4, 3)))
+    with pytest.raises(TrainError, match="only a CSV or Parquet file"):
+        load_dataset(str(tmp_path / "t.npy"), label_column="y")

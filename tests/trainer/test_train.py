@@ -164,3 +164,29 @@ def test_diverged_training_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="training diverged at epoch 1"):
         tiny(tmp_path, "nan", model="ae", lr=1e30, epochs=3)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_symlinked_out_is_refused(tmp_path):
+    real = tiny(tmp_path, "real")
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(InputError, match="link: is a symbolic link"):
+        tiny(tmp_path, "link")
+    assert (real / "run.json").is_file()
+
+
+def test_network_that_cannot_be_built_is_one_line(tmp_path):
+    from gen.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot build the ae network with these options"):
+        tiny(tmp_path, "huge", hidden=[100_000_000_000])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_and_bundle_folders_follow_the_umask(runs, bundles):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for folder in (runs["ae"], bundles["ae"]):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask

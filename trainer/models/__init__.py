@@ -4,4 +4,4 @@
 BUILTIN is the one registration line a new family adds: its module name here.
 """
 
-BUILTIN = ("autoencoder", "vae", "gan")
+BUILTIN = ("autoencoder", "vae", "gan", "rbm", "dbm")

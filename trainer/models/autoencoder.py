@@ -105,7 +105,9 @@ class Trainer:
         target = x.flatten(1)
         if self.use_bce:
             return F.binary_cross_entropy_with_logits(logits, target)
-        return F.mse_loss(logits, target)
+        # MSE on what the decoder returns (through its sigmoid for data in [0, 1]), the same
+        # output the score, reconstruct and sample graphs use.
+        return F.mse_loss(torch.sigmoid(logits) if self.net.unit_range else logits, target)
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
         self.opt.zero_grad(set_to_none=True)

@@ -74,3 +74,12 @@ def test_trainer_reduces_reconstruction_loss():
     for _ in range(200):
         last = trainer.step(x)["loss"]
     assert last < 0.2 * first
+
+
+def test_mse_on_image_data_fits_what_the_decoder_returns():
+    """loss=mse on data in [0, 1] compares the sigmoid output (what score, reconstruct and sample
+    use) with the data, not the logits."""
+    ae, options = net("ae", IMAGES, hidden=[8], latent_dim=2, loss="mse")
+    trainer = autoencoder.Trainer(ae, options)
+    x = torch.rand(6, 1, 3, 4)
+    torch.testing.assert_close(trainer.loss(x), F.mse_loss(ae(x), x))
