@@ -342,7 +342,7 @@ def log_partition(net: DBM, options: Options, x_fit: torch.Tensor, data: DataSpe
         return LogPartition(float(value), 0.0, "exact", f"enumeration of 2^{net.n_hidden1} states of h1; {BOUND}")
     marginals = x_fit.flatten(1).double().mean(0).cpu().numpy()
     value, std = likelihood.dbm_ais_log_partition(W1, W2, b, c1, c2, marginals, n_betas=options.ais_betas,
-                                                  n_chains=options.ais_chains, seed=0)
+                                                  n_chains=options.ais_chains, seed=0, dtype=np.float32)
     return LogPartition(float(value), float(std), "ais",
                         f"{options.ais_betas} betas, {options.ais_chains} chains, base-rate model from the "
                         f"training marginals; {BOUND}")

@@ -252,7 +252,7 @@ def log_partition(net: RBM, options, x_fit: torch.Tensor, data: DataSpec | None 
                             f"enumeration of 2^{min(net.n_visible, net.n_hidden)} states of the smaller layer")
     marginals = x_fit.flatten(1).double().mean(0).cpu().numpy()
     value, std = likelihood.ais_log_partition(W, b, c, marginals, n_betas=options.ais_betas,
-                                              n_chains=options.ais_chains, seed=0)
+                                              n_chains=options.ais_chains, seed=0, dtype=np.float32)
     return LogPartition(value, std, "ais", f"{options.ais_betas} betas, {options.ais_chains} chains, "
                                            "base-rate model from the training marginals")
 

@@ -364,8 +364,8 @@ def _check_rows(v: np.ndarray, n_visible: int) -> np.ndarray:
 
 
 def dbm_exact_log_partition(W1: np.ndarray, W2: np.ndarray, b: np.ndarray, c1: np.ndarray,
-                            c2: np.ndarray, chunk: int = DEFAULT_CHUNK,
-                            max_units: int = MAX_UNITS) -> float:
+                            c2: np.ndarray, max_units: int = MAX_UNITS,
+                            chunk: int = DEFAULT_CHUNK) -> float:
     """log Z of a two-hidden-layer DBM with
     E(v, h1, h2) = -b.v - c1.h1 - c2.h2 - v.W1.h1 - h1.W2.h2, exactly, for tiny models.
 
