@@ -499,6 +499,14 @@ def boltzmann_section(section: dict | None) -> list[str]:
     if pcd and sk500:
         notes.append(f"Time per epoch, 500 hidden, vs scikit-learn at the same batch and lr: "
                      f"{sk500['epoch_s'] / pcd['epoch_s']:.1f}x faster (target: 5x).")
+    for name, m in section["models"].items():
+        check, z = m.get("ais_check"), m.get("log_z")
+        if check and z:
+            shift = check["value"] - z["value"]
+            notes.append(f"AIS check, {name}: log Z {z['value']:.2f} ± {z['std']:.2f} with the bundle's schedule, "
+                         f"{check['value']:.2f} ± {check['std']:.2f} with {check['n_betas']} betas and another seed "
+                         f"({shift:+.2f} nats; AIS is biased low when the schedule is too short, so a rise means the "
+                         "log-likelihood above is optimistic by about that much).")
     if section.get("dbm_error"):
         notes.append(f"The DBM run failed: {section['dbm_error']}.")
     out += [""] + [f"- {n}" for n in notes]

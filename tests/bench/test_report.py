@@ -181,3 +181,32 @@ def test_runner_takes_families_and_epochs_from_the_registry():
     assert {n: f["epochs"] for n, f in quick.items()} == {n: max(2, p.epochs // 20) for n, p in presets.items()}
     assert {f["epochs"] for f in forced.values()} == {4}
     assert all(full[n]["options"] == p.options for n, p in presets.items())
+
+
+def boltzmann_section(gen20: float, pcd: float, dbm: float | None) -> dict:
+    def model(ll, epoch_s, variant, method="exact"):
+        return {"model": "rbm", "variant": variant, "epochs": 30, "options": {}, "train_s": 9.0,
+                "epoch_s": epoch_s, "test_ll": ll, "train_ll": ll + 10,
+                "log_z": {"value": 100.0, "std": 0.0 if method == "exact" else 0.3, "method": method, "detail": ""}}
+
+    models = {"rbm-20 (pcd)": model(gen20, 0.05, "pcd, k=1, 20 hidden"),
+              "rbm-500 (pcd)": model(pcd, 0.2, "pcd, k=1, 500 hidden", "ais")}
+    if dbm is not None:
+        models["dbm 500-1000"] = model(dbm, 0.9, "2 hidden layers", "ais")
+    sk = {"n_components": 20, "n_iter": 30, "batch_size": 10, "learning_rate": 0.1, "train_s": 30.0,
+          "epoch_s": 1.0, "test_ll": -201.8, "train_ll": -199.0}
+    sk500 = {"n_components": 500, "n_iter": 2, "batch_size": 64, "learning_rate": 0.02, "train_s": 4.0, "epoch_s": 2.0}
+    return {"data": "mnist5k, binarised at 0.5", "n_fit": 3600, "n_test": 1000, "models": models,
+            "sklearn": {"defaults": sk, "500 components, our batch and lr": sk500}, "samples_png": "bench/rbm-samples.png"}
+
+
+def test_boltzmann_section_states_targets_from_the_figures(report):
+    text = "\n".join(report.boltzmann_section(boltzmann_section(-150.0, -120.0, -118.0)))
+    assert "gen -150.0 nats against scikit-learn's -201.8" in text and "met." in text
+    assert "20.0x faster" in text  # 1.0 s vs 0.05 s per epoch
+    assert "500 hidden units, PCD: -120.0 nats by AIS" in text and "the DBM is ahead" in text
+    assert "10.0x faster (target: 5x)" in text and "100.00 ± 0.30 (ais)" in text
+    assert "![Gibbs samples](bench/rbm-samples.png)" in text
+    text = "\n".join(report.boltzmann_section(boltzmann_section(-199.0, -135.5, -140.0)))
+    assert "missed by 4.0 nats" in text and "missed by 5.5 nats" in text and "does not beat it" in text
+    assert report.boltzmann_section(None) == []
