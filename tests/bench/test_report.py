@@ -203,9 +203,9 @@ def boltzmann_section(gen20: float, pcd: float, dbm: float | None) -> dict:
 def test_boltzmann_section_states_targets_from_the_figures(report):
     text = "\n".join(report.boltzmann_section(boltzmann_section(-150.0, -120.0, -118.0)))
     assert "gen -150.0 nats against scikit-learn's -201.8" in text and "met." in text
-    assert "20.0x faster" in text  # 1.0 s vs 0.05 s per epoch
+    assert "20.0x its speed" in text  # 1.0 s vs 0.05 s per epoch
     assert "500 hidden units, PCD: -120.0 nats by AIS" in text and "the DBM is ahead" in text
-    assert "10.0x faster (target: 5x)" in text and "100.00 ± 0.30 (ais)" in text
+    assert "10.0x its speed; the target was 5x, met." in text and "100.00 ± 0.30 (ais)" in text
     assert "![Gibbs samples](bench/rbm-samples.png)" in text
     text = "\n".join(report.boltzmann_section(boltzmann_section(-199.0, -135.5, -140.0)))
     assert "missed by 4.0 nats" in text and "missed by 5.5 nats" in text and "does not beat it" in text

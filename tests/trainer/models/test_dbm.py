@@ -2,10 +2,11 @@
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
-import gen.trainer.models.dbm as dbm  # registers the family (before it is in BUILTIN)
+import gen.trainer.models.dbm as dbm
 from gen.runtime.errors import ConfigError
 from gen.runtime.manifest import DataSpec, GibbsSampler, PreprocessSpec
 from gen.trainer.config import TrainConfig
@@ -327,5 +328,5 @@ def test_log_partition_hook(monkeypatch):
     assert (log_z.value, log_z.std, log_z.method) == (30.0, 0.25, "ais") and "lower bound" in log_z.detail
     args, kwargs = calls["ais"]
     torch.testing.assert_close(torch.from_numpy(args[5]), x.flatten(1).double().mean(0))
-    assert kwargs == {"n_betas": 100, "n_chains": 7, "seed": 0}
+    assert kwargs == {"n_betas": 100, "n_chains": 7, "seed": 0, "dtype": np.float32}
     assert family.log_partition(*net(n_hidden1=5, log_z="none"), x) is None
