@@ -8,19 +8,19 @@ fitted to the training codes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gen.runtime.errors import ConfigError
 from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
+from .base import resolve_by_range
 
 LOSS = Choice("auto", "mse", "bce")
 LOSS_HELP = "Reconstruction loss: bce for data in [0, 1], mse otherwise; auto picks by the data."
@@ -119,11 +119,7 @@ class Trainer:
 
 def resolve(options, data: DataSpec):
     """loss=auto -> bce for data in [0, 1], else mse; bce on other data is refused."""
-    if options.loss == "bce" and not data.unit_range:
-        raise ConfigError("loss=bce needs data scaled to [0, 1] (image data); use loss=mse")
-    if options.loss == "auto":
-        return replace(options, loss="bce" if data.unit_range else "mse")
-    return options
+    return resolve_by_range(options, data, "loss", "bce", "mse")
 
 
 def graphs(net: AutoEncoder, data: DataSpec) -> dict[str, GraphDef]:

@@ -10,19 +10,18 @@ output is the posterior mean mu; `logvar` is its second output.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from gen.runtime.errors import ConfigError
 from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .base import mlp
+from .base import mlp, resolve_by_range
 
 
 @dataclass
@@ -104,11 +103,7 @@ class Trainer:
 
 def resolve(options: Options, data: DataSpec) -> Options:
     """decoder=auto -> bernoulli for data in [0, 1], else gaussian; bernoulli on other data is refused."""
-    if options.decoder == "bernoulli" and not data.unit_range:
-        raise ConfigError("decoder=bernoulli needs data scaled to [0, 1] (image data); use decoder=gaussian")
-    if options.decoder == "auto":
-        return replace(options, decoder="bernoulli" if data.unit_range else "gaussian")
-    return options
+    return resolve_by_range(options, data, "decoder", "bernoulli", "gaussian")
 
 
 def graphs(net: VAE, data: DataSpec) -> dict[str, GraphDef]:
