@@ -123,6 +123,9 @@ def info(
             c = s["scoring"]
             lines.append(f"scoring: {c['kind']}, threshold {c['threshold']:.6g} "
                          f"(contamination {c['contamination']}, {c['n_calibration']} held-out rows)")
+            if c["log_partition"]:
+                z = c["log_partition"]
+                lines.append(f"log Z: {z['value']:.4f} ± {z['std']:.2g} ({z['method']}; {z['detail']})")
         lines.append(f"export parity: max |torch - onnxruntime| {s['parity']['max_abs_diff']:.2g} "
                      f"on {s['parity']['probe_rows']} probe rows")
         if "auroc" in s["metrics"]:

@@ -190,9 +190,12 @@ def describe(model: GenModel) -> dict:
                     **m.metrics.evaluation},
     }
     if m.scoring:
+        lp = m.scoring.log_partition
         summary["scoring"] = {"kind": m.scoring.kind, "threshold": m.scoring.threshold,
                               "contamination": m.scoring.contamination,
-                              "calibration": m.scoring.calibration, "n_calibration": m.scoring.n_calibration}
+                              "calibration": m.scoring.calibration, "n_calibration": m.scoring.n_calibration,
+                              "log_partition": None if lp is None else
+                              {"value": lp.value, "std": lp.std, "method": lp.method, "detail": lp.detail}}
     return summary
 
 

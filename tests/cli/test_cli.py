@@ -132,6 +132,13 @@ def test_png_of_tabular_bundle_is_refused(tmp_path):
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 65
 
 
+def test_info_shows_log_z_where_the_bundle_has_one(bundles):
+    result = gen("info", bundles["rbm"])
+    assert result.exit_code == 0 and "log Z: " in result.output and "(exact; enumeration" in result.output
+    assert json.loads(gen("info", bundles["rbm"], "--json").output)["scoring"]["log_partition"]["method"] == "exact"
+    assert "log Z" not in gen("info", bundles["vae"]).output
+
+
 def test_info(bundles):
     result = gen("info", bundles["vae"])
     assert result.exit_code == 0
