@@ -219,7 +219,14 @@ def _fit(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Gen
             sums: dict[str, float] = {}
             steps = 0
             for i in range(0, len(order), rows_per_step):
-                for key, value in trainer.step(x_fit[order[i:i + rows_per_step]]).items():
+                try:
+                    losses = trainer.step(x_fit[order[i:i + rows_per_step]])
+                except RuntimeError:  # e.g. torch.bernoulli on NaN probabilities once weights blew up
+                    if all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                        raise
+                    raise ConfigError(f"training diverged at epoch {epoch} (non-finite weights); "
+                                      "try a smaller lr") from None
+                for key, value in losses.items():
                     sums[key] = sums.get(key, 0.0) + value
                 steps += 1
             means = {k: v / steps for k, v in sums.items()}

@@ -105,14 +105,15 @@ class RBM(nn.Module):
     def gibbs_step(self, v: torch.Tensor, u_h: torch.Tensor, noise_v: torch.Tensor):
         """One block Gibbs step v -> h -> v' with the noise given: h_j = [u_h_j < p(h_j|v)];
         v'_i = [u_v_i < p(v_i|h)] (Bernoulli) or mean_i + sigma_i * n_v_i (Gaussian).
-        Returns (v', E[v'|h]) in the data's shape."""
+        Returns (v', E[v'|h]) in the data's shape; a Gaussian RBM returns v' twice, as the chain
+        state and as the sample the runtime hands back (its mean would lose the noise's spread)."""
         h = (u_h < self.hidden_probs(v)).to(v.dtype)
         mean = self.visible_mean(h)
         flat_noise = noise_v.flatten(1)
         if self.gaussian:
-            nxt = mean + self.log_sigma.exp() * flat_noise
-        else:
-            nxt = (flat_noise < mean).to(v.dtype)
+            nxt = (mean + self.log_sigma.exp() * flat_noise).reshape(-1, *self.shape)
+            return nxt, nxt, mean.reshape(-1, *self.shape)
+        nxt = (flat_noise < mean).to(v.dtype)
         return nxt.reshape(-1, *self.shape), mean.reshape(-1, *self.shape)
 
     def numpy_params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,6 +196,13 @@ def _resolve_log_z(options, enumerated: int, where: str, fallback: str):
 
 
 def resolve_bernoulli(options: Options, data: DataSpec) -> Options:
+    """As _resolve_log_z; with stochastic binarisation the graphs take grey values, for which
+    -F(x) - log Z is no log-probability, so no log Z is stored (log_z=auto -> none)."""
+    if options.binarize == "stochastic":
+        if options.log_z in ("exact", "ais"):
+            raise ConfigError(f"log_z={options.log_z} needs binarize=threshold: with stochastic binarisation the "
+                              "bundle scores grey values, which have no log-probability under a binary RBM")
+        return replace(options, log_z="none")
     return _resolve_log_z(options, min(data.size, options.n_hidden), "the smaller layer", "ais")
 
 
@@ -218,13 +226,16 @@ def graphs(net: RBM, data: DataSpec) -> dict[str, GraphDef]:
         "gibbs_step": GraphDef(Method(net, "gibbs_step"),
                                [Port("v", "state", list(data.shape)), Port("u_h", "noise", [net.n_hidden], "uniform"),
                                 noise_v],
-                               [Port("v_next", "state", list(data.shape)), data_port("v_mean", data)]),
+                               [Port("v_next", "state", list(data.shape)),
+                                *([data_port("v_sample", data)] if net.gaussian else []), data_port("v_mean", data)]),
     }
 
 
 def sampler(net: RBM, options) -> GibbsSampler:
     noise = [NoiseSpec("u_h", "uniform"), NoiseSpec("n_v", "normal") if net.gaussian else NoiseSpec("u_v", "uniform")]
-    return GibbsSampler(graph="gibbs_step", chain={"v": "v_next"}, noise=noise, mean="v_mean",
+    # Binary units show their probabilities (the usual picture); Gaussian ones their samples.
+    return GibbsSampler(graph="gibbs_step", chain={"v": "v_next"}, noise=noise,
+                        mean="v_sample" if net.gaussian else "v_mean",
                         init="normal" if net.gaussian else "bernoulli", steps=options.gibbs_steps)
 
 

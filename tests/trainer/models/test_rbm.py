@@ -219,7 +219,8 @@ def test_gaussian_gibbs_step_adds_sigma_times_the_noise():
     g = torch.Generator().manual_seed(1)
     u_h, n_v = torch.rand(n, 3, generator=g), torch.randn(n, 2, generator=g)
     with torch.no_grad():
-        v_next, v_mean = model.gibbs_step(torch.tensor(v0, dtype=torch.float32).expand(n, 2), u_h, n_v)
+        v_next, v_sample, v_mean = model.gibbs_step(torch.tensor(v0, dtype=torch.float32).expand(n, 2), u_h, n_v)
+    torch.testing.assert_close(v_sample, v_next, rtol=0, atol=0)  # the sample handed back is the chain's state
     sigma32 = torch.tensor(sigma, dtype=torch.float32)
     torch.testing.assert_close(v_next - v_mean, sigma32 * n_v, rtol=0, atol=1e-5)
     p_h = expit((v0 / sigma) @ W + c)
@@ -529,3 +530,35 @@ def test_grbm_log_prob_is_a_density_in_raw_units(grbm_model):
     assert abs(log_scale) > 0.1  # the standardisation is not the identity here, so the term matters
     # exp(log_prob) integrates to 1 over raw rows: log Z carries the standardisation's Jacobian
     assert log_integral == pytest.approx(0.0, abs=1e-4)
+
+
+def test_grbm_bundle_samples_keep_the_noise_spread(grbm_model):
+    """A Gaussian RBM's sampler returns samples (v_next in raw units), not conditional means,
+    so their spread includes sigma: never below the per-feature scale times sigma's floor."""
+    assert grbm_model.manifest.sampler.mean == "v_sample"
+    samples = grbm_model.sample(400, seed=0, steps=30).reshape(400, -1)
+    scale = np.asarray(grbm_model.manifest.data.preprocessing.scale)
+    # v | h ~ N(mean, sigma^2) with sigma = 1 in standardised units: the raw spread is >= ~scale
+    assert np.all(samples.std(axis=0) > 0.8 * scale)
+
+
+def test_stochastic_binarisation_stores_no_log_z():
+    from gen.runtime.manifest import DataSpec, PreprocessSpec
+    from gen.trainer.config import TrainConfig
+
+    data = DataSpec("t", "image", [1, 2, 2], preprocessing=PreprocessSpec(0.0, 1.0, [0.0, 1.0]))
+    cfg = TrainConfig.make(model="rbm", binarize="stochastic")
+    assert cfg.family.resolve(cfg.options, data).log_z == "none"
+    cfg = TrainConfig.make(model="rbm", binarize="stochastic", log_z="exact")
+    with pytest.raises(ConfigError, match="log_z=exact needs binarize=threshold"):
+        cfg.family.resolve(cfg.options, data)
+
+
+def test_divergence_inside_a_step_is_one_line(tmp_path):
+    from gen.trainer.config import TrainConfig
+    from gen.trainer.train import train
+
+    with pytest.raises(ConfigError, match="training diverged at epoch 1"):
+        train(TrainConfig.make(model="rbm", data="digits", n_hidden=8, lr=1e30, epochs=2, device="cpu",
+                               quiet=True, out=str(tmp_path / "run")))
+    assert list(tmp_path.iterdir()) == []
