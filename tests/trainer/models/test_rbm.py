@@ -398,18 +398,11 @@ def test_gaussian_rbm_standardises_on_the_fitting_rows():
 PATTERNS = np.array([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0], [0, 0, 0, 0]], dtype=np.float32)
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
+def train_and_export(cfg, root) -> None:
+    """Train `cfg` into root/run on one torch thread and export root/bundle."""
     from gen.exporters import export_run
     from gen.trainer.train import train
 
-    root = tmp_path_factory.mktemp("rbm")
-    rng = np.random.default_rng(0)
-    rows = PATTERNS[rng.choice(4, size=400, p=[0.4, 0.3, 0.2, 0.1])]
-    rows = np.where(rng.random(rows.shape) < 0.03, 1 - rows, rows).reshape(400, 1, 2, 2)
-    np.save(root / "squares.npy", rows.astype(np.float32))
-    cfg = TrainConfig.make(model="rbm", data=str(root / "squares.npy"), epochs=30, n_hidden=3, lr=0.2,
-                           batch_size=32, device="cpu", quiet=True, out=str(root / "run"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -418,6 +411,19 @@ def bundle(tmp_path_factory):
         export_run(root / "run", root / "bundle")
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+
+    root = tmp_path_factory.mktemp("rbm")
+    rng = np.random.default_rng(0)
+    rows = PATTERNS[rng.choice(4, size=400, p=[0.4, 0.3, 0.2, 0.1])]
+    rows = np.where(rng.random(rows.shape) < 0.03, 1 - rows, rows).reshape(400, 1, 2, 2)
+    np.save(root / "squares.npy", rows.astype(np.float32))
+    cfg = TrainConfig.make(model="rbm", data=str(root / "squares.npy"), epochs=30, n_hidden=3, lr=0.2,
+                           batch_size=32, device="cpu", quiet=True, out=str(root / "run"))
+    train_and_export(cfg, root)
     return root / "bundle"
 
 
@@ -491,23 +497,14 @@ def test_cli_samples_the_bundle(bundle, model, tmp_path):
 
 @pytest.fixture(scope="module")
 def grbm_model(tmp_path_factory):
-    from gen.exporters import export_run
     from gen.runtime import load
-    from gen.trainer.train import train
 
     root = tmp_path_factory.mktemp("grbm")
     rows = np.random.default_rng(0).normal(size=(400, 2)) * [3.0, 0.5] + [10.0, -2.0]
     np.save(root / "points.npy", rows.astype(np.float32))
     cfg = TrainConfig.make(model="grbm", data=str(root / "points.npy"), epochs=5, n_hidden=3, gibbs_steps=20,
                            device="cpu", quiet=True, out=str(root / "run"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.warns(Warning):  # only ~80 calibration rows: the threshold warning
-            train(cfg)
-        export_run(root / "run", root / "bundle")
-    finally:
-        torch.set_num_threads(threads)
+    train_and_export(cfg, root)
     return load(root / "bundle", device="cpu")
 
 
