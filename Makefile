@@ -32,6 +32,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS),bench]"
 	$(PY) bench/run.py
 
 clean:

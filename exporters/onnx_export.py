@@ -150,6 +150,7 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Man
             latent=parse(LatentSpec | None, info["latent"], where, "latent"),
             scoring=parse(ScoringSpec | None, info["scoring"], where, "scoring"),
             metrics=parse(MetricsSpec, info["metrics"], where, "metrics"),
+            fitted=info.get("fitted") or {},
             parity=ParitySpec(graphs=parities, probe_rows=int(len(probe_rows)), tolerance=PARITY_TOLERANCE,
                               state_tolerance=STATE_TOLERANCE),
         )

@@ -11,6 +11,10 @@ Format history (bump FORMAT_VERSION on any change of meaning or layout):
   named multi-input graphs with port kinds; the sampler is declared (`ancestral`, `gibbs`,
   `mixture`); typed parity and metrics. Format 1 cannot be migrated without torch (its graphs
   lack the preprocessing nodes), so it is refused with the command that re-exports it.
+- 3: ratings data (`data.kind` "ratings" with `data.ratings`: id maps, orientation, global
+  mean) for completion bundles; `scoring.errors` names the score graph's per-feature error
+  output (anomaly maps); `fitted` holds closed-form facts (PCA components). Every new field
+  is optional, so a format-2 manifest reads as format 3 unchanged (UPGRADES).
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ import numpy as np
 
 from .errors import BundleError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 VERBS = ("sample", "reconstruct", "encode", "score", "complete")
 PORT_KINDS = ("data", "latent", "codes", "noise", "mask", "state", "value")
-DATA_KINDS = ("image", "tabular", "points")
+DATA_KINDS = ("image", "tabular", "points", "ratings")
 PRIORS = ("normal", "gaussian")
 NOISE_DISTRIBUTIONS = ("normal", "uniform")
 
@@ -43,6 +47,9 @@ VERB_IO: dict[str, tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]] = {
     "reconstruct": (("encoder", ("x",), ("z",)), ("decoder", ("z",), ("x",))),
     "complete": (("complete", ("x", "mask"), ("x",)),),
 }
+# Older formats this gen still reads: version -> function that brings the raw JSON one version up.
+# 2 -> 3 only added optional fields, so a format-2 manifest is a format-3 one as it stands.
+UPGRADES = {2: lambda raw: {**raw, "format_version": 3}}
 # Format versions this gen refuses, with the reason a user reads.
 REFUSED_VERSIONS = {
     1: "its graphs take model-space inputs and one input each; re-export the run folder with "
@@ -91,6 +98,32 @@ class PreprocessSpec:
 
 
 @dataclass
+class RatingsSpec:
+    """Ratings data (user, item, rating triples) as rows for completion: with orientation
+    `item` each row is one item's ratings by every user (columns = users), with `user` one
+    user's ratings of every item. `users` and `items` map column/row positions to the
+    original ids (as strings; `id_type` says whether they were integers). Ratings lie in
+    `rating_range` (predictions are clipped to it); `global_mean` is the mean training rating,
+    the prediction for a row with no observed value."""
+
+    orientation: str
+    users: list[str]
+    items: list[str]
+    id_type: str
+    rating_range: list[float]
+    global_mean: float
+    n_ratings: int
+
+    @property
+    def row_ids(self) -> list[str]:
+        return self.items if self.orientation == "item" else self.users
+
+    @property
+    def column_ids(self) -> list[str]:
+        return self.users if self.orientation == "item" else self.items
+
+
+@dataclass
 class DataSpec:
     """What a row looks like: its shape (C, H, W for images, D for tabular rows), its kind,
     its raw value range, its preprocessing, and where it came from."""
@@ -104,6 +137,7 @@ class DataSpec:
     feature_names: list[str] | None = None
     n_train: int = 0
     normal_class: int | None = None
+    ratings: RatingsSpec | None = None
 
     @property
     def size(self) -> int:
@@ -210,6 +244,7 @@ class ScoringSpec:
     graph: str = "score"
     output: str = "score"
     log_partition: LogPartition | None = None
+    errors: str | None = None
 
 
 @dataclass
@@ -270,6 +305,7 @@ class Manifest:
     sampler: SamplerSpec | None = None
     latent: LatentSpec | None = None
     scoring: ScoringSpec | None = None
+    fitted: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -294,6 +330,9 @@ class Manifest:
         if version in REFUSED_VERSIONS:
             raise BundleError(f"{where}: format_version {version} is no longer served: "
                               f"{REFUSED_VERSIONS[version]}")
+        while version in UPGRADES:
+            raw = UPGRADES[version](raw)
+            version = raw["format_version"]
         if version != FORMAT_VERSION:
             raise BundleError(f"{where}: invalid format_version {version}")
         manifest = parse(cls, raw, where)
@@ -307,6 +346,20 @@ class Manifest:
             raise BundleError(f"{where}: unknown capabilities {unknown}")
         if self.data.kind not in DATA_KINDS:
             raise BundleError(f"{where}: data.kind {self.data.kind!r}: expected one of {', '.join(DATA_KINDS)}")
+        if (self.data.kind == "ratings") != (self.data.ratings is not None):
+            raise BundleError(f"{where}: data.ratings goes with data.kind 'ratings' (and only with it)")
+        if self.data.ratings is not None:
+            r = self.data.ratings
+            if r.orientation not in ("item", "user") or r.id_type not in ("int", "str"):
+                raise BundleError(f"{where}: data.ratings: orientation {r.orientation!r} (item|user), "
+                                  f"id_type {r.id_type!r} (int|str)")
+            if self.data.shape != [len(r.column_ids)]:
+                raise BundleError(f"{where}: data.shape {self.data.shape} does not match the "
+                                  f"{len(r.column_ids)} {'users' if r.orientation == 'item' else 'items'} of data.ratings")
+            lo, hi = (r.rating_range + [0.0, 0.0])[:2]
+            if len(r.rating_range) != 2 or not lo <= r.global_mean <= hi:
+                raise BundleError(f"{where}: data.ratings: rating_range {r.rating_range} must be [low, high] "
+                                  f"around global_mean {r.global_mean}")
         for role, graph in self.graphs.items():
             if graph.role != role:
                 raise BundleError(f"{where}: graph {role!r} says its role is {graph.role!r}")
@@ -351,7 +404,9 @@ class Manifest:
         s = self.scoring
         if s is None:
             raise BundleError(f"{where}: capability 'score' without a scoring spec")
-        self._need_ports(where, "score", s.graph, ("x",), (s.output,))
+        self._need_ports(where, "score", s.graph, ("x",), (s.output,) + ((s.errors,) if s.errors else ()))
+        if s.errors and self.graphs[s.graph].port(s.errors, outputs=True).shape[1:] != list(self.data.shape):
+            raise BundleError(f"{where}: scoring.errors output {s.errors!r} must have the rows' shape {self.data.shape}")
         if s.log_partition is not None and not (math.isfinite(s.log_partition.value)
                                                 and math.isfinite(s.log_partition.std)):
             raise BundleError(f"{where}: scoring.log_partition must be finite")

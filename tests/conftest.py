@@ -17,7 +17,8 @@ def family_names() -> list[str]:
 
 
 def train_family(name: str, out: Path, seed: int = 0) -> Path:
-    """Train `name` with its test preset on digits class 0 into `out`, on the CPU: the
+    """Train `name` with its test preset (digits class 0 unless the preset names other data)
+    into `out`, on the CPU: the
     contract's byte-for-byte checks (same seed, same checkpoint) hold there on any machine,
     CUDA or not; `--device auto` itself is exercised in tests/trainer/test_train.py."""
     from gen.trainer import registry
@@ -25,8 +26,9 @@ def train_family(name: str, out: Path, seed: int = 0) -> Path:
     from gen.trainer.train import train
 
     family = registry.get(name)
-    cfg = TrainConfig.make(model=name, data="digits", normal_class=0, epochs=family.test.epochs, seed=seed,
-                           device="cpu", out=str(out), quiet=True, **family.test.options)
+    preset = family.test
+    cfg = TrainConfig.make(model=name, data=preset.data, normal_class=preset.normal_class, epochs=preset.epochs,
+                           seed=seed, device="cpu", out=str(out), quiet=True, **preset.options)
     return train(cfg)
 
 
@@ -72,6 +74,21 @@ def bundles(runs, tmp_path_factory) -> dict[str, Path]:
     def make(name: str) -> Path:
         export_run(runs[name], root / name)
         return root / name
+
+    return Lazy(make)
+
+
+@pytest.fixture(scope="session")
+def family_rows(runs, digits_rows) -> dict[str, np.ndarray]:
+    """Raw rows a family's test bundle takes, flat: digits rows for the families tested on
+    digits, else the run's held-out probe rows (e.g. rating rows)."""
+    from gen.trainer import registry
+
+    def make(name: str) -> np.ndarray:
+        if registry.get(name).test.data == "digits":
+            return digits_rows
+        probe = np.load(runs[name] / "probe.npy")
+        return probe.reshape(len(probe), -1)
 
     return Lazy(make)
 

@@ -68,7 +68,7 @@ RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUnifor
 @pytest.mark.parametrize("name", FAMILIES)
 def test_export_parity_within_tolerance(name, bundles):
     manifest = load(bundles[name]).manifest
-    assert manifest.format_version == 2 and manifest.family == name
+    assert manifest.format_version == 3 and manifest.family == name
     assert set(manifest.parity.graphs) == set(manifest.graphs)
     for role, p in manifest.parity.graphs.items():
         assert p.max_abs_diff <= manifest.parity.tolerance * max(1.0, p.max_abs_output), role
@@ -103,13 +103,14 @@ def test_graphs_are_valid_random_free_and_batch_dynamic(name, bundles):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_declared_verbs_torch_free(name, bundles, digits_rows, tmp_path):
-    np.save(tmp_path / "rows.npy", digits_rows[:N])
+def test_declared_verbs_torch_free(name, bundles, family_rows, tmp_path):
+    np.save(tmp_path / "rows.npy", family_rows[name][:N])
     assert run_torch_free(bundles[name], tmp_path / "rows.npy") == expected_outputs(load(bundles[name]).manifest)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_declared_verbs_in_process_and_others_refused(name, bundles, digits_rows):
+def test_declared_verbs_in_process_and_others_refused(name, bundles, family_rows):
+    digits_rows = family_rows[name]
     model = load(bundles[name])
     assert verb_outputs(model, digits_rows[:N]) == expected_outputs(model.manifest)
     calls = {"sample": lambda: model.sample(N), "reconstruct": lambda: model.reconstruct(digits_rows[:N]),
@@ -160,7 +161,7 @@ def test_options_recorded_resolved(name, bundles):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_graphs_take_and_return_raw_units(name, bundles, digits_rows):
+def test_graphs_take_and_return_raw_units(name, bundles, family_rows):
     """The host does no numeric transform: float64 or float32, flat or shaped rows score the
     same; a plain onnxruntime session on the bundle's score graph gives the runtime's scores."""
     import onnxruntime as ort
@@ -168,7 +169,7 @@ def test_graphs_take_and_return_raw_units(name, bundles, digits_rows):
     model = load(bundles[name], device="cpu")  # compared exactly with a CPU session below
     if "score" not in model.capabilities:
         pytest.skip(f"{name} does not score")
-    rows = digits_rows[:20]
+    rows = family_rows[name][:20]
     scores = model.score(rows)
     np.testing.assert_array_equal(model.score(rows.astype(np.float64)), scores)
     np.testing.assert_array_equal(model.score(rows.reshape(20, *model.shape)), scores)

@@ -28,7 +28,7 @@ class RunOptions:
     """Options of every training run, whatever the family."""
 
     model: str = option("ae", "Model family (see `gen models`).", Text())
-    data: str = option("digits", "digits, ring8, grid25, or a path (MNIST IDX, .npy, .csv, .parquet).", Text())
+    data: str = option("digits", "digits, ring8, grid25, lowrank (synthetic ratings), or a path (MNIST IDX, .npy, .csv, .parquet, ratings: u.data, ratings.dat, ratings.csv, a user,item,rating CSV).", Text())
     out: str = option("runs/run", "Run folder to write.", Text())
     epochs: int = option(30, "Passes over the training rows.", Interval(int, 1, None))
     seed: int = option(0, "Seed for splits, initialisation, batches and previews.", Interval(int, 0, 2**63 - 1))

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from gen.runtime.errors import InputError
+from gen.runtime.ratings import RatingsTable, read_ratings
 from gen.runtime.readers import read_idx, read_table
 
-BUILTIN = ("digits", "ring8", "grid25")
+BUILTIN = ("digits", "ring8", "grid25", "lowrank")
+RATINGS_NAMES = ("u.data", "ratings.dat", "ratings.csv")
 
 
 @dataclass
@@ -34,6 +36,16 @@ class Dataset:
         return list(self.x.shape[1:])
 
 
+@dataclass
+class RatingsData:
+    """(user, item, rating) triples: the data of completion families."""
+
+    table: RatingsTable
+    source: str
+    kind: str = "ratings"
+    y: None = None
+
+
 def load_dataset(spec: str, label_column: str | None = None, seed: int = 0) -> Dataset:
     """Load `spec`: a built-in name or a path to a file in a supported format."""
     if label_column is not None and not spec.lower().endswith((".csv", ".parquet")):
@@ -45,20 +57,53 @@ def load_dataset(spec: str, label_column: str | None = None, seed: int = 0) -> D
         return ring8(seed=seed)
     if spec == "grid25":
         return grid25(seed=seed)
+    if spec == "lowrank":
+        return lowrank(seed=seed)
     path = Path(spec)
     if not path.exists():
         raise InputError(f"{spec}: not a built-in dataset ({', '.join(BUILTIN)}) and no such file")
     if path.is_dir():
         raise InputError(f"{spec}: is a folder; expected a file or one of {', '.join(BUILTIN)}")
     name = path.name.lower()
+    if name in RATINGS_NAMES or name.endswith((".data", ".dat")) or (name.endswith(".csv") and _triples_header(path)):
+        if label_column is not None:
+            raise InputError(f"--label-column {label_column!r}: {spec} holds ratings, which have no labels")
+        return RatingsData(read_ratings(path), str(path))
     if "idx3-ubyte" in name:
         return mnist_idx(path)
     if name.endswith(".npy"):
         return npy_file(path, label_column)
     if name.endswith((".csv", ".parquet")):
         return table_file(path, label_column)
-    raise InputError(f"{path}: unsupported data format; expected digits, ring8, grid25, "
-                     "*-idx3-ubyte[.gz], .npy, .csv or .parquet")
+    raise InputError(f"{path}: unsupported data format; expected digits, ring8, grid25, lowrank, "
+                     "*-idx3-ubyte[.gz], .npy, .csv, .parquet or ratings (u.data, ratings.dat, ratings.csv, "
+                     "a user,item,rating CSV)")
+
+
+def _triples_header(path: Path) -> bool:
+    """Whether a CSV's header names user, item and rating columns (a ratings file)."""
+    from gen.runtime.ratings import ITEM_COLUMNS, RATING_COLUMNS, USER_COLUMNS
+
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        names = [c.strip().lower() for c in f.readline().split(",")]
+    return all(any(n in names for n in options) for options in (USER_COLUMNS, ITEM_COLUMNS, RATING_COLUMNS))
+
+
+def lowrank(n_users: int = 300, n_items: int = 200, rank: int = 3, observed: float = 0.25,
+            seed: int = 0) -> RatingsData:
+    """Synthetic ratings 1..5 of a rank-3 preference matrix (user and item factors plus
+    biases, rounded), a quarter of the pairs observed: a completion problem with a known
+    low-rank answer, small enough for tests and the demo."""
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal((n_users, rank)) / np.sqrt(rank)
+    v = rng.standard_normal((n_items, rank))
+    truth = 3.0 + u @ v.T + 0.3 * rng.standard_normal((n_users, 1)) + 0.3 * rng.standard_normal((1, n_items))
+    users, items = np.nonzero(rng.random((n_users, n_items)) < observed)
+    ratings = np.clip(np.round(truth[users, items]), 1, 5)
+    table = RatingsTable(np.asarray([str(i + 1) for i in users], dtype=object),
+                         np.asarray([str(i + 1) for i in items], dtype=object), ratings.astype(np.float64),
+                         np.arange(1, len(ratings) + 1), "int", "lowrank")
+    return RatingsData(table, "lowrank")
 
 
 def digits() -> Dataset:

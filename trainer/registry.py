@@ -24,7 +24,10 @@ class Trainer(Protocol):
     """What the training loop drives: `step` on a batch of `batches_per_step * batch_size`
     model-space rows, returning the losses to log. A trainer may also define
     `fit_start(x_fit, batch_size)`, called once with all fitting rows before the first epoch
-    (a DBM's greedy layer-wise pretraining)."""
+    (a DBM's greedy layer-wise pretraining), or, for a closed-form model, `fit(x_fit)`
+    returning the figures to log, called once instead of any epoch (PCA's SVD).
+
+    Ratings rows (families that train on ratings) hold NaN where no rating was observed."""
 
     batches_per_step: int
 
@@ -33,10 +36,13 @@ class Trainer(Protocol):
 
 @dataclass(frozen=True)
 class Preset:
-    """Settings for one use (demo, bench, the contract test): epochs and option values."""
+    """Settings for one use (demo, bench, the contract test): epochs, option values, and the
+    data to train on (a built-in dataset, and the normal class for labelled data)."""
 
     epochs: int
     options: dict[str, Any] = field(default_factory=dict)
+    data: str = "digits"
+    normal_class: int | None = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,12 @@ class Family:
     log_partition(net, options, x_fit, data): log Z of an energy-based model (exact or
       estimated) such that -score - log Z is log p of the raw rows, stored in the manifest so
       the runtime serves log p(v); None where there is none.
+    data_kinds: the data kinds (gen.runtime.manifest.DATA_KINDS) the family trains on; None:
+      every kind but ratings.
+    ratings_rows(options): for a family that trains on ratings, which entity is a row
+      (`item` or `user`); the trainer builds the rating matrix that way round.
+    fitted(net, options): closed-form facts worth reading without the graphs (PCA's
+      components, mean, explained variance), stored in the manifest's `fitted`.
     demo, bench, test: presets for `gen demo`, bench/ and the common contract test (None: the
       family is not part of that use).
     """
@@ -85,6 +97,9 @@ class Family:
     prepare: Callable[[Any, DataSpec, Any], DataSpec] | None = None
     score_graph: tuple[str, str] = ("score", "score")
     log_partition: Callable[..., Any] | None = None
+    data_kinds: tuple[str, ...] | None = None
+    ratings_rows: Callable[[Any], str] | None = None
+    fitted: Callable[[Any, Any], dict] | None = None
     demo: Preset | None = None
     bench: Preset | None = None
 
@@ -96,6 +111,12 @@ class Family:
             raise ValueError(f"family {self.name!r}: a score kind goes with the 'score' capability")
         if ("sample" in self.capabilities) != (self.sampler is not None):
             raise ValueError(f"family {self.name!r}: a sampler goes with the 'sample' capability")
+        if ("ratings" in (self.data_kinds or ())) != (self.ratings_rows is not None):
+            raise ValueError(f"family {self.name!r}: ratings_rows goes with training on ratings data")
+
+    def accepts(self, kind: str) -> bool:
+        """Whether the family trains on data of this kind."""
+        return kind in self.data_kinds if self.data_kinds is not None else kind != "ratings"
 
     def option_specs(self) -> list[opts.OptionSpec]:
         return opts.specs(self.options)

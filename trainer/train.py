@@ -23,14 +23,16 @@ import torch
 
 from gen.runtime import samplers
 from gen.runtime.errors import BundleError, ConfigError, DeviceError, GenWarning, InputError
-from gen.runtime.manifest import DataSpec, LatentSpec, MetricsSpec, PreprocessSpec, parse
+from gen.runtime.manifest import DataSpec, LatentSpec, MetricsSpec, PreprocessSpec, RatingsSpec, parse
+from gen.runtime.ratings import RatingsTable, rating_rows
 from gen.runtime.outputs import sample_image, save_png, staged_folder
 from gen.runtime.version import gen_version
 
 from . import registry
 from .config import TrainConfig, read_yaml
-from .data import Dataset, load_dataset
+from .data import Dataset, RatingsData, load_dataset
 from .graphs import GraphDef, Preprocess, RawUnits
+from .protocols.completion import bias_baseline, completion_split, mae, rmse
 from .protocols.one_class import calibrate, calibration_size, one_class_auroc, protocol_split
 
 CHECKPOINT = "checkpoint.pt"
@@ -117,21 +119,32 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
     torch.manual_seed(run.seed)
     rng = np.random.default_rng(run.seed)
     data = load_dataset(run.data, run.label_column, seed=run.seed)
-    fit_idx, cal_idx, test_idx = split_rows(cfg, data, rng)
-
-    spec = DataSpec(source=data.source, kind=data.kind, shape=data.shape,
-                    raw_range=list(data.raw_range) if data.raw_range else
-                    [float(data.x[fit_idx].min()), float(data.x[fit_idx].max())],
-                    preprocessing=preprocessing(data, data.x[fit_idx]), feature_names=data.names,
-                    n_train=int(len(fit_idx)), normal_class=run.normal_class)
-    cfg.options = family.resolve(cfg.options, spec)
-    if family.prepare is not None:
-        spec = family.prepare(cfg.options, spec, data.x[fit_idx])
+    if not family.accepts(data.kind):
+        kinds = family.data_kinds or ("image", "tabular", "points")
+        raise ConfigError(f"model {family.name} trains on {' or '.join(kinds)} data; {data.source} holds "
+                          f"{data.kind} data" + ("; use a completion family (autorec)" if data.kind == "ratings" else ""))
+    if isinstance(data, RatingsData):
+        if run.normal_class is not None:
+            raise InputError(f"--normal-class {run.normal_class}: {data.source} holds ratings, which have no labels")
+        rows, spec, test = _ratings_rows(cfg, data)
+        fit_idx, cal_idx, test_idx = np.arange(len(rows)), np.arange(0), test
+        cfg.options = family.resolve(cfg.options, spec)
+    else:
+        rows = data.x
+        fit_idx, cal_idx, test_idx = split_rows(cfg, data, rng)
+        spec = DataSpec(source=data.source, kind=data.kind, shape=data.shape,
+                        raw_range=list(data.raw_range) if data.raw_range else
+                        [float(data.x[fit_idx].min()), float(data.x[fit_idx].max())],
+                        preprocessing=preprocessing(data, data.x[fit_idx]), feature_names=data.names,
+                        n_train=int(len(fit_idx)), normal_class=run.normal_class)
+        cfg.options = family.resolve(cfg.options, spec)
+        if family.prepare is not None:
+            spec = family.prepare(cfg.options, spec, data.x[fit_idx])
     pre = Preprocess(spec.preprocessing, spec.shape).to(device)
 
     def model_rows(idx: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
-            return pre.to_model(torch.from_numpy(data.x[idx]).to(device))
+            return pre.to_model(torch.from_numpy(rows[idx]).to(device))
 
     x_fit = model_rows(fit_idx)
     try:
@@ -167,10 +180,14 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
                           "test_flag_rate_normal": float((test_scores[normal] > scoring["threshold"]).mean())}
         else:
             evaluation = {"test_mean_score": float(test_scores.mean())}
+        errors = [p.name for p in graphs[family.score_graph[0]].outputs if p.name == "errors"]
+        scoring["errors"] = errors[0] if errors else None
+    if isinstance(data, RatingsData):
+        evaluation = _completion_evaluation(graphs, spec, rows, data.table, test_idx, device)
 
     sampler = family.sampler(net, cfg.options) if family.sampler else None
     latent = _latent(family, sampler, graphs, x_fit) if sampler is not None else None
-    metrics = MetricsSpec(epochs=run.epochs, n_fit=int(len(fit_idx)), n_calibration=int(len(cal_idx)),
+    metrics = MetricsSpec(epochs=len(history), n_fit=int(len(fit_idx)), n_calibration=int(len(cal_idx)),
                           n_test=int(len(test_idx)), device=str(device), train_seconds=round(seconds, 3),
                           torch_version=torch.__version__,
                           trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -179,16 +196,81 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
     run_info = {"family": family.name, "variant": family.variant(cfg.options), "gen_version": gen_version(),
                 "capabilities": list(family.capabilities), "data": asdict(spec),
                 "sampler": asdict(sampler) if sampler else None,
-                "latent": asdict(latent) if latent else None, "scoring": scoring, "metrics": asdict(metrics)}
+                "latent": asdict(latent) if latent else None, "scoring": scoring, "metrics": asdict(metrics),
+                "fitted": family.fitted(net, cfg.options) if family.fitted else {}}
 
     torch.save({"state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, out / CHECKPOINT)
     cfg.write_yaml(out / "config.yaml")
     (out / RUN_INFO).write_text(json.dumps(run_info, indent=2) + "\n")
-    probe_idx = cal_idx if len(cal_idx) else test_idx if len(test_idx) else fit_idx
-    np.save(out / PROBE, data.x[probe_idx[:PROBE_ROWS]], allow_pickle=False)
+    if isinstance(data, RatingsData):  # rows of ratings: missing entries as the mean, the mask is drawn
+        probe = np.nan_to_num(rows[:PROBE_ROWS], nan=spec.ratings.global_mean)
+    else:
+        probe_idx = cal_idx if len(cal_idx) else test_idx if len(test_idx) else fit_idx
+        probe = data.x[probe_idx[:PROBE_ROWS]]
+    np.save(out / PROBE, probe, allow_pickle=False)
     if sampler is not None and (spec.kind == "image" or spec.size == 2):
         preview = draw_with_torch(graphs, spec, sampler, latent, PREVIEW_N, run.seed, device)
         save_png(sample_image(preview, spec), out / PREVIEW)
+
+
+def _sorted_ids(ids: np.ndarray, id_type: str) -> list[str]:
+    unique = np.unique(ids.astype(str))
+    return sorted(unique.tolist(), key=int) if id_type == "int" else unique.tolist()
+
+
+def _subset(table: RatingsTable, idx: np.ndarray) -> RatingsTable:
+    return RatingsTable(table.users[idx], table.items[idx], table.ratings[idx], table.lines[idx],
+                        table.id_type, table.source)
+
+
+def _ratings_rows(cfg: TrainConfig, data: RatingsData) -> tuple[np.ndarray, DataSpec, np.ndarray]:
+    """The rating matrix of the training ratings (rows: items or users, as the family says;
+    NaN where no rating was observed), its DataSpec, and the test rating indices. The split
+    is DESIGN.md's completion protocol: RandomState(seed) permutation, first 90% train."""
+    table = data.table
+    if len(table) < 10:
+        raise InputError(f"{data.source}: only {len(table)} ratings; a completion model needs at least 10")
+    train_idx, test_idx = completion_split(len(table), seed=cfg.run.seed)
+    fit = _subset(table, train_idx)
+    orientation = cfg.family.ratings_rows(cfg.options)
+    users, items = _sorted_ids(fit.users, table.id_type), _sorted_ids(fit.items, table.id_type)
+    ratings = RatingsSpec(orientation=orientation, users=users, items=items, id_type=table.id_type,
+                          rating_range=[float(fit.ratings.min()), float(fit.ratings.max())],
+                          global_mean=float(fit.ratings.mean()), n_ratings=int(len(fit)))
+    values, mask = rating_rows(fit, orientation, ratings.row_ids, ratings.column_ids)
+    rows = np.where(mask > 0, values, np.nan).astype(np.float32)
+    spec = DataSpec(source=data.source, kind="ratings", shape=[len(ratings.column_ids)],
+                    raw_range=list(ratings.rating_range),
+                    preprocessing=PreprocessSpec(offset=ratings.global_mean, scale=1.0),
+                    n_train=int(len(fit)), ratings=ratings)
+    return rows, spec, test_idx
+
+
+def _completion_evaluation(graphs: dict, spec: DataSpec, rows: np.ndarray, table: RatingsTable,
+                           test_idx: np.ndarray, device: torch.device) -> dict:
+    """Test RMSE/MAE of the `complete` graph (in raw units, as the bundle serves it) on the
+    held-out ratings, next to the global-mean and user/item-bias baselines on the same split.
+    Test pairs whose user or item never appeared in training get the global mean."""
+    r = spec.ratings
+    mask = (~np.isnan(rows)).astype(np.float32)
+    runner = _TorchRunner(graphs["complete"], spec, device)
+    pred = np.concatenate([runner.run({"x": np.nan_to_num(rows[i:i + 1024]), "mask": mask[i:i + 1024]},
+                                      outputs=["x"])["x"] for i in range(0, len(rows), 1024)])
+    test = _subset(table, test_idx)
+    row_of, col_of = (test.items, test.users) if r.orientation == "item" else (test.users, test.items)
+    row_pos = {v: i for i, v in enumerate(r.row_ids)}
+    col_pos = {v: j for j, v in enumerate(r.column_ids)}
+    i = np.array([row_pos.get(v, -1) for v in row_of])
+    j = np.array([col_pos.get(v, -1) for v in col_of])
+    known = (i >= 0) & (j >= 0)
+    got = np.where(known, pred[np.maximum(i, 0), np.maximum(j, 0)], r.global_mean)
+    train_idx = np.setdiff1d(np.arange(len(table)), test_idx)
+    base = bias_baseline(table.users[train_idx], table.items[train_idx], table.ratings[train_idx],
+                         test.users, test.items)
+    return {"rmse": rmse(got, test.ratings), "mae": mae(got, test.ratings),
+            "rmse_global_mean": rmse(np.full(len(test), r.global_mean), test.ratings),
+            "rmse_bias_baseline": rmse(np.clip(base, *r.rating_range), test.ratings),
+            "n_test": int(len(test)), "n_test_unseen": int((~known).sum())}
 
 
 def _output(graphs: dict, role: str, name: str):
@@ -208,6 +290,11 @@ def _fit(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Gen
     rows_per_step = cfg.run.batch_size * getattr(trainer, "batches_per_step", 1)
     history = []
     start_all = time.perf_counter()
+    if hasattr(trainer, "fit"):  # closed form (PCA): one fit on all rows, no epochs
+        figures = trainer.fit(x_fit)
+        history.append({"epoch": 1, **figures, "seconds": round(time.perf_counter() - start_all, 4)})
+        (out / "metrics.jsonl").write_text(json.dumps(history[0]) + "\n")
+        return history, time.perf_counter() - start_all
     if hasattr(trainer, "fit_start"):  # e.g. a DBM's greedy layer-wise pretraining, before joint training
         trainer.fit_start(x_fit, cfg.run.batch_size)
     with _progress(cfg.run.quiet) as progress, open(out / "metrics.jsonl", "w") as log:

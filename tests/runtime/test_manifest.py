@@ -20,6 +20,17 @@ def test_round_trip(bundles):
     assert isinstance(manifest.sampler, AncestralSampler) and manifest.sampler.graph == "decoder"
 
 
+def test_format_2_reads_as_format_3(bundles):
+    """Format 3 only added optional fields: a format-2 manifest (without them) still loads."""
+    raw = manifest_of(bundles, "vae") | {"format_version": 2}
+    for key in ("fitted",):
+        raw.pop(key)
+    raw["data"].pop("ratings")
+    raw["scoring"].pop("errors")
+    manifest = Manifest.from_dict(raw)
+    assert manifest.format_version == 3 and manifest.fitted == {} and manifest.scoring.errors is None
+
+
 def test_format_1_is_refused_with_the_way_out(bundles):
     raw = manifest_of(bundles) | {"format_version": 1}
     with pytest.raises(BundleError, match=r"format_version 1 is no longer served: .* re-export the run folder "
