@@ -2,7 +2,8 @@
 the user through one table (`gen.cli.errors`).
 
 torch is imported only inside `train`, `export`, `models` and `demo` (cli/train.py);
-`sample`, `score`, `encode` and `info` (cli/serve.py) run on numpy + onnxruntime alone.
+`sample`, `score`, `encode` and `info` (cli/serve.py) and `complete` (cli/complete.py) run on
+numpy + onnxruntime alone.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import typer
 from gen.runtime.errors import GenWarning
 from gen.runtime.version import __version__
 
-from . import serve, train
+from . import complete, serve, train
 
 app = typer.Typer(
     name="gen", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="Train generative models (torch), export them to ONNX bundles, and sample, score "
-         "and encode with numpy + onnxruntime only.",
+    help="Train generative models (torch), export them to ONNX bundles, and sample, score, "
+         "encode and complete with numpy + onnxruntime only.",
 )
 
 
@@ -47,7 +48,7 @@ def root(
 
 
 train.register(app)
-for command in serve.COMMANDS:
+for command in (*serve.COMMANDS, *complete.COMMANDS):
     app.command()(command)
 
 

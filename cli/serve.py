@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -40,60 +42,79 @@ def sample(
              [f"{n} samples -> {path} ({model.manifest.sampler.kind} sampler, provider {model.provider})"])
 
 
+@contextlib.contextmanager
+def row_progress(verb: str, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A spinner counting the rows done on stderr (only on a terminal, never with --json);
+    yields the callback a streaming verb reports its progress to."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn(f"{verb}: {{task.completed:,}} rows"), TimeElapsedColumn(),
+                  console=console, transient=True, disable=quiet or not console.is_terminal) as bar:
+        task = bar.add_task(verb, total=None)
+        yield lambda done: bar.update(task, completed=done)
+
+
+ChunkOpt = Annotated[int, typer.Option(help="Rows read from the input at a time.", min=1)]
+
+
 def score(
     bundle: BundleArg,
     input: Annotated[Path, typer.Argument(help="Rows to score: .csv, .npy or .parquet (raw units).")],
     out: Annotated[Path, typer.Option(help="Output: .csv, .npy or .parquet (index, score, normal_quantile, flag).")],
+    explain: Annotated[Optional[int], typer.Option(
+        help="Add each row's K largest per-feature errors: columns top1_feature, top1_error, ... topK_error "
+             "(bundles with per-feature errors: autoencoders, PCA, VAE).", min=1, metavar="K")] = None,
+    maps: Annotated[Optional[Path], typer.Option(
+        help="Also write a .png anomaly map of the highest-scoring rows (image bundles): input, "
+             "reconstruction, error heat map.")] = None,
+    maps_rows: Annotated[Optional[int], typer.Option(
+        help="Rows shown in --maps, the highest-scoring ones (default: 16).", min=1)] = None,
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = 1024,
     threads: ThreadsOpt = None,
-    chunk_rows: Annotated[int, typer.Option(help="Rows read from the input at a time.", min=1)] = 4096,
+    chunk_rows: ChunkOpt = 4096,
     as_json: JsonOpt = False,
 ) -> None:
     """Score rows for anomaly (higher = more anomalous) and flag those above the threshold."""
     with reported():
-        from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from gen.runtime import InputError, load
 
-        from gen.runtime import load
-
+        if maps_rows is not None and maps is None:
+            raise InputError("--maps-rows applies only with --maps")
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
-        console = Console(stderr=True)
-        with Progress(SpinnerColumn(), TextColumn("scoring: {task.completed:,} rows"), TimeElapsedColumn(),
-                      console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
-            task = bar.add_task("score", total=None)
-            rows = model.score_file(input, out, chunk_rows=chunk_rows,
-                                    on_chunk=lambda done: bar.update(task, completed=done))
-        emit({"out": str(out), "rows": rows, "threshold": model.threshold, "provider": model.provider},
-             as_json, [f"{rows} rows scored -> {out} (threshold {model.threshold:.6g}, provider {model.provider})"])
+        with row_progress("scoring", as_json) as progress:
+            rows = model.score_file(input, out, chunk_rows=chunk_rows, on_chunk=progress, explain=explain or 0,
+                                    maps=maps, maps_rows=maps_rows or 16)
+        summary = {"out": str(out), "rows": rows, "threshold": model.threshold, "provider": model.provider}
+        lines = [f"{rows} rows scored -> {out} (threshold {model.threshold:.6g}, provider {model.provider})"]
+        if maps is not None:
+            summary["maps"] = str(maps)
+            lines.append(f"anomaly maps of the {min(rows, maps_rows or 16)} highest-scoring rows -> {maps}")
+        emit(summary, as_json, lines)
 
 
 def encode(
     bundle: BundleArg,
     input: Annotated[Path, typer.Argument(help="Rows to encode: .csv, .npy or .parquet (raw units).")],
-    out: Annotated[Path, typer.Option(help="Output codes: .npy or .csv.")],
+    out: Annotated[Path, typer.Option(help="Output codes: .npy (N, latent) or .csv (columns z0, z1, ...).")],
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = 1024,
     threads: ThreadsOpt = None,
+    chunk_rows: ChunkOpt = 4096,
     as_json: JsonOpt = False,
 ) -> None:
-    """Encode rows to latent codes (the posterior mean for a VAE)."""
+    """Encode rows to latent codes (the posterior mean for a VAE), streaming like score."""
     with reported():
-        from gen.runtime import InputError, load
-        from gen.runtime.outputs import save_csv, save_npy
-        from gen.runtime.readers import read_rows
+        from gen.runtime import load
 
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
-        model.require("encode")
-        if out.suffix.lower() not in (".npy", ".csv"):
-            raise InputError(f"{out}: unsupported output format {out.suffix or '(none)'}; expected .npy or .csv")
-        codes = model.encode(read_rows(input, model.shape))
-        if out.suffix.lower() == ".npy":
-            save_npy(codes, out)
-        else:
-            save_csv(codes, out, header=[f"z{i}" for i in range(codes.shape[1])])
-        emit({"out": str(out), "rows": len(codes), "dim": int(codes.shape[1]), "provider": model.provider},
-             as_json, [f"{len(codes)} codes of dimension {codes.shape[1]} -> {out}"])
+        with row_progress("encoding", as_json) as progress:
+            rows = model.encode_file(input, out, chunk_rows=chunk_rows, on_chunk=progress)
+        dim = int(model.manifest.graphs["encoder"].port("z", outputs=True).shape[1])
+        emit({"out": str(out), "rows": rows, "dim": dim, "provider": model.provider},
+             as_json, [f"{rows} codes of dimension {dim} -> {out}"])
 
 
 def info(

@@ -45,7 +45,7 @@ NOISE_DISTRIBUTIONS = ("normal", "uniform")
 VERB_IO: dict[str, tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]] = {
     "encode": (("encoder", ("x",), ("z",)),),
     "reconstruct": (("encoder", ("x",), ("z",)), ("decoder", ("z",), ("x",))),
-    "complete": (("complete", ("x", "mask"), ("x",)),),
+    "complete": (("complete", ("x", "mask"), ("completed",)),),
 }
 # Older formats this gen still reads: version -> function that brings the raw JSON one version up.
 # 2 -> 3 only added optional fields, so a format-2 manifest is a format-3 one as it stands.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,54 @@ from .bundle import LoadedBundle, open_bundle
 from .errors import InputError, NotSupported
 from .execution import GraphRunner, binding_device
 from .manifest import Manifest
-from .outputs import ScoreWriter
+from .outputs import ArrayWriter, ScoreWriter, anomaly_maps, atomic_path, png_bytes
 from .readers import check_array, iter_rows
+
+
+@dataclass
+class Explanation:
+    """The k features with the largest errors of each row, largest first, all (n, k):
+    `features` their names (GenModel.feature_names), `indices` their positions in the flat
+    row, `errors` their per-feature errors (the score's units; see GenModel.errors)."""
+
+    features: np.ndarray
+    indices: np.ndarray
+    errors: np.ndarray
+
+
+class TopRows:
+    """The `m` highest-scoring rows seen so far, with their errors and row numbers (ties go
+    to the earlier row): what an anomaly map shows, kept in memory of m rows, not the file's."""
+
+    def __init__(self, m: int):
+        self.m = m
+        self.index = np.zeros(0, dtype=np.int64)
+        self.scores = np.zeros(0, dtype=np.float64)
+        self.rows: np.ndarray | None = None
+        self.errors: np.ndarray | None = None
+
+    def add(self, first: int, scores: np.ndarray, rows: np.ndarray, errors: np.ndarray) -> None:
+        """Offer rows numbered from `first` with their scores and errors."""
+        if len(scores) > self.m:  # cut the chunk down first, so only m + m rows are ever merged
+            cut = np.argpartition(-scores, self.m - 1)[:self.m]
+            cut.sort()
+            first_index = first + cut
+            scores, rows, errors = scores[cut], rows[cut], errors[cut]
+        else:
+            first_index = first + np.arange(len(scores), dtype=np.int64)
+        index = np.concatenate([self.index, first_index])
+        all_scores = np.concatenate([self.scores, scores])
+        keep = np.lexsort((index, -all_scores))[:self.m]
+        self.index, self.scores = index[keep], all_scores[keep]
+        self.rows = np.concatenate([rows] if self.rows is None else [self.rows, rows])[keep]
+        self.errors = np.concatenate([errors] if self.errors is None else [self.errors, errors])[keep]
 
 
 class GenModel:
     """A loaded bundle. Verbs: `sample`, `reconstruct`, `encode`, `score`, `flag`, where the
-    family supports them; any other raises `NotSupported` naming the verbs it has.
+    family supports them; any other raises `NotSupported` naming the verbs it has. Bundles
+    whose score graph returns per-feature errors also `explain` scores (`errors`, `explain`,
+    `score_file(..., explain=K, maps=PNG)`).
 
     Inputs and outputs are in raw data units. The graphs apply the bundle's preprocessing
     themselves; the host only checks rows, casts them to the graph's float32 and reshapes
@@ -62,11 +104,15 @@ class GenModel:
     def run_batched(self, role: str, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
         """Run graph `role` on `feeds` (arrays sharing the batch axis) in batches of
         `batch_size` rows; return output `output`, concatenated."""
+        return self.run_batched_outputs(role, feeds, [output])[output]
+
+    def run_batched_outputs(self, role: str, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        """As `run_batched`, for several outputs of one run: {name: concatenated output}."""
         runner = self.runners[role]
         n = len(next(iter(feeds.values())))
-        parts = [runner.run({k: v[i:i + self.batch_size] for k, v in feeds.items()}, outputs=[output])[output]
+        parts = [runner.run({k: v[i:i + self.batch_size] for k, v in feeds.items()}, outputs=outputs)
                  for i in range(0, n, self.batch_size)]
-        return np.concatenate(parts, axis=0)
+        return {name: np.concatenate([p[name] for p in parts], axis=0) for name in outputs}
 
     def port_shape(self, role: str, name: str) -> list[int]:
         """The per-row shape of input `name` of graph `role`, from the manifest."""
@@ -111,11 +157,71 @@ class GenModel:
         if observed.shape != rows.shape or not np.isin(observed, (0.0, 1.0)).all():
             raise InputError(f"complete mask: expected 0/1 values of the rows' shape {rows.shape}, "
                              f"got shape {observed.shape}")
-        return self.run_batched("complete", {"x": rows, "mask": observed}, "x")
+        return self.run_batched("complete", {"x": rows, "mask": observed}, "completed")
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
         spec = self.manifest.scoring
         return self.run_batched(spec.graph, {"x": rows}, spec.output).astype(np.float64).reshape(-1)
+
+    def _score_and_errors(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (n,) float64 and per-feature errors (n, *data.shape) from one run of the score graph."""
+        spec = self.manifest.scoring
+        out = self.run_batched_outputs(spec.graph, {"x": rows}, [spec.output, spec.errors])
+        return out[spec.output].astype(np.float64).reshape(-1), out[spec.errors]
+
+    def require_errors(self) -> None:
+        """Raise `NotSupported` unless the bundle's score graph returns per-feature errors."""
+        self.require("score")
+        if self.manifest.scoring.errors is None:
+            raise NotSupported(f"model family {self.family!r} gives one score per row and no per-feature errors, "
+                               "so it cannot explain scores or draw anomaly maps (reconstruction families "
+                               "exported by this gen can: autoencoders, PCA, VAE)")
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of a row's features, in flat (C-order) order: the column names training read
+        (a CSV or Parquet header) when it had them; else `c{c}_y{y}_x{x}` for images (channel,
+        row from the top, column from the left, all from 0: `c0_y3_x5`) and `x{j}` for other
+        rows (the j-th value, from 0)."""
+        names = self.manifest.data.feature_names
+        if names is not None and len(names) == self.manifest.data.size:
+            return list(names)
+        if self.manifest.data.kind == "image" and len(self.shape) == 3:
+            c, h, w = self.shape
+            return [f"c{k}_y{y}_x{x}" for k in range(c) for y in range(h) for x in range(w)]
+        return [f"x{j}" for j in range(self.manifest.data.size)]
+
+    def errors(self, x: np.ndarray) -> np.ndarray:
+        """Per-feature errors of rows `x`, (n, *data.shape) float32: the terms the row's score
+        is made of, in the score's units (model space, not raw units). For reconstruction MSE
+        families their mean over a row's features is its score; for a VAE their sum plus
+        kl_weight times the row's KL is (see the family's docstring)."""
+        self.require_errors()
+        return self._score_and_errors(self._rows(x, "errors input"))[1]
+
+    def _check_k(self, k: int) -> int:
+        size = self.manifest.data.size
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= size:
+            raise InputError(f"explain: k must be an integer from 1 to the {size} features of a row, got {k!r}")
+        return int(k)
+
+    def _top_features(self, errors: np.ndarray, k: int, names: np.ndarray) -> Explanation:
+        flat = errors.reshape(len(errors), -1)
+        part = np.argpartition(-flat, k - 1, axis=1)[:, :k] if k < flat.shape[1] else \
+            np.broadcast_to(np.arange(flat.shape[1]), flat.shape).copy()
+        values = np.take_along_axis(flat, part, axis=1)
+        order = np.argsort(-values, axis=1, kind="stable")
+        indices = np.take_along_axis(part, order, axis=1)
+        return Explanation(features=names[indices], indices=indices,
+                           errors=np.take_along_axis(values, order, axis=1).astype(np.float64))
+
+    def explain(self, x: np.ndarray, k: int = 3) -> Explanation:
+        """The `k` features with the largest errors in each row of `x` (the ones that made
+        its score), largest first: names, flat positions and errors."""
+        self.require_errors()
+        k = self._check_k(k)
+        errors = self._score_and_errors(self._rows(x, "explain input"))[1]
+        return self._top_features(errors, k, np.asarray(self.feature_names))
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Raw anomaly score per row; higher means more anomalous."""
@@ -150,23 +256,83 @@ class GenModel:
         return np.interp(scores, spec.quantile_values, spec.quantile_levels)
 
     def score_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,
-                   on_chunk: Callable[[int], None] | None = None) -> int:
+                   on_chunk: Callable[[int], None] | None = None, explain: int = 0,
+                   maps: str | Path | None = None, maps_rows: int = 16) -> int:
         """Score every row of a CSV/NPY/Parquet file into `out` (CSV/NPY/Parquet), chunk by
-        chunk so memory stays flat; the output appears only when all rows succeeded."""
+        chunk so memory stays flat; the output appears only when all rows succeeded.
+
+        explain: K > 0 adds columns top1_feature, top1_error, ..., topK_feature, topK_error,
+        each row's K largest per-feature errors. maps: a PNG path (image bundles) showing the
+        `maps_rows` highest-scoring rows, one line each: input, reconstruction (where the
+        bundle reconstructs) and error heat map; written with `out`, or neither is. Both need
+        a bundle with per-feature errors, and are checked before any row is read.
+        """
         self.require("score")
+        if explain or maps is not None:
+            self.require_errors()
+        k = self._check_k(explain) if explain else 0
+        if maps is not None:
+            maps = Path(maps)
+            if self.manifest.data.kind != "image":
+                raise InputError(f"{maps}: anomaly maps need image data; this bundle's rows are "
+                                 f"{self.manifest.data.kind} of shape {self.shape} (explain names the largest columns)")
+            if maps.suffix.lower() != ".png":
+                raise InputError(f"{maps}: anomaly maps are written as .png, got {maps.suffix or '(none)'}")
+            if not maps.parent.is_dir():
+                raise InputError(f"{maps}: output folder {maps.parent} does not exist")
+            if not isinstance(maps_rows, (int, np.integer)) or maps_rows < 1:
+                raise InputError(f"maps_rows must be an integer >= 1, got {maps_rows!r}")
+        names = np.asarray(self.feature_names) if k else None
         log_z = self.manifest.scoring.log_partition
-        writer = ScoreWriter(out, extra=("log_p",) if log_z is not None else ())
+        writer = ScoreWriter(out, extra=("log_p",) if log_z is not None else (), top_k=k,
+                             feature_width=max(map(len, names)) if k else 1)
+        top = TopRows(int(maps_rows)) if maps is not None else None
         try:
             for chunk in iter_rows(path, self.shape, chunk_rows):
-                scores = self._score_rows(chunk)
+                if k or top is not None:
+                    scores, errors = self._score_and_errors(chunk)
+                else:
+                    scores, errors = self._score_rows(chunk), None
                 extra = {"log_p": -scores - log_z.value} if log_z is not None else {}
+                if k:
+                    best = self._top_features(errors, k, names)
+                    extra.update(top_features=best.features, top_errors=best.errors)
+                if top is not None:
+                    top.add(writer.rows, scores, chunk, errors)
                 writer.write(scores, self.normal_quantile(scores), scores > self.threshold, **extra)
                 if on_chunk is not None:
                     on_chunk(writer.rows)
+            if top is None:
+                writer.close()
+            else:
+                recon = self.reconstruct(top.rows) if "reconstruct" in self.capabilities else None
+                raw = self.manifest.data.raw_range or (float(top.rows.min()), float(top.rows.max()))
+                picture = png_bytes(anomaly_maps(top.rows, top.errors, tuple(raw), recon))
+                with atomic_path(maps) as tmp:  # both files appear, or neither
+                    tmp.write_bytes(picture)
+                    writer.close()
         except BaseException:
             writer.abort()
             raise
-        writer.close()
+        return writer.rows
+
+    def encode_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,
+                    on_chunk: Callable[[int], None] | None = None) -> int:
+        """Encode every row of a CSV/NPY/Parquet file into `out`: NPY (an (N, latent) float32
+        array) or CSV (columns z0, z1, ...), chunk by chunk so memory stays flat; the output
+        appears only when all rows succeeded. Returns the number of rows."""
+        self.require("encode")
+        dim = int(np.prod(self.manifest.graphs["encoder"].port("z", outputs=True).shape[1:]))
+        writer = ArrayWriter(out, [f"z{i}" for i in range(dim)])
+        try:
+            for chunk in iter_rows(path, self.shape, chunk_rows):
+                writer.write(self.run_batched("encoder", {"x": chunk}, "z").reshape(len(chunk), dim))
+                if on_chunk is not None:
+                    on_chunk(writer.rows)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
         return writer.rows
 
 

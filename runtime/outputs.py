@@ -108,20 +108,51 @@ def save_png(image: np.ndarray, target: str | Path) -> Path:
     return Path(target)
 
 
-def image_grid(images: np.ndarray, value_range: tuple[float, float], pad: int = 1, zoom: int = 1) -> np.ndarray:
-    """Tile (N, C, H, W) images (C is 1 or 3) into one uint8 grid, nearly square."""
+def image_grid(images: np.ndarray, value_range: tuple[float, float], pad: int = 1, zoom: int = 1,
+               cols: int | None = None, pad_value: float = 0.0) -> np.ndarray:
+    """Tile (N, C, H, W) images (C is 1 or 3) into one uint8 grid: `cols` tiles a line
+    (default: nearly square), `pad` pixels of `pad_value` (0..1) between them."""
     lo, hi = value_range
     scaled = np.clip((images - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
     n, c, h, w = scaled.shape
-    cols = int(np.ceil(np.sqrt(n)))
+    cols = cols or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    grid = np.zeros((c, rows * (h + pad) + pad, cols * (w + pad) + pad), dtype=np.float64)
+    grid = np.full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), pad_value, dtype=np.float64)
     for i in range(n):
         r, q = divmod(i, cols)
         grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = scaled[i]
     grid = (grid * 255).round().astype(np.uint8)
     grid = grid.repeat(zoom, axis=1).repeat(zoom, axis=2)
     return grid[0] if c == 1 else np.transpose(grid, (1, 2, 0))
+
+
+def heat_colors(values: np.ndarray) -> np.ndarray:
+    """Colour values in [0, 1] black -> red -> yellow -> white ("hot"): uint8 RGB on a new
+    last axis. Red rises over the first third, green over the second, blue over the last."""
+    ramps = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)[..., None] * 3 - np.arange(3)
+    return (np.clip(ramps, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def anomaly_maps(inputs: np.ndarray, errors: np.ndarray, value_range: tuple[float, float],
+                 reconstructions: np.ndarray | None = None) -> np.ndarray:
+    """One line per row of (N, C, H, W) images: the input, its reconstruction (when given) and
+    the heat map of its per-feature errors (summed over channels), as one uint8 RGB picture.
+
+    Inputs and reconstructions are raw units shown over `value_range`; the heat maps share one
+    colour scale, from the smallest to the largest error shown, so lines compare.
+    """
+    def rgb(images: np.ndarray) -> np.ndarray:  # tiles in [0, 1], three channels
+        lo, hi = value_range
+        scaled = np.clip((images - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        return scaled if scaled.shape[1] == 3 else np.repeat(scaled.mean(axis=1, keepdims=True), 3, axis=1)
+
+    heat = errors.sum(axis=1, dtype=np.float64)
+    lo, hi = float(heat.min()), float(heat.max())
+    heat = np.moveaxis(heat_colors((heat - lo) / max(hi - lo, 1e-12)), -1, 1) / 255.0
+    tiles = [rgb(inputs)] + ([rgb(reconstructions)] if reconstructions is not None else []) + [heat]
+    n, _, h, w = inputs.shape
+    lines = np.stack(tiles, axis=1).reshape(n * len(tiles), 3, h, w)
+    return image_grid(lines, (0.0, 1.0), zoom=max(1, 64 // max(h, w)), cols=len(tiles), pad_value=0.5)
 
 
 def scatter_image(points: np.ndarray, size: int = 256, extent: float | None = None) -> np.ndarray:
@@ -135,22 +166,28 @@ def scatter_image(points: np.ndarray, size: int = 256, extent: float | None = No
     return image
 
 
-class ScoreWriter:
-    """Streams score rows (index, score, normal_quantile, flag, then any `extra` float
-    columns such as log_p) to CSV, NPY or Parquet.
+def _csv_text(cell: str) -> str:
+    """A CSV cell holding `cell` (quoted when it holds a comma, a quote or a line break)."""
+    return f'"{cell.replace(chr(34), chr(34) * 2)}"' if any(ch in cell for ch in ',"\r\n') else cell
 
-    Rows go to a temporary file beside the target; `close()` renames it into place and
-    `abort()` removes it, so a failed run leaves nothing half-written.
+
+class StreamWriter:
+    """Streams rows to a CSV, NPY or Parquet file (those of `formats`) through a temporary
+    file beside the target: `close()` renames it into place and `abort()` removes it, so a
+    failed run leaves nothing half-written. NPY rows go to a raw body file first; `close()`
+    writes the header (which holds the row count) and the body behind it.
+
+    Subclasses format rows (`write`) and say what the NPY array holds (`npy_layout`).
     """
 
-    def __init__(self, target: str | Path, extra: tuple[str, ...] = ()):
+    formats: tuple[str, ...] = SCORE_FORMATS
+
+    def __init__(self, target: str | Path):
         self.target = Path(target)
-        self.extra = tuple(extra)
-        self.dtype = np.dtype(SCORE_DTYPE.descr + [(name, "<f8") for name in self.extra])
         self.kind = self.target.suffix.lower()
-        if self.kind not in SCORE_FORMATS:
+        if self.kind not in self.formats:
             raise InputError(f"{self.target}: unsupported output format {self.kind or '(none)'}; "
-                             f"expected one of {', '.join(SCORE_FORMATS)}")
+                             f"expected one of {', '.join(self.formats)}")
         if not self.target.parent.is_dir():
             raise InputError(f"{self.target}: output folder {self.target.parent} does not exist")
         if self.kind == ".parquet":
@@ -167,47 +204,36 @@ class ScoreWriter:
         self._parquet = None
         if self.kind == ".csv":
             self._file = open(self.tmp, "w", newline="")
-            self._file.write(",".join(["index", "score", "normal_quantile", "flag", *self.extra]) + "\n")
         elif self.kind == ".npy":
             self._file = open(self.tmp.with_suffix(".raw"), "wb")
 
-    def write(self, scores: np.ndarray, quantiles: np.ndarray, flags: np.ndarray, **extra: np.ndarray) -> None:
-        index = np.arange(self.rows, self.rows + len(scores), dtype=np.int64)
-        columns = [extra[name] for name in self.extra]
-        if self.kind == ".csv":
-            lines = [",".join([f"{i}", f"{s:.9g}", f"{q:.6g}", f"{int(b)}", *(f"{e:.9g}" for e in more)]) + "\n"
-                     for i, s, q, b, *more in zip(index, scores, quantiles, flags, *columns)]
-            self._file.writelines(lines)
-        elif self.kind == ".npy":
-            table = np.empty(len(scores), dtype=self.dtype)
-            table["index"], table["score"], table["normal_quantile"], table["flag"] = index, scores, quantiles, flags
-            for name, column in zip(self.extra, columns):
-                table[name] = column
-            self._file.write(table.tobytes())
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-            batch = pa.table({"index": index, "score": scores, "normal_quantile": quantiles, "flag": flags,
-                              **dict(zip(self.extra, columns))})
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.tmp, batch.schema)
-            self._parquet.write_table(batch)
-        self.rows += len(scores)
+    def npy_layout(self) -> tuple[np.dtype, tuple[int, ...]]:
+        """The NPY array's dtype and shape once `self.rows` rows are written."""
+        raise NotImplementedError
+
+    def _parquet_write(self, columns: dict) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        batch = pa.table(columns)
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self.tmp, batch.schema)
+        self._parquet.write_table(batch)
 
     def close(self) -> Path:
-        if self.kind == ".csv":
-            self._file.close()
-        elif self.kind == ".npy":
+        if self.kind == ".npy":
             self._file.close()
             raw = self.tmp.with_suffix(".raw")
+            dtype, shape = self.npy_layout()
             with open(self.tmp, "wb") as out, open(raw, "rb") as src:
-                header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                          "shape": (self.rows,)}
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
                 np.lib.format.write_array_header_1_0(out, header)
                 for block in iter(lambda: src.read(1 << 20), b""):
                     out.write(block)
             raw.unlink()
-        else:
+        elif self._file is not None:
+            self._file.close()
+        if self._parquet is not None:
             self._parquet.close()
         os.replace(self.tmp, self.target)
         return self.target
@@ -220,6 +246,92 @@ class ScoreWriter:
                 self._parquet.close()
         self.tmp.with_suffix(".raw").unlink(missing_ok=True)
         self.tmp.unlink(missing_ok=True)
+
+
+class ScoreWriter(StreamWriter):
+    """Streams score rows (index, score, normal_quantile, flag, then any `extra` float
+    columns such as log_p, then `top_k` pairs top1_feature, top1_error, ... naming the
+    features with the largest errors) to CSV, NPY or Parquet, atomically (StreamWriter).
+
+    Feature names are text: quoted where needed in CSV, strings in Parquet, and a fixed-width
+    unicode field of `feature_width` characters in NPY's structured array.
+    """
+
+    def __init__(self, target: str | Path, extra: tuple[str, ...] = (), top_k: int = 0, feature_width: int = 1):
+        super().__init__(target)
+        self.extra = tuple(extra)
+        self.top_k = int(top_k)
+        top = [(f"top{i + 1}_{part}", f"<U{max(1, feature_width)}" if part == "feature" else "<f8")
+               for i in range(self.top_k) for part in ("feature", "error")]
+        self.dtype = np.dtype(SCORE_DTYPE.descr + [(name, "<f8") for name in self.extra] + top)
+        if self.kind == ".csv":
+            self._file.write(",".join(self.dtype.names) + "\n")
+
+    def npy_layout(self) -> tuple[np.dtype, tuple[int, ...]]:
+        return self.dtype, (self.rows,)
+
+    def write(self, scores: np.ndarray, quantiles: np.ndarray, flags: np.ndarray,
+              top_features: np.ndarray | None = None, top_errors: np.ndarray | None = None,
+              **extra: np.ndarray) -> None:
+        """Append rows; `top_features` (n, top_k) names and `top_errors` (n, top_k) values go
+        with a writer made with `top_k`."""
+        n = len(scores)
+        index = np.arange(self.rows, self.rows + n, dtype=np.int64)
+        columns = [extra[name] for name in self.extra]
+        if self.top_k:
+            if top_features is None or top_errors is None or np.shape(top_features) != (n, self.top_k) \
+                    or np.shape(top_errors) != (n, self.top_k):
+                raise ValueError(f"top_features and top_errors of shape ({n}, {self.top_k}) expected")
+        if self.kind == ".csv":
+            lines = []
+            for r, (i, s, q, b) in enumerate(zip(index, scores, quantiles, flags)):
+                cells = [f"{i}", f"{s:.9g}", f"{q:.6g}", f"{int(b)}", *(f"{c[r]:.9g}" for c in columns)]
+                for j in range(self.top_k):
+                    cells += [_csv_text(str(top_features[r, j])), f"{top_errors[r, j]:.9g}"]
+                lines.append(",".join(cells) + "\n")
+            self._file.writelines(lines)
+        elif self.kind == ".npy":
+            table = np.empty(n, dtype=self.dtype)
+            table["index"], table["score"], table["normal_quantile"], table["flag"] = index, scores, quantiles, flags
+            for name, column in zip(self.extra, columns):
+                table[name] = column
+            for j in range(self.top_k):
+                table[f"top{j + 1}_feature"], table[f"top{j + 1}_error"] = top_features[:, j], top_errors[:, j]
+            self._file.write(table.tobytes())
+        else:
+            top = {}
+            for j in range(self.top_k):
+                top[f"top{j + 1}_feature"] = [str(f) for f in top_features[:, j]]
+                top[f"top{j + 1}_error"] = np.asarray(top_errors[:, j], dtype=np.float64)
+            self._parquet_write({"index": index, "score": scores, "normal_quantile": quantiles, "flag": flags,
+                                 **dict(zip(self.extra, columns)), **top})
+        self.rows += n
+
+
+class ArrayWriter(StreamWriter):
+    """Streams float32 rows of `len(columns)` values (e.g. latent codes) to NPY, an
+    (N, len(columns)) array, or CSV with `columns` as its header, atomically (StreamWriter)."""
+
+    formats = (".npy", ".csv")
+
+    def __init__(self, target: str | Path, columns: list[str]):
+        super().__init__(target)
+        self.columns = list(columns)
+        if self.kind == ".csv":
+            self._file.write(",".join(_csv_text(c) for c in self.columns) + "\n")
+
+    def npy_layout(self) -> tuple[np.dtype, tuple[int, ...]]:
+        return np.dtype("<f4"), (self.rows, len(self.columns))
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append (n, len(columns)) rows."""
+        rows = np.ascontiguousarray(rows, dtype="<f4").reshape(len(rows), len(self.columns))
+        if self.kind == ".csv":
+            # 9 significant digits give every float32 back exactly.
+            np.savetxt(self._file, rows, delimiter=",", fmt="%.9g")
+        else:
+            self._file.write(rows.tobytes())
+        self.rows += len(rows)
 
 
 SAMPLE_FORMATS = (".png", ".npy", ".csv")

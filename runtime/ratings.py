@@ -143,7 +143,9 @@ def _find(names: list[str], options: tuple[str, ...], path: Path) -> int:
 
 def _deduplicate(table: RatingsTable) -> RatingsTable:
     """One rating per (user, item): exact repeats are dropped, conflicting ones refused."""
-    keys = np.char.add(np.char.add(table.users.astype(str), "\x00"), table.items.astype(str))
+    _, u = np.unique(table.users.astype(str), return_inverse=True)
+    items, i = np.unique(table.items.astype(str), return_inverse=True)
+    keys = u.astype(np.int64) * len(items) + i
     order = np.argsort(keys, kind="stable")
     same = keys[order][1:] == keys[order][:-1]
     if not same.any():
@@ -159,6 +161,38 @@ def _deduplicate(table: RatingsTable) -> RatingsTable:
     keep[second] = False
     return RatingsTable(table.users[keep], table.items[keep], table.ratings[keep], table.lines[keep],
                         table.id_type, table.source)
+
+
+def read_pairs(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items) of a pairs file: a CSV with `user` and `item` columns (header names as
+    for ratings), or two or more columns without a header read as user, item; tab- and
+    `::`-separated lines as in the MovieLens layouts."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: pairs file not found")
+    numbered = [(i + 1, line) for i, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace")
+                                                       .splitlines()) if line.strip()]
+    if not numbered:
+        raise InputError(f"{path}: no pairs (the file is empty)")
+    sep, _ = _layout(numbered[0][1])
+    first = [c.strip().lower() for c in _split(numbered[0][1], sep)]
+    cols = (0, 1)
+    if any(name in USER_COLUMNS + ITEM_COLUMNS for name in first):
+        cols = (_find(first, USER_COLUMNS, path), _find(first, ITEM_COLUMNS, path))
+        numbered = numbered[1:]
+    users, items = [], []
+    for number, line in numbered:
+        cells = _split(line, sep)
+        if len(cells) <= max(cols):
+            raise InputError(f"{path}, line {number}: expected a user and an item, got {len(cells)} field(s)")
+        user, item = _normal_id(cells[cols[0]])[0], _normal_id(cells[cols[1]])[0]
+        if not user or not item:
+            raise InputError(f"{path}, line {number}: empty {'user' if not user else 'item'} id")
+        users.append(user)
+        items.append(item)
+    if not users:
+        raise InputError(f"{path}: no pairs (only a header)")
+    return np.asarray(users, dtype=object), np.asarray(items, dtype=object)
 
 
 def check_against(table: RatingsTable, id_type: str, rating_range: list[float]) -> None:

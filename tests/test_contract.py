@@ -196,3 +196,19 @@ def test_preview_is_what_gen_sample_draws(name, runs, bundles):
     assert shown.shape == drawn.shape
     diff = np.abs(shown.astype(int) - drawn.astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_reconstruction_errors_average_to_the_score(name, bundles, family_rows):
+    """Every reconstruction-MSE family's score graph returns per-feature errors (anomaly maps,
+    `gen score --explain`) in the rows' shape, and a row's score is their mean."""
+    if registry.get(name).score_kind != "reconstruction_mse":
+        pytest.skip(f"{name} does not score by reconstruction error")
+    model = load(bundles[name], device="cpu")
+    assert model.manifest.scoring.errors is not None, f"{name}: score graph has no per-feature errors output"
+    rows = family_rows[name][:20]
+    errors = model.errors(rows)
+    assert errors.shape == (20, *model.shape)
+    np.testing.assert_allclose(errors.reshape(20, -1).astype(np.float64).mean(axis=1), model.score(rows), rtol=1e-5)
+    top = model.explain(rows, k=1)
+    np.testing.assert_array_equal(top.errors[:, 0], errors.reshape(20, -1).max(axis=1))

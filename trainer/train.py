@@ -255,7 +255,7 @@ def _completion_evaluation(graphs: dict, spec: DataSpec, rows: np.ndarray, table
     mask = (~np.isnan(rows)).astype(np.float32)
     runner = _TorchRunner(graphs["complete"], spec, device)
     pred = np.concatenate([runner.run({"x": np.nan_to_num(rows[i:i + 1024]), "mask": mask[i:i + 1024]},
-                                      outputs=["x"])["x"] for i in range(0, len(rows), 1024)])
+                                      outputs=["completed"])["completed"] for i in range(0, len(rows), 1024)])
     test = _subset(table, test_idx)
     row_of, col_of = (test.items, test.users) if r.orientation == "item" else (test.users, test.items)
     row_pos = {v: i for i, v in enumerate(r.row_ids)}

@@ -282,3 +282,111 @@ def test_missing_training_extra_is_one_line(monkeypatch, tmp_path):
 def test_family_option_without_a_value_is_one_line(tmp_path):
     result = gen("train", "--model", "ae", "--latent-dim", "--epochs", 1, "--out", tmp_path / "run", "-q")
     assert result.exit_code == 2 and "option latent_dim: needs a value (an integer >= 1)" in result.output
+
+
+# -- anomaly explanations and maps, streaming encode ------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npy"])
+def test_score_explain_columns(bundles, digits_rows, tmp_path, suffix):
+    from gen.runtime import load
+
+    if suffix == ".parquet":
+        pq = pytest.importorskip("pyarrow.parquet")
+    np.save(tmp_path / "rows.npy", digits_rows[:10])
+    out = tmp_path / f"s{suffix}"
+    result = gen("score", bundles["ae"], tmp_path / "rows.npy", "--out", out, "--explain", 2, "--chunk-rows", 3)
+    assert result.exit_code == 0, result.output
+    want = load(bundles["ae"]).explain(digits_rows[:10], 2)
+    if suffix == ".csv":
+        lines = out.read_text().splitlines()
+        assert lines[0] == "index,score,normal_quantile,flag,top1_feature,top1_error,top2_feature,top2_error"
+        table = {"top1_feature": [line.split(",")[4] for line in lines[1:]],
+                 "top2_error": [float(line.split(",")[7]) for line in lines[1:]]}
+    elif suffix == ".parquet":
+        table = pq.read_table(out).to_pydict()
+    else:
+        table = np.load(out)
+    assert list(table["top1_feature"]) == list(want.features[:, 0])
+    np.testing.assert_allclose(table["top2_error"], want.errors[:, 1], rtol=1e-6)
+
+
+def test_score_maps_png(bundles, digits_rows, tmp_path):
+    from tests.runtime.test_model import png_size
+
+    np.save(tmp_path / "rows.npy", digits_rows[:30])
+    result = gen("score", bundles["vae"], tmp_path / "rows.npy", "--out", tmp_path / "s.csv",
+                 "--maps", tmp_path / "maps.png", "--maps-rows", 4, "--chunk-rows", 8, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["maps"] == str(tmp_path / "maps.png")
+    assert png_size(tmp_path / "maps.png") == ((3 * 9 + 1) * 8, (4 * 9 + 1) * 8)
+    # the default is 16 rows
+    assert gen("score", bundles["vae"], tmp_path / "rows.npy", "--out", tmp_path / "t.csv",
+               "--maps", tmp_path / "all.png").exit_code == 0
+    assert png_size(tmp_path / "all.png")[1] == (16 * 9 + 1) * 8
+    result = gen("score", bundles["vae"], tmp_path / "rows.npy", "--out", tmp_path / "u.csv", "--maps-rows", 4)
+    assert result.exit_code == 2 and "--maps-rows applies only with --maps" in result.output
+    assert not (tmp_path / "u.csv").exists()
+
+
+@pytest.fixture(scope="module")
+def tabular_bundle(tmp_path_factory):
+    """An ae bundle trained on a tiny CSV whose header names the columns."""
+    folder = tmp_path_factory.mktemp("tabular")
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(60, 4)).astype(np.float32)
+    np.savetxt(folder / "tab.csv", rows, delimiter=",", fmt="%g", header="age,income,debt,score", comments="")
+    assert gen("train", "--model", "ae", "--data", folder / "tab.csv", "--epochs", 2, "--hidden", "8",
+               "--latent-dim", 2, "--out", folder / "run", "-q").exit_code == 0
+    assert gen("export", folder / "run", "--out", folder / "bundle").exit_code == 0
+    return folder / "bundle", rows
+
+
+def test_explain_names_tabular_columns_and_maps_are_refused(tabular_bundle, tmp_path):
+    bundle, rows = tabular_bundle
+    rows = rows[:5].copy()
+    rows[:, 2] = 40.0  # far outside the training data: debt explains every row
+    np.save(tmp_path / "rows.npy", rows)
+    result = gen("score", bundle, tmp_path / "rows.npy", "--out", tmp_path / "s.csv", "--explain", 1)
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert [line.split(",")[4] for line in lines[1:]] == ["debt"] * 5
+    result = gen("score", bundle, tmp_path / "rows.npy", "--out", tmp_path / "t.csv", "--maps", tmp_path / "m.png")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "anomaly maps need image data; this bundle's rows are tabular of shape [4]" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.npy", "s.csv"]
+
+
+@pytest.mark.parametrize("flag", [["--explain", 3], ["--maps", "maps.png"]])
+def test_explain_and_maps_refused_without_per_feature_errors(bundles, digits_rows, tmp_path, flag, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "rows.npy", digits_rows[:5])
+    result = gen("score", bundles["rbm"], tmp_path / "rows.npy", "--out", tmp_path / "s.csv", *flag)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "model family 'rbm' gives one score per row and no per-feature errors" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.npy"]
+
+
+def test_encode_streams_the_same_codes(bundles, digits_rows, tmp_path):
+    from gen.runtime import load
+
+    rows = tmp_path / "rows.csv"
+    np.savetxt(rows, digits_rows[:10], delimiter=",", fmt="%g")
+    for name in ("c.npy", "c.csv"):
+        result = gen("encode", bundles["ae"], rows, "--out", tmp_path / name, "--chunk-rows", 3, "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["rows"] == 10 and json.loads(result.output)["dim"] == 4
+    want = load(bundles["ae"]).encode(digits_rows[:10])
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), want)
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "c.csv", delimiter=",", skiprows=1, dtype=np.float32), want)
+
+
+def test_encode_bad_input_exit_2_and_no_output(bundles, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("\n".join(",".join(["1"] * 64) for _ in range(5)) + "\n1,2,3\n")  # a valid chunk, then a bad row
+    for name in ("c.npy", "c.csv"):
+        result = gen("encode", bundles["ae"], rows, "--out", tmp_path / name, "--chunk-rows", 2)
+        assert result.exit_code == 2 and "line 6: expected 64 values, got 3" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    result = gen("encode", bundles["ae"], rows, "--out", tmp_path / "c.parquet")
+    assert result.exit_code == 2 and "expected one of .npy, .csv" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]

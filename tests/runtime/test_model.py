@@ -91,3 +91,127 @@ def test_threads_option(bundles, digits_rows):
     np.testing.assert_allclose(one.score(digits_rows[:20]), many.score(digits_rows[:20]), rtol=1e-6)
     with pytest.raises(InputError, match="threads must be >= 1"):
         load(bundles["ae"], threads=0)
+
+
+# -- per-feature errors, explanations, anomaly maps, streaming encode ------------------------
+
+def test_ae_errors_average_to_the_score(bundles, digits_rows):
+    model = load(bundles["ae"])
+    assert model.manifest.scoring.errors == "errors"
+    errors = model.errors(digits_rows[:30])
+    assert errors.shape == (30, 1, 8, 8) and np.all(errors >= 0)
+    np.testing.assert_allclose(errors.reshape(30, -1).mean(axis=1), model.score(digits_rows[:30]), rtol=1e-5)
+
+
+def test_vae_errors_plus_weighted_kl_sum_to_the_score(bundles, digits_rows):
+    model = load(bundles["vae"])
+    rows = digits_rows[:30].reshape(30, 1, 8, 8)
+    kl = model.runners["score"].run({"x": rows}, outputs=["kl"])["kl"]
+    nll = model.errors(rows).reshape(30, -1).sum(axis=1, dtype=np.float64)
+    total = nll + model.manifest.config["kl_weight"] * kl
+    np.testing.assert_allclose(total, model.score(rows), rtol=1e-5)
+
+
+def test_explain_finds_a_corrupted_pixel(bundles, digits_rows):
+    from sklearn.datasets import load_digits
+
+    model = load(bundles["ae"])  # trained on digits of class 0
+    rows = digits_rows[load_digits().target == 0][:4].copy()
+    corners = [0, 7, 56, 63]
+    assert np.all(rows[:, corners] == 0)  # no 0 has ink in a corner
+    rows[np.arange(4), corners] = 16.0  # ... until we put some there, one corner per row
+    result = model.explain(rows, k=3)
+    assert result.features.shape == result.indices.shape == result.errors.shape == (4, 3)
+    assert list(result.indices[:, 0]) == corners
+    assert list(result.features[:, 0]) == ["c0_y0_x0", "c0_y0_x7", "c0_y7_x0", "c0_y7_x7"]
+    assert np.all(np.diff(result.errors, axis=1) <= 0)  # largest first
+    errors = model.errors(rows).reshape(4, -1)
+    np.testing.assert_array_equal(result.errors, np.take_along_axis(errors, result.indices, axis=1))
+    np.testing.assert_array_equal(result.errors[:, 0], errors.max(axis=1))
+    assert model.feature_names[:2] == ["c0_y0_x0", "c0_y0_x1"] and model.feature_names[-1] == "c0_y7_x7"
+
+
+def test_explain_k_is_checked(bundles, digits_rows):
+    model = load(bundles["ae"])
+    for k in (0, 65, 2.5):
+        with pytest.raises(InputError, match="k must be an integer from 1 to the 64 features"):
+            model.explain(digits_rows[:2], k=k)
+    assert model.explain(digits_rows[:2], k=64).indices.shape == (2, 64)
+
+
+def test_explain_and_maps_need_per_feature_errors(bundles, digits_rows, tmp_path):
+    model = load(bundles["rbm"])
+    for call in (lambda: model.errors(digits_rows[:2]), lambda: model.explain(digits_rows[:2], 2),
+                 lambda: model.score_file(tmp_path / "rows.npy", tmp_path / "s.csv", explain=2),
+                 lambda: model.score_file(tmp_path / "rows.npy", tmp_path / "s.csv", maps=tmp_path / "m.png")):
+        with pytest.raises(NotSupported, match="'rbm' gives one score per row and no per-feature errors"):
+            call()
+    with pytest.raises(NotSupported, match="'dbm' does not support 'score'|'dbm' gives one score"):
+        load(bundles["dbm"]).explain(digits_rows[:2], 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    import struct
+
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_score_file_maps_show_the_highest_scoring_rows(bundles, digits_rows, tmp_path):
+    PIL = pytest.importorskip("PIL.Image")
+    model = load(bundles["ae"])
+    rows = digits_rows[:40].copy()
+    rows[[5, 33], :] = 16.0 - rows[[5, 33], :]  # two negatives: the most anomalous rows
+    np.save(tmp_path / "rows.npy", rows)
+    n = model.score_file(tmp_path / "rows.npy", tmp_path / "s.npy", chunk_rows=7, maps=tmp_path / "m.png", maps_rows=5)
+    assert n == 40
+    # 5 lines of input, reconstruction, heat map; 8x8 tiles, 1-pixel padding, zoom 8
+    assert png_size(tmp_path / "m.png") == ((3 * 9 + 1) * 8, (5 * 9 + 1) * 8)
+    picture = np.asarray(PIL.open(tmp_path / "m.png"))
+    scores = np.load(tmp_path / "s.npy")["score"]
+    assert set(np.argsort(-scores)[:2]) == {5, 33}
+    first_input = picture[8:72, 8:72, 0]  # the top line's input tile, in grey levels
+    best = rows[np.argmax(scores)].reshape(8, 8)
+    np.testing.assert_array_equal(first_input[::8, ::8], np.round(best / 16 * 255).astype(np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png", "rows.npy", "s.npy"]
+
+
+def test_top_rows_keeps_the_best_in_bounded_memory():
+    from gen.runtime.model import TopRows
+
+    rng = np.random.default_rng(0)
+    scores = rng.permutation(100).astype(np.float64)
+    scores[[10, 60]] = 99.0  # a tie: the earlier row first
+    rows = np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1)
+    top = TopRows(4)
+    for start in range(0, 100, 9):
+        top.add(start, scores[start:start + 9], rows[start:start + 9], rows[start:start + 9] * 2)
+        assert len(top.rows) <= 4
+    want = np.lexsort((np.arange(100), -scores))[:4]
+    np.testing.assert_array_equal(top.index, want)
+    np.testing.assert_array_equal(top.rows.reshape(-1), want)
+    np.testing.assert_array_equal(top.errors.reshape(-1), 2 * want)
+
+
+def test_maps_refused_before_any_work(bundles, tmp_path):
+    model = load(bundles["ae"])
+    for maps, message in ((tmp_path / "m.jpg", "written as .png"), (tmp_path / "no" / "m.png", "does not exist")):
+        with pytest.raises(InputError, match=message):
+            model.score_file(tmp_path / "missing.npy", tmp_path / "s.csv", maps=maps)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encode_file_streams_the_same_codes(bundles, digits_rows, tmp_path):
+    model = load(bundles["vae"], batch_size=2)
+    np.save(tmp_path / "rows.npy", digits_rows[:10])
+    assert model.encode_file(tmp_path / "rows.npy", tmp_path / "c.npy", chunk_rows=3) == 10
+    codes = np.load(tmp_path / "c.npy")
+    assert codes.dtype == np.float32 and codes.shape == (10, 4)
+    np.testing.assert_array_equal(codes, model.encode(digits_rows[:10]))
+    model.encode_file(tmp_path / "rows.npy", tmp_path / "c.csv", chunk_rows=3)
+    table = np.loadtxt(tmp_path / "c.csv", delimiter=",", skiprows=1, dtype=np.float32)
+    np.testing.assert_array_equal(table, codes)  # CSV keeps float32 codes exactly
+    assert (tmp_path / "c.csv").read_text().splitlines()[0] == "z0,z1,z2,z3"

@@ -2,8 +2,10 @@
 and standard with tied weights (the decoder reuses the encoder's transposed weights).
 
 Trained on reconstruction (BCE for data in [0, 1], MSE otherwise). The anomaly score is the
-per-row mean squared reconstruction error; sampling decodes codes drawn from a Gaussian
-fitted to the training codes.
+per-row mean squared reconstruction error in model space; the score graph also returns the
+per-feature squared errors (output `errors`, the data's shape), whose mean over a row's
+features is its score (the anomaly map). Sampling decodes codes drawn from a Gaussian fitted
+to the training codes.
 """
 
 from __future__ import annotations
@@ -85,9 +87,18 @@ class AutoEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
+    def errors(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared reconstruction error per feature, in the data's shape."""
+        return (self(x) - x.reshape(-1, *self.shape)) ** 2
+
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Mean squared reconstruction error per row (higher = more anomalous)."""
-        return ((self(x) - x) ** 2).flatten(1).mean(dim=1)
+        return self.errors(x).flatten(1).mean(dim=1)
+
+    def score_and_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The score graph: the row score and the per-feature errors it averages."""
+        errors = self.errors(x)
+        return errors.flatten(1).mean(dim=1), errors
 
 
 class Trainer:
@@ -127,7 +138,8 @@ def graphs(net: AutoEncoder, data: DataSpec) -> dict[str, GraphDef]:
     return {
         "encoder": GraphDef(Method(net, "encode"), [data_port("x", data)], [z]),
         "decoder": GraphDef(Method(net, "decode"), [z], [data_port("x", data)]),
-        "score": GraphDef(Method(net, "score"), [data_port("x", data)], [Port("score", "value")]),
+        "score": GraphDef(Method(net, "score_and_errors"), [data_port("x", data)],
+                          [Port("score", "value"), Port("errors", "value", list(data.shape))]),
     }
 
 

@@ -5,6 +5,15 @@ and the closed-form KL to the N(0, I) prior.
 The anomaly score is the negative ELBO at the posterior mean (z = mu), so it is
 deterministic; sampling decodes z ~ N(0, I) drawn by the runtime. The encoder graph's `z`
 output is the posterior mean mu; `logvar` is its second output.
+
+The score graph returns the score's parts too: `errors`, the per-feature terms of
+-log p(x|z) in the data's shape (binary cross-entropy for the Bernoulli decoder;
+0.5 (x - mean)^2 + 0.5 log(2 pi) for the Gaussian, its constant included), and `kl`, the
+per-row KL to the prior, so that, row by row,
+
+    score == errors.sum(over features) + kl_weight * kl
+
+(the anomaly map is `errors`; the KL has no place in it, being a property of the code).
 """
 
 from __future__ import annotations
@@ -57,16 +66,19 @@ class VAE(nn.Module):
         out = torch.sigmoid(out) if self.decoder_kind == "bernoulli" else out
         return out.reshape(-1, *self.shape)
 
-    def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """-log p(x|z) per row, summed over features (unit variance for the Gaussian); `out` is
-        the decoder network's flat output (logits for Bernoulli)."""
+    def nll_terms(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x_j|z) per feature, flat (batch, features) (unit variance for the Gaussian);
+        `out` is the decoder network's flat output (logits for Bernoulli)."""
         x = x.flatten(1)
         if self.decoder_kind == "bernoulli":
             # BCE with logits written out in its stable form: exporting F.binary_cross_entropy_
             # with_logits gives log(sigmoid(.)), whose tails onnxruntime computes with 1e-1 error.
-            bce = torch.clamp(out, min=0) - out * x + torch.log1p(torch.exp(-torch.abs(out)))
-            return bce.sum(dim=1)
-        return 0.5 * ((out - x) ** 2).sum(dim=1) + 0.5 * self.dim * math.log(2 * math.pi)
+            return torch.clamp(out, min=0) - out * x + torch.log1p(torch.exp(-torch.abs(out)))
+        return 0.5 * (out - x) ** 2 + 0.5 * math.log(2 * math.pi)
+
+    def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x|z) per row: the sum of `nll_terms` over features."""
+        return self.nll_terms(out, x).sum(dim=1)
 
     @staticmethod
     def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -75,8 +87,15 @@ class VAE(nn.Module):
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Negative ELBO at the posterior mean (higher = more anomalous)."""
+        return self.score_parts(x)[0]
+
+    def score_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The score graph: (score, per-feature NLL terms in the data's shape, KL per row), with
+        score = errors summed over features + kl_weight * kl."""
         mu, logvar = self.encode(x)
-        return self.nll(self.decoder_net(mu), x) + self.kl_weight * self.kl(mu, logvar)
+        errors = self.nll_terms(self.decoder_net(mu), x)
+        kl = self.kl(mu, logvar)
+        return errors.sum(dim=1) + self.kl_weight * kl, errors.reshape(-1, *self.shape), kl
 
 
 class Trainer:
@@ -111,7 +130,9 @@ def graphs(net: VAE, data: DataSpec) -> dict[str, GraphDef]:
     return {
         "encoder": GraphDef(Method(net, "encode"), [data_port("x", data)], [z, Port("logvar", "value", [net.latent_dim])]),
         "decoder": GraphDef(Method(net, "decode"), [z], [data_port("x", data)]),
-        "score": GraphDef(Method(net, "score"), [data_port("x", data)], [Port("score", "value")]),
+        "score": GraphDef(Method(net, "score_parts"), [data_port("x", data)],
+                          [Port("score", "value"), Port("errors", "value", list(data.shape)),
+                           Port("kl", "value")]),
     }
 
 

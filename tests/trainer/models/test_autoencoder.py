@@ -83,3 +83,16 @@ def test_mse_on_image_data_fits_what_the_decoder_returns():
     trainer = autoencoder.Trainer(ae, options)
     x = torch.rand(6, 1, 3, 4)
     torch.testing.assert_close(trainer.loss(x), F.mse_loss(ae(x), x))
+
+
+@pytest.mark.parametrize("model", ["ae-naive", "ae", "ae-tied"])
+def test_score_graph_returns_per_feature_errors_that_average_to_the_score(model):
+    ae, _ = net(model, IMAGES, latent_dim=2)
+    x = torch.rand(5, 1, 3, 4)
+    score, errors = ae.score_and_errors(x)
+    assert errors.shape == x.shape
+    torch.testing.assert_close(errors, (ae(x) - x) ** 2)
+    torch.testing.assert_close(errors.flatten(1).mean(1), score)
+    torch.testing.assert_close(score, ae.score(x))
+    outputs = autoencoder.graphs(ae, IMAGES)["score"].outputs
+    assert [(p.name, p.shape) for p in outputs] == [("score", []), ("errors", [1, 3, 4])]

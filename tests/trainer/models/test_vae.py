@@ -68,3 +68,16 @@ def test_bernoulli_decoder_needs_unit_range():
 def test_empty_hidden_means_no_hidden_layer():
     cfg = TrainConfig.make(model="vae", hidden=[], latent_dim=2)
     assert isinstance(cfg.family.build(cfg.family.resolve(cfg.options, UNIT), UNIT).body, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("data", [UNIT, TABLE], ids=["bernoulli", "gaussian"])
+def test_score_is_the_sum_of_per_feature_errors_plus_weighted_kl(data):
+    v = net(data, kl_weight=0.3)
+    x = torch.rand(6, *data.shape)
+    score, errors, kl = v.score_parts(x)
+    assert errors.shape == x.shape and kl.shape == (6,)
+    torch.testing.assert_close(errors.flatten(1).sum(1) + 0.3 * kl, score)
+    mu, logvar = v.encode(x)
+    torch.testing.assert_close(score, v.nll(v.decoder_net(mu), x) + 0.3 * v.kl(mu, logvar))
+    outputs = vae.graphs(v, data)["score"].outputs
+    assert [(p.name, p.shape) for p in outputs] == [("score", []), ("errors", list(data.shape)), ("kl", [])]

@@ -1,0 +1,104 @@
+"""`gen complete` on a tiny triples file: the three ways of asking, the source column, and
+bad ratings refused with exit code 2 and nothing written."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gen.cli.main import app
+
+runner = CliRunner()
+
+
+def gen(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def autorec(bundles):
+    """The contract's autorec bundle (item-based, trained on `lowrank`: users and items 1..)."""
+    return bundles["autorec"]
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+KNOWN = "user,item,rating\n1,1,5\n1,2,4\n2,1,3\n2,3,2\n999,1,2\n"
+
+
+def test_pairs_with_sources(autorec, tmp_path):
+    (tmp_path / "known.csv").write_text(KNOWN)
+    (tmp_path / "pairs.csv").write_text("user,item\n1,3\n999,2\n1,4\n12345,1\n")
+    result = gen("complete", autorec, tmp_path / "known.csv", "--pairs", tmp_path / "pairs.csv",
+                 "--out", tmp_path / "p.csv", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["rows"] == 4
+    got = rows(tmp_path / "p.csv")
+    assert list(got[0]) == ["user", "item", "prediction", "source"]
+    # (1, 3): item 3 has a given rating -> the model; 999 is no user of the model -> their own mean;
+    # item 4 has no given rating -> global mean; 12345 has no ratings at all -> global mean
+    assert [r["source"] for r in got] == ["model", "user_mean", "global_mean", "global_mean"]
+    assert float(got[1]["prediction"]) == 2.0
+    assert all(1.0 <= float(r["prediction"]) <= 5.0 for r in got)
+
+
+def test_all_and_top_k(autorec, tmp_path):
+    (tmp_path / "known.csv").write_text(KNOWN)
+    assert gen("complete", autorec, tmp_path / "known.csv", "--all", "--out", tmp_path / "a.csv").exit_code == 0
+    every = rows(tmp_path / "a.csv")
+    pairs = {(r["user"], r["item"]) for r in every}
+    assert ("1", "1") not in pairs and ("1", "3") in pairs  # given ratings are not predicted
+    assert {r["user"] for r in every} == {"1", "2", "999"}
+    result = gen("complete", autorec, tmp_path / "known.csv", "--top-k", 1, "--out", tmp_path / "t.parquet")
+    assert result.exit_code == 0, result.output
+    import pyarrow.parquet as pq
+
+    top = pq.read_table(tmp_path / "t.parquet").to_pydict()
+    assert top["user"] == ["1", "2"] and set(top["source"]) == {"model"}
+    best = {r["item"]: float(r["prediction"]) for r in every if r["user"] == "1" and r["source"] == "model"}
+    assert top["item"][0] == max(best, key=best.get)
+
+
+@pytest.mark.parametrize("known, message", [
+    ("user,item,rating\n1,1,5\n1,2,9\n", "line 3, column rating: 9 is outside the model's rating range [1, 5]"),
+    ("user,item,rating\n1,1,5\n1,1,4\n", "lines 2 and 3: user 1 rated item 1 twice, with different ratings"),
+    ("user,item,rating\nu1,1,5\n", "line 2, column user: expected an integer id"),
+    ("", "no ratings (the file is empty)"),
+])
+def test_bad_ratings_exit_2_and_write_nothing(autorec, tmp_path, known, message):
+    (tmp_path / "known.csv").write_text(known)
+    result = gen("complete", autorec, tmp_path / "known.csv", "--all", "--out", tmp_path / "a.csv")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not list(tmp_path.glob("a.csv*")) and not list(tmp_path.glob(".a.csv*"))
+
+
+def test_exactly_one_way_of_asking(autorec, tmp_path):
+    (tmp_path / "known.csv").write_text(KNOWN)
+    result = gen("complete", autorec, tmp_path / "known.csv", "--out", tmp_path / "a.csv")
+    assert result.exit_code == 2 and "give exactly one of --all, --pairs FILE, --top-k K" in result.output
+    result = gen("complete", autorec, tmp_path / "known.csv", "--all", "--top-k", 2, "--out", tmp_path / "a.csv")
+    assert result.exit_code == 2 and "(got --all, --top-k)" in result.output
+
+
+def test_complete_on_a_bundle_that_cannot(bundles, tmp_path):
+    (tmp_path / "known.csv").write_text(KNOWN)
+    result = gen("complete", bundles["ae"], tmp_path / "known.csv", "--all", "--out", tmp_path / "a.csv")
+    assert result.exit_code == 2 and "model family 'ae' does not support 'complete'" in result.output
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_npy_output(autorec, tmp_path):
+    (tmp_path / "known.csv").write_text(KNOWN)
+    assert gen("complete", autorec, tmp_path / "known.csv", "--top-k", 2, "--out", tmp_path / "t.npy").exit_code == 0
+    table = np.load(tmp_path / "t.npy")
+    assert table.dtype.names == ("user", "item", "prediction", "source")
+    # only items 1-3 have given ratings: user 1 has item 3 left to rank, user 2 item 2
+    assert [(u, i) for u, i in zip(table["user"], table["item"])] == [("1", "3"), ("2", "2")]

@@ -1,0 +1,179 @@
+"""Convolutional autoencoder from the lecture: strided convolutions down to a linear code,
+transposed convolutions back up, for images of any (C, H, W).
+
+Each entry of `channels` is one stride-2 convolution (ReLU after it), halving the height and
+width (rounding up); a linear layer maps the flattened feature map to the code. The decoder
+mirrors it: a linear layer and a reshape, then one stride-2 transposed convolution per entry,
+each with the output padding that brings the map back to exactly the size the matching
+convolution took in (28 -> 14 -> 7 -> 4 and back 4 -> 7 -> 14 -> 28), so odd and non-square
+images come back in their own shape.
+
+Trained, scored and sampled as the MLP autoencoder (`ae`): BCE for data in [0, 1], MSE
+otherwise; the score is the per-row mean squared reconstruction error in model space, and the
+score graph also returns the per-pixel squared errors (output `errors`, the data's shape);
+sampling decodes codes drawn from a Gaussian fitted to the training codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gen.runtime.errors import ConfigError
+from gen.runtime.manifest import AncestralSampler, DataSpec
+
+from ..graphs import GraphDef, Method, Port, data_port
+from ..options import Interval, ListOf, option
+from ..registry import Family, Preset, register
+from .autoencoder import LOSS, LOSS_HELP
+from .base import resolve_by_range
+
+STRIDE = 2
+
+
+@dataclass
+class Options:
+    channels: list[int] = option([32, 64], "Output channels of each stride-2 convolution of the encoder "
+                                 "(the decoder mirrors them with transposed convolutions).",
+                                 ListOf(Interval(int, 1, None)))
+    latent_dim: int = option(16, "Code size (a linear code layer after the convolutions).", Interval(int, 1, None))
+    kernel: int = option(3, "Kernel size of every (transposed) convolution; padding kernel // 2.",
+                         Interval(int, 1, None))
+    loss: str = option("auto", LOSS_HELP, LOSS)
+    lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
+
+
+def conv_size(n: int, kernel: int) -> int:
+    """Height or width after a stride-2 convolution padded by kernel // 2 (ceil(n / 2) for odd kernels)."""
+    return (n + 2 * (kernel // 2) - kernel) // STRIDE + 1
+
+
+def output_padding(n_in: int, target: int, kernel: int) -> int:
+    """The transposed convolution's output padding that turns `n_in` back into `target`."""
+    pad = target - ((n_in - 1) * STRIDE - 2 * (kernel // 2) + kernel)
+    assert 0 <= pad < STRIDE, (n_in, target, kernel)  # holds for every size and kernel: see conv_size
+    return pad
+
+
+class ConvAutoEncoder(nn.Module):
+    def __init__(self, shape: list[int], channels: list[int], latent_dim: int, kernel: int, unit_range: bool):
+        super().__init__()
+        self.shape, self.latent_dim, self.unit_range = list(shape), latent_dim, unit_range
+        c, h, w = shape
+        # sizes[i]: the (H, W) that convolution i takes in; sizes[-1] what the last one returns.
+        self.sizes = [(h, w)]
+        for _ in channels:
+            h, w = conv_size(h, kernel), conv_size(w, kernel)
+            self.sizes.append((h, w))
+        widths = [c, *channels]
+        self.feature_shape = [channels[-1], h, w]
+        flat = channels[-1] * h * w
+        self.encoder_convs = nn.ModuleList(nn.Conv2d(a, b, kernel, STRIDE, kernel // 2)
+                                           for a, b in zip(widths[:-1], widths[1:]))
+        self.code = nn.Linear(flat, latent_dim)
+        self.expand = nn.Linear(latent_dim, flat)
+        # Transposed convolution i undoes convolution i: widths[i + 1] -> widths[i], sizes[i + 1] -> sizes[i].
+        self.decoder_convs = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i + 1], widths[i], kernel, STRIDE, kernel // 2,
+                               output_padding=tuple(output_padding(a, b, kernel)
+                                                    for a, b in zip(self.sizes[i + 1], self.sizes[i])))
+            for i in range(len(channels)))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(-1, *self.shape)
+        for conv in self.encoder_convs:
+            h = F.relu(conv(h))
+        return self.code(h.flatten(1))  # a linear code, as the deep MLP autoencoder's
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder before its output nonlinearity, in the data's shape."""
+        h = F.relu(self.expand(z)).reshape(-1, *self.feature_shape)
+        for i in reversed(range(len(self.decoder_convs))):
+            h = self.decoder_convs[i](h)
+            if i > 0:
+                h = F.relu(h)
+        return h
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        logits = self.decode_logits(z)
+        return torch.sigmoid(logits) if self.unit_range else logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def errors(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared reconstruction error per feature, in the data's shape."""
+        return (self(x) - x.reshape(-1, *self.shape)) ** 2
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean squared reconstruction error per row (higher = more anomalous)."""
+        return self.errors(x).flatten(1).mean(dim=1)
+
+    def score_and_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The score graph: the row score and the per-feature errors it averages."""
+        errors = self.errors(x)
+        return errors.flatten(1).mean(dim=1), errors
+
+
+class Trainer:
+    """One optimiser step per batch on the reconstruction loss."""
+
+    batches_per_step = 1
+
+    def __init__(self, net: ConvAutoEncoder, options):
+        self.net = net
+        self.use_bce = options.loss == "bce"
+        self.opt = torch.optim.Adam(net.parameters(), lr=options.lr)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net.decode_logits(self.net.encode(x))
+        target = x.reshape(logits.shape)
+        if self.use_bce:
+            return F.binary_cross_entropy_with_logits(logits, target)
+        # MSE on what the decoder returns (through its sigmoid for data in [0, 1]), as ae does.
+        return F.mse_loss(torch.sigmoid(logits) if self.net.unit_range else logits, target)
+
+    def step(self, x: torch.Tensor) -> dict[str, float]:
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss(x)
+        loss.backward()
+        self.opt.step()
+        return {"loss": float(loss.detach())}
+
+
+def resolve(options, data: DataSpec):
+    """loss=auto -> bce for data in [0, 1], else mse; rows that are not (C, H, W) images and an
+    empty `channels` are refused."""
+    if len(data.shape) != 3:
+        raise ConfigError(f"model conv-ae needs (C, H, W) images; {data.source} rows have shape {list(data.shape)}")
+    if not options.channels:
+        raise ConfigError("channels=[]: conv-ae needs at least one convolution (for none, use model ae)")
+    return resolve_by_range(options, data, "loss", "bce", "mse")
+
+
+def graphs(net: ConvAutoEncoder, data: DataSpec) -> dict[str, GraphDef]:
+    z = Port("z", "latent", [net.latent_dim])
+    return {
+        "encoder": GraphDef(Method(net, "encode"), [data_port("x", data)], [z]),
+        "decoder": GraphDef(Method(net, "decode"), [z], [data_port("x", data)]),
+        "score": GraphDef(Method(net, "score_and_errors"), [data_port("x", data)],
+                          [Port("score", "value"), Port("errors", "value", list(data.shape))]),
+    }
+
+
+register(Family(
+    name="conv-ae",
+    description="Convolutional autoencoder: strided convolutions down, transposed convolutions up; "
+                "scores by reconstruction error.",
+    options=Options,
+    build=lambda o, data: ConvAutoEncoder(data.shape, o.channels, o.latent_dim, o.kernel, data.unit_range),
+    trainer=Trainer, graphs=graphs, capabilities=("sample", "reconstruct", "encode", "score"),
+    score_kind="reconstruction_mse", sampler=lambda net, o: AncestralSampler(graph="decoder"),
+    latent_prior="gaussian", variant=lambda o: f"conv {'-'.join(map(str, o.channels))}, {o.loss} loss",
+    resolve=resolve, data_kinds=("image",),
+    test=Preset(25, {"channels": [8, 16], "latent_dim": 4}),
+    demo=None, bench=Preset(30),
+))
