@@ -151,6 +151,15 @@ def info(
                      f"on {s['parity']['probe_rows']} probe rows")
         if "auroc" in s["metrics"]:
             lines.append(f"one-class AUROC at training: {s['metrics']['auroc']:.4f}")
+        if "ratings" in s:
+            r, ev = s["ratings"], s["metrics"]
+            rows, cols = ("items", "users") if r["orientation"] == "item" else ("users", "items")
+            lines.append(f"ratings: {r['orientation']}-based ({r[rows]} {rows} as rows, {r[cols]} {cols} as columns), "
+                         f"{r['n_ratings']} training ratings in [{r['rating_range'][0]:g}, {r['rating_range'][1]:g}], "
+                         f"global mean {r['global_mean']:.4f}")
+            if "rmse" in ev:
+                lines.append(f"held-out test at training: RMSE {ev['rmse']:.4f}, MAE {ev['mae']:.4f} "
+                             f"(global mean {ev['rmse_global_mean']:.4f}, bias baseline {ev['rmse_bias_baseline']:.4f})")
         emit(s, as_json, lines)
 
 

@@ -355,6 +355,11 @@ def describe(model: GenModel) -> dict:
         "metrics": {"epochs": m.metrics.epochs, "n_fit": m.metrics.n_fit, "train_seconds": m.metrics.train_seconds,
                     **m.metrics.evaluation},
     }
+    if m.data.ratings is not None:
+        r = m.data.ratings
+        summary["ratings"] = {"orientation": r.orientation, "users": len(r.users), "items": len(r.items),
+                              "id_type": r.id_type, "rating_range": r.rating_range, "global_mean": r.global_mean,
+                              "n_ratings": r.n_ratings}
     if m.scoring:
         lp = m.scoring.log_partition
         summary["scoring"] = {"kind": m.scoring.kind, "threshold": m.scoring.threshold,

@@ -58,7 +58,7 @@ def test_make_validates_run_and_family_options():
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({"model": "nope"}, r"model='nope': expected one of ae-naive, ae, ae-tied, vae, gan"),
+    ({"model": "nope"}, r"model='nope': expected one of ae-naive, ae, ae-tied, pca, linear-ae, conv-ae, autorec, vae, gan"),
     ({"epohcs": 3}, r"option epohcs: unknown key; run options: model, data"),
     ({"model": "ae", "decoder": "bernoulli"}, r"option decoder: does not apply to family 'ae' \(it is an option of vae\); "
                                               r"ae takes: hidden, latent_dim, loss, lr"),

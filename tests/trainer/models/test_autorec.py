@@ -48,6 +48,7 @@ def test_training_step_reads_nan_as_unobserved():
 
     trainer = Trainer(net, Options(hidden=[4], weight_decay=0.0))
     rows = torch.tensor([[1.0, float("nan"), 0.5, float("nan"), 1.5, -1.0]] * 3)
+    trainer.fit_start(rows, batch_size=3)
     before = [p.detach().clone() for p in net.parameters()]
     losses = trainer.step(rows)
     assert np.isfinite(losses["loss"]) and losses["loss"] == pytest.approx(losses["mse"])
