@@ -152,3 +152,32 @@ def test_unknown_columns_and_empty_rows_fall_back(lowrank_bundles):
                                                 np.asarray(["1", "3", "1", "3"], dtype=object))
     assert list(got.source) == ["model", "user_mean", "model", "global_mean"]
     assert got.prediction[1] == pytest.approx(2.5) and got.prediction[3] == pytest.approx(r.global_mean)
+
+
+def test_families_refuse_data_of_the_wrong_kind(tmp_path):
+    from gen.runtime import ConfigError
+
+    with pytest.raises(ConfigError, match="model autorec trains on ratings data; digits holds image data"):
+        train(TrainConfig.make(model="autorec", data="digits", epochs=1, device="cpu", quiet=True,
+                               out=str(tmp_path / "a")))
+    with pytest.raises(ConfigError, match=r"model ae trains on .* data; lowrank holds ratings data; "
+                                          r"use a completion family \(autorec\)"):
+        train(TrainConfig.make(model="ae", data="lowrank", epochs=1, device="cpu", quiet=True,
+                               out=str(tmp_path / "b")))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_ratings_files_train_like_the_builtin(tmp_path):
+    """A u.data file trains; its ids come back as the manifest's id maps."""
+    from gen.trainer.data import lowrank
+
+    table = lowrank().table
+    path = tmp_path / "u.data"
+    path.write_text("".join(f"{u}\t{i}\t{int(r)}\t0\n" for u, i, r in zip(table.users, table.items, table.ratings)))
+    run = train(TrainConfig.make(model="autorec", data=str(path), orientation="user", hidden=[8], epochs=2,
+                                 device="cpu", quiet=True, out=str(tmp_path / "run")))
+    info = json.loads((run / "run.json").read_text())
+    ratings = info["data"]["ratings"]
+    assert ratings["orientation"] == "user" and ratings["id_type"] == "int"
+    assert ratings["users"][:3] == ["1", "2", "3"] and info["data"]["shape"] == [len(ratings["items"])]
+    assert info["metrics"]["evaluation"]["n_test"] == len(table) - int(0.9 * len(table))
