@@ -1,31 +1,40 @@
 """Benchmark `gen` end to end: measure, write every figure to a JSON results file, then render
 the report (BENCHMARKS.md) from that file with bench/report.py.
 
-What it measures (DESIGN.md, "Quality protocols"):
+What it measures (DESIGN.md, "Quality protocols"), one section each (`--only`):
 
-1. One-class anomaly detection on sklearn digits: for each normal class d in 0..9 it trains
-   every family that has a bench preset in the registry (`family.bench`, with its epochs and
-   options) on the class-d rows of the fixed 80/20 split, exports each run to an ONNX bundle,
-   loads the bundle with the torch-free runtime and computes the AUROC of the *runtime's*
-   scores on all test rows (anomaly = label != d). The trainer's own AUROC (run.json) is
-   recorded next to it to show the two agree. Two classical baselines share the table:
-   distance to the class centroid and PCA (16 components) reconstruction error, both fitted
-   on the same class-d training rows.
-2. The same on MNIST-5k (real MNIST, 500 images per class) when the IDX file is available:
-   `--mnist PATH`, or `${GEN_DATA:-~/.cache/gen-datasets}/mnist5k/mnist5k-images-idx3-ubyte.gz`.
-   The dataset is never copied here.
-3. Sampling speed: wall time of `gen sample BUNDLE --n 64` as a subprocess against the wall
-   time of `python -c "import torch"`, plus the in-process time of `model.sample(64)`.
+1. `digits`: one-class anomaly detection on sklearn digits. For each normal class d in 0..9
+   it trains every family that has a bench preset in the registry (`family.bench`, with its
+   epochs and options) and an anomaly score on the class-d rows of the fixed 80/20 split,
+   exports each run to an ONNX bundle, loads the bundle with the torch-free runtime and
+   computes the AUROC of the *runtime's* scores on all test rows (anomaly = label != d). The
+   trainer's own AUROC (run.json) is recorded next to it to show the two agree, and so is the
+   training time. Fitted on the same class-d training rows and scoring the same test rows:
+   two classical baselines (distance to the class centroid, PCA-16 reconstruction error) and
+   PyOD's KNN, OCSVM and AutoEncoder detectors (bench/peers.py).
+2. `mnist`: the same on MNIST-5k (real MNIST, 500 images per class) when the IDX file is
+   available: `--mnist PATH`, or
+   `${GEN_DATA:-~/.cache/gen-datasets}/mnist5k/mnist5k-images-idx3-ubyte.gz`.
+3. `completion`: matrix completion on MovieLens-100K (`--movielens PATH`, or
+   `${GEN_DATA:-~/.cache/gen-datasets}/ml-100k/u.data`): the completion families (AutoRec,
+   item- and user-based) measured through their bundles, next to the global-mean and
+   user/item-bias baselines and scikit-surprise's SVD and SVD++ on the same split, for the
+   protocol's seed 0 and more split seeds (bench/completion.py).
+4. `boltzmann`: likelihoods and speed of the Boltzmann machines on MNIST-5k (bench/boltzmann.py).
+5. `sampling`: wall time of `gen sample BUNDLE --n 64` as a subprocess against the wall time
+   of `python -c "import torch"`, plus the in-process time of `model.sample(64)`.
 
-Facts about the machine and the software (CPU, cores, RAM, OS, load averages at the start and
-the end, GPUs seen by torch and onnxruntime, versions, git commit and uncommitted files) are
-read while the benchmark runs and go into the results file with the figures.
+The datasets are never copied here. Facts about the machine and the software (CPU, cores,
+RAM, OS, load averages at the start and the end, GPUs seen by torch and onnxruntime,
+versions, git commit and uncommitted files) are read while the benchmark runs and go into
+the results file with the figures.
 
 Run it from the repository root with the project's virtual environment:
 
-    .venv/bin/python bench/run.py                   # full run (digits + MNIST-5k if present)
+    .venv/bin/python bench/run.py                   # full run (every section whose data is present)
     .venv/bin/python bench/run.py --quick --results /tmp/bench.json --out /tmp/bench.md
-    .venv/bin/python bench/run.py --mnist PATH/mnist5k-images-idx3-ubyte.gz --epochs 50
+    .venv/bin/python bench/run.py --only completion --results /tmp/c.json --out /tmp/c.md
+    .venv/bin/python bench/run.py --only one-class --merge   # rerun digits + MNIST-5k into bench/results.json
     .venv/bin/python bench/report.py bench/results.json --out BENCHMARKS.md   # re-render only
 
 Runs and bundles go to a temporary folder; only the results file (`--results`, default
@@ -35,6 +44,7 @@ bench/results.json) and the report (`--out`, default BENCHMARKS.md) are written.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import os
@@ -52,7 +62,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:  # bench/ is not a package; its modules import each other by name
+    sys.path.insert(0, str(BENCH))
+import peers  # noqa: E402
+
+REPO = BENCH.parent
 FORMAT = 1
 SEED = 0
 QUICK_CLASSES = (0, 1)
@@ -132,7 +147,8 @@ def software_versions() -> dict:
 
     return {"python": platform.python_version(), "gen": gen_version, "torch": torch.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__, "torch_threads": torch.get_num_threads()}
+            "scikit-learn": sklearn.__version__, "pyod": peers.pyod_version(),
+            "scikit-surprise": peers.surprise_version(), "torch_threads": torch.get_num_threads()}
 
 
 def git_state() -> dict:
@@ -180,16 +196,21 @@ def flat(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-def baseline_scores(x_normal: np.ndarray, x_test: np.ndarray) -> dict[str, np.ndarray]:
-    """Classical one-class scores fitted on the normal training rows (raw units, flattened)."""
+def baseline_scores(x_normal: np.ndarray, x_test: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
+    """Classical one-class scores fitted on the normal training rows (raw units, flattened):
+    {name: (test scores, seconds to fit and score)}."""
     from sklearn.decomposition import PCA
 
     x_normal, x_test = flat(x_normal).astype(np.float64), flat(x_test).astype(np.float64)
+    start = time.perf_counter()
     centroid = np.linalg.norm(x_test - x_normal.mean(axis=0), axis=1)
+    middle = time.perf_counter()
     pca = PCA(n_components=min(PCA_COMPONENTS, *x_normal.shape), random_state=SEED).fit(x_normal)
     recon = pca.inverse_transform(pca.transform(x_test))
-    return {"centroid distance": centroid,
-            f"PCA-{PCA_COMPONENTS} reconstruction": ((x_test - recon) ** 2).mean(axis=1)}
+    pca_scores = ((x_test - recon) ** 2).mean(axis=1)
+    end = time.perf_counter()
+    return {"centroid distance": (centroid, middle - start),
+            f"PCA-{PCA_COMPONENTS} reconstruction": (pca_scores, end - middle)}
 
 
 def run_family(name: str, family: dict, data_spec: str, normal_class: int, threads: int, workdir: Path,
@@ -262,16 +283,43 @@ def one_class_benchmark(data_spec: str, label: str, families: dict, classes: tup
               "test_counts": {str(int(c)): int(k) for c, k in zip(labels, counts)},
               "classes": [int(d) for d in classes], "families": list(families),
               "methods": [], "runs": {}, "failures": [], "seconds": None}
-    models = {name: {"name": f"{name} (runtime bundle)", "kind": "model", "family": name, "auroc": {}}
+    models = {name: {"name": f"{name} (runtime bundle)", "kind": "model", "family": name, "auroc": {}, "fit_s": {}}
               for name in families}
     baselines: dict[str, dict] = {}
+    detectors: dict[str, dict] = {}
     bundles: dict[str, dict[int, Path]] = {}
+    with_peers = peers.pyod_version() is not None
+    if with_peers:
+        result["peers"] = {name: peers.pyod_settings(name) for name in peers.PYOD_DETECTORS}
+        result["peer_scaling"] = (f"rows flattened and divided by {data.raw_range[1]:g}" if data.raw_range
+                                  else "rows flattened, raw values")
+    else:
+        result["failures"].append("PyOD detectors: pyod is not installed (pip install -e '.[bench]')")
+    x_scored = peers.scale_like_gen(x_test, data.raw_range)
     start = time.perf_counter()
     for d in classes:
         normal_train = data.x[train_idx][data.y[train_idx] == d]
-        for method, scores in baseline_scores(normal_train, x_test).items():
-            entry = baselines.setdefault(method, {"name": method, "kind": "baseline", "auroc": {}})
+        for method, (scores, seconds) in baseline_scores(normal_train, x_test).items():
+            entry = baselines.setdefault(method, {"name": method, "kind": "baseline", "auroc": {}, "fit_s": {}})
             entry["auroc"][str(d)] = one_class_auroc(scores, y_test, d)
+            entry["fit_s"][str(d)] = seconds
+        if with_peers:
+            x_fit = peers.scale_like_gen(normal_train, data.raw_range)
+            for name in peers.PYOD_DETECTORS:
+                try:
+                    if name not in detectors:
+                        peers.warm_up(name, x_fit.shape[1])
+                    scores, fit_s, _ = peers.pyod_scores(name, x_fit, x_scored)
+                except Exception as exc:
+                    message = f"{name}, class {d}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+                    result["failures"].append(message)
+                    log(f"{label} {message}")
+                    continue
+                entry = detectors.setdefault(name, {"name": name, "kind": "peer", "auroc": {}, "fit_s": {}})
+                entry["auroc"][str(d)] = one_class_auroc(scores, y_test, d)
+                entry["fit_s"][str(d)] = fit_s
+            log(f"{label} PyOD class {d}: " + ", ".join(f"{n} {m['auroc'][str(d)]:.4f}" for n, m in detectors.items()
+                                                         if str(d) in m["auroc"]))
         for name, family in families.items():
             try:
                 figures, bundle, resolved = run_family(name, family, data_spec, d, threads, workdir / label,
@@ -284,6 +332,7 @@ def one_class_benchmark(data_spec: str, label: str, families: dict, classes: tup
                 continue
             result["runs"].setdefault(name, {})[str(d)] = figures
             models[name]["auroc"][str(d)] = figures["runtime_auroc"]
+            models[name]["fit_s"][str(d)] = figures["fit_s"]
             bundles.setdefault(name, {})[d] = bundle
             if family["config"] is None:
                 family.update(resolved)
@@ -291,7 +340,7 @@ def one_class_benchmark(data_spec: str, label: str, families: dict, classes: tup
                 f"(trainer {figures['trainer_auroc']:.4f}), train {figures['train_s']:.1f}s, "
                 f"export {figures['export_s']:.1f}s")
     result["seconds"] = time.perf_counter() - start
-    result["methods"] = list(models.values()) + list(baselines.values())
+    result["methods"] = list(models.values()) + list(detectors.values()) + list(baselines.values())
     return result, bundles
 
 
@@ -375,12 +424,48 @@ def sampling_benchmark(bundles: dict[str, Path], source: str, repeats: int, inpr
 
 # -- main ---------------------------------------------------------------------------------------
 
+SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann")
+SECTION_ALIASES = {"one-class": ("digits", "mnist"), "all": SECTIONS}
+DATASET_SECTIONS = {"digits": "sklearn digits", "mnist": "MNIST-5k"}
+
+
+def parse_sections(text: str) -> tuple[str, ...]:
+    """`--only` names (comma-separated, aliases expanded) in SECTIONS order."""
+    wanted = set()
+    for name in (n.strip() for n in text.split(",") if n.strip()):
+        if name in SECTION_ALIASES:
+            wanted.update(SECTION_ALIASES[name])
+        elif name in SECTIONS:
+            wanted.add(name)
+        else:
+            raise ValueError(f"unknown section {name!r} (sections: {', '.join(SECTIONS)}; "
+                             f"aliases: {', '.join(SECTION_ALIASES)})")
+    if not wanted:
+        raise ValueError("no section named")
+    return tuple(s for s in SECTIONS if s in wanted)
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds = [int(v) for v in text.split(",") if v.strip()]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError("expected distinct non-negative integers, comma-separated")
+    return seeds
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: classes {QUICK_CLASSES}, epochs max(2, bench epochs // 20), "
-                             "fewer timing repeats")
+                             "completion seed 0 only with 5 surprise epochs, fewer timing repeats")
+    parser.add_argument("--only", default="all",
+                        help=f"sections to run, comma-separated: {', '.join(SECTIONS)}, or one-class "
+                             "(= digits,mnist); default all. Sampling reuses the digits bundles, or trains "
+                             "its own class-0 ones when digits is not run")
+    parser.add_argument("--merge", action="store_true",
+                        help="merge the sections run into the existing --results file (the others are kept "
+                             "from it, the rerun is recorded) instead of writing a results file of these "
+                             "sections only")
     parser.add_argument("--mnist", type=Path, default=None,
                         help="MNIST-5k images IDX file (default: $GEN_DATA or ~/.cache/gen-datasets "
                              "mnist5k/mnist5k-images-idx3-ubyte.gz, used when it exists)")
@@ -390,6 +475,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "with a bench preset)")
     parser.add_argument("--no-boltzmann", action="store_true",
                         help="skip the Boltzmann-machine likelihood section (needs MNIST-5k)")
+    parser.add_argument("--movielens", type=Path, default=None,
+                        help="MovieLens-100K u.data (default: $GEN_DATA or ~/.cache/gen-datasets "
+                             "ml-100k/u.data, used when it exists)")
+    parser.add_argument("--completion-seeds", default=None,
+                        help="split seeds of the completion section, comma-separated; must include the "
+                             "protocol's seed 0 (default 0,1,2; with --quick 0)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs for every family (default: each family's bench preset)")
     parser.add_argument("--threads", type=int, default=1,
@@ -403,12 +494,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--epochs must be >= 1")
     if args.threads < 1:
         parser.error("--threads must be >= 1")
+    try:
+        args.sections = parse_sections(args.only)
+    except ValueError as exc:
+        parser.error(f"--only: {exc}")
+    try:
+        args.seeds = parse_seeds(args.completion_seeds or ("0" if args.quick else "0,1,2"))
+    except ValueError as exc:
+        parser.error(f"--completion-seeds {args.completion_seeds}: {exc}")
+    if 0 not in args.seeds:
+        parser.error(f"--completion-seeds {args.completion_seeds}: must include 0, the protocol's seed")
+    if args.merge and not args.results.is_file():
+        parser.error(f"--merge: no results file at {args.results} to merge into")
     return args
+
+
+def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
+    """`old` with the sections of `new` in place of its own; the rerun is recorded in
+    `reruns` (command, time, code, load), the original run's facts stay at the top."""
+    merged = copy.deepcopy(old)
+    rerun = {DATASET_SECTIONS[s] for s in sections if s in DATASET_SECTIONS}
+    datasets = [d for d in old.get("datasets", []) if d["label"] not in rerun]
+    datasets += [d for d in new.get("datasets", []) if d["label"] in rerun]
+    order = list(DATASET_SECTIONS.values())
+    merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
+    for key in ("completion", "sampling", "boltzmann"):
+        if key in sections:
+            merged[key] = new.get(key)
+    families = merged.setdefault("families", {})
+    for name, family in new.get("families", {}).items():
+        if name not in families or family.get("config") is not None:
+            families[name] = family
+    for key in ("software", "settings"):
+        for k, v in new.get(key, {}).items():
+            merged.setdefault(key, {}).setdefault(k, v)
+    for kind in ("notes", "failures"):
+        by_section = old.get(f"{kind}_by_section")
+        if by_section is None:  # an older results file: its notes cannot be told apart by section
+            merged[kind] = list(old.get(kind, [])) + list(new.get(kind, []))
+            continue
+        by_section = {**by_section, **{s: new[f"{kind}_by_section"].get(s, []) for s in sections}}
+        merged[f"{kind}_by_section"] = by_section
+        merged[kind] = [n for s in SECTIONS for n in by_section.get(s, [])]
+    merged["sections"] = [s for s in SECTIONS if s in set(old.get("sections", SECTIONS)) | set(sections)]
+    merged["reruns"] = list(old.get("reruns", [])) + [{
+        "sections": list(sections), "command": new["command"], "mode": new["mode"], "started": new["started"],
+        "finished": new["finished"], "wall_s": new["wall_s"], "git": new["git"],
+        "load_start": new["machine"].get("load_start"), "load_end": new["machine"].get("load_end")}]
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raw_argv = sys.argv[1:] if argv is None else list(argv)
+    sections = args.sections
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     machine = machine_info()
@@ -423,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     software = software_versions()
     machine["gpu"] = gpu_info()
     epochs = ", ".join(f"{n} {f['epochs']}" for n, f in families.items())
-    log(f"machine {machine}; epochs {epochs}; classes {classes}")
+    log(f"machine {machine}; sections {', '.join(sections)}; epochs {epochs}; classes {classes}")
 
     scoring = {n: f for n, f in families.items() if "score" in f["capabilities"]}
     mnist_families = scoring
@@ -435,71 +574,119 @@ def main(argv: list[str] | None = None) -> int:
                              f"({', '.join(scoring)})")
         mnist_families = {n: f for n, f in scoring.items() if n in wanted}
 
-    mnist = None if args.no_mnist else (args.mnist or default_mnist_path())
-    notes, failures = [], []
+    notes = {s: [] for s in SECTIONS}
+    failures = {s: [] for s in SECTIONS}
+    needs_mnist = "mnist" in sections or ("boltzmann" in sections and not args.no_boltzmann)
+    mnist = None if args.no_mnist or not needs_mnist else (args.mnist or default_mnist_path())
     if mnist is not None and not mnist.is_file():
         if args.mnist:
             raise SystemExit(f"--mnist {mnist}: no such file")
         log(f"MNIST-5k not found at {mnist}; pass --mnist PATH to include it")
         mnist = None
+    movielens = None
+    if "completion" in sections:
+        from completion import default_movielens_path
+
+        movielens = args.movielens or default_movielens_path()
+        if not movielens.is_file():
+            if args.movielens:
+                raise SystemExit(f"--movielens {movielens}: no such file")
+            notes["completion"].append(f"Matrix completion was not run (no file at `{default_movielens_path()}`; "
+                                       "fetch MovieLens-100K with `../shared/datasets/fetch.py` or pass "
+                                       "`--movielens PATH`).")
+            movielens = None
 
     results = {
         "format": FORMAT, "generator": "bench/run.py", "mode": "quick" if args.quick else "full",
         "command": "python " + shlex.join([display_path(__file__), *raw_argv]), "argv": raw_argv,
         "python_executable": sys.executable, "started": started.isoformat(timespec="seconds"),
         "finished": None, "wall_s": None, "git": code, "machine": machine, "software": software,
+        "sections": list(sections),
         "settings": {"seed": SEED, "threads": args.threads, "classes": list(classes), "epochs_override": args.epochs,
-                     "pca_components": PCA_COMPONENTS, "runtime_device": "cpu"},
-        "families": families, "datasets": [], "sampling": None, "notes": notes, "failures": failures,
+                     "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
+        "families": families, "datasets": [], "completion": None, "sampling": None,
+        "notes": [], "failures": [], "notes_by_section": notes, "failures_by_section": failures,
     }
 
     with tempfile.TemporaryDirectory(prefix="gen-bench-") as tmp:
         workdir = Path(tmp)
-        digits, digit_bundles = one_class_benchmark("digits", "sklearn digits", scoring, classes, args.threads,
-                                                    workdir)
-        results["datasets"].append(digits)
-        if mnist is not None:
-            section, _ = one_class_benchmark(str(mnist), "MNIST-5k", mnist_families, classes, args.threads, workdir)
-            results["datasets"].append(section)
-            if set(mnist_families) != set(scoring):
-                notes.append(f"MNIST-5k ran only the {', '.join(mnist_families)} families (`--mnist-families`).")
-        else:
-            notes.append("MNIST-5k was not run (" + ("`--no-mnist`" if args.no_mnist else
-                                                      f"no file at `{default_mnist_path()}`; pass `--mnist PATH`")
-                         + ").")
-        if mnist is not None and not args.no_boltzmann:
-            sys.path.insert(0, str(Path(__file__).resolve().parent))
+        samplers = [n for n, f in families.items() if "sample" in f["capabilities"]]
+        first = classes[0]
+        digit_bundles: dict[str, dict[int, Path]] = {}
+        if "digits" in sections:
+            digits, digit_bundles = one_class_benchmark("digits", "sklearn digits", scoring, classes, args.threads,
+                                                        workdir)
+            results["datasets"].append(digits)
+        elif "sampling" in sections and samplers:
+            log(f"sampling without the digits section: training class-{first} digits bundles of "
+                f"{', '.join(samplers)} for it")
+            _, digit_bundles = one_class_benchmark("digits", "sklearn digits", {n: scoring[n] for n in samplers
+                                                                                if n in scoring},
+                                                   (first,), args.threads, workdir)
+        if "mnist" in sections:
+            if mnist is not None:
+                section, _ = one_class_benchmark(str(mnist), "MNIST-5k", mnist_families, classes, args.threads,
+                                                 workdir)
+                results["datasets"].append(section)
+                if set(mnist_families) != set(scoring):
+                    notes["mnist"].append(f"MNIST-5k ran only the {', '.join(mnist_families)} families "
+                                          "(`--mnist-families`).")
+            else:
+                notes["mnist"].append("MNIST-5k was not run (" + (
+                    "`--no-mnist`" if args.no_mnist else f"no file at `{default_mnist_path()}`; pass `--mnist PATH`")
+                    + ").")
+        if movielens is not None:
+            from completion import completion_benchmark
+
+            try:
+                section = completion_benchmark(movielens, families, args.seeds, args.threads, workdir,
+                                               quick=args.quick)
+            except Exception as exc:
+                failures["completion"].append(f"completion benchmark: {type(exc).__name__}: {exc}")
+                log(failures["completion"][-1])
+            else:
+                section["data"] = display_path(section["data"])
+                results["completion"] = section
+                for name, record in section["families"].items():
+                    if record.get("config") is not None:
+                        families[name]["variant"] = "; ".join(v for v in record["variants"].values() if v)
+                        families[name]["config"] = record["config"]
+        if "boltzmann" in sections and mnist is not None and not args.no_boltzmann:
             from boltzmann import boltzmann_benchmark
 
             try:
                 results["boltzmann"] = boltzmann_benchmark(mnist, args.threads, workdir / "boltzmann", quick=args.quick)
             except Exception as exc:
-                failures.append(f"Boltzmann benchmark: {type(exc).__name__}: {exc}")
-                log(failures[-1])
-        first = classes[0]
-        samplers = [n for n, f in families.items() if "sample" in f["capabilities"]]
-        bundles = {n: digit_bundles[n][first] for n in samplers if first in digit_bundles.get(n, {})}
-        if bundles:
-            try:
-                results["sampling"] = sampling_benchmark(
-                    bundles, f"sklearn digits, normal class {first}", repeats=3 if args.quick else 5,
-                    inproc_repeats=20 if args.quick else 200, workdir=workdir)
-            except Exception as exc:
-                failures.append(f"sampling benchmark: {type(exc).__name__}: {exc}")
-                log(failures[-1])
-        else:
-            failures.append("sampling benchmark: no bundle to sample from")
+                failures["boltzmann"].append(f"Boltzmann benchmark: {type(exc).__name__}: {exc}")
+                log(failures["boltzmann"][-1])
+        if "sampling" in sections:
+            bundles = {n: digit_bundles[n][first] for n in samplers if first in digit_bundles.get(n, {})}
+            if bundles:
+                try:
+                    results["sampling"] = sampling_benchmark(
+                        bundles, f"sklearn digits, normal class {first}", repeats=3 if args.quick else 5,
+                        inproc_repeats=20 if args.quick else 200, workdir=workdir)
+                except Exception as exc:
+                    failures["sampling"].append(f"sampling benchmark: {type(exc).__name__}: {exc}")
+                    log(failures["sampling"][-1])
+            else:
+                failures["sampling"].append("sampling benchmark: no bundle to sample from")
 
     machine["load_end"] = load_averages()
     results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["wall_s"] = time.perf_counter() - t0
+    results["notes"] = [n for s in SECTIONS for n in notes[s]]
+    results["failures"] = [f for s in SECTIONS for f in failures[s]]
+    if args.merge:
+        results = merge_results(json.loads(args.results.read_text()), results, sections)
+        log(f"merged sections {', '.join(sections)} into {args.results}")
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     log(f"wrote {args.results}")
     report = load_report_module()
     args.out.write_text(report.render(results))
-    log(f"wrote {args.out} ({results['wall_s'] / 60:.1f} min)")
+    log(f"wrote {args.out} ({(time.perf_counter() - t0) / 60:.1f} min)")
     return 0
 
 
