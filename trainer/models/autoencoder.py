@@ -22,7 +22,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .base import resolve_by_range
+from .base import Reconstruction, resolve_by_range
 
 LOSS = Choice("auto", "mse", "bce")
 LOSS_HELP = "Reconstruction loss: bce for data in [0, 1], mse otherwise; auto picks by the data."
@@ -44,7 +44,7 @@ class Options:
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
 
 
-class AutoEncoder(nn.Module):
+class AutoEncoder(Reconstruction, nn.Module):
     def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, variant: str, unit_range: bool):
         super().__init__()
         self.variant, self.unit_range = variant, unit_range
@@ -84,25 +84,11 @@ class AutoEncoder(nn.Module):
         out = torch.sigmoid(logits) if self.unit_range else logits
         return out.reshape(-1, *self.shape)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
-
-    def errors(self, x: torch.Tensor) -> torch.Tensor:
-        """Squared reconstruction error per feature, in the data's shape."""
-        return (self(x) - x.reshape(-1, *self.shape)) ** 2
-
-    def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean squared reconstruction error per row (higher = more anomalous)."""
-        return self.errors(x).flatten(1).mean(dim=1)
-
-    def score_and_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The score graph: the row score and the per-feature errors it averages."""
-        errors = self.errors(x)
-        return errors.flatten(1).mean(dim=1), errors
 
 
 class Trainer:
-    """One optimiser step per batch on the reconstruction loss."""
+    """One optimiser step per batch on the reconstruction loss (any network with `encode`,
+    `decode_logits` and `unit_range`: the MLP and the convolutional autoencoders)."""
 
     batches_per_step = 1
 
@@ -113,7 +99,7 @@ class Trainer:
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.net.decode_logits(self.net.encode(x))
-        target = x.flatten(1)
+        target = x.reshape(logits.shape)
         if self.use_bce:
             return F.binary_cross_entropy_with_logits(logits, target)
         # MSE on what the decoder returns (through its sigmoid for data in [0, 1]), the same

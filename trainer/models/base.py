@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
 from torch import nn
 
 from gen.runtime.errors import ConfigError
@@ -31,3 +32,25 @@ def resolve_by_range(options, data: DataSpec, name: str, unit_value: str, other_
     if value == "auto":
         return replace(options, **{name: unit_value if data.unit_range else other_value})
     return options
+
+
+class Reconstruction:
+    """Scoring by reconstruction error, for networks with `encode`, `decode` and `shape` (the
+    data's row shape): the score graph returns the row score and the per-feature errors it
+    averages (anomaly maps)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def errors(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared reconstruction error per feature, in the data's shape."""
+        return (self(x) - x.reshape(-1, *self.shape)) ** 2
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean squared reconstruction error per row (higher = more anomalous)."""
+        return self.errors(x).flatten(1).mean(dim=1)
+
+    def score_and_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The score graph: the row score and the per-feature errors it averages."""
+        errors = self.errors(x)
+        return errors.flatten(1).mean(dim=1), errors

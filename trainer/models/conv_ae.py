@@ -28,8 +28,8 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .autoencoder import LOSS, LOSS_HELP
-from .base import resolve_by_range
+from .autoencoder import LOSS, LOSS_HELP, Trainer
+from .base import Reconstruction, resolve_by_range
 
 STRIDE = 2
 
@@ -58,7 +58,7 @@ def output_padding(n_in: int, target: int, kernel: int) -> int:
     return pad
 
 
-class ConvAutoEncoder(nn.Module):
+class ConvAutoEncoder(Reconstruction, nn.Module):
     def __init__(self, shape: list[int], channels: list[int], latent_dim: int, kernel: int, unit_range: bool):
         super().__init__()
         self.shape, self.latent_dim, self.unit_range = list(shape), latent_dim, unit_range
@@ -101,47 +101,6 @@ class ConvAutoEncoder(nn.Module):
         logits = self.decode_logits(z)
         return torch.sigmoid(logits) if self.unit_range else logits
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
-
-    def errors(self, x: torch.Tensor) -> torch.Tensor:
-        """Squared reconstruction error per feature, in the data's shape."""
-        return (self(x) - x.reshape(-1, *self.shape)) ** 2
-
-    def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean squared reconstruction error per row (higher = more anomalous)."""
-        return self.errors(x).flatten(1).mean(dim=1)
-
-    def score_and_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The score graph: the row score and the per-feature errors it averages."""
-        errors = self.errors(x)
-        return errors.flatten(1).mean(dim=1), errors
-
-
-class Trainer:
-    """One optimiser step per batch on the reconstruction loss."""
-
-    batches_per_step = 1
-
-    def __init__(self, net: ConvAutoEncoder, options):
-        self.net = net
-        self.use_bce = options.loss == "bce"
-        self.opt = torch.optim.Adam(net.parameters(), lr=options.lr)
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.net.decode_logits(self.net.encode(x))
-        target = x.reshape(logits.shape)
-        if self.use_bce:
-            return F.binary_cross_entropy_with_logits(logits, target)
-        # MSE on what the decoder returns (through its sigmoid for data in [0, 1]), as ae does.
-        return F.mse_loss(torch.sigmoid(logits) if self.net.unit_range else logits, target)
-
-    def step(self, x: torch.Tensor) -> dict[str, float]:
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.loss(x)
-        loss.backward()
-        self.opt.step()
-        return {"loss": float(loss.detach())}
 
 
 def resolve(options, data: DataSpec):
