@@ -150,14 +150,18 @@ class GenModel:
 
     def complete(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Fill in rows `x` where `mask` is 0 (1 marks an observed value; the mask is explicit,
-        never inferred from the values), in raw units."""
+        never inferred from the values), in raw units. Unobserved entries are ignored, so they
+        may hold anything, NaN included; observed ones must be finite."""
         self.require("complete")
-        rows = self._rows(x, "complete input")
         observed = check_array(np.asarray(mask), self.shape, "complete mask")
-        if observed.shape != rows.shape or not np.isin(observed, (0.0, 1.0)).all():
-            raise InputError(f"complete mask: expected 0/1 values of the rows' shape {rows.shape}, "
-                             f"got shape {observed.shape}")
-        return self.run_batched("complete", {"x": rows, "mask": observed}, "completed")
+        values = np.asarray(x, dtype=np.float64) if np.asarray(x).dtype.kind in "fiub" else np.asarray(x)
+        if values.shape != np.asarray(mask).shape or not np.isin(observed, (0.0, 1.0)).all():
+            raise InputError(f"complete mask: expected 0/1 values of the rows' shape {values.shape}, "
+                             f"got shape {np.asarray(mask).shape}")
+        if values.dtype.kind == "f":  # NaN (or anything) where unobserved is ignored: zero it first
+            values = np.where(observed.reshape(values.shape) > 0, values, 0.0)
+        rows = self._rows(values, "complete input")
+        return self.run_batched("complete", {"x": rows, "mask": observed.reshape(rows.shape)}, "completed")
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
         spec = self.manifest.scoring
@@ -175,7 +179,8 @@ class GenModel:
         if self.manifest.scoring.errors is None:
             raise NotSupported(f"model family {self.family!r} gives one score per row and no per-feature errors, "
                                "so it cannot explain scores or draw anomaly maps (reconstruction families "
-                               "exported by this gen can: autoencoders, PCA, VAE)")
+                               "exported by gen 0.2 with bundle format 3 can: autoencoders, PCA, VAE; "
+                               "re-export an older bundle's run folder with gen export)")
 
     @property
     def feature_names(self) -> list[str]:

@@ -181,3 +181,19 @@ def test_ratings_files_train_like_the_builtin(tmp_path):
     assert ratings["orientation"] == "user" and ratings["id_type"] == "int"
     assert ratings["users"][:3] == ["1", "2", "3"] and info["data"]["shape"] == [len(ratings["items"])]
     assert info["metrics"]["evaluation"]["n_test"] == len(table) - int(0.9 * len(table))
+
+
+def test_model_complete_ignores_unobserved_values_even_nan(lowrank_bundles):
+    from gen.runtime import InputError
+
+    model = load(lowrank_bundles["item"][1], device="cpu")
+    width = model.manifest.data.shape[0]
+    rng = np.random.default_rng(0)
+    mask = (rng.random((4, width)) < 0.3).astype(np.float32)
+    values = np.where(mask > 0, rng.integers(1, 6, (4, width)), 0).astype(np.float32)
+    noisy = np.where(mask > 0, values, np.nan)
+    np.testing.assert_array_equal(model.complete(noisy, mask), model.complete(values, mask))
+    with pytest.raises(InputError, match="value is nan"):
+        model.complete(np.where(mask > 0, np.nan, values), mask)  # NaN where observed is refused
+    with pytest.raises(InputError, match="complete mask: expected 0/1 values"):
+        model.complete(values, mask * 2)
