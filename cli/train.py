@@ -157,13 +157,15 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed for everything.", min=0)] = 0,
     quiet: QuietOpt = False,
 ) -> None:
-    """The main job: train the demo families on sklearn digits, export them, sample PNG grids and score a batch."""
+    """The main job: train the demo families, export them, sample PNG grids, score a batch, complete ratings."""
     with reported():
         from gen.cli.demo import run_demo
 
         result = run_demo(out, epochs=epochs, seed=seed, quiet=quiet, echo=typer.echo)
         typer.echo("sample grids: " + " ".join(str(p) for p in result["grids"]))
         typer.echo(f"scores: {result['scores']}")
+        if result["completions"]:
+            typer.echo("completions: " + " ".join(str(p) for p in result["completions"]))
 
 
 def register(app: typer.Typer) -> None:
