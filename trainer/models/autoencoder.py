@@ -19,10 +19,9 @@ from torch import nn
 
 from gen.runtime.manifest import AncestralSampler, DataSpec
 
-from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .base import Reconstruction, resolve_by_range
+from .base import Reconstruction, reconstruction_graphs, resolve_by_range
 
 LOSS = Choice("auto", "mse", "bce")
 LOSS_HELP = "Reconstruction loss: bce for data in [0, 1], mse otherwise; auto picks by the data."
@@ -119,21 +118,13 @@ def resolve(options, data: DataSpec):
     return resolve_by_range(options, data, "loss", "bce", "mse")
 
 
-def graphs(net: AutoEncoder, data: DataSpec) -> dict[str, GraphDef]:
-    z = Port("z", "latent", [net.latent_dim])
-    return {
-        "encoder": GraphDef(Method(net, "encode"), [data_port("x", data)], [z]),
-        "decoder": GraphDef(Method(net, "decode"), [z], [data_port("x", data)]),
-        "score": GraphDef(Method(net, "score_and_errors"), [data_port("x", data)],
-                          [Port("score", "value"), Port("errors", "value", list(data.shape))]),
-    }
 
 
 def _family(name: str, description: str, options: type, variant: str, demo: Preset | None) -> Family:
     return register(Family(
         name=name, description=description, options=options,
         build=lambda o, data: AutoEncoder(data.shape, getattr(o, "hidden", []), o.latent_dim, name, data.unit_range),
-        trainer=Trainer, graphs=graphs, capabilities=("sample", "reconstruct", "encode", "score"),
+        trainer=Trainer, graphs=reconstruction_graphs, capabilities=("sample", "reconstruct", "encode", "score"),
         score_kind="reconstruction_mse", sampler=lambda net, o: AncestralSampler(graph="decoder"),
         latent_prior="gaussian", variant=lambda o: f"{variant}, {o.loss} loss", resolve=resolve,
         test=Preset(30, {"latent_dim": 4, **({"hidden": [32]} if options is Options else {})}),

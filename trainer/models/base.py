@@ -10,6 +10,8 @@ from torch import nn
 from gen.runtime.errors import ConfigError
 from gen.runtime.manifest import DataSpec
 
+from ..graphs import GraphDef, Method, Port, data_port
+
 
 def mlp(sizes: list[int], act: type[nn.Module] = nn.ReLU, last_act: nn.Module | None = None) -> nn.Sequential:
     """Linear layers of `sizes` with `act` between them and `last_act` (if any) at the end."""
@@ -54,3 +56,16 @@ class Reconstruction:
         """The score graph: the row score and the per-feature errors it averages."""
         errors = self.errors(x)
         return errors.flatten(1).mean(dim=1), errors
+
+
+def reconstruction_graphs(net, data: DataSpec, score: str = "score_and_errors") -> dict[str, GraphDef]:
+    """encoder x -> z, decoder z -> x, and score x -> (score, errors): the graphs of every
+    reconstruction family; `score` names the method returning the row score and the
+    per-feature errors."""
+    z = Port("z", "latent", [net.latent_dim])
+    return {
+        "encoder": GraphDef(Method(net, "encode"), [data_port("x", data)], [z]),
+        "decoder": GraphDef(Method(net, "decode"), [z], [data_port("x", data)]),
+        "score": GraphDef(Method(net, score), [data_port("x", data)],
+                          [Port("score", "value"), Port("errors", "value", list(data.shape))]),
+    }

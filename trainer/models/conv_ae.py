@@ -25,11 +25,10 @@ from torch import nn
 from gen.runtime.errors import ConfigError
 from gen.runtime.manifest import AncestralSampler, DataSpec
 
-from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, ListOf, option
 from ..registry import Family, Preset, register
 from .autoencoder import LOSS, LOSS_HELP, Trainer
-from .base import Reconstruction, resolve_by_range
+from .base import Reconstruction, reconstruction_graphs, resolve_by_range
 
 STRIDE = 2
 
@@ -113,14 +112,6 @@ def resolve(options, data: DataSpec):
     return resolve_by_range(options, data, "loss", "bce", "mse")
 
 
-def graphs(net: ConvAutoEncoder, data: DataSpec) -> dict[str, GraphDef]:
-    z = Port("z", "latent", [net.latent_dim])
-    return {
-        "encoder": GraphDef(Method(net, "encode"), [data_port("x", data)], [z]),
-        "decoder": GraphDef(Method(net, "decode"), [z], [data_port("x", data)]),
-        "score": GraphDef(Method(net, "score_and_errors"), [data_port("x", data)],
-                          [Port("score", "value"), Port("errors", "value", list(data.shape))]),
-    }
 
 
 register(Family(
@@ -129,7 +120,7 @@ register(Family(
                 "scores by reconstruction error.",
     options=Options,
     build=lambda o, data: ConvAutoEncoder(data.shape, o.channels, o.latent_dim, o.kernel, data.unit_range),
-    trainer=Trainer, graphs=graphs, capabilities=("sample", "reconstruct", "encode", "score"),
+    trainer=Trainer, graphs=reconstruction_graphs, capabilities=("sample", "reconstruct", "encode", "score"),
     score_kind="reconstruction_mse", sampler=lambda net, o: AncestralSampler(graph="decoder"),
     latent_prior="gaussian", variant=lambda o: f"conv {'-'.join(map(str, o.channels))}, {o.loss} loss",
     resolve=resolve, data_kinds=("image",),

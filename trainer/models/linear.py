@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from gen.runtime.errors import ConfigError
-from gen.runtime.manifest import AncestralSampler, DataSpec
+from gen.runtime.manifest import AncestralSampler
 
-from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
+from .base import reconstruction_graphs
 
 
 @dataclass
@@ -149,21 +149,13 @@ def fitted(net: PCA, options) -> dict:
             "explained_variance_ratio": floats(net.explained_variance_ratio)}
 
 
-def graphs(net: LinearAE, data: DataSpec) -> dict[str, GraphDef]:
-    z = Port("z", "latent", [net.latent_dim])
-    return {
-        "encoder": GraphDef(Method(net, "encode"), [data_port("x", data)], [z]),
-        "decoder": GraphDef(Method(net, "decode"), [z], [data_port("x", data)]),
-        "score": GraphDef(Method(net, "score"), [data_port("x", data)],
-                          [Port("score", "value"), Port("errors", "value", list(data.shape))]),
-    }
 
 
 def _family(name: str, description: str, options: type, network: type, trainer, variant: str,
             test: Preset, bench: Preset, fit=None) -> Family:
     return register(Family(
         name=name, description=description, options=options,
-        build=lambda o, data: network(data.shape, o.latent_dim), trainer=trainer, graphs=graphs,
+        build=lambda o, data: network(data.shape, o.latent_dim), trainer=trainer, graphs=lambda net, data: reconstruction_graphs(net, data, "score"),
         capabilities=("sample", "reconstruct", "encode", "score"), score_kind="reconstruction_mse",
         sampler=lambda net, o: AncestralSampler(graph="decoder"), latent_prior="gaussian",
         variant=lambda o: variant, fitted=fit, test=test, bench=bench,

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+
+from gen.trainer import registry
 import torch.nn.functional as F
 
 from gen.runtime.errors import ConfigError
@@ -94,5 +96,5 @@ def test_score_graph_returns_per_feature_errors_that_average_to_the_score(model)
     torch.testing.assert_close(errors, (ae(x) - x) ** 2)
     torch.testing.assert_close(errors.flatten(1).mean(1), score)
     torch.testing.assert_close(score, ae.score(x))
-    outputs = autoencoder.graphs(ae, IMAGES)["score"].outputs
+    outputs = registry.get(model).graphs(ae, IMAGES)["score"].outputs
     assert [(p.name, p.shape) for p in outputs] == [("score", []), ("errors", [1, 3, 4])]

@@ -5,6 +5,8 @@ parity."""
 import numpy as np
 import pytest
 import torch
+
+from gen.trainer import registry
 import torch.nn.functional as F
 
 from gen.runtime import load
@@ -68,7 +70,7 @@ def test_reconstruction_is_in_unit_range_and_score_is_mean_of_errors():
 def test_graphs_declare_the_errors_map_after_the_score():
     ae, _ = net((1, 12, 10), channels=[4], latent_dim=2)
     spec = images((1, 12, 10))
-    score = conv_ae.graphs(ae, spec)["score"]
+    score = registry.get("conv-ae").graphs(ae, spec)["score"]
     assert [(p.name, p.shape) for p in score.outputs] == [("score", []), ("errors", [1, 12, 10])]
 
 
