@@ -2,14 +2,13 @@
 
 import pytest
 import torch
-
-from gen.trainer import registry
 import torch.nn.functional as F
 
 from gen.runtime.errors import ConfigError
 from gen.runtime.manifest import DataSpec, PreprocessSpec
 from gen.trainer.config import TrainConfig
 from gen.trainer.models import autoencoder
+from gen.trainer import registry
 
 IMAGES = DataSpec("test", "image", [1, 3, 4], preprocessing=PreprocessSpec(0.0, 1.0, [0.0, 1.0]))
 TABLE = DataSpec("test", "tabular", [12])

@@ -5,8 +5,6 @@ parity."""
 import numpy as np
 import pytest
 import torch
-
-from gen.trainer import registry
 import torch.nn.functional as F
 
 from gen.runtime import load
@@ -15,6 +13,7 @@ from gen.runtime.manifest import DataSpec, PreprocessSpec
 from gen.trainer.config import TrainConfig
 from gen.trainer.models import conv_ae
 from gen.trainer.train import train
+from gen.trainer import registry
 
 
 def images(shape) -> DataSpec:
