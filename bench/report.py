@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DISCRIMINATOR_SCORE = "negative_discriminator_logit"
-ALL_SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann")
+ALL_SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans")
 # The issue's targets (fixed text; the figures they are compared with come from the results).
 TARGET_RMSE = 0.89          # item-based AutoRec, ML-100K; the best published figure it knows is 0.889
 TARGET_AUROC = 0.96         # best gen detector, mean AUROC on MNIST-5k
@@ -29,6 +29,12 @@ PEER_PARAMS = {"KNN": ("n_neighbors", "method"), "OCSVM": ("kernel", "nu", "gamm
                "AutoEncoder": ("hidden_neuron_list", "epoch_num", "batch_size", "lr", "dropout_rate", "batch_norm",
                                "preprocessing")}
 SURPRISE_PARAMS = ("n_factors", "n_epochs", "lr_bu", "reg_bu")
+# Mode-collapse targets (modes, high-quality share, averaged over 3 seeds) and published anchors.
+TARGET_MODES = {"ring8": (8, 0.95), "grid25": (25, 0.90)}
+MODE_ANCHORS = {"VEEGAN (published)": {"ring8": (8.0, 0.529), "grid25": (24.6, 0.40)},
+                "PacGAN4 (published)": {"ring8": (7.8, 0.959), "grid25": (24.8, 0.936)}}
+TARGET_INFOGAN = 0.90
+REFINE_LABELS = (("plain", "plain"), ("drs", "DRS"), ("mh", "MH"))
 
 
 # -- small formatting helpers -------------------------------------------------------------------
@@ -504,7 +510,7 @@ def reproduce_section(results: dict) -> list[str]:
             ".venv/bin/python bench/run.py --mnist PATH/mnist5k-images-idx3-ubyte.gz   # include MNIST-5k",
             ".venv/bin/python bench/run.py --quick --results /tmp/bench.json --out /tmp/bench.md   # smoke run",
             ".venv/bin/python bench/run.py --only completion --merge   # rerun one section into bench/results.json",
-            "#   sections: digits, mnist, completion, sampling, boltzmann; one-class = digits,mnist",
+            "#   sections: digits, mnist, completion, sampling, boltzmann, gans; one-class = digits,mnist",
             ".venv/bin/python bench/report.py bench/results.json --out BENCHMARKS.md   # re-render only",
             "```",
             "",
@@ -793,6 +799,115 @@ def boltzmann_section(section: dict | None) -> list[str]:
     return out
 
 
+def _mode_means(runs: list[dict], key: str) -> tuple[float, float]:
+    return (statistics.fmean(r[key]["modes"] for r in runs), statistics.fmean(r[key]["high_quality"] for r in runs))
+
+
+def mode_target_lines(section: dict) -> list[str]:
+    """Whether some family (and sampling mode) meets each mode-collapse target, on the seed mean."""
+    lines = []
+    for data, (modes, share) in TARGET_MODES.items():
+        best = None
+        for name, record in section["families"].items():
+            runs = record["data"].get(data, {}).get("runs", [])
+            for key, label in REFINE_LABELS:
+                if runs and all(key in r for r in runs):
+                    m, q = _mode_means(runs, key)
+                    rank = (m >= modes and q >= share, q if m >= modes else -1, m)
+                    if best is None or rank > best[0]:
+                        best = (rank, name, label, m, q, len(runs))
+        if best is None:
+            continue
+        _, name, label, m, q, n = best
+        met = m >= modes and q >= share
+        verdict = "met" if met else (f"missed: {m:.1f}/{modes} modes" if m < modes else
+                                     f"missed by {share - q:.1%} of high-quality share")
+        pacgan = MODE_ANCHORS["PacGAN4 (published)"][data]
+        lines.append(f"{'Ring-8' if data == 'ring8' else 'Grid-25'} (target {modes}/{modes} modes with at least "
+                     f"{share:.0%} high-quality samples, mean over {plural(n, 'seed')}): best is {name} ({label}), "
+                     f"{m:.1f}/{modes} modes and {q:.1%}: {verdict}. PacGAN4 published {pacgan[0]}/{modes} "
+                     f"with {pacgan[1]:.1%}.")
+    return lines
+
+
+def gans_section(section: dict | None) -> list[str]:
+    """Mode collapse and image sample quality of the GAN families (bench/gans.py)."""
+    if not section:
+        return []
+    out = ["", "## GAN families: mode collapse and sample quality", ""]
+    modes = section.get("modes")
+    if modes and modes.get("families"):
+        seeds = modes.get("seeds", [])
+        out += [f"Protocol (DESIGN.md): ring-8 (radius 2, std 0.02) and grid-25 (-4..4 step 2, std 0.05); each "
+                f"family is trained once per seed ({join_words([str(s) for s in seeds])}: the seed drives the "
+                f"data draw, the split, the initialisation and the sampling), exported, and the bundle draws "
+                f"{modes['n_samples']:,} samples with `gen sample` (plain), `--refine drs` and `--refine mh`. A mode "
+                "is captured when some sample lies within 3 std of its centre; *HQ* is the share of samples within "
+                "3 std of any centre. Cells are the mean over seeds with the range in brackets; *train s* is the "
+                "mean training time per run (loop, discriminator fine-tuning and calibration; one thread).", ""]
+        for data, title in (("ring8", "Ring-8"), ("grid25", "Grid-25")):
+            rows = []
+            for name, record in modes["families"].items():
+                block = record["data"].get(data)
+                if not block:
+                    continue
+                runs, n_modes = block["runs"], block["n_modes"]
+                row = [name]
+                for key, _ in REFINE_LABELS:
+                    ms = [r[key]["modes"] for r in runs]
+                    row.append(f"{statistics.fmean(ms):.1f}/{n_modes} ({span(ms)})")
+                for key, _ in REFINE_LABELS:
+                    qs = [r[key]["high_quality"] for r in runs]
+                    row.append(f"{statistics.fmean(qs):.1%} ({pspan(qs)})")
+                row.append(f"{statistics.fmean(r['train_s'] for r in runs):.0f}")
+                rows.append(row)
+            for anchor, figures in MODE_ANCHORS.items():
+                m, q = figures[data]
+                rows.append([anchor, f"{m}/{8 if data == 'ring8' else 25}", "-", "-", f"{q:.1%}", "-", "-", "-"])
+            out += [f"**{title}**", "", table(["family", "modes plain", "modes DRS", "modes MH", "HQ plain", "HQ DRS",
+                                               "HQ MH", "train s"], rows), ""]
+        out += [f"- {line}" for line in mode_target_lines(modes)]
+        settings = "; ".join(f"{n}: {r['epochs']} epochs, " + ", ".join(f"{k}={v}" for k, v in r["options"].items())
+                             for n, r in modes["families"].items())
+        out += ["", f"Settings: {settings}. Other options are the family defaults (`gen models NAME`)."]
+    images = section.get("images")
+    if images and images.get("datasets"):
+        out += ["", "**Image sample quality.** A one-hidden-layer classifier (64 ReLU units, scikit-learn) is "
+                "trained on the real training split; *Frechet* is the Frechet distance between the features of "
+                f"{images['n_samples']:,} samples and of the real test rows in its hidden layer (lower is better; "
+                "the *real training rows* line is the floor: real data against real data); *classes* is how many of "
+                "the 10 classes it finds among the samples (a class counts from 10% of its uniform share), *KL* "
+                "the KL divergence of the samples' class histogram from uniform (0 is balanced, log 10 = 2.30 "
+                "is one class)."]
+        for label, ds in images["datasets"].items():
+            floor = ds["floor"]
+            rows = [["real training rows (floor)", f"{floor['frechet']:.2f}", "-", "-",
+                     f"{floor['classes_found']}", "-", "-", f"{floor['kl_from_uniform']:.3f}", "-"]]
+            for name, r in ds["families"].items():
+                rows.append([name, *(f"{r[k]['frechet']:.2f}" for k, _ in REFINE_LABELS),
+                             *(str(r[k]["classes_found"]) for k, _ in REFINE_LABELS),
+                             f"{r['plain']['kl_from_uniform']:.3f}", f"{r['train_s']:.0f}"])
+            name = "sklearn digits" if label == "digits" else "MNIST-5k"
+            out += ["", f"*{name}* ({ds['n_train']:,} training rows, {ds['n_test']:,} test rows; the classifier's "
+                    f"test accuracy is {ds['classifier_test_accuracy']:.3f}):", "",
+                    table(["family", "Frechet plain", "Frechet DRS", "Frechet MH", "classes plain", "classes DRS",
+                           "classes MH", "KL plain", "train s"], rows)]
+            settings = "; ".join(f"{n}: {r['epochs']} epochs" + "".join(f", {k}={v}" for k, v in r["options"].items())
+                                 for n, r in ds["families"].items())
+            out += ["", f"Settings: {settings}; seed 0."]
+            info = ds["families"].get("infogan", {}).get("infogan")
+            if info:
+                verdict = ""
+                if label == "mnist":
+                    verdict = (f"; target {TARGET_INFOGAN:.0%}: " + ("met" if info["accuracy"] >= TARGET_INFOGAN
+                               else f"missed by {TARGET_INFOGAN - info['accuracy']:.1%}"))
+                out += ["", f"InfoGAN's categorical code as a classifier on {name}: each of its {info['categories']} "
+                        "categories is mapped to the majority label of the training rows the bundle's encoder (Q) "
+                        f"puts in it ({info['labels_covered']} distinct labels are reached); test accuracy "
+                        f"{info['accuracy']:.1%}{verdict} (the InfoGAN paper reports 95% on full MNIST)."]
+    return out
+
+
 def render(results: dict) -> str:
     """The whole BENCHMARKS.md text, from a results dict of bench/run.py."""
     datasets = results.get("datasets", [])
@@ -833,6 +948,7 @@ def render(results: dict) -> str:
         out += sampling_section(sampling)
     out += completion_section(completion)
     out += boltzmann_section(results.get("boltzmann"))
+    out += gans_section(results.get("gans"))
     out += failures_section(results)
     out += anchors_section(results)
     out += reproduce_section(results)

@@ -190,6 +190,12 @@ def bench_families(args: argparse.Namespace) -> dict:
     return chosen
 
 
+def registry_family(name: str):
+    from gen.trainer import registry
+
+    return registry.get(name)
+
+
 # -- one-class anomaly detection ----------------------------------------------------------------
 
 def flat(x: np.ndarray) -> np.ndarray:
@@ -424,7 +430,7 @@ def sampling_benchmark(bundles: dict[str, Path], source: str, repeats: int, inpr
 
 # -- main ---------------------------------------------------------------------------------------
 
-SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann")
+SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans")
 SECTION_ALIASES = {"one-class": ("digits", "mnist"), "all": SECTIONS}
 DATASET_SECTIONS = {"digits": "sklearn digits", "mnist": "MNIST-5k"}
 
@@ -483,6 +489,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "protocol's seed 0 (default 0,1,2; with --quick 0)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs for every family (default: each family's bench preset)")
+    parser.add_argument("--gan-jobs", type=int, default=2,
+                        help="processes for the gans section: 2 runs its mode-collapse and image parts side "
+                             "by side (default 2)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads for training (default 1)")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results.json",
@@ -518,7 +527,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     datasets += [d for d in new.get("datasets", []) if d["label"] in rerun]
     order = list(DATASET_SECTIONS.values())
     merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
-    for key in ("completion", "sampling", "boltzmann"):
+    for key in ("completion", "sampling", "boltzmann", "gans"):
         if key in sections:
             merged[key] = new.get(key)
     families = merged.setdefault("families", {})
@@ -576,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
 
     notes = {s: [] for s in SECTIONS}
     failures = {s: [] for s in SECTIONS}
-    needs_mnist = "mnist" in sections or ("boltzmann" in sections and not args.no_boltzmann)
+    needs_mnist = ("mnist" in sections or "gans" in sections
+                   or ("boltzmann" in sections and not args.no_boltzmann))
     mnist = None if args.no_mnist or not needs_mnist else (args.mnist or default_mnist_path())
     if mnist is not None and not mnist.is_file():
         if args.mnist:
@@ -604,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         "sections": list(sections),
         "settings": {"seed": SEED, "threads": args.threads, "classes": list(classes), "epochs_override": args.epochs,
                      "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
-        "families": families, "datasets": [], "completion": None, "sampling": None,
+        "families": families, "datasets": [], "completion": None, "sampling": None, "gans": None,
         "notes": [], "failures": [], "notes_by_section": notes, "failures_by_section": failures,
     }
 
@@ -659,6 +669,17 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 failures["boltzmann"].append(f"Boltzmann benchmark: {type(exc).__name__}: {exc}")
                 log(failures["boltzmann"][-1])
+        if "gans" in sections:
+            from gans import gan_benchmark
+
+            gan_families = [n for n, f in families.items() if "sample" in f["capabilities"]
+                            and registry_family(n).discriminator is not None]
+            try:
+                results["gans"] = gan_benchmark(gan_families, mnist, args.threads, workdir / "gans", quick=args.quick,
+                                                jobs=args.gan_jobs)
+            except Exception as exc:
+                failures["gans"].append(f"GAN benchmark: {type(exc).__name__}: {exc}")
+                log(failures["gans"][-1])
         if "sampling" in sections:
             bundles = {n: digit_bundles[n][first] for n in samplers if first in digit_bundles.get(n, {})}
             if bundles:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,6 +24,17 @@ def sample(
     burn_in: Annotated[Optional[int], typer.Option(help="Gibbs sampler: steps before the first kept sample (default: steps - thin).", min=0)] = None,
     thin: Annotated[Optional[int], typer.Option(help="Gibbs sampler: steps between kept samples of a chain.", min=1)] = None,
     chains: Annotated[Optional[int], typer.Option(help="Gibbs sampler: parallel chains (default: as few as give N samples).", min=1)] = None,
+    refine: Annotated[Optional[Refine], typer.Option(
+        help="GAN bundles: discriminator-guided sampling, drs (rejection sampling) or mh (Metropolis-Hastings), "
+             "with the discriminator calibrated at training.")] = None,
+    refine_steps: Annotated[Optional[int], typer.Option(
+        help="--refine mh: proposals per chain (default 50).", min=1)] = None,
+    drs_quantile: Annotated[Optional[float], typer.Option(
+        help="--refine drs: quantile of F(x) per round used as gamma (default 0.95; higher keeps fewer, "
+             "better samples).", min=0.0, max=0.999)] = None,
+    code: Annotated[Optional[list[str]], typer.Option(
+        help="InfoGAN bundles: hold a latent code fixed, NAME=VALUE (repeatable): --code cat=3 --code c1=0.5; "
+             "`gen info` lists the codes.", metavar="NAME=VALUE")] = None,
     batch_size: BatchOpt = 1024,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
@@ -33,13 +45,37 @@ def sample(
         from gen.runtime.outputs import save_samples
 
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
-        options = {k: v for k, v in {"steps": steps, "burn_in": burn_in, "thin": thin, "chains": chains}.items()
+        options = {k: v for k, v in {"steps": steps, "burn_in": burn_in, "thin": thin, "chains": chains,
+                                     "refine": refine.value if refine else None, "refine_steps": refine_steps,
+                                     "drs_quantile": drs_quantile, "codes": parse_codes(code)}.items()
                    if v is not None}
         samples = model.sample(n, seed=seed, **options)
         path = save_samples(samples, model.manifest.data, out)
-        emit({"out": str(path), "n": n, "seed": seed, "sampler": model.manifest.sampler.kind,
+        kind = model.manifest.sampler.kind
+        emit({"out": str(path), "n": n, "seed": seed, "sampler": kind, "refine": refine.value if refine else None,
               "provider": model.provider}, as_json,
-             [f"{n} samples -> {path} ({model.manifest.sampler.kind} sampler, provider {model.provider})"])
+             [f"{n} samples -> {path} ({kind} sampler{f', refined by {refine.value}' if refine else ''}, "
+              f"provider {model.provider})"])
+
+
+class Refine(str, Enum):
+    drs = "drs"
+    mh = "mh"
+
+
+def parse_codes(items: list[str] | None) -> dict[str, str] | None:
+    """--code NAME=VALUE items as {name: value} (values checked against the bundle's codes)."""
+    if not items:
+        return None
+    codes = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            from gen.runtime.errors import InputError
+
+            raise InputError(f"--code {item!r}: expected NAME=VALUE, e.g. --code cat=3")
+        codes[name.strip()] = value.strip()
+    return codes
 
 
 @contextlib.contextmanager
@@ -140,6 +176,14 @@ def info(
             latent = s["latent"]
             lines.append(f"sampler: {s['sampler']}" + (f", latent dim {latent['dim']} ({latent['prior']} prior)"
                                                        if latent else ""))
+            if latent and latent["codes"]:
+                lines.append("codes (--code NAME=VALUE): " + ", ".join(
+                    f"{c['name']} (0..{c['size'] - 1})" if c["kind"] == "categorical"
+                    else f"{c['name']} (uniform {c['low']:g}..{c['high']:g})" for c in latent["codes"]))
+            if s["refine"]:
+                r = s["refine"]
+                lines.append(f"--refine drs|mh: {r['graph']} calibrated on {r['n_real']} held-out rows vs "
+                             f"{r['n_fake']} generated (balanced accuracy {r['accuracy']:.3f})")
         if "scoring" in s:
             c = s["scoring"]
             lines.append(f"scoring: {c['kind']}, threshold {c['threshold']:.6g} "

@@ -23,12 +23,12 @@ import torch
 from gen.runtime.bundle import sha256_file
 from gen.runtime.errors import BundleError, ExportError
 from gen.runtime.manifest import (MANIFEST, GraphParity, GraphSpec, LatentSpec, Manifest, MetricsSpec,
-                                  ParitySpec, SamplerSpec, ScoringSpec, TensorSpec, parse)
+                                  ParitySpec, RefineSpec, SamplerSpec, ScoringSpec, TensorSpec, parse)
 from gen.runtime.outputs import staged_folder
 from gen.runtime.providers import import_onnxruntime
 from gen.runtime.version import gen_version
 from gen.trainer.graphs import GraphDef, Port, RawUnits
-from gen.trainer.train import PROBE, load_run
+from gen.trainer.train import PROBE, load_run, with_tuned_discriminator
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4
@@ -120,7 +120,8 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Man
     probe_rows = np.load(run_dir / PROBE, allow_pickle=False)
     with staged_folder(out, MANIFEST, "bundle", error=BundleError, replace=force) as staging:
         graphs, parities = {}, {}
-        for role, graph in cfg.family.graphs(net, data).items():
+        tuned = getattr(net, "tuned_discriminator", None)
+        for role, graph in with_tuned_discriminator(cfg.family, net, tuned, data).items():
             path = staging / f"{role}.onnx"
             module = RawUnits(graph, data.preprocessing, data.shape).eval()
             try:
@@ -151,6 +152,7 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Man
             scoring=parse(ScoringSpec | None, info["scoring"], where, "scoring"),
             metrics=parse(MetricsSpec, info["metrics"], where, "metrics"),
             fitted=info.get("fitted") or {},
+            refine=parse(RefineSpec | None, info.get("refine"), where, "refine"),
             parity=ParitySpec(graphs=parities, probe_rows=int(len(probe_rows)), tolerance=PARITY_TOLERANCE,
                               state_tolerance=STATE_TOLERANCE),
         )

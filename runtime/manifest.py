@@ -15,6 +15,11 @@ Format history (bump FORMAT_VERSION on any change of meaning or layout):
   mean) for completion bundles; `scoring.errors` names the score graph's per-feature error
   output (anomaly maps); `fitted` holds closed-form facts (PCA components). Every new field
   is optional, so a format-2 manifest reads as format 3 unchanged (UPGRADES).
+- 4: GAN descendants: `latent.codes` (InfoGAN's categorical and continuous codes, fed to the
+  input `sampler.codes` of the generator), `refine` (the calibrated discriminator or critic
+  that discriminator-guided sampling reads). Optional fields again: formats 2 and 3 read
+  unchanged; a gen that reads only format 3 refuses a format-4 bundle rather than ignore
+  what it cannot serve.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import numpy as np
 
 from .errors import BundleError
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 VERBS = ("sample", "reconstruct", "encode", "score", "complete")
 PORT_KINDS = ("data", "latent", "codes", "noise", "mask", "state", "value")
@@ -49,7 +54,7 @@ VERB_IO: dict[str, tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]] = {
 }
 # Older formats this gen still reads: version -> function that brings the raw JSON one version up.
 # 2 -> 3 only added optional fields, so a format-2 manifest is a format-3 one as it stands.
-UPGRADES = {2: lambda raw: {**raw, "format_version": 3}}
+UPGRADES = {2: lambda raw: {**raw, "format_version": 3}, 3: lambda raw: {**raw, "format_version": 4}}
 # Format versions this gen refuses, with the reason a user reads.
 REFUSED_VERSIONS = {
     1: "its graphs take model-space inputs and one input each; re-export the run folder with "
@@ -151,14 +156,36 @@ class DataSpec:
 
 
 @dataclass
+class CodeSpec:
+    """One InfoGAN latent code: `categorical` (one-hot over `size` classes, drawn uniformly)
+    or `uniform` (one value drawn from U(low, high)). Codes are fed to the generator side by
+    side in the order listed (a categorical code takes `size` columns, a uniform one 1)."""
+
+    name: str
+    kind: str
+    size: int = 1
+    low: float = -1.0
+    high: float = 1.0
+
+    @property
+    def width(self) -> int:
+        return self.size if self.kind == "categorical" else 1
+
+
+CODE_KINDS = ("categorical", "uniform")
+
+
+@dataclass
 class LatentSpec:
     """How the runtime draws latent codes. prior: `normal` (N(0, I)) or `gaussian` (a Gaussian
-    fitted to the training codes, with `mean` and `cov`)."""
+    fitted to the training codes, with `mean` and `cov`). `codes`: InfoGAN's structured codes,
+    drawn beside z (and fixed on request: `gen sample --code cat=3`)."""
 
     dim: int
     prior: str = "normal"
     mean: list[float] | None = None
     cov: list[list[float]] | None = None
+    codes: list[CodeSpec] | None = None
 
 
 @dataclass
@@ -168,6 +195,7 @@ class AncestralSampler:
     graph: str
     input: str = "z"
     output: str = "x"
+    codes: str | None = None
     kind: str = "ancestral"
 
 
@@ -214,6 +242,25 @@ class MixtureSampler:
 
 SamplerSpec = Union[AncestralSampler, GibbsSampler, MixtureSampler]
 SAMPLERS: dict[str, type] = {"ancestral": AncestralSampler, "gibbs": GibbsSampler, "mixture": MixtureSampler}
+
+
+@dataclass
+class RefineSpec:
+    """The discriminator or critic that discriminator-guided sampling reads (`--refine drs|mh`):
+    graph `graph`, output `output` (one value per row). Training calibrated it on held-out real
+    rows against as many generated ones (Platt scaling: logit = scale * value + offset, so that
+    exp(logit) estimates p_data(x) / p_model(x)); `max_logit` is the largest calibrated logit
+    seen on the generated rows (DRS's initial D*_M); `accuracy` is the calibrated
+    discriminator's accuracy on those rows (0.5: it cannot tell them apart)."""
+
+    graph: str
+    output: str
+    scale: float
+    offset: float
+    max_logit: float
+    accuracy: float
+    n_real: int
+    n_fake: int
 
 
 @dataclass
@@ -306,6 +353,7 @@ class Manifest:
     latent: LatentSpec | None = None
     scoring: ScoringSpec | None = None
     fitted: dict[str, Any] = field(default_factory=dict)
+    refine: RefineSpec | None = None
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -376,6 +424,8 @@ class Manifest:
             self._check_scoring(where)
         if "sample" in self.capabilities:
             self._check_sampler(where)
+        if self.refine is not None:
+            self._check_refine(where)
 
     def _check_gaussian(self, where: str) -> None:
         """A fitted Gaussian prior has a mean of the latent size and a symmetric positive
@@ -439,6 +489,7 @@ class Manifest:
                                       f"expected [{self.latent.dim}]")
             if self.latent.prior == "gaussian":
                 self._check_gaussian(where)
+            self._check_codes(where, s, roles)
         else:
             if not s.chain:
                 raise BundleError(f"{where}: gibbs sampler has an empty chain")
@@ -448,6 +499,36 @@ class Manifest:
             if bad or s.init not in ("bernoulli", "normal") or s.thin < 1 or s.steps < 1:
                 raise BundleError(f"{where}: gibbs sampler has invalid settings (noise {bad}, init {s.init!r}, "
                                   f"steps {s.steps}, thin {s.thin})")
+
+    def _check_codes(self, where: str, s, roles: list[str]) -> None:
+        """InfoGAN codes: valid kinds and ranges, unique names, and a codes input of their width."""
+        codes = self.latent.codes
+        if (codes is not None) != (getattr(s, "codes", None) is not None):
+            raise BundleError(f"{where}: latent.codes goes with the sampler's codes input (and only with it)")
+        if codes is None:
+            return
+        names = [c.name for c in codes]
+        if not codes or len(set(names)) != len(names):
+            raise BundleError(f"{where}: latent.codes must be a non-empty list with unique names, got {names}")
+        for c in codes:
+            if c.kind not in CODE_KINDS or c.size < 1 or (c.kind == "categorical" and c.size < 2) \
+                    or not (math.isfinite(c.low) and math.isfinite(c.high) and c.low < c.high):
+                raise BundleError(f"{where}: latent code {c.name!r}: kind {c.kind!r} ({'|'.join(CODE_KINDS)}), "
+                                  f"size {c.size}, range [{c.low}, {c.high}] are not valid")
+        width = sum(c.width for c in codes)
+        for role in roles:
+            self._need_ports(where, "sample", role, (s.codes,), ())
+            if self.graphs[role].port(s.codes).shape[1:] != [width]:
+                raise BundleError(f"{where}: graph {role!r} takes codes of shape "
+                                  f"{self.graphs[role].port(s.codes).shape[1:]}, expected [{width}]")
+
+    def _check_refine(self, where: str) -> None:
+        r = self.refine
+        if "sample" not in self.capabilities:
+            raise BundleError(f"{where}: refine goes with the 'sample' capability")
+        self._need_ports(where, "sample", r.graph, ("x",), (r.output,))
+        if not all(math.isfinite(v) for v in (r.scale, r.offset, r.max_logit, r.accuracy)):
+            raise BundleError(f"{where}: refine calibration must be finite")
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -352,7 +352,11 @@ def describe(model: GenModel) -> dict:
         "data": {"source": m.data.source, "kind": m.data.kind, "shape": m.data.shape,
                  "raw_range": m.data.raw_range, "normal_class": m.data.normal_class, "n_train": m.data.n_train},
         "sampler": m.sampler.kind if m.sampler else None,
-        "latent": {"dim": m.latent.dim, "prior": m.latent.prior} if m.latent else None,
+        "latent": {"dim": m.latent.dim, "prior": m.latent.prior,
+                   "codes": [asdict(c) for c in m.latent.codes] if m.latent.codes else None} if m.latent else None,
+        "refine": None if m.refine is None else
+        {"graph": m.refine.graph, "accuracy": m.refine.accuracy, "n_real": m.refine.n_real,
+         "n_fake": m.refine.n_fake},
         "graphs": {role: {"file": g.file, "inputs": {t.name: t.shape for t in g.inputs},
                           "outputs": {t.name: t.shape for t in g.outputs}} for role, g in m.graphs.items()},
         "parity": {"max_abs_diff": m.parity.max_abs_diff, "tolerance": m.parity.tolerance,

@@ -42,13 +42,27 @@ class RunOptions:
                                   "held-out normal scores.", Interval(float, 0, 0.5, "neither"))
     calibration_fraction: float = option(0.1, "Share of training rows held out to calibrate the threshold "
                                          "(at least min(200, 25%) of them).", Interval(float, 0, 0.5, "neither"))
+    discriminator_epochs: int = option(10, "GAN families: epochs the discriminator (or critic) trains on with "
+                                       "the generator frozen before it is calibrated for --refine (0: as trained).",
+                                       Interval(int, 0, None))
     threads: int = option(None, "torch CPU threads (default: torch's choice).", Interval(int, 1, None), optional=True)
     quiet: bool = option(False, "No progress bars.", Flag())
 
 
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunOptions))
-# Run options that only mean something for a family with an anomaly score.
-SCORING_KEYS = ("contamination", "calibration_fraction")
+# Run options that only mean something for some families: what they need, and why not otherwise.
+SCORING_KEYS = ("contamination", "calibration_fraction", "discriminator_epochs")
+
+
+def applies(key: str, family: registry.Family) -> str | None:
+    """None when run option `key` applies to `family`, else the reason it does not."""
+    if key == "contamination" and family.score_kind is None:
+        return "it has no anomaly score to calibrate"
+    if key == "calibration_fraction" and family.score_kind is None and family.discriminator is None:
+        return "it has no anomaly score or discriminator to calibrate"
+    if key == "discriminator_epochs" and family.discriminator is None:
+        return "it has no discriminator"
+    return None
 
 
 @dataclass
@@ -71,11 +85,10 @@ class TrainConfig:
         unknown = [k for k in raw if k not in RUN_KEYS and k not in family_keys]
         if unknown:
             raise ConfigError(_unknown_message(unknown[0], family, where))
-        if family.score_kind is None:
-            for key in SCORING_KEYS:
-                if key in raw:
-                    raise ConfigError(f"{where} {key}: does not apply to family {family.name!r} "
-                                      "(it has no anomaly score to calibrate)")
+        for key in SCORING_KEYS:
+            reason = applies(key, family)
+            if key in raw and reason:
+                raise ConfigError(f"{where} {key}: does not apply to family {family.name!r} ({reason})")
         run = opts.build(RunOptions, {k: v for k, v in raw.items() if k in RUN_KEYS}, where)
         options = opts.build(family.options, {k: v for k, v in raw.items() if k in family_keys}, where)
         return cls(run, family, options)
@@ -94,8 +107,7 @@ class TrainConfig:
         """Every key with the value in use: run options (without the calibration ones for a
         family that has no score), then the family's options."""
         run = dataclasses.asdict(self.run)
-        if self.family.score_kind is None:
-            run = {k: v for k, v in run.items() if k not in SCORING_KEYS}
+        run = {k: v for k, v in run.items() if not (k in SCORING_KEYS and applies(k, self.family))}
         return {**run, **dataclasses.asdict(self.options)}
 
     def write_yaml(self, path: Path) -> None:

@@ -24,8 +24,10 @@ class Trainer(Protocol):
     """What the training loop drives: `step` on a batch of `batches_per_step * batch_size`
     model-space rows, returning the losses to log. A trainer may also define
     `fit_start(x_fit, batch_size)`, called once with all fitting rows before the first epoch
-    (a DBM's greedy layer-wise pretraining), or, for a closed-form model, `fit(x_fit)`
-    returning the figures to log, called once instead of any epoch (PCA's SVD).
+    (a DBM's greedy layer-wise pretraining), or `fit(x_fit, epochs, batch_size, rng)`, called
+    once instead of the epoch loop, for a model with its own schedule: a closed form (PCA's
+    SVD; it returns the figures to log) or a sequence (AdaGAN's components; it returns one
+    record per epoch).
 
     Ratings rows (families that train on ratings) hold NaN where no rating was observed."""
 
@@ -75,6 +77,9 @@ class Family:
       every kind but ratings.
     ratings_rows(options): for a family that trains on ratings, which entity is a row
       (`item` or `user`); the trainer builds the rating matrix that way round.
+    discriminator: (graph role, output) of an exported discriminator or critic (x -> one
+      value per row) for discriminator-guided sampling (`gen sample --refine drs|mh`); training
+      calibrates it on held-out rows against generated ones and stores that in the manifest.
     fitted(net, options): closed-form facts worth reading without the graphs (PCA's
       components, mean, explained variance), stored in the manifest's `fitted`.
     demo, bench, test: presets for `gen demo`, bench/ and the common contract test (None: the
@@ -100,6 +105,7 @@ class Family:
     data_kinds: tuple[str, ...] | None = None
     ratings_rows: Callable[[Any], str] | None = None
     fitted: Callable[[Any, Any], dict] | None = None
+    discriminator: tuple[str, str] | None = None
     demo: Preset | None = None
     bench: Preset | None = None
 
@@ -111,6 +117,8 @@ class Family:
             raise ValueError(f"family {self.name!r}: a score kind goes with the 'score' capability")
         if ("sample" in self.capabilities) != (self.sampler is not None):
             raise ValueError(f"family {self.name!r}: a sampler goes with the 'sample' capability")
+        if self.discriminator is not None and "sample" not in self.capabilities:
+            raise ValueError(f"family {self.name!r}: a discriminator for refined sampling goes with 'sample'")
         if ("ratings" in (self.data_kinds or ())) != (self.ratings_rows is not None):
             raise ValueError(f"family {self.name!r}: ratings_rows goes with training on ratings data")
 

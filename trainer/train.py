@@ -20,10 +20,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gen.runtime import samplers
 from gen.runtime.errors import BundleError, ConfigError, DeviceError, GenWarning, InputError
-from gen.runtime.manifest import DataSpec, LatentSpec, MetricsSpec, PreprocessSpec, RatingsSpec, parse
+from gen.runtime.manifest import (DataSpec, LatentSpec, MetricsSpec, PreprocessSpec, RatingsSpec, RefineSpec,
+                                  parse)
 from gen.runtime.ratings import RatingsTable, rating_rows
 from gen.runtime.outputs import sample_image, save_png, staged_folder
 from gen.runtime.version import gen_version
@@ -105,7 +107,8 @@ def split_rows(cfg: TrainConfig, data: Dataset, rng: np.random.Generator):
                              f"(labels: {sorted(set(data.y.tolist()))})")
         train_idx = train_idx[data.y[train_idx] == run.normal_class]
     train_idx = rng.permutation(train_idx)
-    n_cal = calibration_size(len(train_idx), run.calibration_fraction) if cfg.family.score_kind else 0
+    held_out = cfg.family.score_kind or cfg.family.discriminator
+    n_cal = calibration_size(len(train_idx), run.calibration_fraction) if held_out else 0
     if len(train_idx) - n_cal < 2:
         raise InputError(f"{data.source}: too few training rows ({len(train_idx)}) to fit and calibrate")
     return np.sort(train_idx[n_cal:]), np.sort(train_idx[:n_cal]), test_idx
@@ -186,7 +189,14 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
         evaluation = _completion_evaluation(graphs, spec, rows, data.table, test_idx, device)
 
     sampler = family.sampler(net, cfg.options) if family.sampler else None
-    latent = _latent(family, sampler, graphs, x_fit) if sampler is not None else None
+    latent = _latent(family, sampler, graphs, x_fit, net) if sampler is not None else None
+    refine, tuned = None, None
+    if family.discriminator is not None:
+        tuned = tune_discriminator(family, net, graphs, spec, sampler, latent, data.x[fit_idx], run, device)
+        if tuned is not None:
+            graphs = {**graphs, family.discriminator[0]: family.graphs(tuned, spec)[family.discriminator[0]]}
+        refine = calibrate_discriminator(graphs, family.discriminator, spec, sampler, latent,
+                                         data.x[cal_idx], run.seed, device)
     metrics = MetricsSpec(epochs=len(history), n_fit=int(len(fit_idx)), n_calibration=int(len(cal_idx)),
                           n_test=int(len(test_idx)), device=str(device), train_seconds=round(seconds, 3),
                           torch_version=torch.__version__,
@@ -197,9 +207,13 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
                 "capabilities": list(family.capabilities), "data": asdict(spec),
                 "sampler": asdict(sampler) if sampler else None,
                 "latent": asdict(latent) if latent else None, "scoring": scoring, "metrics": asdict(metrics),
-                "fitted": family.fitted(net, cfg.options) if family.fitted else {}}
+                "fitted": family.fitted(net, cfg.options) if family.fitted else {},
+                "refine": asdict(refine) if refine else None}
 
-    torch.save({"state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}, out / CHECKPOINT)
+    checkpoint = {"state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}
+    if tuned is not None:  # the fine-tuned copy that the exported discriminator graph is made from
+        checkpoint["discriminator_state_dict"] = {k: v.cpu() for k, v in tuned.state_dict().items()}
+    torch.save(checkpoint, out / CHECKPOINT)
     cfg.write_yaml(out / "config.yaml")
     (out / RUN_INFO).write_text(json.dumps(run_info, indent=2) + "\n")
     if isinstance(data, RatingsData):  # rows of ratings: missing entries as the mean, the mask is drawn
@@ -290,10 +304,16 @@ def _fit(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Gen
     rows_per_step = cfg.run.batch_size * getattr(trainer, "batches_per_step", 1)
     history = []
     start_all = time.perf_counter()
-    if hasattr(trainer, "fit"):  # closed form (PCA): one fit on all rows, no epochs
-        figures = trainer.fit(x_fit)
-        history.append({"epoch": 1, **figures, "seconds": round(time.perf_counter() - start_all, 4)})
-        (out / "metrics.jsonl").write_text(json.dumps(history[0]) + "\n")
+    if hasattr(trainer, "fit"):  # its own schedule: closed form (PCA, one record) or AdaGAN's sequence
+        figures = trainer.fit(x_fit, epochs=cfg.run.epochs, batch_size=cfg.run.batch_size, rng=rng)
+        records = figures if isinstance(figures, list) else [figures]
+        seconds = round(time.perf_counter() - start_all, 4)
+        history = [{"epoch": i + 1, **r, **({"seconds": seconds} if i == len(records) - 1 else {})}
+                   for i, r in enumerate(records)]
+        bad = [r for r in history if not all(np.isfinite(v) for v in r.values() if isinstance(v, float))]
+        if bad:
+            raise ConfigError(f"training diverged (losses {bad[0]}); try a smaller lr")
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         return history, time.perf_counter() - start_all
     if hasattr(trainer, "fit_start"):  # e.g. a DBM's greedy layer-wise pretraining, before joint training
         trainer.fit_start(x_fit, cfg.run.batch_size)
@@ -326,15 +346,16 @@ def _fit(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Gen
     return history, time.perf_counter() - start_all
 
 
-def _latent(family: registry.Family, sampler, graphs: dict, x_fit: torch.Tensor) -> LatentSpec | None:
+def _latent(family: registry.Family, sampler, graphs: dict, x_fit: torch.Tensor, net) -> LatentSpec | None:
     """The latent prior for ancestral/mixture samplers: its dimension from the sampler's graph,
-    and for a `gaussian` prior the mean and covariance of the training codes."""
+    for a `gaussian` prior the mean and covariance of the training codes, and InfoGAN's codes
+    (the network's `codes`, a list of CodeSpec)."""
     if not hasattr(sampler, "input"):
         return None
     role = sampler.graph if hasattr(sampler, "graph") else sampler.graphs[0]
     dim = next(p for p in graphs[role].inputs if p.name == sampler.input).shape[0]
     if family.latent_prior != "gaussian":
-        return LatentSpec(dim=dim, prior="normal")
+        return LatentSpec(dim=dim, prior="normal", codes=getattr(net, "codes", None))
     codes = batched(_output(graphs, "encoder", "z"), x_fit)
     return LatentSpec(dim=dim, prior="gaussian", mean=codes.mean(axis=0).tolist(),
                       cov=np.atleast_2d(np.cov(codes, rowvar=False)).tolist())
@@ -376,6 +397,94 @@ def draw_with_torch(graphs: dict, data: DataSpec, sampler, latent: LatentSpec | 
     return samplers.draw(host, n, np.random.default_rng(seed))
 
 
+def tune_discriminator(family: registry.Family, net, graphs: dict, data: DataSpec, sampler, latent: LatentSpec,
+                       real: np.ndarray, run, device: torch.device):
+    """DRS's fine-tuning (Azadi et al. 2019, section 4): with the generator frozen, a copy of the
+    network trains its discriminator (or critic) on for `run.discriminator_epochs` epochs as a
+    classifier of the fitting rows against fresh generated rows (cross-entropy, Adam 1e-4,
+    beta1 0.5), so it estimates the density ratio of the final generator rather than lagging
+    one step behind it. The copy is what the exported discriminator graph is made from; the
+    trained network (a critic stays a critic, an InfoGAN's Q head keeps its body) is left as
+    it was. None when discriminator_epochs is 0."""
+    import copy
+
+    epochs = run.discriminator_epochs
+    if not epochs or len(real) < 2:
+        return None
+    role = family.discriminator[0]
+    tuned = copy.deepcopy(net).to(device)
+    tuned.train()
+    module = RawUnits(family.graphs(tuned, data)[role], data.preprocessing, data.shape).to(device)
+    optimiser = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-4, betas=(0.5, 0.999))
+    rng = np.random.default_rng(run.seed + 2)
+    real_t = torch.from_numpy(np.asarray(real, dtype=np.float32)).to(device)
+    n, batch = len(real_t), run.batch_size
+    for epoch in range(epochs):
+        fake = torch.from_numpy(draw_with_torch(graphs, data, sampler, latent, n, int(rng.integers(2**31)),
+                                                device)).to(device)
+        order_real, order_fake = rng.permutation(n), rng.permutation(n)
+        for i in range(0, n, batch):
+            x_real = real_t[torch.from_numpy(order_real[i:i + batch]).to(device)]
+            x_fake = fake[torch.from_numpy(order_fake[i:i + batch]).to(device)]
+            logit_real, logit_fake = module(x_real).reshape(-1), module(x_fake).reshape(-1)
+            loss = (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+                    + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    tuned.eval()
+    return tuned
+
+
+def with_tuned_discriminator(family: registry.Family, net, tuned, data: DataSpec) -> dict:
+    """The family's graphs, the discriminator's taken from the fine-tuned copy when there is one."""
+    graphs = family.graphs(net, data)
+    if tuned is not None:
+        role = family.discriminator[0]
+        graphs[role] = family.graphs(tuned, data)[role]
+    return graphs
+
+
+REFINE_FAKES = 2000  # generated rows the discriminator is calibrated on (at least as many as real ones)
+
+
+def calibrate_discriminator(graphs: dict, where: tuple[str, str], data: DataSpec, sampler, latent: LatentSpec,
+                            real: np.ndarray, seed: int, device: torch.device) -> RefineSpec | None:
+    """Platt scaling of the discriminator or critic output on held-out real rows against
+    generated ones (drawn by the runtime's sampler with seed + 1), so that the calibrated
+    logit estimates log p_data(x) / p_model(x) whatever the class counts (the prior log-odds
+    of the counts is taken out). None without held-out rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(real) < 2:
+        return None
+    role, output = where
+    n_fake = max(REFINE_FAKES, len(real))
+    fake = draw_with_torch(graphs, data, sampler, latent, n_fake, seed + 1, device)
+    runner = _TorchRunner(graphs[role], data, device)
+
+    def values(rows: np.ndarray) -> np.ndarray:
+        return np.concatenate([runner.run({"x": rows[i:i + 1024].astype(np.float32)}, outputs=[output])[output]
+                               for i in range(0, len(rows), 1024)]).astype(np.float64).ravel()
+
+    v_real, v_fake = values(np.asarray(real)), values(fake)
+    v = np.concatenate([v_real, v_fake])
+    y = np.concatenate([np.ones(len(v_real)), np.zeros(len(v_fake))])
+    spread = float(v.std())
+    if not np.isfinite(v).all():
+        raise ConfigError(f"the {role} graph returns non-finite values; training diverged (try a smaller lr)")
+    if spread < 1e-12:  # a constant discriminator: no information, every ratio 1
+        scale, offset = 0.0, 0.0
+    else:
+        fit = LogisticRegression(C=1.0, max_iter=1000).fit((v / spread)[:, None], y)
+        scale = float(fit.coef_[0, 0]) / spread
+        offset = float(fit.intercept_[0]) - float(np.log(len(v_real) / len(v_fake)))
+    logit_real, logit_fake = scale * v_real + offset, scale * v_fake + offset
+    accuracy = 0.5 * (float((logit_real > 0).mean()) + float((logit_fake <= 0).mean()))
+    return RefineSpec(graph=role, output=output, scale=scale, offset=offset, max_logit=float(logit_fake.max()),
+                      accuracy=accuracy, n_real=int(len(v_real)), n_fake=int(len(v_fake)))
+
+
 def load_run(run_dir: str | Path) -> tuple[TrainConfig, dict, DataSpec, torch.nn.Module]:
     """Rebuild a trained network from its run folder (weights_only=True: no pickle)."""
     run_dir = Path(run_dir)
@@ -394,6 +503,10 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, dict, DataSpec, torch.nn
     try:
         state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
         net.load_state_dict(state["state_dict"])
+        if "discriminator_state_dict" in state and cfg.family.discriminator is not None:
+            tuned = cfg.family.build(cfg.options, data)
+            tuned.load_state_dict(state["discriminator_state_dict"])
+            net.__dict__["tuned_discriminator"] = tuned.eval()  # not a submodule: kept out of net's state
     except Exception as exc:  # torch raises many types for a damaged or foreign checkpoint
         raise InputError(f"{run_dir / CHECKPOINT}: cannot load the checkpoint "
                          f"({str(exc).splitlines()[0]})") from None

@@ -3,6 +3,8 @@
 - `ancestral`: draw z from the latent prior, run one generator or decoder.
 - `gibbs`: run chains of a Gibbs step graph (state + noise -> next state).
 - `mixture`: draw each sample's component from the weights, run that component's generator.
+- `refine` (not a sampler kind: a layer over ancestral and mixture samplers of GAN bundles):
+  discriminator rejection sampling or Metropolis-Hastings with the calibrated discriminator.
 
 Each module has `sample(model, spec, n, rng, **options) -> np.ndarray` (raw units, shape
 (n, *data.shape)). `model` is a `gen.runtime.GenModel`, or anything offering the same few
@@ -18,15 +20,29 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from . import ancestral, gibbs, mixture
+from . import ancestral, gibbs, mixture, refine as refining
 
 SAMPLERS = {"ancestral": ancestral, "gibbs": gibbs, "mixture": mixture}
 
 
-def draw(model, n: int, rng: np.random.Generator, **options) -> np.ndarray:
-    """Draw `n` samples with the sampler the bundle declares."""
+def draw(model, n: int, rng: np.random.Generator, refine: str | None = None, refine_steps: int | None = None,
+         drs_quantile: float | None = None, **options) -> np.ndarray:
+    """Draw `n` samples with the sampler the bundle declares; with `refine` (drs or mh), its
+    samples are proposals that the bundle's calibrated discriminator accepts or rejects
+    (`refine_steps`: proposals per Metropolis-Hastings chain; `drs_quantile`: DRS's gamma)."""
     spec = model.manifest.sampler
-    return SAMPLERS[spec.kind].sample(model, spec, n, rng, **options)
+    options = {k: v for k, v in options.items() if not (k == "codes" and not v)}
+    if refine is None:
+        if refine_steps is not None or drs_quantile is not None:
+            raise InputError("refine_steps and drs_quantile go with refine (drs or mh)")
+        return SAMPLERS[spec.kind].sample(model, spec, n, rng, **options)
+    if spec.kind == "gibbs":
+        raise InputError("refine works on GAN bundles (ancestral or mixture samplers), not Gibbs chains")
+
+    def propose(m: int) -> np.ndarray:
+        return SAMPLERS[spec.kind].sample(model, spec, m, rng, **options)
+
+    return refining.sample(model, n, rng, refine, propose, steps=refine_steps, quantile=drs_quantile)
 
 
 def refuse_options(kind: str, options: dict, accepted: tuple[str, ...] = ()) -> None:

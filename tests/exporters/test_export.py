@@ -16,15 +16,15 @@ from gen.trainer.train import load_run
 
 def test_manifest_records_the_contract(bundles):
     manifest = json.loads((bundles["vae"] / "manifest.json").read_text())
-    assert manifest["format_version"] == 3 and manifest["family"] == "vae"
+    assert manifest["format_version"] == 4 and manifest["family"] == "vae"
     assert manifest["variant"] == "bernoulli decoder"
     assert manifest["config"]["seed"] == 0 and manifest["seed"] == 0
     assert manifest["config"]["decoder"] == "bernoulli" and manifest["config"]["lr"] == 1e-3
     data = manifest["data"]
     assert data["kind"] == "image" and data["shape"] == [1, 8, 8] and data["raw_range"] == [0.0, 16.0]
     assert data["preprocessing"] == {"offset": 0.0, "scale": 16.0, "model_range": [0.0, 1.0], "binarize": None}
-    assert manifest["sampler"] == {"graph": "decoder", "input": "z", "output": "x", "kind": "ancestral"}
-    assert manifest["latent"] == {"dim": 4, "prior": "normal", "mean": None, "cov": None}
+    assert manifest["sampler"] == {"graph": "decoder", "input": "z", "output": "x", "codes": None, "kind": "ancestral"}
+    assert manifest["latent"] == {"dim": 4, "prior": "normal", "mean": None, "cov": None, "codes": None}
     scoring = manifest["scoring"]
     assert scoring["kind"] == "negative_elbo" and scoring["contamination"] == 0.01
     assert len(scoring["quantile_levels"]) == len(scoring["quantile_values"]) == 101

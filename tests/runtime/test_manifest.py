@@ -20,15 +20,22 @@ def test_round_trip(bundles):
     assert isinstance(manifest.sampler, AncestralSampler) and manifest.sampler.graph == "decoder"
 
 
-def test_format_2_reads_as_format_3(bundles):
-    """Format 3 only added optional fields: a format-2 manifest (without them) still loads."""
-    raw = manifest_of(bundles, "vae") | {"format_version": 2}
-    for key in ("fitted",):
+@pytest.mark.parametrize("version", [2, 3])
+def test_older_formats_read_as_format_4(bundles, version):
+    """Formats 3 and 4 only added optional fields: a format-2 or -3 manifest (without them)
+    still loads."""
+    raw = manifest_of(bundles, "vae") | {"format_version": version}
+    for key in ("refine",) + (("fitted",) if version == 2 else ()):
         raw.pop(key)
-    raw["data"].pop("ratings")
-    raw["scoring"].pop("errors")
+    raw["latent"].pop("codes")
+    raw["sampler"].pop("codes")
+    if version == 2:
+        raw["data"].pop("ratings")
+        raw["scoring"].pop("errors")
     manifest = Manifest.from_dict(raw)
-    assert manifest.format_version == 3 and manifest.fitted == {} and manifest.scoring.errors is None
+    assert manifest.format_version == 4 and manifest.refine is None and manifest.latent.codes is None
+    if version == 2:
+        assert manifest.fitted == {} and manifest.scoring.errors is None
 
 
 def test_format_1_is_refused_with_the_way_out(bundles):

@@ -8,7 +8,7 @@ import yaml
 
 from gen.runtime.errors import ConfigError, InputError
 from gen.trainer import registry
-from gen.trainer.config import RUN_KEYS, TrainConfig
+from gen.trainer.config import applies, RUN_KEYS, TrainConfig
 from gen.trainer.options import Choice, Flag, Interval, ListOf, OptionSpec, check_value
 
 
@@ -54,7 +54,17 @@ def test_make_validates_run_and_family_options():
     cfg = TrainConfig.make(model="vae", epochs="3", latent_dim="2", kl_weight="0.5")
     assert cfg.run.epochs == 3 and cfg.options.latent_dim == 2 and cfg.options.kl_weight == 0.5
     assert cfg.options.lr == 1e-3  # the default, recorded as a number, never null
-    assert list(cfg.to_dict())[:len(RUN_KEYS)] == list(RUN_KEYS)
+    applying = [k for k in RUN_KEYS if not applies(k, cfg.family)]
+    assert list(cfg.to_dict())[:len(applying)] == applying and "discriminator_epochs" not in applying
+
+
+def test_run_options_for_some_families_only():
+    """discriminator_epochs goes with a discriminator, contamination with a score; recorded only there."""
+    assert TrainConfig.make(model="dcgan", discriminator_epochs=3).to_dict()["discriminator_epochs"] == 3
+    assert "contamination" not in TrainConfig.make(model="dcgan").to_dict()
+    assert "calibration_fraction" in TrainConfig.make(model="dcgan").to_dict()
+    with pytest.raises(ConfigError, match="discriminator_epochs: does not apply to family 'vae' .it has no discriminator"):
+        TrainConfig.make(model="vae", discriminator_epochs=3)
 
 
 @pytest.mark.parametrize("raw, message", [

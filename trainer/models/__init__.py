@@ -4,4 +4,5 @@
 BUILTIN is the one registration line a new family adds: its module name here.
 """
 
-BUILTIN = ("autoencoder", "linear", "conv_ae", "autorec", "vae", "gan", "rbm", "dbm")
+BUILTIN = ("autoencoder", "linear", "conv_ae", "autorec", "vae", "gan", "dcgan", "wgan", "infogan", "veegan",
+           "adagan", "rbm", "dbm")

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gen.runtime.manifest import AncestralSampler, DataSpec
@@ -20,6 +19,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
+from .adversarial import discriminator_loss, gan_graphs, generator_loss, sample_normal
 from .base import mlp
 
 
@@ -54,41 +54,38 @@ class GAN(nn.Module):
     def score(self, x: torch.Tensor) -> torch.Tensor:
         return -self.discriminate(x)
 
+    def generator_parameters(self):
+        return self.netG.parameters()
+
+    def discriminator_parameters(self):
+        return self.netD.parameters()
+
 
 class Trainer:
-    """Algorithm 1: per call, `d_steps` discriminator updates then one generator update.
+    """Algorithm 1: per call, `d_steps` discriminator updates then one generator update, Adam
+    with betas (0.5, 0.999) on both (shared by dcgan, with its own defaults).
 
     Each discriminator update uses its own minibatch of real rows; the loop hands `step` a
     batch of d_steps * batch_size rows (or fewer at the end of an epoch) and it splits them.
     """
 
-    def __init__(self, net: GAN, options: Options):
+    def __init__(self, net, options):
         self.net, self.d_steps, self.loss_kind = net, options.d_steps, options.loss
-        self.optD = torch.optim.Adam(net.netD.parameters(), lr=options.lr, betas=(0.5, 0.999))
-        self.optG = torch.optim.Adam(net.netG.parameters(), lr=options.lr, betas=(0.5, 0.999))
+        self.optD = torch.optim.Adam(net.discriminator_parameters(), lr=options.lr, betas=(0.5, 0.999))
+        self.optG = torch.optim.Adam(net.generator_parameters(), lr=options.lr, betas=(0.5, 0.999))
         self.batches_per_step = options.d_steps
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
         net = self.net
-        real_label, fake_label = 1.0, 0.0
         loss_d = torch.zeros(())
         for real in x.chunk(self.d_steps):
-            z = torch.randn(len(real), net.latent_dim, device=x.device)
-            fake = net.generate(z).detach()
-            logits_real, logits_fake = net.discriminate(real), net.discriminate(fake)
-            loss_d = (F.binary_cross_entropy_with_logits(logits_real, torch.full_like(logits_real, real_label))
-                      + F.binary_cross_entropy_with_logits(logits_fake, torch.full_like(logits_fake, fake_label)))
+            fake = net.generate(sample_normal(len(real), net.latent_dim, x)).detach()
+            loss_d = discriminator_loss(net.discriminate(real), net.discriminate(fake))
             self.optD.zero_grad(set_to_none=True)
             loss_d.backward()
             self.optD.step()
-        z = torch.randn(len(x) // self.d_steps or 1, net.latent_dim, device=x.device)
-        logits = net.discriminate(net.generate(z))
-        if self.loss_kind == "minimax":
-            # minimise log(1 - D(G(z))) = -BCE(logits, 0)
-            loss_g = -F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, fake_label))
-        else:
-            # maximise log D(G(z)) = minimise BCE(logits, 1)
-            loss_g = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, real_label))
+        z = sample_normal(len(x) // self.d_steps or 1, net.latent_dim, x)
+        loss_g = generator_loss(net.discriminate(net.generate(z)), self.loss_kind)
         self.optG.zero_grad(set_to_none=True)
         loss_g.backward()
         self.optG.step()
@@ -96,11 +93,8 @@ class Trainer:
 
 
 def graphs(net: GAN, data: DataSpec) -> dict[str, GraphDef]:
-    return {
-        "generator": GraphDef(Method(net, "generate"), [Port("z", "latent", [net.latent_dim])], [data_port("x", data)]),
-        "discriminator": GraphDef(Method(net, "discriminate"), [data_port("x", data)], [Port("logit", "value")]),
-        "score": GraphDef(Method(net, "score"), [data_port("x", data)], [Port("score", "value")]),
-    }
+    return gan_graphs(net, data, extra={
+        "score": GraphDef(Method(net, "score"), [data_port("x", data)], [Port("score", "value")])})
 
 
 register(Family(
@@ -108,6 +102,6 @@ register(Family(
     options=Options, build=lambda o, data: GAN(data.shape, o.hidden, o.latent_dim, data.unit_range),
     trainer=Trainer, graphs=graphs, capabilities=("sample", "score"),
     score_kind="negative_discriminator_logit", sampler=lambda net, o: AncestralSampler(graph="generator"),
-    latent_prior="normal", variant=lambda o: f"{o.loss} loss, d_steps={o.d_steps}",
+    latent_prior="normal", discriminator=("discriminator", "logit"), variant=lambda o: f"{o.loss} loss, d_steps={o.d_steps}",
     test=Preset(30, {"hidden": [32], "latent_dim": 4}), demo=Preset(300), bench=Preset(300),
 ))

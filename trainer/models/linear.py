@@ -107,7 +107,7 @@ class PCATrainer:
         self.net = net
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor) -> dict[str, float]:
+    def fit(self, x: torch.Tensor, **schedule) -> dict[str, float]:
         net = self.net
         components, mean, variance, ratio = principal_components(
             x.detach().flatten(1).cpu().double().numpy(), net.latent_dim)

@@ -1,0 +1,258 @@
+"""Building blocks shared by the GAN families (gan, dcgan, wgan, wgan-gp, infogan, veegan,
+adagan): generator and discriminator networks, the DCGAN initialisation, the discriminator
+loss, the gradient penalty, and the graphs every GAN exports.
+
+Networks work in model space: images in [0, 1], tabular rows z-scored, 2-D points as they
+are. A generator's output layer matches the data: for data in [0, 1] a sigmoid (MLP) or
+DCGAN's tanh mapped onto [0, 1] ((tanh + 1) / 2, the same function as DCGAN's [-1, 1]
+output seen through the data's scaling); otherwise linear.
+
+Every GAN exports its discriminator (or critic) as x -> one value per row, which the
+runtime's discriminator-guided samplers (`gen sample --refine drs|mh`) read after the
+calibration that training stores in the manifest (`gen.trainer.train`, RefineSpec).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gen.runtime.errors import ConfigError
+from gen.runtime.manifest import DataSpec
+
+from ..graphs import GraphDef, Method, Port, data_port
+from ..options import Choice, Interval, ListOf, option
+from .base import mlp
+from .conv_ae import conv_size, output_padding
+
+KERNEL = 5  # DCGAN's 5x5 kernels; stride 2 with padding 2 halves a side, rounding up
+STRIDE = 2
+LEAK = 0.2
+
+ARCH = Choice("auto", "mlp", "conv")
+ARCH_HELP = "Networks: conv (DCGAN-style, images only), mlp, or auto (conv for images, mlp otherwise)."
+NORMS = ("batch", "layer", "none")
+
+
+def hidden_option(default=(256, 256)):
+    return option(list(default), "Hidden widths of the MLP generator (the discriminator mirrors them).",
+                  ListOf(Interval(int, 1, None)))
+
+
+def channels_option(default=(32, 64)):
+    return option(list(default), "Channels of the discriminator's stride-2 convolutions (the generator "
+                  "mirrors them with fractionally-strided ones); conv networks only.",
+                  ListOf(Interval(int, 1, None)))
+
+
+def latent_option(default: int):
+    return option(default, "Noise dimension of the generator (z ~ N(0, I)).", Interval(int, 1, None))
+
+
+def init_dcgan(module: nn.Module) -> None:
+    """DCGAN's initialisation: weights N(0, 0.02), normalisation scales N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def feature_sizes(shape: list[int], channels: list[int]) -> list[tuple[int, int]]:
+    """(H, W) that each stride-2 convolution takes in, then what the last one returns."""
+    _, h, w = shape
+    sizes = [(h, w)]
+    for _ in channels:
+        h, w = conv_size(h, KERNEL), conv_size(w, KERNEL)
+        sizes.append((h, w))
+    return sizes
+
+
+class UnitTanh(nn.Module):
+    """DCGAN's tanh output, mapped onto the model space [0, 1] of image data."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return (torch.tanh(h) + 1.0) / 2.0
+
+
+class ConvGenerator(nn.Module):
+    """DCGAN's generator for any (C, H, W): a linear projection of the input to the smallest
+    feature map, then one fractionally-strided convolution per entry of `channels` (reversed),
+    batch norm and ReLU after each but the last, tanh at the output. The output paddings
+    bring the map back to exactly (H, W) (7 -> 14 -> 28; 2 -> 4 -> 8)."""
+
+    def __init__(self, in_dim: int, shape: list[int], channels: list[int], unit_range: bool,
+                 batch_norm: bool = True):
+        super().__init__()
+        self.shape = list(shape)
+        sizes = feature_sizes(shape, channels)
+        widths = [shape[0], *channels]
+        self.start = [channels[-1], *sizes[-1]]
+        n_start = int(np.prod(self.start))
+        self.project = nn.Linear(in_dim, n_start, bias=not batch_norm)
+        self.project_norm = nn.BatchNorm2d(channels[-1]) if batch_norm else nn.Identity()
+        layers: list[nn.Module] = []
+        for i in reversed(range(len(channels))):
+            pad = tuple(output_padding(a, b, KERNEL) for a, b in zip(sizes[i + 1], sizes[i]))
+            last = i == 0
+            layers.append(nn.ConvTranspose2d(widths[i + 1], widths[i], KERNEL, STRIDE, KERNEL // 2,
+                                             output_padding=pad, bias=last or not batch_norm))
+            if not last:
+                layers += [nn.BatchNorm2d(widths[i]) if batch_norm else nn.Identity(), nn.ReLU()]
+        layers.append(UnitTanh() if unit_range else nn.Identity())
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.project_norm(self.project(z).reshape(-1, *self.start)))
+        return self.convs(h)
+
+
+class ConvBody(nn.Module):
+    """DCGAN's discriminator body: stride-2 convolutions with LeakyReLU(0.2), normalisation on
+    every layer but the first (`batch`, `layer` or `none`; a WGAN-GP critic must not use
+    batch norm), no pooling; returns the flattened last feature map."""
+
+    def __init__(self, shape: list[int], channels: list[int], norm: str = "batch"):
+        super().__init__()
+        self.shape = list(shape)
+        widths = [shape[0], *channels]
+        layers: list[nn.Module] = []
+        for i in range(len(channels)):
+            layers.append(nn.Conv2d(widths[i], widths[i + 1], KERNEL, STRIDE, KERNEL // 2,
+                                    bias=i == 0 or norm == "none"))
+            if i > 0 and norm == "batch":
+                layers.append(nn.BatchNorm2d(widths[i + 1]))
+            elif i > 0 and norm == "layer":
+                layers.append(nn.GroupNorm(1, widths[i + 1]))
+            layers.append(nn.LeakyReLU(LEAK))
+        self.convs = nn.Sequential(*layers)
+        h, w = feature_sizes(shape, channels)[-1]
+        self.features = channels[-1] * h * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x.reshape(-1, *self.shape)).flatten(1)
+
+
+class MLPBody(nn.Module):
+    """An MLP discriminator body (LeakyReLU(0.2) after every layer) on flattened rows."""
+
+    def __init__(self, in_dim: int, hidden: list[int]):
+        super().__init__()
+        self.net = mlp([in_dim, *hidden], act=lambda: nn.LeakyReLU(LEAK))
+        if hidden:
+            self.net.append(nn.LeakyReLU(LEAK))
+        self.features = hidden[-1] if hidden else in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+def resolve_arch(options, data: DataSpec, name: str):
+    """arch=auto -> conv for (C, H, W) images, else mlp; conv on other data is refused."""
+    from dataclasses import replace
+
+    image = data.kind == "image" and len(data.shape) == 3
+    if options.arch == "conv" and not image:
+        raise ConfigError(f"model {name} arch=conv needs (C, H, W) images; {data.source} rows have shape "
+                          f"{list(data.shape)} (use arch=mlp)")
+    if options.arch == "auto":
+        options = replace(options, arch="conv" if image else "mlp")
+    if options.arch == "conv" and not getattr(options, "channels", None):
+        raise ConfigError(f"channels=[]: model {name} with arch=conv needs at least one convolution")
+    return options
+
+
+def generator(arch: str, in_dim: int, data: DataSpec, hidden: list[int], channels: list[int],
+              batch_norm: bool = True) -> nn.Module:
+    """The generator network of `arch` from `in_dim` inputs to model-space rows (flat for mlp)."""
+    dim = int(np.prod(data.shape))
+    if arch == "conv":
+        return ConvGenerator(in_dim, data.shape, channels, data.unit_range, batch_norm)
+    return mlp([in_dim, *hidden, dim], last_act=nn.Sigmoid() if data.unit_range else None)
+
+
+def body(arch: str, data: DataSpec, hidden: list[int], channels: list[int], norm: str = "batch",
+         extra: int = 0) -> nn.Module:
+    """The discriminator body of `arch` (features out; `extra` inputs appended for mlp)."""
+    if arch == "conv":
+        return ConvBody(data.shape, channels, norm)
+    return MLPBody(int(np.prod(data.shape)) + extra, list(reversed(hidden)))
+
+
+class Adversarial(nn.Module):
+    """A generator netG (z -> rows) and a discriminator: `body` (rows -> features) and `head`
+    (features -> one logit or critic value)."""
+
+    def __init__(self, shape: list[int], latent_dim: int, netG: nn.Module, body: nn.Module):
+        super().__init__()
+        self.shape, self.latent_dim = list(shape), latent_dim
+        self.netG, self.body = netG, body
+        self.head = nn.Linear(body.features, 1)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        return self.netG(z).reshape(-1, *self.shape)
+
+    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        """The discriminator's logit (a critic's value) per row."""
+        return self.head(self.body(x)).squeeze(1)
+
+    def generator_parameters(self):
+        return self.netG.parameters()
+
+    def discriminator_parameters(self):
+        return [*self.body.parameters(), *self.head.parameters()]
+
+
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """-log D(x) - log(1 - D(G(z))), the discriminator's side of the GAN game, as logits."""
+    return (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+            + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+
+
+def generator_loss(logits_fake: torch.Tensor, kind: str = "non_saturating") -> torch.Tensor:
+    """Non-saturating -log D(G(z)) or minimax log(1 - D(G(z))), from D's logits on fakes."""
+    if kind == "minimax":
+        return -F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+    return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+
+
+def interpolates(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """eps x + (1 - eps) x~ with one eps ~ U(0, 1) per row (WGAN-GP's sampling of x^)."""
+    if eps is None:
+        eps = torch.rand(len(real), device=real.device)
+    eps = eps.reshape(-1, *([1] * (real.ndim - 1)))
+    return eps * real + (1 - eps) * fake
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
+                     eps: torch.Tensor | None = None) -> torch.Tensor:
+    """WGAN-GP's penalty E[(||grad_x^ f(x^)||_2 - 1)^2] at the interpolates x^ of real and
+    fake rows, kept in the graph (create_graph) so it trains the critic."""
+    x_hat = interpolates(real, fake.detach(), eps).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+def gan_graphs(net: Adversarial, data: DataSpec, role: str = "discriminator", output: str = "logit",
+               extra: dict | None = None) -> dict[str, GraphDef]:
+    """The generator (z -> x) and the discriminator or critic (x -> one value per row)."""
+    return {
+        "generator": GraphDef(Method(net, "generate"), [Port("z", "latent", [net.latent_dim])], [data_port("x", data)]),
+        role: GraphDef(Method(net, "discriminate"), [data_port("x", data)], [Port(output, "value")]),
+        **(extra or {}),
+    }
+
+
+def sample_normal(n: int, dim: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.randn(n, dim, device=like.device)
+
+
+def check_norm(norm: str) -> str:
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return norm

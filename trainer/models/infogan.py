@@ -1,0 +1,176 @@
+"""InfoGAN (Chen et al. 2016): the generator takes noise z and structured codes c (one
+categorical code `cat` with K classes, continuous codes `c1`, `c2`, ... ~ U(-1, 1)); a Q head
+sharing the discriminator's body infers c from a generated row, and the variational lower
+bound of the mutual information I(c; G(z, c)) is maximised with weight lambda: the
+categorical term is Q's cross-entropy on the drawn class, the continuous one the Gaussian
+log-likelihood of the drawn values under Q's means (fixed unit variance), weighted by
+`continuous_weight` as the paper scales it down for continuous codes.
+
+As in the paper's code, the information loss trains G and the whole D side (body and Q
+head); D's adversarial loss does not reach Q. Learning rates 2e-4 (D, Q) and 1e-3 (G), Adam
+with beta1 0.5.
+
+Exported: `generator` (z, c -> x), `discriminator` (x -> logit, for --refine) and the Q
+network as the `encoder` graph (x -> z: the posterior of the codes side by side, K class
+probabilities of `cat` then the means of c1, c2, ...), which `gen encode` serves; the
+manifest's latent.codes lists the codes so that `gen sample --code cat=3 --code c1=0.5`
+holds some fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gen.runtime.errors import ConfigError
+from gen.runtime.manifest import AncestralSampler, CodeSpec, DataSpec
+
+from ..graphs import GraphDef, Method, Port, data_port
+from ..options import Interval, option
+from ..registry import Family, Preset, register
+from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, body, channels_option, discriminator_loss,
+                          generator, generator_loss, hidden_option, init_dcgan, latent_option, resolve_arch)
+
+Q_HIDDEN = 128
+
+
+@dataclass
+class Options:
+    arch: str = option("auto", ARCH_HELP, ARCH)
+    hidden: list[int] = hidden_option((256, 256))
+    channels: list[int] = channels_option()
+    latent_dim: int = latent_option(62)
+    categories: int = option(10, "Classes K of the categorical code `cat` (0: none).", Interval(int, 0, None))
+    continuous: int = option(2, "Continuous codes c1..cN ~ U(-1, 1).", Interval(int, 0, None))
+    info_weight: float = option(1.0, "Weight lambda of the mutual-information term.", Interval(float, 0, None))
+    continuous_weight: float = option(0.1, "Extra weight of the continuous codes' term (the paper keeps it "
+                                      "small so their log-likelihood is on the categorical term's scale).",
+                                      Interval(float, 0, None))
+    lr_d: float = option(2e-4, "Adam learning rate of D and Q (beta1 0.5).", Interval(float, 0, None, "neither"))
+    lr_g: float = option(1e-3, "Adam learning rate of G (beta1 0.5).", Interval(float, 0, None, "neither"))
+
+
+def code_specs(o: Options) -> list[CodeSpec]:
+    codes = [CodeSpec("cat", "categorical", o.categories)] if o.categories else []
+    return codes + [CodeSpec(f"c{i + 1}", "uniform", 1, -1.0, 1.0) for i in range(o.continuous)]
+
+
+class InfoGAN(Adversarial):
+    def __init__(self, shape, latent_dim, codes: list[CodeSpec], netG, netD_body):
+        super().__init__(shape, latent_dim, netG, netD_body)
+        self.codes = codes
+        self.n_classes = sum(c.size for c in codes if c.kind == "categorical")
+        self.n_continuous = sum(1 for c in codes if c.kind == "uniform")
+        self.code_width = self.n_classes + self.n_continuous
+        self.q = nn.Sequential(nn.Linear(netD_body.features, Q_HIDDEN), nn.LeakyReLU(LEAK),
+                               nn.Linear(Q_HIDDEN, self.code_width))
+
+    def generate_with_codes(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.netG(torch.cat([z, c], dim=1)).reshape(-1, *self.shape)
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logit and Q's raw outputs (class logits, then continuous means) from one body pass."""
+        h = self.body(x)
+        return self.head(h).squeeze(1), self.q(h)
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """Q's posterior of the codes: class probabilities of `cat`, then the continuous means."""
+        q = self.q(self.body(x))
+        return torch.cat([F.softmax(q[:, :self.n_classes], dim=1), q[:, self.n_classes:]], dim=1) \
+            if self.n_classes else q
+
+    def draw_codes(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(codes fed to G, class index drawn, continuous values drawn) for n rows."""
+        index = torch.randint(max(self.n_classes, 1), (n,), device=like.device)
+        parts = [F.one_hot(index, self.n_classes).to(like.dtype)] if self.n_classes else []
+        cont = torch.rand(n, self.n_continuous, device=like.device) * 2 - 1
+        return torch.cat(parts + [cont], dim=1), index, cont
+
+    def info_loss(self, q: torch.Tensor, index: torch.Tensor, cont: torch.Tensor, continuous_weight: float):
+        loss = F.cross_entropy(q[:, :self.n_classes], index) if self.n_classes else q.new_zeros(())
+        if self.n_continuous:
+            loss = loss + continuous_weight * 0.5 * ((q[:, self.n_classes:] - cont) ** 2).sum(dim=1).mean()
+        return loss
+
+
+def build(o: Options, data: DataSpec) -> InfoGAN:
+    codes = code_specs(o)
+    width = sum(c.width for c in codes)
+    net = InfoGAN(data.shape, o.latent_dim, codes,
+                  generator(o.arch, o.latent_dim + width, data, o.hidden, o.channels),
+                  body(o.arch, data, o.hidden, o.channels, norm="batch"))
+    if o.arch == "conv":
+        init_dcgan(net)
+    return net
+
+
+class Trainer:
+    def __init__(self, net: InfoGAN, o: Options):
+        self.net, self.o = net, o
+        self.optD = torch.optim.Adam([*net.discriminator_parameters(), *net.q.parameters()], lr=o.lr_d,
+                                     betas=(0.5, 0.999))
+        self.optG = torch.optim.Adam(net.generator_parameters(), lr=o.lr_g, betas=(0.5, 0.999))
+        self.batches_per_step = 1
+
+    def step(self, x: torch.Tensor) -> dict[str, float]:
+        net, o = self.net, self.o
+        n = len(x)
+        z = torch.randn(n, net.latent_dim, device=x.device)
+        c, index, cont = net.draw_codes(n, x)
+        fake = net.generate_with_codes(z, c)
+        logit_real, _ = net.heads(x)
+        logit_fake, q_fake = net.heads(fake.detach())
+        info_d = net.info_loss(q_fake, index, cont, o.continuous_weight)
+        loss_d = discriminator_loss(logit_real, logit_fake) + o.info_weight * info_d
+        self.optD.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.optD.step()
+        logit_fake, q_fake = net.heads(fake)
+        info = net.info_loss(q_fake, index, cont, o.continuous_weight)
+        loss_g = generator_loss(logit_fake) + o.info_weight * info
+        self.optG.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.optG.step()
+        out = {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()), "info": float(info.detach())}
+        if net.n_classes:
+            out["q_accuracy"] = float((q_fake[:, :net.n_classes].argmax(dim=1) == index).float().mean())
+        return out
+
+
+def graphs(net: InfoGAN, data: DataSpec) -> dict[str, GraphDef]:
+    return {
+        "generator": GraphDef(Method(net, "generate_with_codes"),
+                              [Port("z", "latent", [net.latent_dim]),
+                               Port("c", "codes", [net.code_width], distribution="uniform")],
+                              [data_port("x", data)]),
+        "discriminator": GraphDef(Method(net, "discriminate"), [data_port("x", data)], [Port("logit", "value")]),
+        "encoder": GraphDef(Method(net, "infer"), [data_port("x", data)], [Port("z", "codes", [net.code_width])]),
+    }
+
+
+def resolve(o: Options, data: DataSpec) -> Options:
+    if o.categories == 1:
+        raise ConfigError("categories=1: a categorical code needs at least 2 classes (0 for none)")
+    if not o.categories and not o.continuous:
+        raise ConfigError("infogan needs at least one code (categories >= 2 or continuous >= 1); "
+                          "without codes use gan or dcgan")
+    return resolve_arch(o, data, "infogan")
+
+
+def _variant(o: Options) -> str:
+    nets = f"conv {'-'.join(map(str, o.channels))}" if o.arch == "conv" else f"mlp {'-'.join(map(str, o.hidden))}"
+    return f"{nets}, codes: {o.categories} classes + {o.continuous} continuous, lambda {o.info_weight:g}"
+
+
+register(Family(
+    name="infogan", description="InfoGAN: noise plus categorical/continuous codes, Q head; samples with "
+                                "chosen codes, infers codes (encode).",
+    options=Options, build=build, trainer=Trainer, graphs=graphs, capabilities=("sample", "encode"),
+    score_kind=None, sampler=lambda net, o: AncestralSampler(graph="generator", codes="c"),
+    latent_prior="normal", discriminator=("discriminator", "logit"), resolve=resolve, variant=_variant,
+    test=Preset(3, {"hidden": [16], "channels": [8], "latent_dim": 4, "categories": 3, "continuous": 1}),
+    bench=Preset(60),
+))
