@@ -210,3 +210,56 @@ def test_boltzmann_section_states_targets_from_the_figures(report):
     text = "\n".join(report.boltzmann_section(boltzmann_section(-199.0, -135.5, -140.0)))
     assert "missed by 4.0 nats" in text and "missed by 5.5 nats" in text and "does not beat it" in text
     assert report.boltzmann_section(None) == []
+
+
+def gans_results() -> dict:
+    """Two families on the point sets over 2 seeds, one image dataset with InfoGAN."""
+    def run(modes, hq):
+        return {k: {"modes": modes, "high_quality": hq} for k in ("plain", "drs", "mh")} | {"train_s": 10.0}
+
+    def quality(frechet):
+        return {"frechet": frechet, "classes_found": 10, "kl_from_uniform": 0.01, "histogram": [1] * 10}
+
+    modes = {"seeds": [0, 1], "n_samples": 2500, "families": {
+        "gan": {"epochs": 5, "options": {}, "data": {
+            "ring8": {"n_modes": 8, "runs": [run(8, 0.97), run(8, 0.95)]},
+            "grid25": {"n_modes": 25, "runs": [run(25, 0.90), run(24, 0.80)]}}},
+        "wgan": {"epochs": 5, "options": {}, "data": {
+            "ring8": {"n_modes": 8, "runs": [run(6, 0.5), run(4, 0.3)]},
+            "grid25": {"n_modes": 25, "runs": [run(20, 0.1), run(18, 0.1)]}}}}}
+    images = {"n_samples": 1000, "datasets": {"mnist": {
+        "n_train": 4000, "n_test": 1000, "classifier_test_accuracy": 0.93, "floor": quality(1.5),
+        "families": {
+            "dcgan": {"epochs": 3, "options": {}, "train_s": 5.0,
+                      **{k: quality(10.0) for k in ("plain", "drs", "mh")}},
+            "infogan": {"epochs": 3, "options": {}, "train_s": 5.0,
+                        **{k: quality(5.0) for k in ("plain", "drs", "mh")},
+                        "infogan": {"accuracy": 0.8, "categories": 10, "labels_covered": 9}}}}}}
+    return {"modes": modes, "images": images}
+
+
+def test_gans_section_means_targets_and_skipped_families(report):
+    text = "\n".join(report.gans_section(gans_results()))
+    assert "| gan | 8.0/8 (8) | 8.0/8 (8) | 8.0/8 (8) | 96.0% (95.0%-97.0%) |" in text
+    assert "| wgan | 5.0/8 (4-6) |" in text
+    # ring: gan's 8/8 with 96% meets 8/8 with 95%; grid: 24.5/25 misses on modes
+    assert "best is gan (plain), 8.0/8 modes and 96.0%: met" in text
+    assert "Grid-25" in text and "24.5/25 modes and 85.0%: missed: 24.5/25 modes" in text
+    assert "Not run on the point sets: dcgan" in text
+    assert "test accuracy 80.0% with seed 0; target 90%: missed by 10.0 points" in text
+    results = gans_results()
+    info = results["images"]["datasets"]["mnist"]["families"]["infogan"]["infogan"]
+    info["seeds"] = [{"seed": 0, "accuracy": 0.8}, {"seed": 1, "accuracy": 0.9}, {"seed": 2, "accuracy": 1.0}]
+    text = "\n".join(report.gans_section(results))
+    assert ("over seeds 0, 1 and 2 the mean is 90.0% (range 80.0%-100.0%); target 90% (on the mean over seeds): "
+            "met") in text
+
+
+def test_family_table_points_gan_only_families_to_their_section(report):
+    results = synthetic()
+    results["families"]["dcgan"] = {"description": "Test DCGAN.", "capabilities": ["sample"], "epochs": 3,
+                                    "options": {}, "variant": None, "config": {}}
+    results["gans"] = gans_results()
+    text = report.render(results)
+    assert "| dcgan | Test DCGAN. | - | - | no one-class run; trained in the GAN section, settings there |" in text
+    assert "## GAN families: mode collapse and sample quality" in text

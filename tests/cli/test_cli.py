@@ -41,6 +41,46 @@ def test_sample_png_and_npy(bundles, tmp_path):
     assert (tmp_path / "g.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.parametrize("method", ["drs", "mh"])
+def test_sample_refine(bundles, tmp_path, method):
+    out = tmp_path / f"{method}.npy"
+    result = gen("sample", bundles["wgan-gp"], "--n", 12, "--seed", 2, "--refine", method, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["refine"] == method and np.load(out).shape == (12, 1, 8, 8)
+    from gen.runtime import load
+
+    np.testing.assert_array_equal(np.load(out), load(bundles["wgan-gp"]).sample(12, seed=2, refine=method))
+
+
+def test_sample_refine_and_code_errors(bundles, tmp_path):
+    out = tmp_path / "s.npy"
+    for args, message in (
+            ((bundles["vae"], "--refine", "drs"), "no calibrated discriminator"),
+            ((bundles["gan"], "--refine-steps", 5), "go with refine"),
+            ((bundles["gan"], "--refine", "drs", "--refine-steps", 5), "steps is an option of --refine mh"),
+            ((bundles["infogan"], "--code", "cat"), "expected NAME=VALUE"),
+            ((bundles["infogan"], "--code", "cat=9"), "class index in 0..2"),
+            ((bundles["gan"], "--code", "cat=1"), "no latent codes")):
+        result = gen("sample", *args, "--out", out)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+        assert not out.exists()
+
+
+def test_sample_with_codes_and_info_lists_them(bundles, tmp_path):
+    result = gen("sample", bundles["infogan"], "--n", 6, "--code", "cat=2", "--code", "c1=-0.5", "--out",
+                 tmp_path / "c.npy")
+    assert result.exit_code == 0, result.output
+    from gen.runtime import load
+
+    want = load(bundles["infogan"]).sample(6, seed=0, codes={"cat": 2, "c1": -0.5})
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), want)
+    info = gen("info", bundles["infogan"])
+    assert "codes (--code NAME=VALUE): cat (0..2), c1 (uniform -1..1)" in info.output
+    assert "--refine drs|mh: discriminator calibrated on" in info.output
+    summary = json.loads(gen("info", bundles["infogan"], "--json").output)
+    assert [c["name"] for c in summary["latent"]["codes"]] == ["cat", "c1"] and summary["refine"]["n_real"] > 0
+
+
 def test_score_csv_columns(bundles, digits_rows, tmp_path):
     rows = tmp_path / "rows.csv"
     np.savetxt(rows, digits_rows[:20], delimiter=",", fmt="%g")

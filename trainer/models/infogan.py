@@ -45,6 +45,9 @@ class Options:
     latent_dim: int = latent_option(62)
     categories: int = option(10, "Classes K of the categorical code `cat` (0: none).", Interval(int, 0, None))
     continuous: int = option(2, "Continuous codes c1..cN ~ U(-1, 1).", Interval(int, 0, None))
+    fc: int = option(1024, "Width of the fully-connected layer the InfoGAN paper puts before G's projection and "
+                     "after D's convolutions (0: none, the plain DCGAN networks); conv networks only.",
+                     Interval(int, 0, None))
     info_weight: float = option(1.0, "Weight lambda of the mutual-information term.", Interval(float, 0, None))
     continuous_weight: float = option(0.1, "Extra weight of the continuous codes' term (the paper keeps it "
                                       "small so their log-likelihood is on the categorical term's scale).",
@@ -96,12 +99,30 @@ class InfoGAN(Adversarial):
         return loss
 
 
+class FCBody(nn.Module):
+    """A convolutional body followed by the paper's fully-connected layer (batch norm, LeakyReLU)."""
+
+    def __init__(self, convs: nn.Module, width: int):
+        super().__init__()
+        self.convs = convs
+        self.fc = nn.Sequential(nn.Linear(convs.features, width, bias=False), nn.BatchNorm1d(width),
+                                nn.LeakyReLU(LEAK))
+        self.features = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(x))
+
+
 def build(o: Options, data: DataSpec) -> InfoGAN:
     codes = code_specs(o)
     width = sum(c.width for c in codes)
-    net = InfoGAN(data.shape, o.latent_dim, codes,
-                  generator(o.arch, o.latent_dim + width, data, o.hidden, o.channels),
-                  body(o.arch, data, o.hidden, o.channels, norm="batch"))
+    fc = o.fc if o.arch == "conv" else 0
+    netG = generator(o.arch, fc or o.latent_dim + width, data, o.hidden, o.channels)
+    netD = body(o.arch, data, o.hidden, o.channels, norm="batch")
+    if fc:
+        netG = nn.Sequential(nn.Linear(o.latent_dim + width, fc, bias=False), nn.BatchNorm1d(fc), nn.ReLU(), netG)
+        netD = FCBody(netD, fc)
+    net = InfoGAN(data.shape, o.latent_dim, codes, netG, netD)
     if o.arch == "conv":
         init_dcgan(net)
     return net
@@ -161,7 +182,7 @@ def resolve(o: Options, data: DataSpec) -> Options:
 
 
 def _variant(o: Options) -> str:
-    nets = f"conv {'-'.join(map(str, o.channels))}" if o.arch == "conv" else f"mlp {'-'.join(map(str, o.hidden))}"
+    nets = (f"conv {'-'.join(map(str, o.channels))}" + (f", fc {o.fc}" if o.fc else "")) if o.arch == "conv" else f"mlp {'-'.join(map(str, o.hidden))}"
     return f"{nets}, codes: {o.categories} classes + {o.continuous} continuous, lambda {o.info_weight:g}"
 
 
@@ -171,6 +192,6 @@ register(Family(
     options=Options, build=build, trainer=Trainer, graphs=graphs, capabilities=("sample", "encode"),
     score_kind=None, sampler=lambda net, o: AncestralSampler(graph="generator", codes="c"),
     latent_prior="normal", discriminator=("discriminator", "logit"), resolve=resolve, variant=_variant,
-    test=Preset(3, {"hidden": [16], "channels": [8], "latent_dim": 4, "categories": 3, "continuous": 1}),
+    test=Preset(3, {"hidden": [16], "channels": [8], "fc": 16, "latent_dim": 4, "categories": 3, "continuous": 1}),
     bench=Preset(60),
 ))

@@ -49,6 +49,24 @@ def test_information_term_trains_q_to_recover_the_codes():
     assert first < 0.7 and sum(last) / 20 > 0.9
 
 
+def test_conv_networks_carry_the_papers_fully_connected_layer():
+    """fc > 0: D's features and G's input go through an fc-wide layer; fc = 0: plain DCGAN nets."""
+    image = DataSpec("test", "image", [1, 8, 8], raw_range=[0.0, 16.0])
+    for fc in (0, 12):
+        cfg = TrainConfig.make(model="infogan", channels=[4, 8], fc=fc, latent_dim=3, categories=3, continuous=1)
+        o = cfg.family.resolve(cfg.options, image)
+        net = cfg.family.build(o, image).eval()
+        assert o.arch == "conv"
+        assert net.body.features == (fc or 8 * 2 * 2)
+        assert net.q[0].in_features == net.body.features
+        with torch.no_grad():
+            x = net.generate_with_codes(torch.randn(5, 3), torch.zeros(5, 4))
+            logit, q = net.heads(x)
+        assert x.shape == (5, 1, 8, 8) and logit.shape == (5,) and q.shape == (5, 4)
+        linears = [m for m in net.netG.modules() if isinstance(m, torch.nn.Linear)]
+        assert linears[0].out_features == (fc or 8 * 2 * 2)
+
+
 def test_info_loss_is_cross_entropy_plus_weighted_gaussian_term():
     net, _ = build(categories=2, continuous=1)
     q = torch.tensor([[2.0, 0.0, 0.3]])
