@@ -33,6 +33,7 @@ def complete(
     with reported():
         from gen.runtime import UsageError, load
         from gen.runtime.completion import COMPLETION_FORMATS, Completer, write_predictions
+        from gen.runtime.outputs import check_output
         from gen.runtime.ratings import read_pairs, read_ratings
 
         chosen = [name for name, given in (("--all", all_pairs), ("--pairs", pairs is not None),
@@ -43,6 +44,7 @@ def complete(
         if out.suffix.lower() not in COMPLETION_FORMATS:
             raise UsageError(f"{out}: unsupported output format {out.suffix or '(none)'}; "
                              f"expected one of {', '.join(COMPLETION_FORMATS)}")
+        check_output(out, (ratings, pairs), bundle)
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
         model.require("complete")
         completer = Completer(model, read_ratings(ratings))

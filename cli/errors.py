@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import typer
 
-from gen.runtime.errors import GenError, MissingDependency
+from gen.runtime.errors import GenError, InputError, MissingDependency
 
 # Optional packages a command may need, and the extra that installs each.
 EXTRAS = {"torch": "train", "onnx": "train", "onnxscript": "train", "sklearn": "train", "scipy": "train",
@@ -19,6 +19,10 @@ def as_gen_error(exc: BaseException) -> GenError | None:
     """The GenError a user should read for `exc`, or None for a bug (shown as a traceback)."""
     if isinstance(exc, GenError):
         return exc
+    if isinstance(exc, MemoryError):
+        detail = str(exc).splitlines()[0] if str(exc) else "allocation failed"
+        return InputError(f"not enough memory ({detail}); ask for less at a time "
+                          "(a smaller --n, --batch-size or --chunk-rows)")
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
         name = exc.name.split(".")[0]
         extra = EXTRAS[name]

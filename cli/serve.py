@@ -18,7 +18,7 @@ def sample(
     bundle: BundleArg,
     out: Annotated[Path, typer.Option(help="Output: .png (grid or scatter), .npy (the samples' own shape) or .csv (flat rows).")],
     n: Annotated[int, typer.Option(help="Number of samples.", min=1)] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of the numpy Generator that draws the noise.", min=0)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the numpy Generator that draws the noise.", min=0, max=2**63 - 1)] = 0,
     device: DeviceOpt = Device.auto,
     steps: Annotated[Optional[int], typer.Option(help="Gibbs sampler: steps per chain (default: the bundle's).", min=1)] = None,
     burn_in: Annotated[Optional[int], typer.Option(help="Gibbs sampler: steps before the first kept sample (default: steps - thin).", min=0)] = None,
@@ -42,8 +42,9 @@ def sample(
     """Draw N samples from a bundle with the sampler it declares. Same seed, same samples."""
     with reported():
         from gen.runtime import load
-        from gen.runtime.outputs import save_samples
+        from gen.runtime.outputs import check_output, save_samples
 
+        check_output(out, bundle=bundle)
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
         options = {k: v for k, v in {"steps": steps, "burn_in": burn_in, "thin": thin, "chains": chains,
                                      "refine": refine.value if refine else None, "refine_steps": refine_steps,

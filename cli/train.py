@@ -154,7 +154,7 @@ def models(
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for runs, bundles and outputs.")] = Path("artifacts/demo"),
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs per model (default: each family's demo setting).", min=1)] = None,
-    seed: Annotated[int, typer.Option(help="Seed for everything.", min=0)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for everything.", min=0, max=2**63 - 1)] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """The main job: train the demo families, export them, sample PNG grids, score a batch, complete ratings."""

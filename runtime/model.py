@@ -13,7 +13,7 @@ from .bundle import LoadedBundle, open_bundle
 from .errors import InputError, NotSupported
 from .execution import GraphRunner, binding_device
 from .manifest import Manifest
-from .outputs import ArrayWriter, ScoreWriter, anomaly_maps, atomic_path, png_bytes
+from .outputs import ArrayWriter, ScoreWriter, anomaly_maps, atomic_path, check_output, png_bytes
 from .readers import check_array, iter_rows
 
 
@@ -287,6 +287,9 @@ class GenModel:
                 raise InputError(f"{maps}: output folder {maps.parent} does not exist")
             if not isinstance(maps_rows, (int, np.integer)) or maps_rows < 1:
                 raise InputError(f"maps_rows must be an integer >= 1, got {maps_rows!r}")
+        check_output(out, (path,), self.bundle.folder)
+        if maps is not None:
+            check_output(maps, (path, out), self.bundle.folder)
         names = np.asarray(self.feature_names) if k else None
         log_z = self.manifest.scoring.log_partition
         writer = ScoreWriter(out, extra=("log_p",) if log_z is not None else (), top_k=k,
@@ -327,6 +330,7 @@ class GenModel:
         array) or CSV (columns z0, z1, ...), chunk by chunk so memory stays flat; the output
         appears only when all rows succeeded. Returns the number of rows."""
         self.require("encode")
+        check_output(out, (path,), self.bundle.folder)
         dim = int(np.prod(self.manifest.graphs["encoder"].port("z", outputs=True).shape[1:]))
         writer = ArrayWriter(out, [f"z{i}" for i in range(dim)])
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -25,16 +26,91 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (a process we may not signal exists too)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return True
+
+
+def remove_stale_temps(target: str | Path) -> list[Path]:
+    """Remove the temp files and folders of `target` that a killed gen process left beside it.
+
+    Temp names carry the writer's process id (`.NAME.PID.RANDOM.part`, and `.raw` for NPY
+    rows); only those whose process no longer exists are removed, so a concurrent run writing
+    the same target keeps its own. Returns what was removed."""
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.[A-Za-z0-9_]+\.(part|raw)$")
+    removed = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def make_temp(target: Path, folder: bool = False) -> Path:
+    """A new temp file (or folder) beside `target`, named after it and this process, with the
+    umask's mode (mkstemp makes 0600); stale temps of killed runs are removed first. A folder
+    that cannot be written is the user's to fix: one line, exit 2."""
+    remove_stale_temps(target)
+    prefix = f".{target.name}.{os.getpid()}."
+    try:
+        if folder:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".part", dir=target.parent))
+            os.chmod(tmp, 0o777 & ~_umask())
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=target.parent)
+            os.close(fd)
+            tmp = Path(name)
+            os.chmod(tmp, 0o666 & ~_umask())
+    except OSError as exc:
+        raise InputError(f"{target}: cannot write in {target.parent} ({exc.strerror or exc})") from None
+    return tmp
+
+
+def check_output(out: str | Path, inputs: tuple = (), bundle: str | Path | None = None) -> None:
+    """Refuse an output that is one of the inputs (it would be overwritten) or that lies
+    inside the bundle folder (a bundle holds only what export wrote)."""
+    out = Path(out)
+    resolved = out.resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(source)
+        same = resolved == source.resolve()
+        if not same and out.exists() and source.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(out, source)
+        if same:
+            raise InputError(f"{out}: is also the input {source}; write the output to another file")
+    if bundle is not None and resolved.is_relative_to(Path(bundle).resolve()):
+        raise InputError(f"{out}: is inside the bundle folder {bundle}; write outputs outside it")
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success."""
     target = Path(target)
     if not target.parent.is_dir():
         raise InputError(f"{target}: output folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the umask's mode
+    tmp_path = make_temp(target)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -61,10 +137,9 @@ def staged_folder(out: str | Path, marker: str, what: str, error: type[GenError]
             raise error(f"{out}: {what} exists ({what}s are immutable; pass --force to replace it)")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; a shipped bundle must be readable
     except OSError as exc:
         raise InputError(f"{out}: cannot write here ({exc.strerror})") from None
+    staging = make_temp(out, folder=True)  # the umask's mode: a shipped bundle must be readable
     try:
         yield staging
         if out.exists():
@@ -195,10 +270,7 @@ class StreamWriter:
                 import pyarrow  # noqa: F401
             except ImportError:
                 raise MissingDependency("writing Parquet needs pyarrow: pip install 'gen[parquet]'") from None
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".part", dir=self.target.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        os.chmod(self.tmp, 0o666 & ~_umask())
+        self.tmp = make_temp(self.target)
         self.rows = 0
         self._file = None
         self._parquet = None

@@ -193,6 +193,8 @@ def _open_npy(path: Path) -> np.ndarray:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
         raise InputError(f"{path}: not a plain numeric .npy file ({str(exc).splitlines()[0]})") from None
+    except EOFError:
+        raise InputError(f"{path}: empty or truncated .npy file (no header)") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read .npy ({exc})") from None
     if array.dtype.kind not in "fiub":

@@ -48,5 +48,5 @@ def test_base_install_has_no_torch_or_onnxruntime(wheel):
     assert {"train", "cpu", "gpu", "test"} <= extras
     assert any(r.startswith("torch") and "train" in r for r in requires)
     assert any(r.startswith("onnxruntime-gpu") and "gpu" in r for r in requires)
-    assert "gen = gen.cli.main:main" in zipfile.ZipFile(wheel).read(
+    assert "gen = gen.cli.entry:main" in zipfile.ZipFile(wheel).read(
         next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("entry_points.txt"))).decode()

@@ -1,0 +1,169 @@
+"""Refusals a user can cause end as one line and exit 2; signals and kills leave no temp
+file behind (issue 14's catalogue: usage errors, empty .npy, output over its input or inside
+the bundle, unwritable folders, memory, SIGTERM / SIGINT / kill -9)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gen.cli.errors import as_gen_error
+from gen.cli.main import app
+from gen.runtime import InputError
+from gen.runtime.outputs import atomic_path, remove_stale_temps
+from gen.runtime.readers import read_rows
+
+runner = CliRunner()
+
+
+def gen(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, code: int = 2) -> str:
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == code, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--n", 0), ["--n", "greater than or equal to 1"]),
+    (("--seed", -1), ["--seed"]),
+    (("--seed", 2**63), ["--seed"]),
+    (("--bogus", 3), ["--bogus"]),
+])
+def test_usage_errors_are_one_line(bundles, tmp_path, args, words):
+    line = one_line_error(gen("sample", bundles["ae"], "--out", tmp_path / "s.npy", *args))
+    assert all(w in line for w in words) and "gen sample --help" in line
+    assert not (tmp_path / "s.npy").exists()
+
+
+def test_largest_seed_is_accepted(bundles, tmp_path):
+    result = gen("sample", bundles["ae"], "--n", 2, "--seed", 2**63 - 1, "--out", tmp_path / "s.npy")
+    assert result.exit_code == 0, result.output
+
+
+def test_missing_argument_is_one_line(bundles):
+    assert "input" in one_line_error(gen("score", bundles["ae"]))
+
+
+def test_empty_npy_is_refused(bundles, tmp_path):
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty or truncated .npy"):
+        read_rows(empty, [64])
+    line = one_line_error(gen("score", bundles["ae"], empty, "--out", tmp_path / "o.csv"))
+    assert "empty.npy" in line
+
+
+def test_output_over_its_input_is_refused(bundles, digits_rows, tmp_path):
+    rows = tmp_path / "rows.npy"
+    np.save(rows, digits_rows[:4])
+    before = rows.read_bytes()
+    for verb in ("score", "encode"):
+        line = one_line_error(gen(verb, bundles["ae"], rows, "--out", rows))
+        assert "is also the input" in line
+    # the same file by another name
+    one_line_error(gen("score", bundles["ae"], rows, "--out", tmp_path / "." / "rows.npy"))
+    assert rows.read_bytes() == before
+
+
+def test_output_inside_the_bundle_is_refused(bundle_copy, digits_rows, tmp_path):
+    bundle = bundle_copy("ae")
+    before = sorted(p.name for p in bundle.iterdir())
+    rows = tmp_path / "rows.npy"
+    np.save(rows, digits_rows[:4])
+    for args in (("score", bundle, rows, "--out", bundle / "s.csv"),
+                 ("encode", bundle, rows, "--out", bundle / "z.npy"),
+                 ("sample", bundle, "--out", bundle / "x.npy")):
+        assert "inside the bundle folder" in one_line_error(gen(*args))
+    assert sorted(p.name for p in bundle.iterdir()) == before
+
+
+def test_unwritable_output_folder_is_one_line(bundles, monkeypatch, tmp_path):
+    import tempfile
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    line = one_line_error(gen("sample", bundles["ae"], "--n", 2, "--out", tmp_path / "s.npy"))
+    assert "cannot write in" in line and "Permission denied" in line
+
+
+def test_memory_errors_become_a_user_error():
+    error = as_gen_error(MemoryError("Unable to allocate 1.16 TiB for an array"))
+    assert isinstance(error, InputError) and error.exit_code == 2 and "--n" in str(error)
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_temps_of_dead_processes_are_removed(tmp_path):
+    target = tmp_path / "out.csv"
+    dead, alive = dead_pid(), os.getpid()
+    stale = [tmp_path / f".out.csv.{dead}.ab12cd34.part", tmp_path / f".out.csv.{dead}.ab12cd34.raw"]
+    kept = [tmp_path / f".out.csv.{alive}.zz99yy88.part",     # a live writer of the same target
+            tmp_path / f".out.csv.5.{dead}.qq11rr22.part",     # the temp of target "out.csv.5"
+            tmp_path / "notes.part"]
+    for path in stale + kept:
+        path.write_text("x")
+    (tmp_path / f".out.csv.{dead}.ff00ee11.part").mkdir()      # a staged folder of a killed export
+    removed = remove_stale_temps(target)
+    assert sorted(removed) == sorted(stale + [tmp_path / f".out.csv.{dead}.ff00ee11.part"])
+    assert all(p.exists() for p in kept)
+    with atomic_path(target) as tmp:  # the temp names this process writes carry its pid
+        assert tmp.name.startswith(f".out.csv.{os.getpid()}.") and tmp.name.endswith(".part")
+        tmp.write_text("done")
+    assert target.read_text() == "done"
+
+
+def wait_for(predicate, timeout: float = 60.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
+def test_signals_leave_no_temp_file(bundles, tmp_path, signum, code):
+    """The console script's signal handling: a run stopped mid-write removes its temp file
+    and says so in one line; after kill -9 the next run in the folder removes the leftover."""
+    rows = tmp_path / "rows.npy"
+    np.save(rows, np.random.default_rng(0).random((100_000, 64), dtype=np.float32) * 16)
+    out = tmp_path / "out" / "scores.csv"
+    out.parent.mkdir()
+    script = "import sys; sys.argv[0] = 'gen'; from gen.cli.entry import main; main()"
+    proc = subprocess.Popen([sys.executable, "-c", script, "score", str(bundles["ae"]), str(rows), "--out", str(out),
+                             "--chunk-rows", "64", "--batch-size", "64", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = wait_for(lambda: any(p.suffix == ".part" for p in out.parent.iterdir()) or proc.poll() is not None)
+    assert started and proc.poll() is None, "the run ended before it could be signalled"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert not out.exists()
+    leftovers = [p.name for p in out.parent.iterdir()]
+    if signum == signal.SIGKILL:
+        assert leftovers and all(name.endswith(".part") for name in leftovers)
+        np.save(tmp_path / "small.npy", np.zeros((2, 64), np.float32))
+        assert gen("score", bundles["ae"], tmp_path / "small.npy", "--out", out).exit_code == 0
+        assert sorted(p.name for p in out.parent.iterdir()) == ["scores.csv"]
+    else:
+        assert leftovers == []
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
