@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import torch
 
-from gen.runtime.bundle import sha256_file
+from gen.runtime.bundle import sha256_file, write_digests
 from gen.runtime.errors import BundleError, ExportError
 from gen.runtime.manifest import (MANIFEST, GraphParity, GraphSpec, LatentSpec, Manifest, MetricsSpec,
                                   ParitySpec, RefineSpec, SamplerSpec, ScoringSpec, TensorSpec, parse)
@@ -158,5 +158,6 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Man
         )
         manifest.check(str(staging / MANIFEST))
         manifest.write(staging)
+        write_digests(staging)
     return manifest
 

@@ -1,17 +1,27 @@
 """Open a bundle folder: verify it whole, then create one onnxruntime session per graph.
 
-Nothing is half-loaded: every check (format version, paths, SHA-256, graph I/O against the
-manifest) runs before a model object exists, and any failure raises `BundleError`.
+Nothing is half-loaded: every check runs before a model object exists, and any failure
+raises `BundleError` naming what differs. In order: the folder holds only regular files
+(no sub-folder, no symbolic link); the manifest parses into typed, validated records; the
+folder holds exactly manifest.json, SHA256SUMS and the manifest's graph files; every file's
+SHA-256 matches SHA256SUMS (format 5; older bundles have no SHA256SUMS and load with a
+warning); each graph matches the manifest's own SHA-256 and declared inputs and outputs.
+
+SHA256SUMS catches accidents (a truncated copy, a stray edit, a file from another bundle): a
+deliberate tamperer can recompute it. Signatures are the defence against that.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BundleError
-from .manifest import GraphSpec, Manifest
+from .errors import BundleError, GenWarning
+from .manifest import DIGESTS, MANIFEST, GraphSpec, Manifest
 from .providers import check_session_provider, import_onnxruntime, select_providers
 
 ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)",
@@ -57,6 +67,99 @@ def read_verified(folder: Path, spec: GraphSpec) -> bytes:
     return data
 
 
+def write_digests(folder: str | Path) -> Path:
+    """Write SHA256SUMS for every other file of `folder` (sha256sum's format, sorted by name);
+    `sha256sum -c SHA256SUMS` checks it too."""
+    folder = Path(folder)
+    names = sorted(p.name for p in folder.iterdir() if p.name != DIGESTS)
+    lines = [f"{sha256_file(folder / name)}  {name}\n" for name in names]
+    path = folder / DIGESTS
+    path.write_text("".join(lines), encoding="ascii")
+    return path
+
+
+DIGEST_LINE = re.compile(r"([0-9a-f]{64}) [ *]([A-Za-z0-9._-]+)")
+
+
+def read_digests(folder: Path) -> dict[str, str]:
+    """SHA256SUMS as {file name: SHA-256}; a malformed line is a refusal."""
+    path = folder / DIGESTS
+    try:
+        text = path.read_text(encoding="ascii")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise BundleError(f"{path}: cannot read ({exc})") from None
+    digests: dict[str, str] = {}
+    lines = text.split("\n")
+    if lines[-1] != "":
+        raise BundleError(f"{path}: does not end with a newline (truncated?)")
+    for number, line in enumerate(lines[:-1], start=1):
+        match = DIGEST_LINE.fullmatch(line)
+        if match is None or match.group(2) in digests:
+            raise BundleError(f"{path}: line {number}: expected 'SHA256  NAME' once per file, got {line[:80]!r}")
+        digests[match.group(2)] = match.group(1)
+    return digests
+
+
+def list_entries(folder: Path) -> list[str]:
+    """The bundle folder's entries, refusing anything but regular files."""
+    names = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink():
+            raise BundleError(f"{entry}: symbolic link in the bundle (a bundle holds regular files only)")
+        if not entry.is_file():
+            raise BundleError(f"{entry}: unexpected {'folder' if entry.is_dir() else 'entry'} in the bundle "
+                              "(a bundle holds regular files only)")
+        names.append(entry.name)
+    return names
+
+
+def read_manifest(folder: Path) -> tuple[Manifest, int]:
+    """The typed manifest and the format version written in the file (before upgrades)."""
+    path = folder / MANIFEST
+    if path.is_symlink():
+        raise BundleError(f"{path}: symbolic link in the bundle (a bundle holds regular files only)")
+    if not path.is_file():
+        raise BundleError(f"{path}: no manifest.json (not a gen bundle?)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    manifest = Manifest.from_dict(raw, where=str(path))
+    return manifest, raw["format_version"]
+
+
+def verify_folder(folder: Path, manifest: Manifest, written_format: int) -> None:
+    """Exactly manifest.json, SHA256SUMS and the graph files, each matching SHA256SUMS."""
+    for spec in manifest.graphs.values():
+        graph_path(folder, spec)  # no graph file outside the folder
+    entries = list_entries(folder)
+    graph_files = {spec.file for spec in manifest.graphs.values()}
+    expected = {MANIFEST, DIGESTS} | graph_files
+    unexpected = [name for name in entries if name not in expected]
+    if unexpected:
+        raise BundleError(f"{folder / unexpected[0]}: file not part of the bundle (it holds {MANIFEST}, {DIGESTS} "
+                          f"and its graphs: {', '.join(sorted(graph_files))})")
+    if DIGESTS not in entries:
+        if written_format >= 5:
+            raise BundleError(f"{folder / DIGESTS}: missing (format {written_format} bundles list every file's "
+                              "SHA-256 there)")
+        warnings.warn(f"{folder}: bundle format {written_format} has no {DIGESTS}, so only its graphs are "
+                      "checksummed; re-export it with this gen to verify it whole", GenWarning, stacklevel=3)
+        return
+    digests = read_digests(folder)
+    listed = set(digests)
+    present = set(entries) - {DIGESTS}
+    if listed - present:
+        raise BundleError(f"{folder / sorted(listed - present)[0]}: listed in {DIGESTS} but missing")
+    if present - listed:
+        raise BundleError(f"{folder / sorted(present - listed)[0]}: not listed in {DIGESTS}")
+    for name in sorted(listed):
+        actual = sha256_file(folder / name)
+        if actual != digests[name]:
+            raise BundleError(f"{folder / name}: SHA-256 differs from {DIGESTS} ({digests[name][:12]}..., file "
+                              f"{actual[:12]}...); the bundle is corrupted or was modified")
+
+
 def check_io(path: Path, spec: GraphSpec, session) -> None:
     """Compare a session's inputs and outputs with the manifest's record of them."""
     for kind, declared, actual in (("input", spec.inputs, session.get_inputs()),
@@ -85,7 +188,8 @@ def open_bundle(folder: str | Path, device: str = "auto", threads: int | None = 
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"{folder}: bundle folder not found")
-    manifest = Manifest.read(folder)
+    manifest, written_format = read_manifest(folder)
+    verify_folder(folder, manifest, written_format)
     blobs = {role: read_verified(folder, spec) for role, spec in manifest.graphs.items()}
     ort = import_onnxruntime()
     providers = select_providers(device, ort.get_available_providers())

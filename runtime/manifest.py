@@ -20,6 +20,10 @@ Format history (bump FORMAT_VERSION on any change of meaning or layout):
   that discriminator-guided sampling reads). Optional fields again: formats 2 and 3 read
   unchanged; a gen that reads only format 3 refuses a format-4 bundle rather than ignore
   what it cannot serve.
+- 5: the bundle is verified as a whole: `SHA256SUMS` (sha256sum's format) lists the SHA-256
+  of manifest.json and of every graph file, and the folder holds those files and nothing else
+  (no sub-folder, no symbolic link). The manifest itself is unchanged, so formats 2 to 4 read
+  as format 5; a bundle of those formats has no SHA256SUMS and loads with a warning.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ import numpy as np
 
 from .errors import BundleError
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
+DIGESTS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 VERBS = ("sample", "reconstruct", "encode", "score", "complete")
 PORT_KINDS = ("data", "latent", "codes", "noise", "mask", "state", "value")
@@ -54,7 +59,8 @@ VERB_IO: dict[str, tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]] = {
 }
 # Older formats this gen still reads: version -> function that brings the raw JSON one version up.
 # 2 -> 3 only added optional fields, so a format-2 manifest is a format-3 one as it stands.
-UPGRADES = {2: lambda raw: {**raw, "format_version": 3}, 3: lambda raw: {**raw, "format_version": 4}}
+UPGRADES = {2: lambda raw: {**raw, "format_version": 3}, 3: lambda raw: {**raw, "format_version": 4},
+            4: lambda raw: {**raw, "format_version": 5}}
 # Format versions this gen refuses, with the reason a user reads.
 REFUSED_VERSIONS = {
     1: "its graphs take model-space inputs and one input each; re-export the run folder with "

@@ -113,17 +113,17 @@ def test_score_bad_input_exit_2_and_no_output(bundles, tmp_path, content, messag
 
 def _tamper(folder):
     (folder / "encoder.onnx").write_bytes(b"tampered")
-    return "encoder.onnx: checksum mismatch"
+    return "encoder.onnx: SHA-256 differs from SHA256SUMS"
 
 
 def _missing(folder):
     (folder / "score.onnx").unlink()
-    return "score.onnx: missing bundle file"
+    return "score.onnx: listed in SHA256SUMS but missing"
 
 
 def _newer(folder):
     path = folder / "manifest.json"
-    path.write_text(path.read_text().replace('"format_version": 4', '"format_version": 99'))
+    path.write_text(path.read_text().replace('"format_version": 5', '"format_version": 99'))
     return "manifest.json: format_version 99 is newer than this gen reads"
 
 

@@ -5,13 +5,18 @@ import json
 import pytest
 
 from gen.runtime import FORMAT_VERSION, BundleError, load
+from gen.runtime.bundle import write_digests
 
 
-def edit_manifest(folder, change):
+def edit_manifest(folder, change, reseal: bool = True):
+    """Edit manifest.json; with `reseal`, recompute SHA256SUMS as a deliberate tamperer would,
+    so that the checks behind the digest are what refuses the bundle."""
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text())
     change(manifest)
     path.write_text(json.dumps(manifest))
+    if reseal:
+        write_digests(folder)
 
 
 def test_loads_and_lists_capabilities(bundles):
@@ -37,19 +42,29 @@ def test_manifest_not_json(bundle_copy):
         load(folder)
 
 
-def test_checksum_mismatch(bundle_copy):
+@pytest.mark.parametrize("reseal", [False, True])
+def test_checksum_mismatch(bundle_copy, reseal):
+    """Caught by SHA256SUMS; with SHA256SUMS recomputed, by the manifest's own SHA-256."""
     folder = bundle_copy()
     data = bytearray((folder / "decoder.onnx").read_bytes())
     data[-10] ^= 0xFF
     (folder / "decoder.onnx").write_bytes(bytes(data))
-    with pytest.raises(BundleError, match=r"decoder.onnx: checksum mismatch"):
+    if reseal:
+        write_digests(folder)
+    message = "decoder.onnx: checksum mismatch" if reseal else "decoder.onnx: SHA-256 differs from SHA256SUMS"
+    with pytest.raises(BundleError, match=message):
         load(folder)
 
 
-def test_missing_graph_file(bundle_copy):
+@pytest.mark.parametrize("reseal", [False, True])
+def test_missing_graph_file(bundle_copy, reseal):
     folder = bundle_copy()
     (folder / "score.onnx").unlink()
-    with pytest.raises(BundleError, match=r"score.onnx: missing bundle file for graph 'score'"):
+    if reseal:
+        write_digests(folder)
+    message = ("score.onnx: missing bundle file for graph 'score'" if reseal
+               else "score.onnx: listed in SHA256SUMS but missing")
+    with pytest.raises(BundleError, match=message):
         load(folder)
 
 

@@ -20,10 +20,10 @@ def test_round_trip(bundles):
     assert isinstance(manifest.sampler, AncestralSampler) and manifest.sampler.graph == "decoder"
 
 
-@pytest.mark.parametrize("version", [2, 3])
-def test_older_formats_read_as_format_4(bundles, version):
-    """Formats 3 and 4 only added optional fields: a format-2 or -3 manifest (without them)
-    still loads."""
+@pytest.mark.parametrize("version", [2, 3, 4])
+def test_older_formats_read_as_format_5(bundles, version):
+    """Formats 3 and 4 only added optional fields and 5 none (SHA256SUMS is a file beside the
+    manifest): a format-2, -3 or -4 manifest (without those fields) still loads."""
     raw = manifest_of(bundles, "vae") | {"format_version": version}
     for key in ("refine",) + (("fitted",) if version == 2 else ()):
         raw.pop(key)
@@ -33,7 +33,7 @@ def test_older_formats_read_as_format_4(bundles, version):
         raw["data"].pop("ratings")
         raw["scoring"].pop("errors")
     manifest = Manifest.from_dict(raw)
-    assert manifest.format_version == 4 and manifest.refine is None and manifest.latent.codes is None
+    assert manifest.format_version == 5 and manifest.refine is None and manifest.latent.codes is None
     if version == 2:
         assert manifest.fitted == {} and manifest.scoring.errors is None
 
