@@ -14,7 +14,6 @@ deliberate tamperer can recompute it. Signatures are the defence against that.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import warnings
 from dataclasses import dataclass
@@ -113,21 +112,6 @@ def list_entries(folder: Path) -> list[str]:
     return names
 
 
-def read_manifest(folder: Path) -> tuple[Manifest, int]:
-    """The typed manifest and the format version written in the file (before upgrades)."""
-    path = folder / MANIFEST
-    if path.is_symlink():
-        raise BundleError(f"{path}: symbolic link in the bundle (a bundle holds regular files only)")
-    if not path.is_file():
-        raise BundleError(f"{path}: no manifest.json (not a gen bundle?)")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from None
-    manifest = Manifest.from_dict(raw, where=str(path))
-    return manifest, raw["format_version"]
-
-
 def verify_folder(folder: Path, manifest: Manifest, written_format: int) -> None:
     """Exactly manifest.json, SHA256SUMS and the graph files, each matching SHA256SUMS."""
     for spec in manifest.graphs.values():
@@ -188,7 +172,7 @@ def open_bundle(folder: str | Path, device: str = "auto", threads: int | None = 
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"{folder}: bundle folder not found")
-    manifest, written_format = read_manifest(folder)
+    manifest, written_format = Manifest.read_versioned(folder)
     verify_folder(folder, manifest, written_format)
     blobs = {role: read_verified(folder, spec) for role, spec in manifest.graphs.items()}
     ort = import_onnxruntime()

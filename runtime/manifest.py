@@ -538,14 +538,22 @@ class Manifest:
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest":
+        return cls.read_versioned(folder)[0]
+
+    @classmethod
+    def read_versioned(cls, folder: Path) -> tuple["Manifest", int]:
+        """The manifest of a bundle folder and the format version its file states (before
+        upgrades); a symbolic link is refused, as in the rest of a bundle."""
         path = Path(folder) / MANIFEST
+        if path.is_symlink():
+            raise BundleError(f"{path}: symbolic link in the bundle (a bundle holds regular files only)")
         if not path.is_file():
             raise BundleError(f"{path}: no manifest.json (not a gen bundle?)")
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BundleError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(raw, where=str(path))
+        return cls.from_dict(raw, where=str(path)), raw["format_version"]
 
 
 # -- one typed parser for every record -------------------------------------------------------
