@@ -437,8 +437,12 @@ class Manifest:
         """A fitted Gaussian prior has a mean of the latent size and a symmetric positive
         semi-definite covariance (checked here, so sampling never fails later)."""
         dim = self.latent.dim
-        mean = np.asarray(self.latent.mean if self.latent.mean is not None else [], dtype=np.float64)
-        cov = np.asarray(self.latent.cov if self.latent.cov is not None else [], dtype=np.float64)
+        try:  # a ragged list of lists is not an array
+            mean = np.asarray(self.latent.mean if self.latent.mean is not None else [], dtype=np.float64)
+            cov = np.asarray(self.latent.cov if self.latent.cov is not None else [], dtype=np.float64)
+        except ValueError:
+            raise BundleError(f"{where}: latent gaussian prior needs mean ({dim},) and cov ({dim}, {dim}); "
+                              "got rows of different lengths") from None
         if mean.shape != (dim,) or cov.shape != (dim, dim):
             raise BundleError(f"{where}: latent gaussian prior needs mean ({dim},) and cov ({dim}, {dim}), "
                               f"got {mean.shape} and {cov.shape}")
@@ -617,8 +621,8 @@ def parse(kind: Any, raw: Any, where: str, path: str = "") -> Any:
 
 def _parse_sampler(raw: Any, where: str, label: str) -> SamplerSpec:
     kind = raw.get("kind") if isinstance(raw, dict) else None
-    if kind not in SAMPLERS:
-        raise BundleError(f"{where}: {label}.kind: expected one of {', '.join(SAMPLERS)}, got {kind!r}")
+    if not isinstance(kind, str) or kind not in SAMPLERS:
+        raise BundleError(f"{where}: {label}.kind: expected one of {', '.join(SAMPLERS)}, got {_show(kind)}")
     return parse(SAMPLERS[kind], raw, where, label)
 
 

@@ -15,6 +15,7 @@ import csv
 import gzip
 import math
 import struct
+import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +51,12 @@ def _is_number(cell: str) -> bool:
 
 def check_finite(x: np.ndarray, where: str, first_row: int = 0, label: str = "row") -> None:
     """Refuse NaN or inf (after conversion to the model's dtype), naming the first offending
-    row and column."""
+    row and column, both counted from 1 (`first_row`: rows before this chunk)."""
     flat = x.reshape(x.shape[0], -1)
     bad = ~np.isfinite(flat)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise InputError(f"{where}: {label} {first_row + int(r)}, column {int(c) + 1}: value is "
+        raise InputError(f"{where}: {label} {first_row + int(r) + 1}, column {int(c) + 1}: value is "
                          f"{flat[r, c]} in float32 (NaN, inf and values beyond float32 are not allowed)")
 
 
@@ -192,7 +193,12 @@ def _open_npy(path: Path) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
-        raise InputError(f"{path}: not a plain numeric .npy file ({str(exc).splitlines()[0]})") from None
+        detail = str(exc).splitlines()[0] if str(exc) else "unreadable"
+        if "object at 0x" in detail or "malformed node" in detail:
+            detail = "malformed header"
+        raise InputError(f"{path}: not a plain numeric .npy file ({detail[:160]})") from None
+    except (SyntaxError, tokenize.TokenError, RecursionError, MemoryError):  # numpy parses the header as Python
+        raise InputError(f"{path}: not a plain numeric .npy file (malformed header)") from None
     except EOFError:
         raise InputError(f"{path}: empty or truncated .npy file (no header)") from None
     except OSError as exc:
@@ -245,13 +251,22 @@ def _parquet_chunks(path: Path, chunk_rows: int, width: int | None):
         if not (pat.is_integer(fld.type) or pat.is_floating(fld.type) or pat.is_boolean(fld.type)):
             raise InputError(f"{path}: column {j + 1} ({fld.name}): expected numbers, got {fld.type}")
     start = 0
-    for batch in pfile.iter_batches(batch_size=chunk_rows):
+    batches = None
+    while True:
+        try:  # pyarrow raises its own types (OSError, ArrowInvalid) for a damaged page
+            batches = batches if batches is not None else pfile.iter_batches(batch_size=chunk_rows)
+            batch = next(batches)
+        except StopIteration:
+            break
+        except Exception as exc:
+            raise InputError(f"{path}: damaged Parquet data after row {start} "
+                             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
         cols = []
         for j in range(batch.num_columns):
             col = batch.column(j)
             if col.null_count:
                 r = int(np.flatnonzero(np.asarray(col.is_null()))[0])
-                raise InputError(f"{path}: row {start + r}, column {j + 1} ({names[j]}): missing value")
+                raise InputError(f"{path}: row {start + r + 1}, column {j + 1} ({names[j]}): missing value")
             with np.errstate(over="ignore", invalid="ignore"):
                 cols.append(col.to_numpy(zero_copy_only=False).astype(np.float32))
         chunk = np.stack(cols, axis=1) if cols else np.zeros((batch.num_rows, 0), np.float32)

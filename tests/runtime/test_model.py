@@ -77,7 +77,7 @@ def test_bad_arrays(bundles, digits_rows):
         model.score(digits_rows[:3, :63])
     bad = digits_rows[:3].copy()
     bad[2, 5] = np.nan
-    with pytest.raises(InputError, match="row 2, column 6: value is nan"):
+    with pytest.raises(InputError, match="row 3, column 6: value is nan"):
         model.score(bad)
     with pytest.raises(InputError, match="single row"):
         model.score(digits_rows[0])

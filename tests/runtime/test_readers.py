@@ -43,7 +43,7 @@ def test_parquet(tmp_path):
     with pytest.raises(InputError, match=r"s.parquet: column 2 \(b\): expected numbers, got string"):
         read_file(tmp_path / "s.parquet", SHAPE)
     pq.write_table(pa.table({"a": [1.0, None], "b": [1.0, 2.0], "c": [5.0, 6.0]}), tmp_path / "n.parquet")
-    with pytest.raises(InputError, match=r"n.parquet: row 1, column 1 \(a\): missing value"):
+    with pytest.raises(InputError, match=r"n.parquet: row 2, column 1 \(a\): missing value"):
         read_file(tmp_path / "n.parquet", SHAPE)
 
 
@@ -69,7 +69,7 @@ def test_bad_npy(tmp_path):
     rows = np.zeros((6, 3))
     rows[5, 1] = np.inf
     np.save(tmp_path / "inf.npy", rows)
-    with pytest.raises(InputError, match=r"inf.npy: row 5, column 2: value is inf"):
+    with pytest.raises(InputError, match=r"inf.npy: row 6, column 2: value is inf"):
         list(iter_file(tmp_path / "inf.npy", SHAPE, chunk_rows=4))
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="obj.npy: not a plain numeric .npy"):
