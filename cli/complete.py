@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import reported
-from .options import BatchOpt, BundleArg, Device, DeviceOpt, JsonOpt, ThreadsOpt, emit
+from .options import BatchOpt, BundleArg, Device, DeviceOpt, JsonOpt, PublicKeyOpt, ThreadsOpt, emit
 
 
 def complete(
@@ -25,6 +25,7 @@ def complete(
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = 1024,
     threads: ThreadsOpt = None,
+    public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict ratings from known ones: every missing pair (--all), listed pairs (--pairs) or
@@ -45,7 +46,8 @@ def complete(
             raise UsageError(f"{out}: unsupported output format {out.suffix or '(none)'}; "
                              f"expected one of {', '.join(COMPLETION_FORMATS)}")
         check_output(out, (ratings, pairs), bundle)
-        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
+        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
+                     public_key=public_key)
         model.require("complete")
         completer = Completer(model, read_ratings(ratings))
         if all_pairs:

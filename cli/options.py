@@ -20,6 +20,9 @@ BundleArg = Annotated[Path, typer.Argument(help="Bundle folder.")]
 DeviceOpt = Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")]
 BatchOpt = Annotated[int, typer.Option(help="Rows per onnxruntime call.", min=1)]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: one per core).", min=1)]
+PublicKeyOpt = Annotated[Optional[Path], typer.Option(
+    envvar="GEN_PUBLIC_KEY", help="Serve only a bundle signed by this EC public key (PEM; needs gen[sign]). "
+                                  "Also read from $GEN_PUBLIC_KEY.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import reported
-from .options import BatchOpt, BundleArg, Device, DeviceOpt, JsonOpt, ThreadsOpt, emit
+from .options import BatchOpt, BundleArg, Device, DeviceOpt, JsonOpt, PublicKeyOpt, ThreadsOpt, emit
 
 
 def sample(
@@ -37,6 +37,7 @@ def sample(
              "`gen info` lists the codes.", metavar="NAME=VALUE")] = None,
     batch_size: BatchOpt = 1024,
     threads: ThreadsOpt = None,
+    public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Draw N samples from a bundle with the sampler it declares. Same seed, same samples."""
@@ -45,7 +46,8 @@ def sample(
         from gen.runtime.outputs import check_output, save_samples
 
         check_output(out, bundle=bundle)
-        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
+        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
+                     public_key=public_key)
         options = {k: v for k, v in {"steps": steps, "burn_in": burn_in, "thin": thin, "chains": chains,
                                      "refine": refine.value if refine else None, "refine_steps": refine_steps,
                                      "drs_quantile": drs_quantile, "codes": parse_codes(code)}.items()
@@ -112,6 +114,7 @@ def score(
     batch_size: BatchOpt = 1024,
     threads: ThreadsOpt = None,
     chunk_rows: ChunkOpt = 4096,
+    public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score rows for anomaly (higher = more anomalous) and flag those above the threshold."""
@@ -120,7 +123,8 @@ def score(
 
         if maps_rows is not None and maps is None:
             raise InputError("--maps-rows applies only with --maps")
-        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
+        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
+                     public_key=public_key)
         with row_progress("scoring", as_json) as progress:
             rows = model.score_file(input, out, chunk_rows=chunk_rows, on_chunk=progress, explain=explain or 0,
                                     maps=maps, maps_rows=maps_rows or 16)
@@ -140,13 +144,15 @@ def encode(
     batch_size: BatchOpt = 1024,
     threads: ThreadsOpt = None,
     chunk_rows: ChunkOpt = 4096,
+    public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Encode rows to latent codes (the posterior mean for a VAE), streaming like score."""
     with reported():
         from gen.runtime import load
 
-        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads)
+        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
+                     public_key=public_key)
         with row_progress("encoding", as_json) as progress:
             rows = model.encode_file(input, out, chunk_rows=chunk_rows, on_chunk=progress)
         dim = int(model.manifest.graphs["encoder"].port("z", outputs=True).shape[1])
@@ -157,6 +163,7 @@ def encode(
 def info(
     bundle: BundleArg,
     device: DeviceOpt = Device.auto,
+    public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a bundle and summarise it: family, capabilities, graphs, sampler, calibration, provider."""
@@ -164,7 +171,7 @@ def info(
         from gen.runtime import load
         from gen.runtime.model import describe
 
-        s = describe(load(bundle, device=device.value))
+        s = describe(load(bundle, device=device.value, public_key=public_key))
         lines = [f"{s['family']} ({s['variant']}) - gen {s['gen_version']}, format {s['format_version']}, "
                  f"created {s['created']}",
                  f"capabilities: {', '.join(s['capabilities'])}",
@@ -208,4 +215,26 @@ def info(
         emit(s, as_json, lines)
 
 
-COMMANDS = (sample, score, encode, info)
+def verify(
+    bundle: BundleArg,
+    public_key: PublicKeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a bundle whole without serving it: its files, SHA256SUMS, manifest, graphs and,
+    with --public-key, its signature."""
+    with reported():
+        from gen.runtime import load
+        from gen.runtime.signing import SIGNATURE
+
+        model = load(bundle, device="cpu", public_key=public_key)
+        files = sorted(p.name for p in bundle.iterdir())
+        signed = SIGNATURE in files
+        signature = ("valid, by " + str(public_key) if public_key is not None
+                     else "present, not checked (give --public-key)" if signed else "none")
+        emit({"bundle": str(bundle), "verified": True, "format_version": model.manifest.format_version,
+              "files": files, "signed": signed, "signature_checked": public_key is not None},
+             as_json, [f"{bundle}: verified ({model.manifest.family}, format {model.manifest.format_version}, "
+                       f"{len(files)} files match SHA256SUMS and the manifest); signature: {signature}"])
+
+
+COMMANDS = (sample, score, encode, info, verify)

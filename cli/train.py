@@ -108,17 +108,20 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by `gen train`.")],
     out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
     force: Annotated[bool, typer.Option(help="Replace an existing bundle folder.")] = False,
+    sign_key: Annotated[Optional[Path], typer.Option(
+        help="Sign the bundle with this EC private key (PEM): writes model.sig (needs gen[sign]).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a run folder to an ONNX bundle (checked: onnx checker + torch/onnxruntime parity)."""
     with reported():
         from gen.exporters import export_run
 
-        manifest = export_run(run_dir, out, force=force)
+        manifest = export_run(run_dir, out, force=force, sign_key=sign_key)
         parity = manifest.parity.graphs
-        lines = [f"bundle: {out} (format {manifest.format_version})", f"graphs: {', '.join(manifest.graphs)}",
+        lines = [f"bundle: {out} (format {manifest.format_version}" + (", signed" if sign_key else "") + ")",
+                 f"graphs: {', '.join(manifest.graphs)}",
                  "parity (max |torch - onnxruntime|): " + ", ".join(f"{k} {v.max_abs_diff:.2g}" for k, v in parity.items())]
-        emit({"bundle": str(out), "graphs": list(manifest.graphs),
+        emit({"bundle": str(out), "graphs": list(manifest.graphs), "signed": sign_key is not None,
               "parity": {k: v.max_abs_diff for k, v in parity.items()}}, as_json, lines)
 
 

@@ -112,9 +112,15 @@ def parity(graph: GraphDef, module: RawUnits, path: Path, feeds: dict[str, np.nd
                        if states else 0.0)
 
 
-def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Manifest:
-    """Export the run folder `run_dir` to the bundle folder `out`; return its manifest."""
+def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
+               sign_key: str | Path | None = None) -> Manifest:
+    """Export the run folder `run_dir` to the bundle folder `out`; return its manifest. With
+    `sign_key` (an EC private key in PEM) the bundle is signed (model.sig, gen[sign])."""
     run_dir, out = Path(run_dir), Path(out)
+    if sign_key is not None:
+        from gen.runtime.signing import check_signing_available
+
+        check_signing_available(sign_key)  # before the export's work, not after it
     cfg, info, data, net = load_run(run_dir)
     where = str(run_dir / "run.json")
     probe_rows = np.load(run_dir / PROBE, allow_pickle=False)
@@ -159,5 +165,9 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False) -> Man
         manifest.check(str(staging / MANIFEST))
         manifest.write(staging)
         write_digests(staging)
+        if sign_key is not None:
+            from gen.runtime.signing import sign_bundle
+
+            sign_bundle(staging, sign_key)
     return manifest
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .errors import BundleError, GenWarning
 from .manifest import DIGESTS, MANIFEST, GraphSpec, Manifest
+from .signing import SIGNATURE, verify_signature
 from .providers import check_session_provider, import_onnxruntime, select_providers
 
 ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)",
@@ -67,10 +68,10 @@ def read_verified(folder: Path, spec: GraphSpec) -> bytes:
 
 
 def write_digests(folder: str | Path) -> Path:
-    """Write SHA256SUMS for every other file of `folder` (sha256sum's format, sorted by name);
-    `sha256sum -c SHA256SUMS` checks it too."""
+    """Write SHA256SUMS for every other file of `folder` but the signature, which signs
+    SHA256SUMS in turn (sha256sum's format, sorted by name; `sha256sum -c SHA256SUMS` checks it)."""
     folder = Path(folder)
-    names = sorted(p.name for p in folder.iterdir() if p.name != DIGESTS)
+    names = sorted(p.name for p in folder.iterdir() if p.name not in (DIGESTS, SIGNATURE))
     lines = [f"{sha256_file(folder / name)}  {name}\n" for name in names]
     path = folder / DIGESTS
     path.write_text("".join(lines), encoding="ascii")
@@ -118,7 +119,7 @@ def verify_folder(folder: Path, manifest: Manifest, written_format: int) -> None
         graph_path(folder, spec)  # no graph file outside the folder
     entries = list_entries(folder)
     graph_files = {spec.file for spec in manifest.graphs.values()}
-    expected = {MANIFEST, DIGESTS} | graph_files
+    expected = {MANIFEST, DIGESTS, SIGNATURE} | graph_files
     unexpected = [name for name in entries if name not in expected]
     if unexpected:
         raise BundleError(f"{folder / unexpected[0]}: file not part of the bundle (it holds {MANIFEST}, {DIGESTS} "
@@ -132,7 +133,7 @@ def verify_folder(folder: Path, manifest: Manifest, written_format: int) -> None
         return
     digests = read_digests(folder)
     listed = set(digests)
-    present = set(entries) - {DIGESTS}
+    present = set(entries) - {DIGESTS, SIGNATURE}
     if listed - present:
         raise BundleError(f"{folder / sorted(listed - present)[0]}: listed in {DIGESTS} but missing")
     if present - listed:
@@ -163,8 +164,10 @@ class LoadedBundle:
     provider: str
 
 
-def open_bundle(folder: str | Path, device: str = "auto", threads: int | None = None) -> LoadedBundle:
-    """Verify the bundle at `folder` and create its sessions on `device`.
+def open_bundle(folder: str | Path, device: str = "auto", threads: int | None = None,
+                public_key: str | Path | None = None) -> LoadedBundle:
+    """Verify the bundle at `folder` and create its sessions on `device`. With `public_key`
+    (an EC public key in PEM) the bundle must carry a valid signature by it (model.sig).
 
     `threads` caps onnxruntime's intra-op threads (None: onnxruntime's default, one per core);
     set it to 1 when several worker processes share a machine.
@@ -174,6 +177,8 @@ def open_bundle(folder: str | Path, device: str = "auto", threads: int | None = 
         raise BundleError(f"{folder}: bundle folder not found")
     manifest, written_format = Manifest.read_versioned(folder)
     verify_folder(folder, manifest, written_format)
+    if public_key is not None:
+        verify_signature(folder, public_key)
     blobs = {role: read_verified(folder, spec) for role, spec in manifest.graphs.items()}
     ort = import_onnxruntime()
     providers = select_providers(device, ort.get_available_providers())

@@ -384,8 +384,8 @@ def describe(model: GenModel) -> dict:
 
 
 def load(path: str | Path, device: str = "auto", batch_size: int = 1024, threads: int | None = None,
-         io_binding: bool | None = None) -> GenModel:
-    """Verify and load the bundle at `path`.
+         io_binding: bool | None = None, public_key: str | Path | None = None) -> GenModel:
+    """Verify and load the bundle at `path`; with `public_key`, only if signed by that key.
 
     device: `auto`, `cpu` or `cuda`. batch_size: rows per onnxruntime call. threads: cap on
     onnxruntime's intra-op threads. io_binding: None binds inputs/outputs with IOBinding on
@@ -393,4 +393,4 @@ def load(path: str | Path, device: str = "auto", batch_size: int = 1024, threads
     """
     if threads is not None and threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
-    return GenModel(open_bundle(path, device, threads), batch_size=batch_size, io_binding=io_binding)
+    return GenModel(open_bundle(path, device, threads, public_key), batch_size=batch_size, io_binding=io_binding)
