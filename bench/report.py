@@ -34,6 +34,7 @@ TARGET_MODES = {"ring8": (8, 0.95), "grid25": (25, 0.90)}
 MODE_ANCHORS = {"VEEGAN (published)": {"ring8": (8.0, 0.529), "grid25": (24.6, 0.40)},
                 "PacGAN4 (published)": {"ring8": (7.8, 0.959), "grid25": (24.8, 0.936)}}
 TARGET_INFOGAN = 0.90
+TARGET_STREAM_RSS_MIB = 300
 REFINE_LABELS = (("plain", "plain"), ("drs", "DRS"), ("mh", "MH"))
 
 
@@ -474,6 +475,16 @@ def sampling_section(sampling: dict) -> list[str]:
                f"`python -c \"pass\"` {sampling['python']:.3f} s (medians). {verdict} (interpreter start, "
                "onnxruntime import, bundle verification, sampling, PNG) finishes before torch alone would have "
                "been imported.")
+    streamed = sampling.get("streamed")
+    if streamed:
+        large, small = streamed["large"], streamed["small"]
+        met = large["peak_rss_mib"] < TARGET_STREAM_RSS_MIB
+        out += ["", f"**Memory of a large draw.** `gen sample` ({streamed['family']} bundle) with "
+                f"`--n {large['n']:,}` to NPY writes {large['bytes'] / 2**30:.2f} GiB block by block: peak RSS "
+                f"{large['peak_rss_mib']:.0f} MiB in {large['wall_s']:.1f} s, against {small['peak_rss_mib']:.0f} MiB "
+                f"for `--n {small['n']}` (the process's own peak, measured by a parent that runs nothing else). "
+                f"Target under {TARGET_STREAM_RSS_MIB} MiB: "
+                + ("met." if met else f"missed by {large['peak_rss_mib'] - TARGET_STREAM_RSS_MIB:.0f} MiB.")]
     return out
 
 

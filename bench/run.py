@@ -425,7 +425,38 @@ def sampling_benchmark(bundles: dict[str, Path], source: str, repeats: int, inpr
             "torch_imported": cli_imports_torch(bundle, out_png)}
         log(f"sampling {family}: CLI {statistics.median(cli):.3f}s, import torch {result['import_torch']:.3f}s, "
             f"in-process sample({SAMPLE_N}) {statistics.median(inproc) * 1e3:.2f} ms")
+    family = "ae" if "ae" in bundles else next(iter(bundles))
+    result["streamed"] = streamed_sampling(gen, family, bundles[family], workdir)
     return result
+
+
+STREAM_N = 5_000_000
+
+
+def peak_rss(command: list[str]) -> tuple[float, float]:
+    """(peak RSS in MiB, wall s) of `command`, run by a fresh parent that runs nothing else."""
+    script = ("import resource, subprocess, sys, time\n"
+              "t = time.perf_counter()\n"
+              "subprocess.run(sys.argv[1:], check=True, capture_output=True)\n"
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - t)\n")
+    out = subprocess.run([sys.executable, "-c", script, *command], check=True, capture_output=True, text=True)
+    rss, wall = out.stdout.split()
+    return float(rss), float(wall)
+
+
+def streamed_sampling(gen: str, family: str, bundle: Path, workdir: Path) -> dict:
+    """Peak memory of `gen sample --n 5,000,000` to NPY, against --n 64 to NPY."""
+    record = {"family": family, "n": STREAM_N}
+    for key, n in (("small", 64), ("large", STREAM_N)):
+        target = workdir / f"stream-{key}.npy"
+        rss, wall = peak_rss([gen, "sample", str(bundle), "--n", str(n), "--seed", "0", "--out", str(target),
+                              "--device", "cpu"])
+        record[key] = {"n": n, "peak_rss_mib": rss, "wall_s": wall, "bytes": target.stat().st_size}
+        target.unlink()
+    log(f"streamed sampling {family}: --n {STREAM_N:,} to NPY ({record['large']['bytes'] / 2**30:.2f} GiB) "
+        f"peak RSS {record['large']['peak_rss_mib']:.0f} MiB in {record['large']['wall_s']:.1f} s "
+        f"(--n 64: {record['small']['peak_rss_mib']:.0f} MiB)")
+    return record
 
 
 # -- main ---------------------------------------------------------------------------------------

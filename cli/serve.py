@@ -16,7 +16,7 @@ from .options import BatchOpt, BundleArg, Device, DeviceOpt, JsonOpt, PublicKeyO
 
 def sample(
     bundle: BundleArg,
-    out: Annotated[Path, typer.Option(help="Output: .png (grid or scatter), .npy (the samples' own shape) or .csv (flat rows).")],
+    out: Annotated[Path, typer.Option(help="Output: .png (grid or scatter, at most 4,096 samples), .npy (the samples' own shape) or .csv (flat rows); .npy and .csv are written block by block, in memory that does not grow with --n.")],
     n: Annotated[int, typer.Option(help="Number of samples.", min=1)] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the numpy Generator that draws the noise.", min=0, max=2**63 - 1)] = 0,
     device: DeviceOpt = Device.auto,
@@ -43,7 +43,7 @@ def sample(
     """Draw N samples from a bundle with the sampler it declares. Same seed, same samples."""
     with reported():
         from gen.runtime import load
-        from gen.runtime.outputs import check_output, save_samples
+        from gen.runtime.outputs import check_output
 
         check_output(out, bundle=bundle)
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
@@ -52,8 +52,7 @@ def sample(
                                      "refine": refine.value if refine else None, "refine_steps": refine_steps,
                                      "drs_quantile": drs_quantile, "codes": parse_codes(code)}.items()
                    if v is not None}
-        samples = model.sample(n, seed=seed, **options)
-        path = save_samples(samples, model.manifest.data, out)
+        path = model.sample_file(n, out, seed=seed, **options)
         kind = model.manifest.sampler.kind
         emit({"out": str(path), "n": n, "seed": seed, "sampler": kind, "refine": refine.value if refine else None,
               "provider": model.provider}, as_json,

@@ -13,7 +13,8 @@ from .bundle import LoadedBundle, open_bundle
 from .errors import InputError, NotSupported
 from .execution import GraphRunner, binding_device
 from .manifest import Manifest
-from .outputs import ArrayWriter, ScoreWriter, anomaly_maps, atomic_path, check_output, png_bytes
+from .outputs import (MAX_PNG_SAMPLES, SAMPLE_FORMATS, ArrayWriter, ScoreWriter, anomaly_maps, atomic_path,
+                      check_disk, check_output, png_bytes, sample_block_rows, save_samples)
 from .readers import check_array, iter_rows
 
 
@@ -126,10 +127,53 @@ class GenModel:
         """Draw `n` samples, shape (n, *data.shape), in raw units, with the sampler the bundle
         declares (`options` go to it: e.g. steps, burn_in, thin for Gibbs chains). Same seed,
         same samples."""
+        return np.concatenate(list(self.sample_blocks(n, seed, **options)), axis=0)
+
+    def sample_blocks(self, n: int, seed: int = 0, **options):
+        """The samples of `sample(n, seed)`, block by block (`sample_block_rows` rows each), so
+        that any n streams in bounded memory. Block 0 draws from default_rng(seed), block i > 0
+        from default_rng([seed, i]): n up to one block gives exactly one draw of n."""
         self.require("sample")
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise InputError(f"n must be an integer >= 1, got {n!r}")
-        return samplers.draw(self, int(n), np.random.default_rng(seed), **options)
+        if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+            raise InputError(f"seed must be an integer in 0 .. 2^63-1, got {seed!r}")
+        block = sample_block_rows(int(np.prod(self.shape)))
+        for i, start in enumerate(range(0, int(n), block)):
+            rng = np.random.default_rng(int(seed) if i == 0 else [int(seed), i])
+            yield samplers.draw(self, min(block, int(n) - start), rng, **options)
+
+    def sample_file(self, n: int, out: str | Path, seed: int = 0, **options) -> Path:
+        """Draw n samples into `out`: NPY (shape (n, *data.shape)) or CSV (flat rows), streamed
+        block by block so memory does not grow with n, or a PNG grid / scatter of at most
+        MAX_PNG_SAMPLES. What the disk cannot hold is refused before any sample is drawn."""
+        self.require("sample")
+        out = Path(out)
+        kind = out.suffix.lower()
+        if kind not in SAMPLE_FORMATS:
+            raise InputError(f"{out}: unsupported output format {kind or '(none)'}; "
+                             f"expected one of {', '.join(SAMPLE_FORMATS)}")
+        if not out.parent.is_dir():
+            raise InputError(f"{out}: output folder {out.parent} does not exist")
+        check_output(out, (), self.bundle.folder)
+        if kind == ".png":
+            if isinstance(n, (int, np.integer)) and n > MAX_PNG_SAMPLES:
+                raise InputError(f"{out}: a PNG holds at most {MAX_PNG_SAMPLES:,} samples, got --n {n:,}; "
+                                 "write .npy or .csv for more")
+            return save_samples(self.sample(n, seed, **options), self.manifest.data, out)
+        width = int(np.prod(self.shape))
+        blocks = self.sample_blocks(n, seed, **options)  # checks n and seed
+        check_disk(out, int(n), width)
+        writer = ArrayWriter(out, [f"x{i}" for i in range(width)],
+                             row_shape=tuple(self.shape) if kind == ".npy" else None)
+        try:
+            for block in blocks:
+                writer.write(block.reshape(len(block), width))
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        return out
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Latent codes of rows `x` (the posterior mean for a VAE)."""

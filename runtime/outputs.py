@@ -386,14 +386,17 @@ class ArrayWriter(StreamWriter):
 
     formats = (".npy", ".csv")
 
-    def __init__(self, target: str | Path, columns: list[str]):
+    def __init__(self, target: str | Path, columns: list[str], row_shape: tuple[int, ...] | None = None):
         super().__init__(target)
         self.columns = list(columns)
+        self.row_shape = tuple(row_shape) if row_shape is not None else (len(self.columns),)
+        if int(np.prod(self.row_shape)) != len(self.columns):
+            raise ValueError(f"row_shape {self.row_shape} does not hold {len(self.columns)} columns")
         if self.kind == ".csv":
             self._file.write(",".join(_csv_text(c) for c in self.columns) + "\n")
 
     def npy_layout(self) -> tuple[np.dtype, tuple[int, ...]]:
-        return np.dtype("<f4"), (self.rows, len(self.columns))
+        return np.dtype("<f4"), (self.rows, *self.row_shape)
 
     def write(self, rows: np.ndarray) -> None:
         """Append (n, len(columns)) rows."""
@@ -407,6 +410,27 @@ class ArrayWriter(StreamWriter):
 
 
 SAMPLE_FORMATS = (".png", ".npy", ".csv")
+MAX_PNG_SAMPLES = 4096  # a PNG grid or scatter holds at most this many samples
+SAMPLE_BLOCK_BYTES = 16 << 20  # `gen sample` draws and writes about this much at a time
+
+
+def sample_block_rows(row_values: int) -> int:
+    """Rows per block of a streamed draw: about SAMPLE_BLOCK_BYTES of float32, 64..65536 rows.
+    Fixed by the bundle's row size, so the samples for a seed never depend on memory."""
+    return int(np.clip(SAMPLE_BLOCK_BYTES // (4 * max(1, row_values)), 64, 65536))
+
+
+def check_disk(target: Path, n: int, row_values: int) -> None:
+    """Refuse up front an output the disk cannot hold (NPY: its exact size; CSV: a lower
+    bound of two characters per value)."""
+    need = n * row_values * (4 if target.suffix.lower() == ".npy" else 2)
+    try:
+        free = shutil.disk_usage(target.parent).free
+    except OSError:
+        return
+    if need > free:
+        raise InputError(f"{target}: {n:,} samples need at least {need / 2**30:.2f} GiB; "
+                         f"{target.parent} has {free / 2**30:.2f} GiB free")
 
 
 def sample_image(samples: np.ndarray, data) -> np.ndarray:

@@ -263,3 +263,16 @@ def test_family_table_points_gan_only_families_to_their_section(report):
     text = report.render(results)
     assert "| dcgan | Test DCGAN. | - | - | no one-class run; trained in the GAN section, settings there |" in text
     assert "## GAN families: mode collapse and sample quality" in text
+
+
+def test_streamed_sampling_memory_is_reported_against_its_target(report):
+    results = synthetic()
+    results["sampling"]["streamed"] = {
+        "family": "ae", "n": 5_000_000,
+        "small": {"n": 64, "peak_rss_mib": 80.0, "wall_s": 1.0, "bytes": 16_512},
+        "large": {"n": 5_000_000, "peak_rss_mib": 155.0, "wall_s": 30.0, "bytes": 1_280_000_128}}
+    text = report.render(results)
+    assert "`--n 5,000,000` to NPY writes 1.19 GiB block by block: peak RSS 155 MiB" in text
+    assert "Target under 300 MiB: met." in text
+    results["sampling"]["streamed"]["large"]["peak_rss_mib"] = 420.0
+    assert "Target under 300 MiB: missed by 120 MiB." in report.render(results)
