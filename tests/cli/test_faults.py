@@ -167,3 +167,43 @@ def test_signals_leave_no_temp_file(bundles, tmp_path, signum, code):
         assert leftovers == []
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
+
+
+def test_smaller_catalogue_items(bundles, tmp_path):
+    """A folder as input, a wrong-width .npy named by the file's shape (not a chunk's), a
+    (3, 8, 8) array refused for a 64-feature bundle, and outputs with the umask's mode."""
+    folder = tmp_path / "rows"
+    folder.mkdir()
+    assert "is a folder" in one_line_error(gen("score", bundles["ae"], folder, "--out", tmp_path / "o.csv"))
+    narrow = tmp_path / "narrow.npy"
+    np.save(narrow, np.zeros((2, 63), np.float32))
+    line = one_line_error(gen("score", bundles["ae"], narrow, "--out", tmp_path / "o.csv", "--chunk-rows", 1))
+    assert "(2, 63)" in line
+    cube = tmp_path / "cube.npy"
+    np.save(cube, np.zeros((3, 8, 8), np.float32))
+    assert "(3, 8, 8)" in one_line_error(gen("score", bundles["ae"], cube, "--out", tmp_path / "o.csv"))
+    rows = tmp_path / "good.npy"
+    np.save(rows, np.zeros((2, 64), np.float32))
+    assert gen("score", bundles["ae"], rows, "--out", tmp_path / "o.csv").exit_code == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "o.csv").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_undecodable_csvs_and_overflow_are_one_line(bundles, tmp_path):
+    import gzip
+
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(("caf\xe9," + ",".join(f"p{i}" for i in range(63)) + "\n" + ",".join(["0"] * 64) + "\n")
+                      .encode("latin-1"))
+    zipped = tmp_path / "zipped.csv"
+    zipped.write_bytes(gzip.compress(b"a,b\n1,2\n"))
+    for data in (latin, zipped):
+        line = one_line_error(gen("train", "--model", "ae", "--data", data, "--epochs", 1, "--out", tmp_path / "r"))
+        assert data.name in line and "UTF-8" in line
+        assert "UTF-8" in one_line_error(gen("score", bundles["ae"], data, "--out", tmp_path / "o.csv"))
+    big = tmp_path / "big.csv"
+    big.write_text(",".join(f"p{i}" for i in range(64)) + "\n" + ",".join(["1e308"] + ["0"] * 63) + "\n")
+    line = one_line_error(gen("score", bundles["ae"], big, "--out", tmp_path / "o.csv"))
+    assert "line 2, column 1" in line and "1e308" in line
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "r").exists()
