@@ -27,6 +27,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
-def emit(summary: dict, as_json: bool, lines: list[str]) -> None:
-    """Print a command's summary: JSON for machines, or readable lines."""
-    typer.echo(json.dumps(summary, indent=2, default=str) if as_json else "\n".join(lines))
+def emit(summary: dict, as_json: bool, lines: list[str], err: bool = False) -> None:
+    """Print a command's summary: JSON for machines, or readable lines (on stderr when the
+    command's output goes to stdout, `--out -`)."""
+    typer.echo(json.dumps(summary, indent=2, default=str) if as_json else "\n".join(lines), err=err)

@@ -99,8 +99,10 @@ ChunkOpt = Annotated[int, typer.Option(help="Rows read from the input at a time.
 
 def score(
     bundle: BundleArg,
-    input: Annotated[Path, typer.Argument(help="Rows to score: .csv, .npy or .parquet (raw units).")],
-    out: Annotated[Path, typer.Option(help="Output: .csv, .npy or .parquet (index, score, normal_quantile, flag).")],
+    input: Annotated[Path, typer.Argument(help="Rows to score: .csv, .npy or .parquet (raw units); - reads CSV "
+                                                "or NPY from standard input.")],
+    out: Annotated[Path, typer.Option(help="Output: .csv, .npy or .parquet (index, score, normal_quantile, flag); "
+                                           "- writes CSV to standard output (the summary goes to stderr).")],
     explain: Annotated[Optional[int], typer.Option(
         help="Add each row's K largest per-feature errors: columns top1_feature, top1_error, ... topK_error "
              "(bundles with per-feature errors: autoencoders, PCA, VAE).", min=1, metavar="K")] = None,
@@ -132,13 +134,15 @@ def score(
         if maps is not None:
             summary["maps"] = str(maps)
             lines.append(f"anomaly maps of the {min(rows, maps_rows or 16)} highest-scoring rows -> {maps}")
-        emit(summary, as_json, lines)
+        emit(summary, as_json, lines, err=str(out) == "-")
 
 
 def encode(
     bundle: BundleArg,
-    input: Annotated[Path, typer.Argument(help="Rows to encode: .csv, .npy or .parquet (raw units).")],
-    out: Annotated[Path, typer.Option(help="Output codes: .npy (N, latent) or .csv (columns z0, z1, ...).")],
+    input: Annotated[Path, typer.Argument(help="Rows to encode: .csv, .npy or .parquet (raw units); - reads "
+                                                "standard input.")],
+    out: Annotated[Path, typer.Option(help="Output codes: .npy (N, latent) or .csv (columns z0, z1, ...); - "
+                                           "writes CSV to standard output.")],
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = 1024,
     threads: ThreadsOpt = None,
@@ -156,7 +160,7 @@ def encode(
             rows = model.encode_file(input, out, chunk_rows=chunk_rows, on_chunk=progress)
         dim = int(model.manifest.graphs["encoder"].port("z", outputs=True).shape[1])
         emit({"out": str(out), "rows": rows, "dim": dim, "provider": model.provider},
-             as_json, [f"{rows} codes of dimension {dim} -> {out}"])
+             as_json, [f"{rows} codes of dimension {dim} -> {out}"], err=str(out) == "-")
 
 
 def info(

@@ -88,9 +88,13 @@ def make_temp(target: Path, folder: bool = False) -> Path:
 def check_output(out: str | Path, inputs: tuple = (), bundle: str | Path | None = None) -> None:
     """Refuse an output that is one of the inputs (it would be overwritten) or that lies
     inside the bundle folder (a bundle holds only what export wrote)."""
+    if str(out) == "-":
+        return
     out = Path(out)
     resolved = out.resolve()
     for source in inputs:
+        if source is not None and str(source) == "-":
+            continue
         if source is None:
             continue
         source = Path(source)
@@ -259,6 +263,14 @@ class StreamWriter:
 
     def __init__(self, target: str | Path):
         self.target = Path(target)
+        self.stdout = str(target) == "-"
+        self.rows = 0
+        self._parquet = None
+        if self.stdout:  # CSV on standard output, written as it comes (nothing to rename)
+            import sys
+
+            self.kind, self.tmp, self._file = ".csv", None, sys.stdout
+            return
         self.kind = self.target.suffix.lower()
         if self.kind not in self.formats:
             raise InputError(f"{self.target}: unsupported output format {self.kind or '(none)'}; "
@@ -293,6 +305,9 @@ class StreamWriter:
         self._parquet.write_table(batch)
 
     def close(self) -> Path:
+        if self.stdout:
+            self._file.flush()
+            return self.target
         if self.kind == ".npy":
             self._file.close()
             raw = self.tmp.with_suffix(".raw")
@@ -311,6 +326,10 @@ class StreamWriter:
         return self.target
 
     def abort(self) -> None:
+        if self.stdout:  # what went out is out; the exit code and the error line say it failed
+            with contextlib.suppress(Exception):
+                self._file.flush()
+            return
         if self._file is not None and not self._file.closed:
             self._file.close()
         if self._parquet is not None:

@@ -100,6 +100,9 @@ def iter_table(path: str | Path, chunk_rows: int = 4096, width: int | None = Non
     `width`, when given, is the number of columns every row must have. NPY files yield their
     rows flattened; the caller reshapes. An empty file is an error.
     """
+    if is_stdio(path):
+        yield from _stdin_table(chunk_rows, width)
+        return
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected a {', '.join(FORMATS)} file")
@@ -127,9 +130,10 @@ def read_table(path: str | Path, width: int | None = None) -> Table:
 
 
 def iter_rows(path: str | Path, shape: list[int], chunk_rows: int = 4096) -> Iterator[np.ndarray]:
-    """Yield validated float32 chunks of rows of `shape` from a CSV, NPY or Parquet file."""
-    path = Path(path)
-    if path.suffix.lower() == ".npy":
+    """Yield validated float32 chunks of rows of `shape` from a CSV, NPY or Parquet file, or
+    from standard input (`-`: CSV, or NPY recognised by its magic bytes)."""
+    path = Path(path) if not is_stdio(path) else path
+    if not is_stdio(path) and path.suffix.lower() == ".npy":
         yield from _npy_rows(path, shape, chunk_rows)
         return
     size = int(np.prod(shape))
@@ -142,49 +146,111 @@ def read_rows(path: str | Path, shape: list[int]) -> np.ndarray:
     return np.concatenate(list(iter_rows(path, shape)), axis=0)
 
 
+STDIO = "-"
+STDIN_NAME = "<stdin>"
+
+
+def is_stdio(path) -> bool:
+    """`-` stands for standard input (as an input) or standard output (as an output)."""
+    return str(path) == STDIO
+
+
+def _stdin_table(chunk_rows: int, width: int | None):
+    """CSV, or NPY (sniffed by its magic bytes), streamed from standard input."""
+    import sys
+
+    stream = sys.stdin.buffer
+    head = stream.peek(6)[:6] if hasattr(stream, "peek") else b""
+    seen = 0
+    if head == b"\x93NUMPY":
+        chunks = _npy_stream_chunks(stream, chunk_rows, width)
+    else:
+        import io
+
+        chunks = _csv_stream(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), STDIN_NAME,
+                             chunk_rows, width)
+    for names, chunk in chunks:
+        seen += len(chunk)
+        yield names, chunk
+    if seen == 0:
+        raise InputError(f"{STDIN_NAME}: no data rows")
+
+
+def _npy_stream_chunks(stream, chunk_rows: int, width: int | None):
+    """An NPY array read from a stream without seeking: header, then rows chunk by chunk."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(stream)
+        shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(stream)
+    except (ValueError, SyntaxError, tokenize.TokenError, EOFError):
+        raise InputError(f"{STDIN_NAME}: not a plain numeric .npy stream (malformed header)") from None
+    if dtype.kind not in "fiub" or dtype.hasobject or fortran or len(shape) < 2:
+        raise InputError(f"{STDIN_NAME}: expected a C-order numeric array of rows, got dtype {dtype}, "
+                         f"shape {shape}")
+    flat_width = int(np.prod(shape[1:]))
+    if width is not None and flat_width != width:
+        raise InputError(f"{STDIN_NAME}: expected rows of {width} values, got array of shape {tuple(shape)}")
+    row_bytes = flat_width * dtype.itemsize
+    for start in range(0, shape[0], chunk_rows):
+        count = min(chunk_rows, shape[0] - start)
+        data = stream.read(count * row_bytes)
+        if len(data) != count * row_bytes:
+            raise InputError(f"{STDIN_NAME}: .npy stream ends at row {start + len(data) // max(1, row_bytes)} "
+                             f"of {shape[0]}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            chunk = np.frombuffer(data, dtype=dtype).astype(np.float32).reshape(count, flat_width)
+        check_finite(chunk, STDIN_NAME, first_row=start)
+        yield None, chunk
+
+
 def _csv_chunks(path: Path, chunk_rows: int, width: int | None):
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        yield from _csv_stream(f, path, chunk_rows, width)
+
+
+def _csv_stream(f, path, chunk_rows: int, width: int | None):
+    """CSV rows from the text stream `f` (`path` names it in errors)."""
     header: list[str] | None = None
     buffer: list[list[float]] = []
     start = 0
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        try:
-            reader = csv.reader(f)
-            for row in reader:
-                line = reader.line_num
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if header is None and not buffer and start == 0 and not all(_is_number(c) for c in row):
-                    header = [c.strip() for c in row]
-                    if width is not None and len(header) != width:
-                        raise InputError(f"{path}: header has {len(header)} columns, expected {width}")
-                    width = len(header)
-                    continue
-                if width is None:
-                    width = len(row)
-                if len(row) != width:
-                    raise InputError(f"{path}: line {line}: expected {width} values, got {len(row)}")
-                values = []
-                for j, cell in enumerate(row):
-                    try:
-                        v = float(cell)
-                    except ValueError:
-                        name = f" ({header[j]})" if header else ""
-                        raise InputError(f"{path}: line {line}, column {j + 1}{name}: "
-                                         f"expected a number, got {cell.strip()!r}") from None
-                    if not math.isfinite(v) or abs(v) > FLOAT32_MAX:
-                        name = f" ({header[j]})" if header else ""
-                        raise InputError(f"{path}: line {line}, column {j + 1}{name}: value is {cell.strip()} "
-                                         "(NaN, inf and values beyond float32 are not allowed)")
-                    values.append(v)
-                buffer.append(values)
-                if len(buffer) == chunk_rows:
-                    yield header, np.asarray(buffer, dtype=np.float32)
-                    start += len(buffer)
-                    buffer = []
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: not a text CSV file (cannot decode as UTF-8)") from None
-        except csv.Error as exc:
-            raise InputError(f"{path}: malformed CSV ({exc})") from None
+    try:
+        reader = csv.reader(f)
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            if header is None and not buffer and start == 0 and not all(_is_number(c) for c in row):
+                header = [c.strip() for c in row]
+                if width is not None and len(header) != width:
+                    raise InputError(f"{path}: header has {len(header)} columns, expected {width}")
+                width = len(header)
+                continue
+            if width is None:
+                width = len(row)
+            if len(row) != width:
+                raise InputError(f"{path}: line {line}: expected {width} values, got {len(row)}")
+            values = []
+            for j, cell in enumerate(row):
+                try:
+                    v = float(cell)
+                except ValueError:
+                    name = f" ({header[j]})" if header else ""
+                    raise InputError(f"{path}: line {line}, column {j + 1}{name}: "
+                                     f"expected a number, got {cell.strip()!r}") from None
+                if not math.isfinite(v) or abs(v) > FLOAT32_MAX:
+                    name = f" ({header[j]})" if header else ""
+                    raise InputError(f"{path}: line {line}, column {j + 1}{name}: value is {cell.strip()} "
+                                     "(NaN, inf and values beyond float32 are not allowed)")
+                values.append(v)
+            buffer.append(values)
+            if len(buffer) == chunk_rows:
+                yield header, np.asarray(buffer, dtype=np.float32)
+                start += len(buffer)
+                buffer = []
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text CSV file (cannot decode as UTF-8)") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: malformed CSV ({exc})") from None
     if buffer:
         yield header, np.asarray(buffer, dtype=np.float32)
 
