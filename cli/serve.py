@@ -100,7 +100,9 @@ ChunkOpt = Annotated[int, typer.Option(help="Rows read from the input at a time.
 def score(
     bundle: BundleArg,
     input: Annotated[Path, typer.Argument(help="Rows to score: .csv, .npy or .parquet (raw units); - reads CSV "
-                                                "or NPY from standard input.")],
+                                                "or NPY from standard input; a folder (partition folders "
+                                                "included) or a quoted glob scores every such file into the "
+                                                "--out folder, one output per input.")],
     out: Annotated[Path, typer.Option(help="Output: .csv, .npy or .parquet (index, score, normal_quantile, flag); "
                                            "- writes CSV to standard output (the summary goes to stderr).")],
     explain: Annotated[Optional[int], typer.Option(
@@ -115,17 +117,28 @@ def score(
     batch_size: BatchOpt = 1024,
     threads: ThreadsOpt = None,
     chunk_rows: ChunkOpt = 4096,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Folder or glob input: worker processes, each loading the bundle once (default: one per "
+             "core).", min=1)] = None,
     public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score rows for anomaly (higher = more anomalous) and flag those above the threshold."""
     with reported():
         from gen.runtime import InputError, load
+        from gen.runtime.batch import is_many
 
         if maps_rows is not None and maps is None:
             raise InputError("--maps-rows applies only with --maps")
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
                      public_key=public_key)
+        if is_many(input):
+            if explain or maps is not None:
+                raise InputError("--explain and --maps score one file at a time; give a single input file")
+            score_folder(model, input, out, workers, chunk_rows, threads, public_key, as_json)
+            return
+        if workers is not None:
+            raise InputError("--workers applies to a folder or glob input")
         with row_progress("scoring", as_json) as progress:
             rows = model.score_file(input, out, chunk_rows=chunk_rows, on_chunk=progress, explain=explain or 0,
                                     maps=maps, maps_rows=maps_rows or 16)
@@ -135,6 +148,24 @@ def score(
             summary["maps"] = str(maps)
             lines.append(f"anomaly maps of the {min(rows, maps_rows or 16)} highest-scoring rows -> {maps}")
         emit(summary, as_json, lines, err=str(out) == "-")
+
+
+def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json) -> None:
+    """`gen score` on a folder or glob: one output per input file, a summary at the end."""
+    from gen.runtime.batch import score_many
+
+    result = score_many(model, source, out, workers=workers, chunk_rows=chunk_rows, threads=threads,
+                        public_key=public_key)
+    share = result.flagged / result.rows if result.rows else 0.0
+    rate = result.rows / result.seconds if result.seconds > 0 else float("nan")
+    summary = {"out": str(out), "files": len(result.files), "rows": result.rows, "flagged": result.flagged,
+               "flagged_share": share, "rows_per_s": rate, "workers": result.workers,
+               "threshold": model.threshold, "provider": model.provider,
+               "outputs": [{"input": f.input, "output": f.output, "rows": f.rows, "flagged": f.flagged}
+                           for f in result.files]}
+    emit(summary, as_json, [f"{len(result.files)} files, {result.rows:,} rows scored -> {out}/ "
+                            f"({result.flagged:,} flagged, {share:.2%}; {rate:,.0f} rows/s with "
+                            f"{result.workers} worker{'s' if result.workers > 1 else ''}; provider {model.provider})"])
 
 
 def encode(

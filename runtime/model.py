@@ -306,7 +306,7 @@ class GenModel:
 
     def score_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,
                    on_chunk: Callable[[int], None] | None = None, explain: int = 0,
-                   maps: str | Path | None = None, maps_rows: int = 16) -> int:
+                   maps: str | Path | None = None, maps_rows: int = 16, stats: dict | None = None) -> int:
         """Score every row of a CSV/NPY/Parquet file into `out` (CSV/NPY/Parquet), chunk by
         chunk so memory stays flat; the output appears only when all rows succeeded.
 
@@ -314,7 +314,8 @@ class GenModel:
         each row's K largest per-feature errors. maps: a PNG path (image bundles) showing the
         `maps_rows` highest-scoring rows, one line each: input, reconstruction (where the
         bundle reconstructs) and error heat map; written with `out`, or neither is. Both need
-        a bundle with per-feature errors, and are checked before any row is read.
+        a bundle with per-feature errors, and are checked before any row is read. `stats`, a
+        dict, receives the counts `rows` and `flagged`.
         """
         self.require("score")
         if explain or maps is not None:
@@ -339,6 +340,7 @@ class GenModel:
         writer = ScoreWriter(out, extra=("log_p",) if log_z is not None else (), top_k=k,
                              feature_width=max(map(len, names)) if k else 1)
         top = TopRows(int(maps_rows)) if maps is not None else None
+        flagged = 0
         try:
             for chunk in iter_rows(path, self.shape, chunk_rows):
                 if k or top is not None:
@@ -351,7 +353,9 @@ class GenModel:
                     extra.update(top_features=best.features, top_errors=best.errors)
                 if top is not None:
                     top.add(writer.rows, scores, chunk, errors)
-                writer.write(scores, self.normal_quantile(scores), scores > self.threshold, **extra)
+                flags = scores > self.threshold
+                flagged += int(flags.sum())
+                writer.write(scores, self.normal_quantile(scores), flags, **extra)
                 if on_chunk is not None:
                     on_chunk(writer.rows)
             if top is None:
@@ -366,6 +370,8 @@ class GenModel:
         except BaseException:
             writer.abort()
             raise
+        if stats is not None:
+            stats.update(rows=writer.rows, flagged=flagged)
         return writer.rows
 
     def encode_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,

@@ -170,11 +170,13 @@ def test_signals_leave_no_temp_file(bundles, tmp_path, signum, code):
 
 
 def test_smaller_catalogue_items(bundles, tmp_path):
-    """A folder as input, a wrong-width .npy named by the file's shape (not a chunk's), a
+    """An empty folder as input (score takes folders of files; encode one file), a wrong-width .npy named by the file's shape (not a chunk's), a
     (3, 8, 8) array refused for a 64-feature bundle, and outputs with the umask's mode."""
     folder = tmp_path / "rows"
     folder.mkdir()
-    assert "is a folder" in one_line_error(gen("score", bundles["ae"], folder, "--out", tmp_path / "o.csv"))
+    line = one_line_error(gen("score", bundles["ae"], folder, "--out", tmp_path / "o"))  # a folder of no files
+    assert "rows: no .csv, .npy, .parquet files found" in line
+    assert "is a folder" in one_line_error(gen("encode", bundles["vae"], folder, "--out", tmp_path / "z.csv"))
     narrow = tmp_path / "narrow.npy"
     np.save(narrow, np.zeros((2, 63), np.float32))
     line = one_line_error(gen("score", bundles["ae"], narrow, "--out", tmp_path / "o.csv", "--chunk-rows", 1))
