@@ -139,15 +139,40 @@ def score(
             return
         if workers is not None:
             raise InputError("--workers applies to a folder or glob input")
+        stats: dict = {}
         with row_progress("scoring", as_json) as progress:
             rows = model.score_file(input, out, chunk_rows=chunk_rows, on_chunk=progress, explain=explain or 0,
-                                    maps=maps, maps_rows=maps_rows or 16)
-        summary = {"out": str(out), "rows": rows, "threshold": model.threshold, "provider": model.provider}
+                                    maps=maps, maps_rows=maps_rows or 16, stats=stats)
+        drift = check_drift(model, [(str(input), rows, stats["flagged"], stats["median"])])
+        summary = {"out": str(out), "rows": rows, "flagged": stats["flagged"], "threshold": model.threshold,
+                   "provider": model.provider, "drift": drift}
         lines = [f"{rows} rows scored -> {out} (threshold {model.threshold:.6g}, provider {model.provider})"]
         if maps is not None:
             summary["maps"] = str(maps)
             lines.append(f"anomaly maps of the {min(rows, maps_rows or 16)} highest-scoring rows -> {maps}")
         emit(summary, as_json, lines, err=str(out) == "-")
+
+
+def check_drift(model, files: list[tuple[str, int, int, float | None]]) -> list[dict]:
+    """Test each file's flagged share against the calibration (gen.runtime.drift); warn, in one
+    line, naming the files whose share chance does not explain."""
+    import warnings
+
+    from gen.runtime import GenWarning
+    from gen.runtime.drift import describe_drift, flagged_share_test
+
+    drifted = []
+    for name, rows, flagged, median in files:
+        test = flagged_share_test(rows, flagged, model.manifest.scoring)
+        if test is not None and test["drift"]:
+            drifted.append({"file": name, **test, "median": median})
+    if drifted:
+        first = drifted[0]
+        more = f" (and {len(drifted) - 1} more: {', '.join(d['file'] for d in drifted[1:4])}" \
+               f"{', ...' if len(drifted) > 4 else ''})" if len(drifted) > 1 else ""
+        warnings.warn(describe_drift(first["file"], first, first["median"], model.manifest.scoring) + more,
+                      GenWarning, stacklevel=2)
+    return drifted
 
 
 def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json) -> None:
@@ -156,11 +181,12 @@ def score_folder(model, source, out, workers, chunk_rows, threads, public_key, a
 
     result = score_many(model, source, out, workers=workers, chunk_rows=chunk_rows, threads=threads,
                         public_key=public_key)
+    drift = check_drift(model, [(f.input, f.rows, f.flagged, f.median) for f in result.files])
     share = result.flagged / result.rows if result.rows else 0.0
     rate = result.rows / result.seconds if result.seconds > 0 else float("nan")
     summary = {"out": str(out), "files": len(result.files), "rows": result.rows, "flagged": result.flagged,
                "flagged_share": share, "rows_per_s": rate, "workers": result.workers,
-               "threshold": model.threshold, "provider": model.provider,
+               "threshold": model.threshold, "provider": model.provider, "drift": drift,
                "outputs": [{"input": f.input, "output": f.output, "rows": f.rows, "flagged": f.flagged}
                            for f in result.files]}
     emit(summary, as_json, [f"{len(result.files)} files, {result.rows:,} rows scored -> {out}/ "

@@ -53,6 +53,7 @@ class FileResult:
     rows: int
     flagged: int
     seconds: float
+    median: float | None = None
 
 
 @dataclass
@@ -86,7 +87,7 @@ def _score_one(source: str, target: str, chunk_rows: int, model=None) -> FileRes
     stats: dict = {}
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     rows = model.score_file(source, target, chunk_rows=chunk_rows, stats=stats)
-    return FileResult(source, target, rows, stats["flagged"], time.perf_counter() - start)
+    return FileResult(source, target, rows, stats["flagged"], time.perf_counter() - start, stats["median"])
 
 
 def output_path(root: Path, source: Path, out_dir: Path) -> Path:

@@ -17,6 +17,8 @@ from .outputs import (MAX_PNG_SAMPLES, SAMPLE_FORMATS, ArrayWriter, ScoreWriter,
                       check_disk, check_output, png_bytes, sample_block_rows, save_samples)
 from .readers import check_array, iter_rows
 
+DRIFT_SAMPLE = 10_000  # scores kept for the median that a drift warning shows
+
 
 @dataclass
 class Explanation:
@@ -315,7 +317,8 @@ class GenModel:
         `maps_rows` highest-scoring rows, one line each: input, reconstruction (where the
         bundle reconstructs) and error heat map; written with `out`, or neither is. Both need
         a bundle with per-feature errors, and are checked before any row is read. `stats`, a
-        dict, receives the counts `rows` and `flagged`.
+        dict, receives the counts `rows` and `flagged` and the median of the first
+        DRIFT_SAMPLE scores (`median`), for the drift check (`gen.runtime.drift`).
         """
         self.require("score")
         if explain or maps is not None:
@@ -340,7 +343,7 @@ class GenModel:
         writer = ScoreWriter(out, extra=("log_p",) if log_z is not None else (), top_k=k,
                              feature_width=max(map(len, names)) if k else 1)
         top = TopRows(int(maps_rows)) if maps is not None else None
-        flagged = 0
+        flagged, kept, head = 0, 0, []
         try:
             for chunk in iter_rows(path, self.shape, chunk_rows):
                 if k or top is not None:
@@ -355,6 +358,9 @@ class GenModel:
                     top.add(writer.rows, scores, chunk, errors)
                 flags = scores > self.threshold
                 flagged += int(flags.sum())
+                if kept < DRIFT_SAMPLE:
+                    head.append(scores[:DRIFT_SAMPLE - kept])
+                    kept += len(head[-1])
                 writer.write(scores, self.normal_quantile(scores), flags, **extra)
                 if on_chunk is not None:
                     on_chunk(writer.rows)
@@ -371,7 +377,8 @@ class GenModel:
             writer.abort()
             raise
         if stats is not None:
-            stats.update(rows=writer.rows, flagged=flagged)
+            stats.update(rows=writer.rows, flagged=flagged,
+                         median=float(np.median(np.concatenate(head))) if head else None)
         return writer.rows
 
     def encode_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,

@@ -357,7 +357,7 @@ def test_score_maps_png(bundles, digits_rows, tmp_path):
     result = gen("score", bundles["vae"], tmp_path / "rows.npy", "--out", tmp_path / "s.csv",
                  "--maps", tmp_path / "maps.png", "--maps-rows", 4, "--chunk-rows", 8, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["maps"] == str(tmp_path / "maps.png")
+    assert json.loads(result.stdout)["maps"] == str(tmp_path / "maps.png")
     assert png_size(tmp_path / "maps.png") == ((3 * 9 + 1) * 8, (4 * 9 + 1) * 8)
     # the default is 16 rows
     assert gen("score", bundles["vae"], tmp_path / "rows.npy", "--out", tmp_path / "t.csv",
