@@ -120,6 +120,9 @@ def score(
     workers: Annotated[Optional[int], typer.Option(
         help="Folder or glob input: worker processes, each loading the bundle once (default: one per "
              "core).", min=1)] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Folder or glob input: skip files a previous run into the same --out finished (checked by "
+             "SHA-256 against the output folder's ledger).")] = False,
     public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -135,10 +138,10 @@ def score(
         if is_many(input):
             if explain or maps is not None:
                 raise InputError("--explain and --maps score one file at a time; give a single input file")
-            score_folder(model, input, out, workers, chunk_rows, threads, public_key, as_json)
+            score_folder(model, input, out, workers, chunk_rows, threads, public_key, as_json, resume)
             return
-        if workers is not None:
-            raise InputError("--workers applies to a folder or glob input")
+        if workers is not None or resume:
+            raise InputError("--workers and --resume apply to a folder or glob input")
         stats: dict = {}
         with row_progress("scoring", as_json) as progress:
             rows = model.score_file(input, out, chunk_rows=chunk_rows, on_chunk=progress, explain=explain or 0,
@@ -175,23 +178,24 @@ def check_drift(model, files: list[tuple[str, int, int, float | None]]) -> list[
     return drifted
 
 
-def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json) -> None:
+def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json, resume=False) -> None:
     """`gen score` on a folder or glob: one output per input file, a summary at the end."""
     from gen.runtime.batch import score_many
 
     result = score_many(model, source, out, workers=workers, chunk_rows=chunk_rows, threads=threads,
-                        public_key=public_key)
+                        public_key=public_key, resume=resume)
     drift = check_drift(model, [(f.input, f.rows, f.flagged, f.median) for f in result.files])
     share = result.flagged / result.rows if result.rows else 0.0
     rate = result.rows / result.seconds if result.seconds > 0 else float("nan")
     summary = {"out": str(out), "files": len(result.files), "rows": result.rows, "flagged": result.flagged,
-               "flagged_share": share, "rows_per_s": rate, "workers": result.workers,
+               "flagged_share": share, "rows_per_s": rate, "workers": result.workers, "resumed": result.resumed,
                "threshold": model.threshold, "provider": model.provider, "drift": drift,
                "outputs": [{"input": f.input, "output": f.output, "rows": f.rows, "flagged": f.flagged}
                            for f in result.files]}
     emit(summary, as_json, [f"{len(result.files)} files, {result.rows:,} rows scored -> {out}/ "
                             f"({result.flagged:,} flagged, {share:.2%}; {rate:,.0f} rows/s with "
-                            f"{result.workers} worker{'s' if result.workers > 1 else ''}; provider {model.provider})"])
+                            f"{result.workers} worker{'s' if result.workers > 1 else ''}; provider {model.provider})"
+                            + (f"; {result.resumed} files already done, skipped" if result.resumed else "")])
 
 
 def encode(

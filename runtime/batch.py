@@ -8,16 +8,18 @@ outputs valid and the failed one absent.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import InputError
 from .readers import FORMATS, is_stdio
 
 GLOB_CHARS = set("*?[")
+LEDGER = ".gen-score.json"  # in the output folder: what finished, for --resume
 
 
 def is_many(source: str | Path) -> bool:
@@ -61,6 +63,7 @@ class BatchResult:
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
     workers: int = 1
+    resumed: int = 0
 
     @property
     def rows(self) -> int:
@@ -94,14 +97,64 @@ def output_path(root: Path, source: Path, out_dir: Path) -> Path:
     return out_dir / source.relative_to(root)
 
 
+class Ledger:
+    """The output folder's record of finished files (LEDGER, rewritten atomically after each):
+    per output, its input's size and modification time, the bundle's SHA256SUMS digest, and
+    the output's SHA-256 and counts. `--resume` skips a file only when all of them still match."""
+
+    def __init__(self, out_dir: Path, bundle_digest: str, resume: bool):
+        self.path = out_dir / LEDGER
+        self.bundle_digest = bundle_digest
+        self.entries: dict = {}
+        if resume and self.path.is_file():
+            try:
+                raw = json.loads(self.path.read_text())
+                if raw.get("bundle") == bundle_digest:
+                    self.entries = dict(raw.get("files", {}))
+            except (ValueError, OSError, AttributeError, TypeError):
+                self.entries = {}
+
+    @staticmethod
+    def _input_facts(source: Path) -> dict:
+        st = source.stat()
+        return {"input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns}
+
+    def finished(self, source: Path, target: Path) -> FileResult | None:
+        from .bundle import sha256_file
+
+        entry = self.entries.get(str(target))
+        if not isinstance(entry, dict) or not target.is_file() or entry.get("input") != str(source):
+            return None
+        if any(entry.get(k) != v for k, v in self._input_facts(source).items()):
+            return None
+        if sha256_file(target) != entry.get("sha256"):
+            return None
+        try:
+            return FileResult(str(source), str(target), int(entry["rows"]), int(entry["flagged"]), 0.0,
+                              entry.get("median"))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def record(self, result: FileResult) -> None:
+        from .bundle import sha256_file
+        from .outputs import atomic_path
+
+        self.entries[result.output] = {**asdict(result), **self._input_facts(Path(result.input)),
+                                       "sha256": sha256_file(Path(result.output))}
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps({"bundle": self.bundle_digest, "files": self.entries}, indent=1))
+
+
 def score_many(model, source: str | Path, out_dir: str | Path, workers: int | None = None,
                chunk_rows: int = 4096, threads: int | None = None, public_key: str | Path | None = None,
-               on_file=None) -> BatchResult:
+               on_file=None, resume: bool = False) -> BatchResult:
     """Score every file of `source` (a folder or a glob) into `out_dir`, one output per input
     at the same relative path and in the same format. `workers` processes (default: one per
     core; 1 scores in this process with `model`) each load the bundle once with `threads`
     onnxruntime threads. The first bad file stops the job with its error; outputs already
-    finished stay, valid."""
+    finished stay, valid. With `resume`, files whose output a previous run finished (per the
+    folder's ledger, checked against the output's SHA-256, the input's size and time and the
+    bundle) are skipped, so a killed job re-run gives the uninterrupted output."""
     root, files = expand(source)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -113,30 +166,46 @@ def score_many(model, source: str | Path, out_dir: str | Path, workers: int | No
     for file in files:
         check_output(output_path(root, file, out_dir), (file,), model.bundle.folder)
     out_dir.mkdir(parents=True, exist_ok=True)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(files)))
-    result = BatchResult(workers=workers)
+    from .bundle import sha256_file
+    from .manifest import DIGESTS, MANIFEST
+
+    folder = model.bundle.folder
+    digest = sha256_file(folder / DIGESTS) if (folder / DIGESTS).is_file() else sha256_file(folder / MANIFEST)
+    ledger = Ledger(out_dir, digest, resume)
+    done: dict[str, FileResult] = {}
+    jobs = []
+    for f in files:
+        target = output_path(root, f, out_dir)
+        previous = ledger.finished(f, target) if resume else None
+        if previous is not None:
+            done[str(f)] = previous
+        else:
+            jobs.append((str(f), str(target)))
+    workers = max(1, min(workers or os.cpu_count() or 1, max(1, len(jobs))))
+    result = BatchResult(workers=workers, resumed=len(done))
     start = time.perf_counter()
-    jobs = [(str(f), str(output_path(root, f, out_dir))) for f in files]
+
+    def finish(item: FileResult) -> None:
+        ledger.record(item)
+        done[item.input] = item
+        if on_file is not None:
+            on_file(item)
+
     if workers == 1:
         for source_file, target in jobs:
-            result.files.append(_score_one(source_file, target, chunk_rows, model))
-            if on_file is not None:
-                on_file(result.files[-1])
-    else:
+            finish(_score_one(source_file, target, chunk_rows, model))
+    elif jobs:
         init = (str(model.bundle.folder), model.bundle.device, threads, model.batch_size,
                 None if public_key is None else str(public_key))
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init) as pool:
-            futures = {pool.submit(_score_one, s, t, chunk_rows): s for s, t in jobs}
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
-            if failed:
-                for future in pending:
+            futures = [pool.submit(_score_one, s, t, chunk_rows) for s, t in jobs]
+            try:
+                for future in as_completed(futures):
+                    finish(future.result())
+            except BaseException:
+                for future in futures:
                     future.cancel()
-                raise failed[0].exception()
-            by_input = {f.result().input: f.result() for f in done}
-            for source_file, _ in jobs:
-                result.files.append(by_input[source_file])
-                if on_file is not None:
-                    on_file(by_input[source_file])
+                raise
+    result.files = [done[str(f)] for f in files]
     result.seconds = time.perf_counter() - start
     return result

@@ -30,7 +30,8 @@ def dataset(digits_rows, tmp_path):
 
 
 def files(folder):
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """The data files under `folder` (not the hidden ledger)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -86,4 +87,53 @@ def test_refusals(bundles, dataset, tmp_path):
     single = tmp_path / "one.npy"
     np.save(single, np.zeros((2, 64), np.float32))
     result = gen("score", bundles["ae"], single, "--out", tmp_path / "one.csv", "--workers", 2)
-    assert result.exit_code == 2 and "--workers applies to a folder" in result.output
+    assert result.exit_code == 2 and "--workers and --resume apply to a folder" in result.output
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_output(bundles, digits_rows, tmp_path):
+    """A job killed (SIGKILL) after its first file, re-run with --resume, skips what finished
+    and ends with outputs byte-equal to an uninterrupted run; a changed input is redone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "in"
+    for i in range(6):
+        (root / f"part={i}").mkdir(parents=True)
+        np.save(root / f"part={i}" / "rows.npy", np.tile(digits_rows[i * 50:(i + 1) * 50], (400, 1)))
+    whole = tmp_path / "whole"
+    assert gen("score", bundles["ae"], root, "--out", whole, "--workers", 1).exit_code == 0
+
+    out = tmp_path / "out"
+    script = "import sys; sys.argv[0] = 'gen'; from gen.cli.entry import main; main()"
+    proc = subprocess.Popen([sys.executable, "-c", script, "score", str(bundles["ae"]), str(root), "--out", str(out),
+                             "--workers", "1", "--chunk-rows", "64", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ledger = out / ".gen-score.json"
+    end = time.monotonic() + 120
+    while time.monotonic() < end and proc.poll() is None and not ledger.is_file():
+        time.sleep(0.02)
+    assert proc.poll() is None, "the job finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 1 <= len(files(out)) < 6
+
+    result = gen("score", bundles["ae"], root, "--out", out, "--workers", 1, "--resume", "--json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    summary = json.loads(result.stdout)
+    assert summary["resumed"] >= 1 and summary["rows"] == 6 * 20_000
+    assert files(out) == files(whole)
+    for name in files(whole):
+        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+
+    # an input changed since: redone, not skipped; an output edited since: redone too
+    np.save(root / "part=0" / "rows.npy", np.tile(digits_rows[:50], (401, 1)))
+    (out / "part=1" / "rows.npy").write_bytes(b"damaged")
+    summary = json.loads(gen("score", bundles["ae"], root, "--out", out, "--workers", 1, "--resume",
+                             "--json").stdout)
+    assert summary["resumed"] == 4 and summary["rows"] == 6 * 20_000 + 50
+    assert (out / "part=1" / "rows.npy").read_bytes() == (whole / "part=1" / "rows.npy").read_bytes()
