@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
@@ -120,6 +121,9 @@ def score(
     workers: Annotated[Optional[int], typer.Option(
         help="Folder or glob input: worker processes, each loading the bundle once (default: one per "
              "core).", min=1)] = None,
+    skip_bad: Annotated[bool, typer.Option(
+        help="Folder or glob input: list a bad file (in the summary and the output folder's "
+             ".gen-errors.json) and go on with the others; the exit code is then 2.")] = False,
     resume: Annotated[bool, typer.Option(
         help="Folder or glob input: skip files a previous run into the same --out finished (checked by "
              "SHA-256 against the output folder's ledger).")] = False,
@@ -138,10 +142,10 @@ def score(
         if is_many(input):
             if explain or maps is not None:
                 raise InputError("--explain and --maps score one file at a time; give a single input file")
-            score_folder(model, input, out, workers, chunk_rows, threads, public_key, as_json, resume)
+            score_folder(model, input, out, workers, chunk_rows, threads, public_key, as_json, resume, skip_bad)
             return
-        if workers is not None or resume:
-            raise InputError("--workers and --resume apply to a folder or glob input")
+        if workers is not None or resume or skip_bad:
+            raise InputError("--workers, --resume and --skip-bad apply to a folder or glob input")
         stats: dict = {}
         with row_progress("scoring", as_json) as progress:
             rows = model.score_file(input, out, chunk_rows=chunk_rows, on_chunk=progress, explain=explain or 0,
@@ -178,17 +182,19 @@ def check_drift(model, files: list[tuple[str, int, int, float | None]]) -> list[
     return drifted
 
 
-def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json, resume=False) -> None:
+def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json, resume=False,
+                 skip_bad=False) -> None:
     """`gen score` on a folder or glob: one output per input file, a summary at the end."""
     from gen.runtime.batch import score_many
 
     result = score_many(model, source, out, workers=workers, chunk_rows=chunk_rows, threads=threads,
-                        public_key=public_key, resume=resume)
+                        public_key=public_key, resume=resume, skip_bad=skip_bad)
     drift = check_drift(model, [(f.input, f.rows, f.flagged, f.median) for f in result.files])
     share = result.flagged / result.rows if result.rows else 0.0
     rate = result.rows / result.seconds if result.seconds > 0 else float("nan")
     summary = {"out": str(out), "files": len(result.files), "rows": result.rows, "flagged": result.flagged,
                "flagged_share": share, "rows_per_s": rate, "workers": result.workers, "resumed": result.resumed,
+               "failed": result.failed,
                "threshold": model.threshold, "provider": model.provider, "drift": drift,
                "outputs": [{"input": f.input, "output": f.output, "rows": f.rows, "flagged": f.flagged}
                            for f in result.files]}
@@ -196,6 +202,15 @@ def score_folder(model, source, out, workers, chunk_rows, threads, public_key, a
                             f"({result.flagged:,} flagged, {share:.2%}; {rate:,.0f} rows/s with "
                             f"{result.workers} worker{'s' if result.workers > 1 else ''}; provider {model.provider})"
                             + (f"; {result.resumed} files already done, skipped" if result.resumed else "")])
+    if result.failed:
+        from gen.runtime.outputs import atomic_path
+
+        report = Path(out) / ".gen-errors.json"
+        with atomic_path(report) as tmp:
+            tmp.write_text(json.dumps(result.failed, indent=1))
+        typer.echo(f"error: {len(result.failed)} bad file{'s' if len(result.failed) > 1 else ''} skipped "
+                   f"(listed in {report}): {result.failed[0]['error']}", err=True)
+        raise typer.Exit(2)
 
 
 def encode(

@@ -64,6 +64,7 @@ class BatchResult:
     seconds: float = 0.0
     workers: int = 1
     resumed: int = 0
+    failed: list[dict] = field(default_factory=list)  # with skip_bad: {"input", "error"} per bad file
 
     @property
     def rows(self) -> int:
@@ -84,7 +85,20 @@ def _init_worker(bundle: str, device: str, threads: int | None, batch_size: int,
     _worker_model = load(bundle, device=device, threads=threads, batch_size=batch_size, public_key=public_key)
 
 
-def _score_one(source: str, target: str, chunk_rows: int, model=None) -> FileResult:
+def _score_one(source: str, target: str, chunk_rows: int, model=None, skip_bad: bool = False):
+    """One file's FileResult; with skip_bad, a GenError (bad input) comes back as
+    {"input", "error"} instead of stopping the job."""
+    if not skip_bad:
+        return _score_file(source, target, chunk_rows, model)
+    from .errors import GenError
+
+    try:
+        return _score_file(source, target, chunk_rows, model)
+    except GenError as exc:
+        return {"input": source, "error": str(exc)}
+
+
+def _score_file(source: str, target: str, chunk_rows: int, model=None) -> FileResult:
     model = model if model is not None else _worker_model
     start = time.perf_counter()
     stats: dict = {}
@@ -147,12 +161,13 @@ class Ledger:
 
 def score_many(model, source: str | Path, out_dir: str | Path, workers: int | None = None,
                chunk_rows: int = 4096, threads: int | None = None, public_key: str | Path | None = None,
-               on_file=None, resume: bool = False) -> BatchResult:
+               on_file=None, resume: bool = False, skip_bad: bool = False) -> BatchResult:
     """Score every file of `source` (a folder or a glob) into `out_dir`, one output per input
     at the same relative path and in the same format. `workers` processes (default: one per
     core; 1 scores in this process with `model`) each load the bundle once with `threads`
     onnxruntime threads. The first bad file stops the job with its error; outputs already
-    finished stay, valid. With `resume`, files whose output a previous run finished (per the
+    finished stay, valid (with `skip_bad`, a bad file is listed in `failed` and the others
+    complete). With `resume`, files whose output a previous run finished (per the
     folder's ledger, checked against the output's SHA-256, the input's size and time and the
     bundle) are skipped, so a killed job re-run gives the uninterrupted output."""
     root, files = expand(source)
@@ -185,7 +200,10 @@ def score_many(model, source: str | Path, out_dir: str | Path, workers: int | No
     result = BatchResult(workers=workers, resumed=len(done))
     start = time.perf_counter()
 
-    def finish(item: FileResult) -> None:
+    def finish(item) -> None:
+        if isinstance(item, dict):  # a bad file, skipped
+            result.failed.append(item)
+            return
         ledger.record(item)
         done[item.input] = item
         if on_file is not None:
@@ -193,12 +211,12 @@ def score_many(model, source: str | Path, out_dir: str | Path, workers: int | No
 
     if workers == 1:
         for source_file, target in jobs:
-            finish(_score_one(source_file, target, chunk_rows, model))
+            finish(_score_one(source_file, target, chunk_rows, model, skip_bad))
     elif jobs:
         init = (str(model.bundle.folder), model.bundle.device, threads, model.batch_size,
                 None if public_key is None else str(public_key))
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init) as pool:
-            futures = [pool.submit(_score_one, s, t, chunk_rows) for s, t in jobs]
+            futures = [pool.submit(_score_one, s, t, chunk_rows, None, skip_bad) for s, t in jobs]
             try:
                 for future in as_completed(futures):
                     finish(future.result())
@@ -206,6 +224,7 @@ def score_many(model, source: str | Path, out_dir: str | Path, workers: int | No
                 for future in futures:
                     future.cancel()
                 raise
-    result.files = [done[str(f)] for f in files]
+    result.files = [done[str(f)] for f in files if str(f) in done]
+    result.failed.sort(key=lambda item: item["input"])
     result.seconds = time.perf_counter() - start
     return result

@@ -87,7 +87,7 @@ def test_refusals(bundles, dataset, tmp_path):
     single = tmp_path / "one.npy"
     np.save(single, np.zeros((2, 64), np.float32))
     result = gen("score", bundles["ae"], single, "--out", tmp_path / "one.csv", "--workers", 2)
-    assert result.exit_code == 2 and "--workers and --resume apply to a folder" in result.output
+    assert result.exit_code == 2 and "--workers, --resume and --skip-bad apply to a folder" in result.output
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_output(bundles, digits_rows, tmp_path):
@@ -137,3 +137,21 @@ def test_resume_after_a_kill_gives_the_uninterrupted_output(bundles, digits_rows
                              "--json").stdout)
     assert summary["resumed"] == 4 and summary["rows"] == 6 * 20_000 + 50
     assert (out / "part=1" / "rows.npy").read_bytes() == (whole / "part=1" / "rows.npy").read_bytes()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_skip_bad_lists_the_bad_file_and_completes_the_others(bundles, dataset, tmp_path, workers):
+    import json
+
+    bad = dataset / "date=2026-11-21" / "part-0.npy"
+    np.save(bad, np.full((3, 64), np.nan, np.float32))
+    out = tmp_path / "out"
+    result = gen("score", bundles["ae"], dataset, "--out", out, "--workers", workers, "--skip-bad", "--json")
+    assert result.exit_code == 2
+    summary = json.loads(result.stdout)
+    assert summary["files"] == 2 and [f["input"] for f in summary["failed"]] == [str(bad)]
+    assert "value is nan" in summary["failed"][0]["error"]
+    assert files(out) == ["date=2026-11-22/part-0.npy", "date=2026-11-22/part-1.csv"]
+    report = json.loads((out / ".gen-errors.json").read_text())
+    assert report == summary["failed"]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 bad file skipped")
