@@ -283,9 +283,7 @@ class StreamWriter:
             except ImportError:
                 raise MissingDependency("writing Parquet needs pyarrow: pip install 'gen[parquet]'") from None
         self.tmp = make_temp(self.target)
-        self.rows = 0
         self._file = None
-        self._parquet = None
         if self.kind == ".csv":
             self._file = open(self.tmp, "w", newline="")
         elif self.kind == ".npy":
