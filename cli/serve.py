@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
@@ -44,9 +43,6 @@ def sample(
     """Draw N samples from a bundle with the sampler it declares. Same seed, same samples."""
     with reported():
         from gen.runtime import load
-        from gen.runtime.outputs import check_output
-
-        check_output(out, bundle=bundle)
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
                      public_key=public_key)
         options = {k: v for k, v in {"steps": steps, "burn_in": burn_in, "thin": thin, "chains": chains,
@@ -203,11 +199,9 @@ def score_folder(model, source, out, workers, chunk_rows, threads, public_key, a
                             f"{result.workers} worker{'s' if result.workers > 1 else ''}; provider {model.provider})"
                             + (f"; {result.resumed} files already done, skipped" if result.resumed else "")])
     if result.failed:
-        from gen.runtime.outputs import atomic_path
+        from gen.runtime.batch import ERRORS
 
-        report = Path(out) / ".gen-errors.json"
-        with atomic_path(report) as tmp:
-            tmp.write_text(json.dumps(result.failed, indent=1))
+        report = Path(out) / ERRORS
         typer.echo(f"error: {len(result.failed)} bad file{'s' if len(result.failed) > 1 else ''} skipped "
                    f"(listed in {report}): {result.failed[0]['error']}", err=True)
         raise typer.Exit(2)

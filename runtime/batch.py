@@ -15,11 +15,15 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from .bundle import sha256_file
+from .errors import GenError, InputError
+from .manifest import DIGESTS, MANIFEST
+from .outputs import atomic_path, check_output
 from .readers import FORMATS, is_stdio
 
 GLOB_CHARS = set("*?[")
 LEDGER = ".gen-score.json"  # in the output folder: what finished, for --resume
+ERRORS = ".gen-errors.json"  # in the output folder: the bad files a --skip-bad run passed over
 
 
 def is_many(source: str | Path) -> bool:
@@ -90,8 +94,6 @@ def _score_one(source: str, target: str, chunk_rows: int, model=None, skip_bad: 
     {"input", "error"} instead of stopping the job."""
     if not skip_bad:
         return _score_file(source, target, chunk_rows, model)
-    from .errors import GenError
-
     try:
         return _score_file(source, target, chunk_rows, model)
     except GenError as exc:
@@ -134,8 +136,6 @@ class Ledger:
         return {"input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns}
 
     def finished(self, source: Path, target: Path) -> FileResult | None:
-        from .bundle import sha256_file
-
         entry = self.entries.get(str(target))
         if not isinstance(entry, dict) or not target.is_file() or entry.get("input") != str(source):
             return None
@@ -150,9 +150,6 @@ class Ledger:
             return None
 
     def record(self, result: FileResult) -> None:
-        from .bundle import sha256_file
-        from .outputs import atomic_path
-
         self.entries[result.output] = {**asdict(result), **self._input_facts(Path(result.input)),
                                        "sha256": sha256_file(Path(result.output))}
         with atomic_path(self.path) as tmp:
@@ -166,8 +163,8 @@ def score_many(model, source: str | Path, out_dir: str | Path, workers: int | No
     at the same relative path and in the same format. `workers` processes (default: one per
     core; 1 scores in this process with `model`) each load the bundle once with `threads`
     onnxruntime threads. The first bad file stops the job with its error; outputs already
-    finished stay, valid (with `skip_bad`, a bad file is listed in `failed` and the others
-    complete). With `resume`, files whose output a previous run finished (per the
+    finished stay, valid (with `skip_bad`, a bad file is listed in `failed` and in the output
+    folder's ERRORS file, and the others complete). With `resume`, files whose output a previous run finished (per the
     folder's ledger, checked against the output's SHA-256, the input's size and time and the
     bundle) are skipped, so a killed job re-run gives the uninterrupted output."""
     root, files = expand(source)
@@ -176,14 +173,9 @@ def score_many(model, source: str | Path, out_dir: str | Path, workers: int | No
         raise InputError(f"{out_dir}: exists and is not a folder (several inputs write into an output folder)")
     if out_dir.resolve().is_relative_to(root.resolve()) and Path(source).is_dir():
         raise InputError(f"{out_dir}: is inside the input folder {root}; its outputs would be read as inputs")
-    from .outputs import check_output
-
     for file in files:
         check_output(output_path(root, file, out_dir), (file,), model.bundle.folder)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from .bundle import sha256_file
-    from .manifest import DIGESTS, MANIFEST
-
     folder = model.bundle.folder
     digest = sha256_file(folder / DIGESTS) if (folder / DIGESTS).is_file() else sha256_file(folder / MANIFEST)
     ledger = Ledger(out_dir, digest, resume)
@@ -226,5 +218,8 @@ def score_many(model, source: str | Path, out_dir: str | Path, workers: int | No
                 raise
     result.files = [done[str(f)] for f in files if str(f) in done]
     result.failed.sort(key=lambda item: item["input"])
+    if result.failed:
+        with atomic_path(out_dir / ERRORS) as tmp:
+            tmp.write_text(json.dumps(result.failed, indent=1))
     result.seconds = time.perf_counter() - start
     return result
