@@ -4,7 +4,8 @@ Everything else (metadata, dependencies, extras) lives in pyproject.toml."""
 
 from setuptools import find_packages, setup
 
-ROOTS = {"trainer": "gen.trainer", "exporters": "gen.exporters", "runtime": "gen.runtime", "cli": "gen.cli"}
+ROOTS = {"trainer": "gen.trainer", "exporters": "gen.exporters", "runtime": "gen.runtime", "cli": "gen.cli",
+         "pipelines": "gen.pipelines"}
 
 packages = []
 for folder, name in ROOTS.items():

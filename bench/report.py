@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DISCRIMINATOR_SCORE = "negative_discriminator_logit"
-ALL_SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans")
+ALL_SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines")
 # The issue's targets (fixed text; the figures they are compared with come from the results).
 TARGET_RMSE = 0.89          # item-based AutoRec, ML-100K; the best published figure it knows is 0.889
 TARGET_AUROC = 0.96         # best gen detector, mean AUROC on MNIST-5k
@@ -526,7 +526,7 @@ def reproduce_section(results: dict) -> list[str]:
             ".venv/bin/python bench/run.py --mnist PATH/mnist5k-images-idx3-ubyte.gz   # include MNIST-5k",
             ".venv/bin/python bench/run.py --quick --results /tmp/bench.json --out /tmp/bench.md   # smoke run",
             ".venv/bin/python bench/run.py --only completion --merge   # rerun one section into bench/results.json",
-            "#   sections: digits, mnist, completion, sampling, boltzmann, gans; one-class = digits,mnist",
+            "#   sections: digits, mnist, completion, sampling, boltzmann, gans, pipelines; one-class = digits,mnist",
             ".venv/bin/python bench/report.py bench/results.json --out BENCHMARKS.md   # re-render only",
             "```",
             "",
@@ -944,6 +944,33 @@ def gans_section(section: dict | None) -> list[str]:
     return out
 
 
+def pipelines_section(section: dict | None) -> list[str]:
+    """Scoring a partitioned dataset: rows/s and memory per configuration (bench/pipelines.py)."""
+    if not section:
+        return []
+    configs = section["configs"]
+    base = next((c for c in configs if c["name"].startswith("single file")), None)
+    rows = []
+    for c in configs:
+        ratio = f"{c['rows_per_s'] / base['rows_per_s']:.2f}x" if base else "-"
+        worker = f"{c['worker_peak_rss_mib']:.0f}" if c.get("worker_peak_rss_mib") is not None else "-"
+        rows.append([c["name"], f"{c['rows']:,}", f"{c['wall_s']:.1f}", f"{c['rows_per_s']:,.0f}", ratio,
+                     f"{c['peak_rss_mib']:.0f}", worker])
+    out = ["", "## Scoring partitioned datasets", "",
+           f"`gen score` on {section['rows']:,} rows of {section['width']} features ({section['bundle']}): one "
+           f"Parquet file, and the same rows in {section['files']} Hive-style partition files with an `id` "
+           f"column kept (`--keep-columns id`), on this {section['cores']}-core machine. Each configuration runs as "
+           f"its own subprocess {section['repeats']} times (the best wall time is shown); *peak RSS* is the "
+           "largest process's (the CLI, or a worker), read by a parent that runs nothing else; *per worker* is "
+           "the largest worker's own peak (`worker_peak_rss_mib` in `--json`). The Ray row includes starting a "
+           "local Ray cluster.", "",
+           table(["configuration", "rows", "wall s", "rows/s", "vs one file", "peak RSS MiB",
+                  "per worker MiB"], rows, ["l", "r", "r", "r", "r", "r", "r"]), "",
+           "Commands (paths shortened):", ""]
+    out += [f"- {c['name']}: `{c['command']}`" for c in configs]
+    return out
+
+
 def render(results: dict) -> str:
     """The whole BENCHMARKS.md text, from a results dict of bench/run.py."""
     datasets = results.get("datasets", [])
@@ -985,6 +1012,7 @@ def render(results: dict) -> str:
     out += completion_section(completion)
     out += boltzmann_section(results.get("boltzmann"))
     out += gans_section(results.get("gans"))
+    out += pipelines_section(results.get("pipelines"))
     out += failures_section(results)
     out += anchors_section(results)
     out += reproduce_section(results)

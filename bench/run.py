@@ -23,6 +23,9 @@ What it measures (DESIGN.md, "Quality protocols"), one section each (`--only`):
 4. `boltzmann`: likelihoods and speed of the Boltzmann machines on MNIST-5k (bench/boltzmann.py).
 5. `sampling`: wall time of `gen sample BUNDLE --n 64` as a subprocess against the wall time
    of `python -c "import torch"`, plus the in-process time of `model.sample(64)`.
+6. `boltzmann` and `gans`: see bench/boltzmann.py and bench/gans.py.
+7. `pipelines`: rows/s and peak memory of `gen score` on a partitioned Parquet dataset (2M rows
+   in 20 files) with 1 worker, one per core and Ray Data, against one file (bench/pipelines.py).
 
 The datasets are never copied here. Facts about the machine and the software (CPU, cores,
 RAM, OS, load averages at the start and the end, GPUs seen by torch and onnxruntime,
@@ -461,7 +464,7 @@ def streamed_sampling(gen: str, family: str, bundle: Path, workdir: Path) -> dic
 
 # -- main ---------------------------------------------------------------------------------------
 
-SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans")
+SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines")
 SECTION_ALIASES = {"one-class": ("digits", "mnist"), "all": SECTIONS}
 DATASET_SECTIONS = {"digits": "sklearn digits", "mnist": "MNIST-5k"}
 
@@ -558,7 +561,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     datasets += [d for d in new.get("datasets", []) if d["label"] in rerun]
     order = list(DATASET_SECTIONS.values())
     merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
-    for key in ("completion", "sampling", "boltzmann", "gans"):
+    for key in ("completion", "sampling", "boltzmann", "gans", "pipelines"):
         if key in sections:
             merged[key] = new.get(key)
     families = merged.setdefault("families", {})
@@ -646,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"seed": SEED, "threads": args.threads, "classes": list(classes), "epochs_override": args.epochs,
                      "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
         "families": families, "datasets": [], "completion": None, "sampling": None, "gans": None,
+        "pipelines": None,
         "notes": [], "failures": [], "notes_by_section": notes, "failures_by_section": failures,
     }
 
@@ -711,6 +715,14 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 failures["gans"].append(f"GAN benchmark: {type(exc).__name__}: {exc}")
                 log(failures["gans"][-1])
+        if "pipelines" in sections:
+            from pipelines import pipeline_benchmark
+
+            try:
+                results["pipelines"] = pipeline_benchmark(workdir / "pipelines", quick=args.quick)
+            except Exception as exc:
+                failures["pipelines"].append(f"pipelines benchmark: {type(exc).__name__}: {exc}")
+                log(failures["pipelines"][-1])
         if "sampling" in sections:
             bundles = {n: digit_bundles[n][first] for n in samplers if first in digit_bundles.get(n, {})}
             if bundles:

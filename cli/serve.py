@@ -123,6 +123,21 @@ def score(
     resume: Annotated[bool, typer.Option(
         help="Folder or glob input: skip files a previous run into the same --out finished (checked by "
              "SHA-256 against the output folder's ledger).")] = False,
+    columns: Annotated[Optional[str], typer.Option(
+        help="The feature columns of a wider table, by name, in the model's order (CSV with a header, or "
+             "Parquet); default: every column not kept.", metavar="A,B,...")] = None,
+    keep_columns: Annotated[Optional[str], typer.Option(
+        help="Columns copied from input to output before the scores (ids, timestamps), so a pipeline can "
+             "join back; .csv and .parquet outputs.", metavar="A,B,...")] = None,
+    single: Annotated[bool, typer.Option(
+        help="Folder or glob input: write one .csv or .parquet file --out, the inputs' rows in order after "
+             "a first column `source` naming each row's file.")] = False,
+    engine: Annotated[Engine, typer.Option(
+        help="Folder or glob input: local (a pool of worker processes) or ray (Ray Data on the cluster at "
+             "--address, or a local one; Parquet or CSV with a header; needs gen[ray]).")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        help="--engine ray: the Ray cluster to run on (e.g. ray://head:10001 or auto); default: start a "
+             "local one. Inputs and --out must be on storage every node sees.")] = None,
     public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -133,19 +148,31 @@ def score(
 
         if maps_rows is not None and maps is None:
             raise InputError("--maps-rows applies only with --maps")
+        many = is_many(input)
+        if not many and (workers is not None or resume or skip_bad or single or engine != Engine.local):
+            raise InputError("--workers, --resume, --skip-bad, --single and --engine apply to a folder or glob input")
+        if address is not None and engine != Engine.ray:
+            raise InputError("--address applies with --engine ray")
+        if engine == Engine.ray:
+            if explain or maps is not None or resume or skip_bad or single:
+                raise InputError("--engine ray writes a new output folder; --explain, --maps, --resume, --skip-bad "
+                                 "and --single are the local engine's")
+            score_on_ray(bundle, input, out, address, columns, keep_columns, device.value, workers, batch_size,
+                         threads, public_key, as_json)
+            return
         model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
                      public_key=public_key)
-        if is_many(input):
+        if many:
             if explain or maps is not None:
                 raise InputError("--explain and --maps score one file at a time; give a single input file")
-            score_folder(model, input, out, workers, chunk_rows, threads, public_key, as_json, resume, skip_bad)
+            score_folder(model, input, out, workers, chunk_rows, threads, public_key, as_json, resume, skip_bad,
+                         columns, keep_columns, single)
             return
-        if workers is not None or resume or skip_bad:
-            raise InputError("--workers, --resume and --skip-bad apply to a folder or glob input")
         stats: dict = {}
         with row_progress("scoring", as_json) as progress:
             rows = model.score_file(input, out, chunk_rows=chunk_rows, on_chunk=progress, explain=explain or 0,
-                                    maps=maps, maps_rows=maps_rows or 16, stats=stats)
+                                    maps=maps, maps_rows=maps_rows or 16, stats=stats, columns=columns,
+                                    keep_columns=keep_columns)
         drift = check_drift(model, [(str(input), rows, stats["flagged"], stats["median"])])
         summary = {"out": str(out), "rows": rows, "flagged": stats["flagged"], "threshold": model.threshold,
                    "provider": model.provider, "drift": drift}
@@ -178,30 +205,57 @@ def check_drift(model, files: list[tuple[str, int, int, float | None]]) -> list[
     return drifted
 
 
-def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json, resume=False,
-                 skip_bad=False) -> None:
-    """`gen score` on a folder or glob: one output per input file, a summary at the end."""
-    from gen.runtime.batch import score_many
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
-    result = score_many(model, source, out, workers=workers, chunk_rows=chunk_rows, threads=threads,
-                        public_key=public_key, resume=resume, skip_bad=skip_bad)
+
+def score_on_ray(bundle, source, out, address, columns, keep_columns, device, workers, batch_size, threads,
+                 public_key, as_json) -> None:
+    """`gen score --engine ray`: Ray Data reads, scores (an actor pool) and writes; a summary."""
+    from gen.pipelines.ray import score_files
+
+    r = score_files(bundle, source, out, address=address, columns=columns, keep_columns=keep_columns,
+                    device=device, workers=workers, batch_size=batch_size, threads=threads or 1,
+                    public_key=public_key)
+    share = r["flagged"] / r["rows"] if r["rows"] else 0.0
+    rate = r["rows"] / r["seconds"] if r["seconds"] > 0 else float("nan")
+    from gen.runtime import load
+
+    model = load(bundle, device="cpu", public_key=public_key)
+    drift = check_drift(model, [(f"{source} (all files)", r["rows"], r["flagged"], None)])
+    emit({**r, "out": str(out), "engine": "ray", "flagged_share": share, "rows_per_s": rate,
+          "threshold": model.threshold, "drift": drift}, as_json,
+         [f"{r['files']} files, {r['rows']:,} rows scored on Ray -> {out}/ ({len(r['outputs'])} files; "
+          f"{r['flagged']:,} flagged, {share:.2%}; {rate:,.0f} rows/s)"])
+
+
+def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json, resume=False,
+                 skip_bad=False, columns=None, keep_columns=None, single=False) -> None:
+    """`gen score` on a folder or glob: one output per input file (or one file with
+    --single), a summary at the end."""
+    from gen.runtime.batch import score_many, score_single
+
+    run = score_single if single else score_many
+    result = run(model, source, out, workers=workers, chunk_rows=chunk_rows, threads=threads,
+                 public_key=public_key, resume=resume, skip_bad=skip_bad, columns=columns,
+                 keep_columns=keep_columns)
     drift = check_drift(model, [(f.input, f.rows, f.flagged, f.median) for f in result.files])
     share = result.flagged / result.rows if result.rows else 0.0
     rate = result.rows / result.seconds if result.seconds > 0 else float("nan")
     summary = {"out": str(out), "files": len(result.files), "rows": result.rows, "flagged": result.flagged,
                "flagged_share": share, "rows_per_s": rate, "workers": result.workers, "resumed": result.resumed,
+               "worker_peak_rss_mib": max((f.rss_mib for f in result.files if f.rss_mib is not None), default=None),
                "failed": result.failed,
                "threshold": model.threshold, "provider": model.provider, "drift": drift,
                "outputs": [{"input": f.input, "output": f.output, "rows": f.rows, "flagged": f.flagged}
                            for f in result.files]}
-    emit(summary, as_json, [f"{len(result.files)} files, {result.rows:,} rows scored -> {out}/ "
+    emit(summary, as_json, [f"{len(result.files)} files, {result.rows:,} rows scored -> {out}{'' if single else '/'} "
                             f"({result.flagged:,} flagged, {share:.2%}; {rate:,.0f} rows/s with "
                             f"{result.workers} worker{'s' if result.workers > 1 else ''}; provider {model.provider})"
                             + (f"; {result.resumed} files already done, skipped" if result.resumed else "")])
     if result.failed:
-        from gen.runtime.batch import ERRORS
-
-        report = Path(out) / ERRORS
+        report = result.errors
         typer.echo(f"error: {len(result.failed)} bad file{'s' if len(result.failed) > 1 else ''} skipped "
                    f"(listed in {report}): {result.failed[0]['error']}", err=True)
         raise typer.Exit(2)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import glob
 import json
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .bundle import sha256_file
 from .errors import GenError, InputError
 from .manifest import DIGESTS, MANIFEST
-from .outputs import atomic_path, check_output
+from .outputs import atomic_path, check_output, remove_stale_temps
 from .readers import FORMATS, is_stdio
 
 GLOB_CHARS = set("*?[")
@@ -60,6 +62,7 @@ class FileResult:
     flagged: int
     seconds: float
     median: float | None = None
+    rss_mib: float | None = None  # the scoring process's peak resident memory when the file was done
 
 
 @dataclass
@@ -69,6 +72,8 @@ class BatchResult:
     workers: int = 1
     resumed: int = 0
     failed: list[dict] = field(default_factory=list)  # with skip_bad: {"input", "error"} per bad file
+    root: str = "."  # the folder the inputs' relative paths start from
+    errors: str | None = None  # with failed files: the error report's path
 
     @property
     def rows(self) -> int:
@@ -89,28 +94,41 @@ def _init_worker(bundle: str, device: str, threads: int | None, batch_size: int,
     _worker_model = load(bundle, device=device, threads=threads, batch_size=batch_size, public_key=public_key)
 
 
-def _score_one(source: str, target: str, chunk_rows: int, model=None, skip_bad: bool = False):
+def _score_one(source: str, target: str, options: dict, model=None, skip_bad: bool = False):
     """One file's FileResult; with skip_bad, a GenError (bad input) comes back as
     {"input", "error"} instead of stopping the job."""
     if not skip_bad:
-        return _score_file(source, target, chunk_rows, model)
+        return _score_file(source, target, options, model)
     try:
-        return _score_file(source, target, chunk_rows, model)
+        return _score_file(source, target, options, model)
     except GenError as exc:
         return {"input": source, "error": str(exc)}
 
 
-def _score_file(source: str, target: str, chunk_rows: int, model=None) -> FileResult:
+def _score_file(source: str, target: str, options: dict, model=None) -> FileResult:
     model = model if model is not None else _worker_model
     start = time.perf_counter()
     stats: dict = {}
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    rows = model.score_file(source, target, chunk_rows=chunk_rows, stats=stats)
-    return FileResult(source, target, rows, stats["flagged"], time.perf_counter() - start, stats["median"])
+    remove_stale_temps(target)  # a worker killed while writing it left its temp file
+    rows = model.score_file(source, target, stats=stats, **options)
+    return FileResult(source, target, rows, stats["flagged"], time.perf_counter() - start, stats["median"],
+                      peak_rss_mib())
 
 
-def output_path(root: Path, source: Path, out_dir: Path) -> Path:
-    return out_dir / source.relative_to(root)
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory in MiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def output_path(root: Path, source: Path, out_dir: Path, suffix: str | None = None) -> Path:
+    target = out_dir / source.relative_to(root)
+    return target.with_suffix(suffix) if suffix else target
 
 
 class Ledger:
@@ -156,33 +174,50 @@ class Ledger:
             tmp.write_text(json.dumps({"bundle": self.bundle_digest, "files": self.entries}, indent=1))
 
 
+class WorkerDied(GenError):
+    """A worker process died (killed, or out of memory) twice while scoring; exit code 1."""
+
+
 def score_many(model, source: str | Path, out_dir: str | Path, workers: int | None = None,
                chunk_rows: int = 4096, threads: int | None = None, public_key: str | Path | None = None,
-               on_file=None, resume: bool = False, skip_bad: bool = False) -> BatchResult:
+               on_file=None, resume: bool = False, skip_bad: bool = False, columns=None, keep_columns=None,
+               suffix: str | None = None) -> BatchResult:
     """Score every file of `source` (a folder or a glob) into `out_dir`, one output per input
-    at the same relative path and in the same format. `workers` processes (default: one per
-    core; 1 scores in this process with `model`) each load the bundle once with `threads`
-    onnxruntime threads. The first bad file stops the job with its error; outputs already
-    finished stay, valid (with `skip_bad`, a bad file is listed in `failed` and in the output
-    folder's ERRORS file, and the others complete). With `resume`, files whose output a previous run finished (per the
-    folder's ledger, checked against the output's SHA-256, the input's size and time and the
-    bundle) are skipped, so a killed job re-run gives the uninterrupted output."""
+    at the same relative path and in the same format (or with `suffix`, e.g. ".parquet").
+    `workers` processes (default: one per core; 1 scores in this process with `model`) each
+    load the bundle once with `threads` onnxruntime threads. `columns` and `keep_columns` are
+    GenModel.score_file's.
+
+    The first bad file stops the job with its error; outputs already finished stay, valid
+    (with `skip_bad`, a bad file is listed in `failed` and in the output folder's ERRORS
+    file, and the others complete). A worker process that dies (killed, out of memory)
+    leaves no output for its file: the files not finished are retried once in a new pool,
+    and a second death stops the job (WorkerDied). With `resume`, files whose output a
+    previous run finished (per the folder's ledger, checked against the output's SHA-256,
+    the input's size and time and the bundle) are skipped, so a killed job re-run gives the
+    uninterrupted output."""
     root, files = expand(source)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder (several inputs write into an output folder)")
     if out_dir.resolve().is_relative_to(root.resolve()) and Path(source).is_dir():
         raise InputError(f"{out_dir}: is inside the input folder {root}; its outputs would be read as inputs")
+    targets = {}
     for file in files:
-        check_output(output_path(root, file, out_dir), (file,), model.bundle.folder)
+        target = output_path(root, file, out_dir, suffix)
+        if target in targets:
+            raise InputError(f"{target}: would hold the scores of both {targets[target]} and {file}")
+        targets[target] = file
+        check_output(target, (file,), model.bundle.folder)
     out_dir.mkdir(parents=True, exist_ok=True)
     folder = model.bundle.folder
     digest = sha256_file(folder / DIGESTS) if (folder / DIGESTS).is_file() else sha256_file(folder / MANIFEST)
-    ledger = Ledger(out_dir, digest, resume)
+    options = {"chunk_rows": chunk_rows, "columns": columns, "keep_columns": keep_columns}
+    ledger = Ledger(out_dir, digest + json.dumps([columns, keep_columns], default=str), resume)
     done: dict[str, FileResult] = {}
     jobs = []
     for f in files:
-        target = output_path(root, f, out_dir)
+        target = output_path(root, f, out_dir, suffix)
         previous = ledger.finished(f, target) if resume else None
         if previous is not None:
             done[str(f)] = previous
@@ -203,23 +238,141 @@ def score_many(model, source: str | Path, out_dir: str | Path, workers: int | No
 
     if workers == 1:
         for source_file, target in jobs:
-            finish(_score_one(source_file, target, chunk_rows, model, skip_bad))
+            finish(_score_one(source_file, target, options, model, skip_bad))
     elif jobs:
         init = (str(model.bundle.folder), model.bundle.device, threads, model.batch_size,
                 None if public_key is None else str(public_key))
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init) as pool:
-            futures = [pool.submit(_score_one, s, t, chunk_rows, None, skip_bad) for s, t in jobs]
+        for attempt in (1, 2):
+            remaining = [(s, t) for s, t in jobs if s not in done
+                         and not any(f["input"] == s for f in result.failed)]
             try:
-                for future in as_completed(futures):
-                    finish(future.result())
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+                _run_pool(remaining, workers, init, options, skip_bad, finish)
+                break
+            except BrokenProcessPool:
+                left = [s for s, _ in jobs if s not in done and not any(f["input"] == s for f in result.failed)]
+                if attempt == 2:
+                    raise WorkerDied(
+                        f"a worker process died twice (killed, or out of memory) while scoring "
+                        f"{', '.join(left[:3])}{', ...' if len(left) > 3 else ''}; the {len(done)} finished "
+                        f"outputs are kept, re-run with --resume to finish") from None
     result.files = [done[str(f)] for f in files if str(f) in done]
     result.failed.sort(key=lambda item: item["input"])
+    result.root = str(root)
     if result.failed:
+        result.errors = str(out_dir / ERRORS)
         with atomic_path(out_dir / ERRORS) as tmp:
             tmp.write_text(json.dumps(result.failed, indent=1))
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _run_pool(jobs, workers: int, init: tuple, options: dict, skip_bad: bool, finish) -> None:
+    """Score `jobs` in a pool of `workers` processes, passing each result to `finish`; a
+    worker's death raises BrokenProcessPool after the results that did finish are passed on."""
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_init_worker,
+                             initargs=init) as pool:
+        futures = [pool.submit(_score_one, s, t, options, None, skip_bad) for s, t in jobs]
+        handled = set()
+        try:
+            for future in as_completed(futures):
+                finish(future.result())
+                handled.add(future)
+        except BrokenProcessPool:
+            for future in futures:  # those that finished before the pool broke
+                if future not in handled and future.done() and not future.cancelled() \
+                        and future.exception() is None:
+                    finish(future.result())
+            raise
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+SINGLE_FORMATS = (".csv", ".parquet")
+SOURCE = "source"  # the column of a --single output naming each row's input file
+
+
+def parts_folder(out: Path) -> Path:
+    """Where score_single keeps the per-file outputs (and their ledger, for --resume)."""
+    return out.parent / f".{out.name}.gen-parts"
+
+
+def score_single(model, source: str | Path, out: str | Path, **options) -> BatchResult:
+    """Score every file of `source` into one CSV or Parquet file `out`: the rows of each input
+    in order (inputs sorted by path), after a first column SOURCE naming the input (its path
+    under the folder or the glob's fixed part). Files are scored as `score_many` does (same
+    options, workers, --resume) into a hidden parts folder beside `out`, then joined into
+    `out` in one atomic write; the parts folder is removed once `out` is whole, and kept
+    when some files were skipped as bad (their error report is in it), so --resume after a
+    fix scores only those."""
+    out = Path(out)
+    if out.suffix.lower() not in SINGLE_FORMATS:
+        raise InputError(f"{out}: --single writes one .csv or .parquet table (with a {SOURCE} column), "
+                         f"got {out.suffix or '(no extension)'}")
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; --single writes one file")
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: output folder {out.parent} does not exist")
+    keep = options.get("keep_columns")
+    if keep is not None and SOURCE in ([k.strip() for k in keep.split(",")] if isinstance(keep, str) else keep):
+        raise InputError(f"--keep-columns: {SOURCE!r} is also the --single output's column naming the input file")
+    parts = parts_folder(out)
+    root, files = expand(source)
+    for file in files:
+        check_output(out, (file,), model.bundle.folder)
+    result = score_many(model, source, parts, suffix=out.suffix.lower(), **options)
+    sources = [(Path(f.input).relative_to(root).as_posix(), Path(f.output)) for f in result.files]
+    if out.suffix.lower() == ".csv":
+        _join_csv(sources, out)
+    else:
+        _join_parquet(sources, out)
+    for f in result.files:
+        f.output = str(out)
+    if not result.failed:
+        import shutil
+
+        shutil.rmtree(parts, ignore_errors=True)
+    return result
+
+
+def _join_csv(sources: list[tuple[str, Path]], out: Path) -> None:
+    from .outputs import _csv_text
+
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as dst:
+        for i, (name, part) in enumerate(sources):
+            cell = _csv_text(name) + ","
+            with open(part, newline="") as src:
+                header = src.readline()
+                if i == 0:
+                    dst.write(f"{SOURCE},{header}")
+                dst.writelines(cell + line for line in src)
+        if not sources:
+            dst.write(f"{SOURCE}\n")
+
+
+def _join_parquet(sources: list[tuple[str, Path]], out: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with atomic_path(out) as tmp:
+        writer = None
+        try:
+            for name, part in sources:
+                pfile = pq.ParquetFile(part)
+                schema = pa.schema([pa.field(SOURCE, pa.string()), *pfile.schema_arrow])
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, schema)
+                elif not schema.equals(writer.schema):
+                    theirs = {f.name: f.type for f in schema}
+                    diff = next((f for f in writer.schema if theirs.get(f.name) != f.type), None)
+                    what = (f"column {diff.name!r} is {theirs.get(diff.name, 'missing')}, not {diff.type}"
+                            if diff is not None else "its columns differ")
+                    raise InputError(f"{name}: {what} as in the first file; --single needs one schema (or write "
+                                     "one output per file)")
+                for batch in pfile.iter_batches():
+                    writer.write_table(pa.Table.from_batches([batch]).add_column(
+                        0, SOURCE, pa.array([name] * batch.num_rows, pa.string())))
+        finally:
+            if writer is not None:
+                writer.close()

@@ -15,7 +15,7 @@ from .execution import GraphRunner, binding_device
 from .manifest import Manifest
 from .outputs import (MAX_PNG_SAMPLES, SAMPLE_FORMATS, ArrayWriter, ScoreWriter, anomaly_maps, atomic_path,
                       check_disk, check_output, png_bytes, sample_block_rows, save_samples)
-from .readers import check_array, iter_rows
+from .readers import Selection, check_array, iter_rows, iter_selected
 
 DRIFT_SAMPLE = 10_000  # scores kept for the median that a drift warning shows
 
@@ -308,7 +308,8 @@ class GenModel:
 
     def score_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,
                    on_chunk: Callable[[int], None] | None = None, explain: int = 0,
-                   maps: str | Path | None = None, maps_rows: int = 16, stats: dict | None = None) -> int:
+                   maps: str | Path | None = None, maps_rows: int = 16, stats: dict | None = None,
+                   columns=None, keep_columns=None) -> int:
         """Score every row of a CSV/NPY/Parquet file into `out` (CSV/NPY/Parquet), chunk by
         chunk so memory stays flat; the output appears only when all rows succeeded.
 
@@ -319,7 +320,13 @@ class GenModel:
         a bundle with per-feature errors, and are checked before any row is read. `stats`, a
         dict, receives the counts `rows` and `flagged` and the median of the first
         DRIFT_SAMPLE scores (`median`), for the drift check (`gen.runtime.drift`).
+
+        columns: the feature columns of a wider table, by name (a list, or text "a,b"; default
+        every column). keep_columns: columns copied to the output before the scores (ids,
+        timestamps), so a pipeline can join back; every column not kept is then a feature
+        unless `columns` names them. Both need named columns (CSV with a header, or Parquet).
         """
+        selection = Selection.of(columns, keep_columns)
         self.require("score")
         if explain or maps is not None:
             self.require_errors()
@@ -341,11 +348,14 @@ class GenModel:
         names = np.asarray(self.feature_names) if k else None
         log_z = self.manifest.scoring.log_partition
         writer = ScoreWriter(out, extra=("log_p",) if log_z is not None else (), top_k=k,
-                             feature_width=max(map(len, names)) if k else 1)
+                             feature_width=max(map(len, names)) if k else 1,
+                             keep=selection.keep if selection is not None else ())
+        chunks = (((rows, {}) for rows in iter_rows(path, self.shape, chunk_rows)) if selection is None
+                  else iter_selected(path, self.shape, selection, chunk_rows))
         top = TopRows(int(maps_rows)) if maps is not None else None
-        flagged, kept, head = 0, 0, []
+        flagged, in_head, head = 0, 0, []
         try:
-            for chunk in iter_rows(path, self.shape, chunk_rows):
+            for chunk, kept in chunks:
                 if k or top is not None:
                     scores, errors = self._score_and_errors(chunk)
                 else:
@@ -358,10 +368,10 @@ class GenModel:
                     top.add(writer.rows, scores, chunk, errors)
                 flags = scores > self.threshold
                 flagged += int(flags.sum())
-                if kept < DRIFT_SAMPLE:
-                    head.append(scores[:DRIFT_SAMPLE - kept])
-                    kept += len(head[-1])
-                writer.write(scores, self.normal_quantile(scores), flags, **extra)
+                if in_head < DRIFT_SAMPLE:
+                    head.append(scores[:DRIFT_SAMPLE - in_head])
+                    in_head += len(head[-1])
+                writer.write(scores, self.normal_quantile(scores), flags, kept=kept, **extra)
                 if on_chunk is not None:
                     on_chunk(writer.rows)
             if top is None:

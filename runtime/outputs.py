@@ -250,6 +250,24 @@ def _csv_text(cell: str) -> str:
     return f'"{cell.replace(chr(34), chr(34) * 2)}"' if any(ch in cell for ch in ',"\r\n') else cell
 
 
+def _text_cells(values) -> list[str]:
+    """CSV cells of a kept column: text as read from a CSV, or an Arrow array's values
+    (missing values as empty cells)."""
+    if isinstance(values, list) and all(isinstance(v, str) for v in values):
+        return [_csv_text(v) for v in values]
+    items = values.to_pylist() if hasattr(values, "to_pylist") else list(values)
+    return ["" if v is None else _csv_text(str(v)) for v in items]
+
+
+def _arrow_column(values):
+    """A kept column for a Parquet output: Arrow arrays as they are, text as strings."""
+    if hasattr(values, "to_pylist"):
+        return values
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string())
+
+
 class StreamWriter:
     """Streams rows to a CSV, NPY or Parquet file (those of `formats`) through a temporary
     file beside the target: `close()` renames it into place and `abort()` removes it, so a
@@ -346,7 +364,15 @@ class ScoreWriter(StreamWriter):
     unicode field of `feature_width` characters in NPY's structured array.
     """
 
-    def __init__(self, target: str | Path, extra: tuple[str, ...] = (), top_k: int = 0, feature_width: int = 1):
+    def __init__(self, target: str | Path, extra: tuple[str, ...] = (), top_k: int = 0, feature_width: int = 1,
+                 keep: tuple[str, ...] = ()):
+        self.keep = tuple(keep)
+        if self.keep and Path(str(target)).suffix.lower() == ".npy":
+            raise InputError(f"{target}: --keep-columns writes .csv or .parquet outputs (an NPY output holds "
+                             "numbers only)")
+        clash = set(self.keep) & ({*SCORE_DTYPE.names, *extra} | ({"top1_feature"} if top_k else set()))
+        if clash:
+            raise InputError(f"--keep-columns: {sorted(clash)[0]!r} is also an output column; rename it in the input")
         super().__init__(target)
         self.extra = tuple(extra)
         self.top_k = int(top_k)
@@ -354,17 +380,21 @@ class ScoreWriter(StreamWriter):
                for i in range(self.top_k) for part in ("feature", "error")]
         self.dtype = np.dtype(SCORE_DTYPE.descr + [(name, "<f8") for name in self.extra] + top)
         if self.kind == ".csv":
-            self._file.write(",".join(self.dtype.names) + "\n")
+            self._file.write(",".join([*map(_csv_text, self.keep), *self.dtype.names]) + "\n")
 
     def npy_layout(self) -> tuple[np.dtype, tuple[int, ...]]:
         return self.dtype, (self.rows,)
 
     def write(self, scores: np.ndarray, quantiles: np.ndarray, flags: np.ndarray,
               top_features: np.ndarray | None = None, top_errors: np.ndarray | None = None,
-              **extra: np.ndarray) -> None:
+              kept: dict | None = None, **extra: np.ndarray) -> None:
         """Append rows; `top_features` (n, top_k) names and `top_errors` (n, top_k) values go
-        with a writer made with `top_k`."""
+        with a writer made with `top_k`, `kept` ({name: text list or Arrow array}, written
+        first) with one made with `keep`."""
         n = len(scores)
+        kept = kept or {}
+        if set(kept) != set(self.keep) or any(len(kept[name]) != n for name in self.keep):
+            raise ValueError(f"kept columns {list(self.keep)} of {n} values each expected")
         index = np.arange(self.rows, self.rows + n, dtype=np.int64)
         columns = [extra[name] for name in self.extra]
         if self.top_k:
@@ -373,8 +403,10 @@ class ScoreWriter(StreamWriter):
                 raise ValueError(f"top_features and top_errors of shape ({n}, {self.top_k}) expected")
         if self.kind == ".csv":
             lines = []
+            texts = [_text_cells(kept[name]) for name in self.keep]
             for r, (i, s, q, b) in enumerate(zip(index, scores, quantiles, flags)):
-                cells = [f"{i}", f"{s:.9g}", f"{q:.6g}", f"{int(b)}", *(f"{c[r]:.9g}" for c in columns)]
+                cells = [*(t[r] for t in texts), f"{i}", f"{s:.9g}", f"{q:.6g}", f"{int(b)}",
+                         *(f"{c[r]:.9g}" for c in columns)]
                 for j in range(self.top_k):
                     cells += [_csv_text(str(top_features[r, j])), f"{top_errors[r, j]:.9g}"]
                 lines.append(",".join(cells) + "\n")
@@ -392,7 +424,8 @@ class ScoreWriter(StreamWriter):
             for j in range(self.top_k):
                 top[f"top{j + 1}_feature"] = [str(f) for f in top_features[:, j]]
                 top[f"top{j + 1}_error"] = np.asarray(top_errors[:, j], dtype=np.float64)
-            self._parquet_write({"index": index, "score": scores, "normal_quantile": quantiles, "flag": flags,
+            self._parquet_write({**{name: _arrow_column(kept[name]) for name in self.keep},
+                                 "index": index, "score": scores, "normal_quantile": quantiles, "flag": flags,
                                  **dict(zip(self.extra, columns)), **top})
         self.rows += n
 

@@ -141,6 +141,137 @@ def iter_rows(path: str | Path, shape: list[int], chunk_rows: int = 4096) -> Ite
         yield chunk.reshape(-1, *shape)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Columns of a named table (a CSV with a header, Parquet, an Arrow table): `features`, in
+    order, are the model's inputs (None: every column not kept); `keep` are copied to the
+    output unchanged (ids, timestamps) so a pipeline can join back."""
+
+    features: tuple[str, ...] | None = None
+    keep: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, columns=None, keep=None) -> Selection | None:
+        """From lists or comma-separated text (`--columns a,b`); None when neither is given."""
+        def names(value, option):
+            if value is None:
+                return None
+            items = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+            if not items or any(not v for v in items):
+                raise InputError(f"{option} {value!r}: expected comma-separated column names, e.g. a,b")
+            if len(set(items)) != len(items):
+                dup = next(v for v in items if items.count(v) > 1)
+                raise InputError(f"{option}: column {dup!r} is named twice")
+            return tuple(items)
+
+        features, kept = names(columns, "--columns"), names(keep, "--keep-columns")
+        if features is None and kept is None:
+            return None
+        return cls(features, kept or ())
+
+    def resolve(self, names: list[str], where: str, width: int) -> tuple[list[int], list[int]]:
+        """(feature positions, kept positions) in a table with columns `names`; every named
+        column must exist, and the features must be `width` (the model's input size)."""
+        index = {name: j for j, name in enumerate(names)}
+        for name in (*(self.features or ()), *self.keep):
+            if name not in index:
+                shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+                raise InputError(f"{where}: no column {name!r} (columns: {shown})")
+        features = list(self.features) if self.features is not None else [n for n in names if n not in self.keep]
+        if len(features) != width:
+            raise InputError(f"{where}: expected {width} feature columns, got {len(features)}"
+                             + (" (every column not in --keep-columns is a feature; name them with --columns)"
+                                if self.features is None else ""))
+        return [index[n] for n in features], [index[n] for n in self.keep]
+
+
+def iter_selected(path: str | Path, shape: list[int], selection: Selection, chunk_rows: int = 4096
+                  ) -> Iterator[tuple[np.ndarray, dict]]:
+    """Yield (float32 rows of `shape`, {kept column: values}) chunks from a CSV with a header
+    (standard input too) or a Parquet file, with the features and kept columns of `selection`.
+    Kept values are text for CSV and Arrow arrays, of the file's own type, for Parquet."""
+    size = int(np.prod(shape))
+    if is_stdio(path):
+        import io
+        import sys
+
+        stream = sys.stdin.buffer
+        if hasattr(stream, "peek") and stream.peek(6)[:6] == b"\x93NUMPY":
+            raise InputError(f"{STDIN_NAME}: --columns and --keep-columns need named columns (CSV with a "
+                             "header, or Parquet); an NPY stream has none")
+        chunks = _csv_selected(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), STDIN_NAME,
+                               chunk_rows, selection, size)
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: {'is a folder, expected a file' if path.is_dir() else 'file not found'}")
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            raise InputError(f"{path}: --columns and --keep-columns need named columns (CSV with a header, or "
+                             "Parquet); an NPY file has none")
+        if suffix == ".csv":
+            chunks = _csv_selected_file(path, chunk_rows, selection, size)
+        elif suffix == ".parquet":
+            chunks = _parquet_selected(path, chunk_rows, selection, size)
+        else:
+            raise InputError(f"{path}: unsupported input format {suffix or '(none)'}; "
+                             f"expected one of {', '.join(FORMATS)}")
+    seen = 0
+    for rows, kept in chunks:
+        seen += len(rows)
+        yield rows.reshape(-1, *shape), kept
+    if seen == 0:
+        raise InputError(f"{path}: file is empty (no data rows)")
+
+
+def _csv_selected_file(path: Path, chunk_rows: int, selection: Selection, width: int):
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        yield from _csv_selected(f, path, chunk_rows, selection, width)
+
+
+def _csv_selected(f, path, chunk_rows: int, selection: Selection, width: int):
+    header: list[str] | None = None
+    feats: list[int] = []
+    kept: list[int] = []
+    buffer: list[list[float]] = []
+    texts: list[list[str]] = []
+    for line, row in _csv_rows(f, path):
+        if header is None:
+            if all(_is_number(c) for c in row):
+                raise InputError(f"{path}: line {line}: --columns and --keep-columns need a header line "
+                                 "naming the columns; this file starts with numbers")
+            header = [c.strip() for c in row]
+            feats, kept = selection.resolve(header, str(path), width)
+            continue
+        if len(row) != len(header):
+            raise InputError(f"{path}: line {line}: expected {len(header)} values, got {len(row)}")
+        buffer.append([_csv_number(row[j], path, line, j, header) for j in feats])
+        texts.append([row[j] for j in kept])
+        if len(buffer) == chunk_rows:
+            yield np.asarray(buffer, dtype=np.float32), _text_columns(selection.keep, texts)
+            buffer, texts = [], []
+    if buffer:
+        yield np.asarray(buffer, dtype=np.float32), _text_columns(selection.keep, texts)
+
+
+def _text_columns(names: tuple[str, ...], texts: list[list[str]]) -> dict[str, list[str]]:
+    return {name: [t[j] for t in texts] for j, name in enumerate(names)}
+
+
+def _parquet_selected(path: Path, chunk_rows: int, selection: Selection, width: int):
+    pfile = _open_parquet(path)
+    schema = pfile.schema_arrow
+    names = list(schema.names)
+    feats, kept = selection.resolve(names, str(path), width)
+    for j in feats:
+        check_numeric_type(schema.field(j).type, str(path), j + 1, names[j])
+    wanted = list(dict.fromkeys(names[j] for j in feats + kept))
+    for start, batch in _parquet_batches(pfile, path, chunk_rows, wanted):
+        rows = numeric_columns([batch.column(names[j]) for j in feats], [names[j] for j in feats],
+                               [j + 1 for j in feats], str(path), start)
+        yield rows, {names[j]: batch.column(names[j]) for j in kept}
+
+
 def read_rows(path: str | Path, shape: list[int]) -> np.ndarray:
     """Read a whole input file into memory as rows of `shape` (small inputs, the Python API)."""
     return np.concatenate(list(iter_rows(path, shape)), axis=0)
@@ -208,51 +339,58 @@ def _csv_chunks(path: Path, chunk_rows: int, width: int | None):
         yield from _csv_stream(f, path, chunk_rows, width)
 
 
+def _csv_rows(f, path):
+    """(line number, cells) of each non-empty line of the CSV text stream `f`; an undecodable
+    or malformed file is one line naming it."""
+    try:
+        reader = csv.reader(f)
+        for row in reader:
+            if row and any(c.strip() for c in row):
+                yield reader.line_num, row
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text CSV file (cannot decode as UTF-8)") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: malformed CSV ({exc})") from None
+
+
 def _csv_stream(f, path, chunk_rows: int, width: int | None):
     """CSV rows from the text stream `f` (`path` names it in errors)."""
     header: list[str] | None = None
     buffer: list[list[float]] = []
     start = 0
-    try:
-        reader = csv.reader(f)
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue
-            if header is None and not buffer and start == 0 and not all(_is_number(c) for c in row):
-                header = [c.strip() for c in row]
-                if width is not None and len(header) != width:
-                    raise InputError(f"{path}: header has {len(header)} columns, expected {width}")
-                width = len(header)
-                continue
-            if width is None:
-                width = len(row)
-            if len(row) != width:
-                raise InputError(f"{path}: line {line}: expected {width} values, got {len(row)}")
-            values = []
-            for j, cell in enumerate(row):
-                try:
-                    v = float(cell)
-                except ValueError:
-                    name = f" ({header[j]})" if header else ""
-                    raise InputError(f"{path}: line {line}, column {j + 1}{name}: "
-                                     f"expected a number, got {cell.strip()!r}") from None
-                if not math.isfinite(v) or abs(v) > FLOAT32_MAX:
-                    name = f" ({header[j]})" if header else ""
-                    raise InputError(f"{path}: line {line}, column {j + 1}{name}: value is {cell.strip()} "
-                                     "(NaN, inf and values beyond float32 are not allowed)")
-                values.append(v)
-            buffer.append(values)
-            if len(buffer) == chunk_rows:
-                yield header, np.asarray(buffer, dtype=np.float32)
-                start += len(buffer)
-                buffer = []
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text CSV file (cannot decode as UTF-8)") from None
-    except csv.Error as exc:
-        raise InputError(f"{path}: malformed CSV ({exc})") from None
+    for line, row in _csv_rows(f, path):
+        if header is None and not buffer and start == 0 and not all(_is_number(c) for c in row):
+            header = [c.strip() for c in row]
+            if width is not None and len(header) != width:
+                raise InputError(f"{path}: header has {len(header)} columns, expected {width}")
+            width = len(header)
+            continue
+        if width is None:
+            width = len(row)
+        if len(row) != width:
+            raise InputError(f"{path}: line {line}: expected {width} values, got {len(row)}")
+        buffer.append([_csv_number(cell, path, line, j, header) for j, cell in enumerate(row)])
+        if len(buffer) == chunk_rows:
+            yield header, np.asarray(buffer, dtype=np.float32)
+            start += len(buffer)
+            buffer = []
     if buffer:
         yield header, np.asarray(buffer, dtype=np.float32)
+
+
+def _csv_number(cell: str, path, line: int, j: int, header: list[str] | None) -> float:
+    """The number in CSV cell `cell` (line `line`, column index `j`), or one line naming it."""
+    try:
+        v = float(cell)
+    except ValueError:
+        name = f" ({header[j]})" if header else ""
+        raise InputError(f"{path}: line {line}, column {j + 1}{name}: "
+                         f"expected a number, got {cell.strip()!r}") from None
+    if not math.isfinite(v) or abs(v) > FLOAT32_MAX:
+        name = f" ({header[j]})" if header else ""
+        raise InputError(f"{path}: line {line}, column {j + 1}{name}: value is {cell.strip()} "
+                         "(NaN, inf and values beyond float32 are not allowed)")
+    return v
 
 
 def _open_npy(path: Path) -> np.ndarray:
@@ -300,45 +438,74 @@ def _npy_rows(path: Path, shape: list[int], chunk_rows: int) -> Iterator[np.ndar
 
 
 def _parquet_chunks(path: Path, chunk_rows: int, width: int | None):
-    try:
-        import pyarrow.parquet as pq
-        import pyarrow.types as pat
-    except ImportError:
-        raise MissingDependency(f"{path}: reading Parquet needs pyarrow: pip install 'gen[parquet]'") from None
-    try:
-        pfile = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-        raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    pfile = _open_parquet(path)
     schema = pfile.schema_arrow
     names = list(schema.names)
     if width is not None and len(schema) != width:
         raise InputError(f"{path}: expected {width} columns, got {len(schema)}")
     for j, fld in enumerate(schema):
-        if not (pat.is_integer(fld.type) or pat.is_floating(fld.type) or pat.is_boolean(fld.type)):
-            raise InputError(f"{path}: column {j + 1} ({fld.name}): expected numbers, got {fld.type}")
+        check_numeric_type(fld.type, str(path), j + 1, fld.name)
+    for start, batch in _parquet_batches(pfile, path, chunk_rows):
+        yield names, numeric_columns([batch.column(j) for j in range(batch.num_columns)], names,
+                                     list(range(1, len(names) + 1)), str(path), start)
+
+
+def _open_parquet(path: Path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingDependency(f"{path}: reading Parquet needs pyarrow: pip install 'gen[parquet]'") from None
+    try:
+        return pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def _parquet_batches(pfile, path: Path, chunk_rows: int, columns: list[str] | None = None):
+    """(rows before the batch, record batch) of a Parquet file; a damaged page is one line."""
     start = 0
     batches = None
     while True:
         try:  # pyarrow raises its own types (OSError, ArrowInvalid) for a damaged page
-            batches = batches if batches is not None else pfile.iter_batches(batch_size=chunk_rows)
+            batches = batches if batches is not None else pfile.iter_batches(batch_size=chunk_rows, columns=columns)
             batch = next(batches)
         except StopIteration:
-            break
+            return
         except Exception as exc:
             raise InputError(f"{path}: damaged Parquet data after row {start} "
                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-        cols = []
-        for j in range(batch.num_columns):
-            col = batch.column(j)
-            if col.null_count:
-                r = int(np.flatnonzero(np.asarray(col.is_null()))[0])
-                raise InputError(f"{path}: row {start + r + 1}, column {j + 1} ({names[j]}): missing value")
-            with np.errstate(over="ignore", invalid="ignore"):
-                cols.append(col.to_numpy(zero_copy_only=False).astype(np.float32))
-        chunk = np.stack(cols, axis=1) if cols else np.zeros((batch.num_rows, 0), np.float32)
-        check_finite(chunk, str(path), first_row=start)
-        start += len(chunk)
-        yield names, chunk
+        yield start, batch
+        start += batch.num_rows
+
+
+def check_numeric_type(arrow_type, where: str, position: int, name: str) -> None:
+    """Refuse an Arrow column type that is not integer, floating point or boolean."""
+    import pyarrow.types as pat
+
+    if not (pat.is_integer(arrow_type) or pat.is_floating(arrow_type) or pat.is_boolean(arrow_type)):
+        raise InputError(f"{where}: column {position} ({name}): expected numbers, got {arrow_type}")
+
+
+def numeric_columns(columns: list, names: list[str], positions: list[int], where: str, start: int = 0,
+                    label: str = "row") -> np.ndarray:
+    """Arrow columns (numeric, checked by `check_numeric_type`) as a float32 (n, len) array:
+    a missing value, NaN or inf is one line naming the row (counted from `start` + 1) and the
+    column (its 1-based `positions` and `names` in the file)."""
+    for col, name, position in zip(columns, names, positions):
+        if col.null_count:
+            r = int(np.flatnonzero(np.asarray(col.is_null()))[0])
+            raise InputError(f"{where}: {label} {start + r + 1}, column {position} ({name}): missing value")
+    n = len(columns[0]) if columns else 0
+    chunk = np.empty((n, len(columns)), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for j, col in enumerate(columns):
+            chunk[:, j] = col.to_numpy(zero_copy_only=False)
+    bad = ~np.isfinite(chunk)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(f"{where}: {label} {start + int(r) + 1}, column {positions[c]} ({names[c]}): value is "
+                         f"{chunk[r, c]} in float32 (NaN, inf and values beyond float32 are not allowed)")
+    return chunk
 
 
 # -- IDX (MNIST) ----------------------------------------------------------------------------

@@ -11,13 +11,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def package_roots() -> dict[str, str]:
+    """setup.py's ROOTS (top folder -> package), read without running setup.py."""
+    import ast
+
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ROOTS")
+    return ast.literal_eval(node.value)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     pytest.importorskip("build")
     src = tmp_path_factory.mktemp("src")
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for folder in ("trainer", "exporters", "runtime", "cli"):
+    for folder in package_roots():
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)],
@@ -31,7 +40,8 @@ def test_wheel_contains_only_gen_packages(wheel):
     assert top == {"gen", wheel.name.split("-py3")[0] + ".dist-info"}
     packages = {str(Path(n).parent) for n in names if n.endswith(".py")}
     # every package folder of the source tree is in the wheel, found without a hand-kept list
-    roots = {"trainer": "gen/trainer", "exporters": "gen/exporters", "runtime": "gen/runtime", "cli": "gen/cli"}
+    roots = {folder: name.replace(".", "/") for folder, name in package_roots().items()}
+    assert set(roots) >= {"trainer", "exporters", "runtime", "cli", "pipelines"}
     source = {str(Path(roots[p.relative_to(ROOT).parts[0]], *p.relative_to(ROOT).parts[1:-1]))
               for root in roots for p in (ROOT / root).rglob("__init__.py")}
     assert packages == source and {"gen/runtime/samplers", "gen/trainer/protocols"} <= packages
@@ -45,7 +55,7 @@ def test_base_install_has_no_torch_or_onnxruntime(wheel):
     base = [r for r in requires if "extra ==" not in r]
     assert sorted(r.split(">")[0].split("=")[0].strip() for r in base) == ["numpy", "pyyaml", "rich", "typer"]
     extras = {r.split("extra ==")[1].strip().strip("'\"") for r in requires if "extra ==" in r}
-    assert {"train", "cpu", "gpu", "test"} <= extras
+    assert {"train", "cpu", "gpu", "test", "ray"} <= extras
     assert any(r.startswith("torch") and "train" in r for r in requires)
     assert any(r.startswith("onnxruntime-gpu") and "gpu" in r for r in requires)
     assert "gen = gen.cli.entry:main" in zipfile.ZipFile(wheel).read(

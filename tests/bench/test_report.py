@@ -276,3 +276,22 @@ def test_streamed_sampling_memory_is_reported_against_its_target(report):
     assert "Target under 300 MiB: met." in text
     results["sampling"]["streamed"]["large"]["peak_rss_mib"] = 420.0
     assert "Target under 300 MiB: missed by 120 MiB." in report.render(results)
+
+
+def test_pipelines_section_compares_each_engine_with_one_file(report):
+    results = synthetic()
+    config = {"walls": [10.0], "command": "gen score bundle days --out {out}", "peak_rss_mib": 300.0}
+    results["pipelines"] = {
+        "rows": 2_000_000, "files": 20, "width": 32, "cores": 2, "repeats": 2, "bundle": "ae, 32 features",
+        "configs": [{**config, "name": "single file, 1 process", "workers": 1, "rows": 2_000_000, "wall_s": 10.0,
+                     "rows_per_s": 200_000.0},
+                    {**config, "name": "20 files, 2 workers", "workers": 2, "rows": 2_000_000, "wall_s": 8.0,
+                     "rows_per_s": 250_000.0, "worker_peak_rss_mib": 150.0},
+                    {**config, "name": "20 files, Ray Data (local cluster)", "workers": 2, "rows": 2_000_000,
+                     "wall_s": 20.0, "rows_per_s": 100_000.0}]}
+    text = report.render(results)
+    assert "## Scoring partitioned datasets" in text
+    assert "| 20 files, 2 workers | 2,000,000 | 8.0 | 250,000 | 1.25x | 300 | 150 |" in text
+    assert "| 20 files, Ray Data (local cluster) | 2,000,000 | 20.0 | 100,000 | 0.50x | 300 | - |" in text
+    results["pipelines"] = None
+    assert "## Scoring partitioned datasets" not in report.render(results)

@@ -87,7 +87,7 @@ def test_refusals(bundles, dataset, tmp_path):
     single = tmp_path / "one.npy"
     np.save(single, np.zeros((2, 64), np.float32))
     result = gen("score", bundles["ae"], single, "--out", tmp_path / "one.csv", "--workers", 2)
-    assert result.exit_code == 2 and "--workers, --resume and --skip-bad apply to a folder" in result.output
+    assert result.exit_code == 2 and "--workers, --resume, --skip-bad, --single and --engine apply to a folder" in result.output
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_output(bundles, digits_rows, tmp_path):

@@ -20,9 +20,10 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 def test_runtime_imports_without_torch():
     code = (
-        "import importlib, pkgutil, gen.runtime\n"
-        "for m in pkgutil.walk_packages(gen.runtime.__path__, 'gen.runtime.'):\n"
-        "    importlib.import_module(m.name)\n"
+        "import importlib, pkgutil, gen.runtime, gen.pipelines\n"
+        "for package in (gen.runtime, gen.pipelines):\n"
+        "    for m in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+        "        importlib.import_module(m.name)\n"
         "import gen.cli.main\n"
         "assert 'torch' not in sys.modules\n"
         "print('ok')\n"

@@ -1,0 +1,122 @@
+"""`gen score --engine ray` and gen.pipelines.ray.score_dataset on a local Ray cluster started
+here: the same scores, row by row, as the single-machine `gen score`; a bad file is one line
+and exit 2; nothing is left in --out when the job fails."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from gen.cli.main import app
+
+ray = pytest.importorskip("ray")
+runner = CliRunner()
+FEATURES = [f"p{i}" for i in range(64)]
+
+
+def gen(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray cluster for the module (`gen score --engine ray` uses it as it finds it)."""
+    import logging
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def partitions(digits_rows, tmp_path):
+    root = tmp_path / "in"
+    for i in range(4):
+        folder = root / f"date=2026-11-2{i // 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = digits_rows[i * 70:(i + 1) * 70]
+        pq.write_table(pa.table({"id": np.arange(i * 70, (i + 1) * 70),
+                                 **{n: rows[:, j] for j, n in enumerate(FEATURES)}}),
+                       folder / f"part-{i % 2}.parquet")
+    return root
+
+
+def read_folder(folder, fmt: str) -> pa.Table:
+    files = sorted(p for p in folder.iterdir() if p.suffix == f".{fmt}")
+    tables = [pq.read_table(p) if fmt == "parquet" else pacsv.read_csv(p) for p in files]
+    return pa.concat_tables(tables)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_ray_equals_the_single_machine_row_by_row(cluster, bundles, partitions, tmp_path, fmt):
+    if fmt == "csv":  # the same rows as CSV files with a header
+        for path in sorted(partitions.rglob("*.parquet")):
+            pacsv.write_csv(pq.read_table(path), path.with_suffix(".csv"))
+            path.unlink()
+    local = tmp_path / f"local.{fmt}"
+    assert gen("score", bundles["ae"], partitions, "--out", local, "--single", "--keep-columns", "id",
+               "--workers", 1).exit_code == 0
+    out = tmp_path / "ray-out"
+    result = gen("score", bundles["ae"], partitions, "--out", out, "--engine", "ray", "--keep-columns", "id",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rows"] == 280 and summary["files"] == 4 and summary["engine"] == "ray"
+    got = read_folder(out, fmt)
+    want = pq.read_table(local) if fmt == "parquet" else pacsv.read_csv(local)
+    assert got.column_names == ["id", "score", "normal_quantile", "flag"]
+    assert got.column("id").to_pylist() == list(range(280))  # input order kept
+    np.testing.assert_allclose(got.column("score").to_numpy(), want.column("score").to_numpy(), rtol=1e-6)
+    assert got.column("flag").to_pylist() == want.column("flag").to_pylist()
+    assert summary["flagged"] == sum(want.column("flag").to_pylist())
+
+
+def test_score_dataset_with_a_shipped_bundle(cluster, bundles, partitions):
+    import ray.data
+
+    from gen.pipelines.ray import score_dataset
+    from gen.runtime import load
+
+    files = sorted(str(p) for p in partitions.rglob("*.parquet"))
+    dataset = ray.data.read_parquet(files, partitioning=None)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    got = pa.concat_tables(ray.get(ref) for ref in score_dataset(dataset, bundles["ae"], keep_columns=["id"],
+                                                                 ship=True, concurrency=1, batch_size=64)
+                           .to_arrow_refs())
+    rows = np.concatenate([np.stack([pq.read_table(f).column(n).to_numpy() for n in FEATURES], axis=1)
+                           for f in files]).astype(np.float32)
+    np.testing.assert_allclose(got.column("score").to_numpy(), load(bundles["ae"], device="cpu").score(rows),
+                               rtol=1e-6)
+
+
+def test_a_bad_file_on_ray_is_one_line_and_leaves_no_output(cluster, bundles, partitions, tmp_path):
+    bad = sorted(partitions.rglob("*.parquet"))[2]
+    table = pq.read_table(bad)
+    column = table.column("p7").to_numpy().copy()
+    column[5] = np.nan
+    pq.write_table(table.set_column(table.schema.get_field_index("p7"), "p7", pa.array(column)), bad)
+    out = tmp_path / "ray-out"
+    result = gen("score", bundles["ae"], partitions, "--out", out, "--engine", "ray", "--keep-columns", "id")
+    assert result.exit_code == 2, result.output
+    assert "column 9 (p7): value is nan" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".ray-out")]
+
+
+def test_ray_refusals(cluster, bundles, partitions, tmp_path, digits_rows):
+    np.save(partitions / "extra.npy", digits_rows[:5])
+    result = gen("score", bundles["ae"], partitions, "--out", tmp_path / "o", "--engine", "ray")
+    assert result.exit_code == 2 and "reads Parquet and CSV files" in result.output
+    (partitions / "extra.npy").unlink()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("mine")
+    result = gen("score", bundles["ae"], partitions, "--out", tmp_path / "full", "--engine", "ray")
+    assert result.exit_code == 2 and "writes a new folder" in result.output
+    assert (tmp_path / "full" / "x").read_text() == "mine"
+    result = gen("score", bundles["ae"], partitions, "--out", tmp_path / "o", "--engine", "ray", "--single")
+    assert result.exit_code == 2 and "local engine's" in result.output
