@@ -963,7 +963,8 @@ def pipelines_section(section: dict | None) -> list[str]:
            f"its own subprocess {section['repeats']} times (the best wall time is shown); *peak RSS* is the "
            "largest process's (the CLI, or a worker), read by a parent that runs nothing else; *per worker* is "
            "the largest worker's own peak (`worker_peak_rss_mib` in `--json`). The Ray row includes starting a "
-           "local Ray cluster.", "",
+           "local Ray cluster, and its peak RSS is the driver's only (Ray's actors are not the CLI's children).",
+           "",
            table(["configuration", "rows", "wall s", "rows/s", "vs one file", "peak RSS MiB",
                   "per worker MiB"], rows, ["l", "r", "r", "r", "r", "r", "r"]), "",
            "Commands (paths shortened):", ""]
