@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= train,cpu,parquet,sign,ray,test
+EXTRAS ?= train,cpu,parquet,sign,ray,serve,test
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gen-installed
 

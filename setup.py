@@ -5,7 +5,7 @@ Everything else (metadata, dependencies, extras) lives in pyproject.toml."""
 from setuptools import find_packages, setup
 
 ROOTS = {"trainer": "gen.trainer", "exporters": "gen.exporters", "runtime": "gen.runtime", "cli": "gen.cli",
-         "pipelines": "gen.pipelines"}
+         "pipelines": "gen.pipelines", "serving": "gen.serving"}
 
 packages = []
 for folder, name in ROOTS.items():

@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from gen.runtime.errors import GenWarning
 from gen.runtime.version import __version__
 
-from . import complete, serve, train
+from . import complete, online, serve, train
 
 class OneLineErrors(TyperGroup):
     """Usage errors (an unknown option, a value out of range, a missing argument) as one line
@@ -77,7 +77,7 @@ def root(
 
 
 train.register(app)
-for command in (*serve.COMMANDS, *complete.COMMANDS):
+for command in (*serve.COMMANDS, *complete.COMMANDS, *online.COMMANDS):
     app.command()(command)
 
 

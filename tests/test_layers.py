@@ -8,12 +8,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"runtime": "gen.runtime", "trainer": "gen.trainer", "exporters": "gen.exporters", "cli": "gen.cli",
-            "pipelines": "gen.pipelines"}
+            "pipelines": "gen.pipelines", "serving": "gen.serving"}
 FORBIDDEN = {
     "runtime": ("gen.trainer", "gen.exporters", "gen.cli", "torch"),
     "trainer": ("gen.exporters", "gen.cli"),
     "exporters": ("gen.cli",),
     "pipelines": ("gen.trainer", "gen.exporters", "gen.cli", "torch"),  # serving: the runtime only
+    "serving": ("gen.trainer", "gen.exporters", "gen.cli", "torch"),
 }
 
 

@@ -41,7 +41,7 @@ def test_wheel_contains_only_gen_packages(wheel):
     packages = {str(Path(n).parent) for n in names if n.endswith(".py")}
     # every package folder of the source tree is in the wheel, found without a hand-kept list
     roots = {folder: name.replace(".", "/") for folder, name in package_roots().items()}
-    assert set(roots) >= {"trainer", "exporters", "runtime", "cli", "pipelines"}
+    assert set(roots) >= {"trainer", "exporters", "runtime", "cli", "pipelines", "serving"}
     source = {str(Path(roots[p.relative_to(ROOT).parts[0]], *p.relative_to(ROOT).parts[1:-1]))
               for root in roots for p in (ROOT / root).rglob("__init__.py")}
     assert packages == source and {"gen/runtime/samplers", "gen/trainer/protocols"} <= packages
@@ -55,7 +55,7 @@ def test_base_install_has_no_torch_or_onnxruntime(wheel):
     base = [r for r in requires if "extra ==" not in r]
     assert sorted(r.split(">")[0].split("=")[0].strip() for r in base) == ["numpy", "pyyaml", "rich", "typer"]
     extras = {r.split("extra ==")[1].strip().strip("'\"") for r in requires if "extra ==" in r}
-    assert {"train", "cpu", "gpu", "test", "ray"} <= extras
+    assert {"train", "cpu", "gpu", "test", "ray", "serve"} <= extras
     assert any(r.startswith("torch") and "train" in r for r in requires)
     assert any(r.startswith("onnxruntime-gpu") and "gpu" in r for r in requires)
     assert "gen = gen.cli.entry:main" in zipfile.ZipFile(wheel).read(

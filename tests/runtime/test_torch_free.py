@@ -20,8 +20,8 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 def test_runtime_imports_without_torch():
     code = (
-        "import importlib, pkgutil, gen.runtime, gen.pipelines\n"
-        "for package in (gen.runtime, gen.pipelines):\n"
+        "import importlib, pkgutil, gen.runtime, gen.pipelines, gen.serving\n"
+        "for package in (gen.runtime, gen.pipelines, gen.serving):\n"
         "    for m in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
         "        importlib.import_module(m.name)\n"
         "import gen.cli.main\n"

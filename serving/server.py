@@ -1,0 +1,247 @@
+"""`gen serve`: bundles served on the Open Inference Protocol by KServe's model server.
+
+KServe's pieces are used as they are (its DataPlane, model repository, v2 REST endpoints, error
+handlers, Prometheus /metrics); gen adds what its ModelServer does not offer: the bind address
+(KServe listens on 0.0.0.0; gen on 127.0.0.1 unless told), a bearer token on every route but
+liveness, a request body limit, a quiet one-line 400 for bad input, adaptive batching per model
+(AdaptiveBatcher) and uvicorn's graceful shutdown on SIGTERM (in-flight requests finish, new
+connections are refused, then the process exits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gen.runtime.errors import GenError, MissingDependency, UsageError
+
+from .batching import AdaptiveBatcher
+from .verbs import ROW_VERBS, rows_of, run_rows, sample_options, served_verbs, signature
+
+OPEN_ROUTES = ("/v2/health/live", "/")  # answered without the token (liveness probes)
+
+
+@dataclass
+class Limits:
+    max_batch: int = 4096          # rows gathered into one call
+    max_delay_ms: float = 5.0      # how long the first request of a batch waits for others
+    max_request_rows: int = 65536  # rows (or samples) one request may ask for
+    max_body_bytes: int = 64 << 20
+    timeout_s: float = 30.0        # a request waiting longer is answered 503
+
+
+def import_kserve():
+    """kserve, imported without letting it parse gen's command line (it reads sys.argv at import)."""
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        import kserve
+        from kserve.protocol.infer_type import InferOutput, InferResponse  # noqa: F401
+    except ImportError:
+        raise MissingDependency("gen serve needs KServe's model server: pip install 'gen[serve]'") from None
+    finally:
+        sys.argv = argv
+    return kserve
+
+
+def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
+    """One KServe model per (bundle, verb), named NAME.VERB, plus NAME for the first verb."""
+    kserve = import_kserve()
+    from kserve.errors import InvalidInput
+    from kserve.protocol.infer_type import InferOutput, InferResponse
+
+    class VerbModel(kserve.Model):
+        def __init__(self, name: str, model, verb: str):
+            super().__init__(name)
+            self.model, self.verb = model, verb
+            self.inputs, self.outputs = signature(model, verb)
+            self.batcher = (AdaptiveBatcher(lambda rows: run_rows(model, verb, rows), limits.max_batch,
+                                            limits.max_delay_ms / 1000.0) if verb in ROW_VERBS else None)
+            self.ready = True
+
+        def load(self) -> bool:
+            self.ready = True
+            return True
+
+        def get_input_types(self) -> list[dict]:
+            return [t.as_dict() for t in (self.inputs if self.verb in ROW_VERBS else [])]
+
+        def get_output_types(self) -> list[dict]:
+            return [t.as_dict() for t in self.outputs]
+
+        async def predict(self, payload, headers=None, response_headers=None):
+            try:
+                inputs = {}
+                for tensor in payload.inputs:
+                    try:
+                        inputs[tensor.name] = tensor.as_numpy()
+                    except Exception as exc:  # KServe's own checks of the tensor's data
+                        raise UsageError(f"input {tensor.name!r}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}") from None
+                outputs = await asyncio.wait_for(self._execute(inputs, dict(payload.parameters or {})),
+                                                 limits.timeout_s)
+            except UsageError as exc:
+                raise InvalidInput(str(exc)) from None
+            except asyncio.TimeoutError:
+                from kserve.errors import InferenceError
+
+                raise InferenceError(f"{self.name}: no answer within {limits.timeout_s:g} s", status=503) from None
+            except GenError as exc:
+                from kserve.errors import InferenceError
+
+                raise InferenceError(str(exc)) from None
+            infer_outputs = [InferOutput(name=name, shape=list(value.shape), datatype=_datatype(value), data=value)
+                             for name, value in outputs.items()]
+            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=infer_outputs,
+                                 use_binary_outputs=payload.use_binary_outputs,
+                                 requested_outputs=payload.request_outputs)
+
+        async def _execute(self, inputs: dict, parameters: dict) -> dict:
+            if self.verb == "sample":
+                n, seed = sample_options(inputs, parameters, limits.max_request_rows)
+                loop = asyncio.get_running_loop()
+                samples = await loop.run_in_executor(None, lambda: self.model.sample(n, seed=seed))
+                return {"samples": np.ascontiguousarray(samples, dtype=np.float32)}
+            rows = rows_of(self.model, inputs, limits.max_request_rows)
+            return await self.batcher.submit(rows)
+
+    models = []
+    for name, model in bundles:
+        verbs = served_verbs(model)
+        for verb in verbs:
+            models.append(VerbModel(f"{name}.{verb}", model, verb))
+        if verbs:
+            models.append(VerbModel(name, model, verbs[0]))
+    return models
+
+
+def _datatype(value: np.ndarray) -> str:
+    return {"f": {4: "FP32", 8: "FP64", 2: "FP16"}, "b": {1: "BOOL"},
+            "i": {1: "INT8", 2: "INT16", 4: "INT32", 8: "INT64"},
+            "u": {1: "UINT8", 2: "UINT16", 4: "UINT32", 8: "UINT64"}}[value.dtype.kind][value.dtype.itemsize]
+
+
+class GuardMiddleware:
+    """ASGI middleware: the bearer token on every route but liveness, and the body limit (by
+    Content-Length, and by counting the bytes of a body sent without one)."""
+
+    def __init__(self, app, token: str | None, max_body: int):
+        self.app, self.token, self.max_body = app, token, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.token is not None and scope.get("path", "") not in OPEN_ROUTES:
+            given = headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                return await _reply(send, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+                                    [(b"www-authenticate", b"Bearer")])
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            return await _reply(send, 413, f"request body of {int(length)} bytes is over the limit of "
+                                           f"{self.max_body} (--max-body-mb)")
+        if scope.get("path", "").endswith("/infer") and "inference-header-content-length" not in headers \
+                and headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            # The protocol: a body without the binary extension's header is JSON, whatever its
+            # content type (tritonclient sends none); KServe would read it as binary.
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+                     + [(b"content-type", b"application/json")]}
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge()
+            return message
+
+        try:
+            return await self.app(scope, counted, send)
+        except BodyTooLarge:
+            return await _reply(send, 413, f"request body is over the limit of {self.max_body} bytes")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _reply(send, status: int, message: str, headers: list | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+          limits: Limits | None = None, grace_s: float = 30.0, ready_file: Path | None = None) -> None:
+    """Serve `bundles` ((name, GenModel) pairs) until SIGTERM or SIGINT, then drain: requests
+    in flight finish (up to `grace_s`), new connections are refused."""
+    limits = limits or Limits()
+    import_kserve()
+    import uvicorn
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from kserve.errors import InvalidInput
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+    from kserve.protocol.rest.server import RESTServer
+
+    logging.getLogger("kserve").setLevel(logging.WARNING)
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    repository = ModelRepository()
+    for model in build_models(bundles, limits):
+        repository.update(model)
+    dataplane = DataPlane(model_registry=repository)
+    rest = RESTServer("kserve.model_server:app", dataplane, ModelRepositoryExtension(model_registry=repository),
+                      port, grace_period=int(grace_s))
+    rest.create_application()
+    from kserve.model_server import app
+
+    async def quiet_invalid_input(_, exc):  # one line, no traceback in the server's log
+        logging.getLogger("gen.serve").warning("400: %s", exc)
+        return JSONResponse(status_code=400, content={"error": str(exc)})
+
+    async def bad_request_body(_, exc):  # FastAPI's 422 for a body that is not the protocol's JSON
+        first = (exc.errors() or [{}])[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        message = f"request {where}: {first.get('msg', 'not a valid inference request')}"
+        logging.getLogger("gen.serve").warning("400: %s", message)
+        return JSONResponse(status_code=400, content={"error": message})
+
+    app.add_exception_handler(InvalidInput, quiet_invalid_input)
+    app.add_exception_handler(RequestValidationError, bad_request_body)
+    app.add_middleware(GuardMiddleware, token=token, max_body=limits.max_body_bytes)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=grace_s,
+                            access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    if ready_file is not None:
+        _announce_when_started(server, ready_file)
+    # uvicorn handles SIGTERM / SIGINT itself (stop accepting, drain, exit) and re-raises the
+    # signal to the handler it found; a drained server ends normally, so that one does nothing.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    server.run()
+
+
+def _announce_when_started(server, ready_file: Path) -> None:
+    """Write `ready_file` (the bound port) once uvicorn listens: tests and scripts wait on it."""
+    original = server.startup
+
+    async def startup(sockets=None):
+        await original(sockets=sockets)
+        port = server.servers[0].sockets[0].getsockname()[1] if server.servers else server.config.port
+        ready_file.write_text(str(port))
+
+    server.startup = startup

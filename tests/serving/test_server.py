@@ -1,0 +1,200 @@
+"""`gen serve` started on 127.0.0.1 in a subprocess, called with tritonclient.http (NVIDIA's
+Open Inference Protocol client): health, metadata, score and sample equal to gen.runtime on
+the same rows, bad requests answered 400 with the server still healthy, the bearer token, and
+SIGTERM draining an in-flight request."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+httpclient = pytest.importorskip("tritonclient.http")
+pytest.importorskip("kserve")
+
+from gen.runtime import load  # noqa: E402
+
+SCRIPT = "import sys; sys.argv[0] = 'gen'; from gen.cli.entry import main; main()"
+
+
+class Server:
+    def __init__(self, tmp: Path, *bundles_and_options: str):
+        self.ready = tmp / f"ready-{time.monotonic_ns()}"
+        self.log = open(tmp / "serve.log", "a+")
+        self.proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "serve", *bundles_and_options, "--port", "0",
+                                      "--ready-file", str(self.ready), "--device", "cpu"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 90
+        while not self.ready.is_file() or not self.ready.read_text():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.log.seek(0)
+                raise AssertionError(f"gen serve did not start: {self.log.read()[-2000:]}")
+            time.sleep(0.05)
+        self.port = int(self.ready.read_text())
+        self.url = f"127.0.0.1:{self.port}"
+
+    def client(self, **kwargs):
+        return httpclient.InferenceServerClient(self.url, **kwargs)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(bundles, tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("serve"), str(bundles["vae"]), "--name", "digits")
+    yield s
+    s.stop()
+
+
+def x_input(rows: np.ndarray, binary: bool = True):
+    tensor = httpclient.InferInput("x", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows.astype(np.float32), binary_data=binary)
+    return tensor
+
+
+def test_health_and_metadata(server):
+    client = server.client()
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("digits") and client.is_model_ready("digits.sample")
+    meta = client.get_model_metadata("digits.score")
+    assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
+    assert [o["name"] for o in meta["outputs"]][:3] == ["score", "normal_quantile", "flag"]
+    assert client.get_model_metadata("digits.encode")["outputs"][0]["name"] == "z"
+    assert not client.is_model_ready("nothing")
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_score_encode_reconstruct_equal_the_runtime(server, bundles, digits_rows, binary):
+    model = load(bundles["vae"], device="cpu")
+    client = server.client()
+    rows = digits_rows[:37]
+    result = client.infer("digits.score", [x_input(rows, binary)])
+    np.testing.assert_allclose(result.as_numpy("score"), model.score(rows), rtol=1e-6)
+    np.testing.assert_allclose(result.as_numpy("normal_quantile"), model.normal_quantile(model.score(rows)),
+                               rtol=1e-6)
+    assert np.array_equal(result.as_numpy("flag"), model.flag(rows))
+    assert np.allclose(client.infer("digits", [x_input(rows)]).as_numpy("score"), result.as_numpy("score"))
+    np.testing.assert_allclose(client.infer("digits.encode", [x_input(rows)]).as_numpy("z"), model.encode(rows),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(client.infer("digits.reconstruct", [x_input(rows.reshape(-1, 1, 8, 8))])
+                               .as_numpy("x_hat"), model.reconstruct(rows), rtol=1e-5, atol=1e-5)
+
+
+def test_sample_is_seeded_like_the_runtime(server, bundles):
+    model = load(bundles["vae"], device="cpu")
+    client = server.client()
+    got = client.infer("digits.sample", [], parameters={"n": 5, "seed": 3}).as_numpy("samples")
+    assert got.shape == (5, 1, 8, 8)
+    np.testing.assert_allclose(got, model.sample(5, seed=3), rtol=1e-5, atol=1e-5)
+    n = httpclient.InferInput("n", [1], "INT64")
+    n.set_data_from_numpy(np.array([2], dtype=np.int64))
+    assert client.infer("digits.sample", [n]).as_numpy("samples").shape == (2, 1, 8, 8)
+
+
+def test_concurrent_requests_are_batched_and_equal_unbatched(server, bundles, digits_rows):
+    model = load(bundles["vae"], device="cpu")
+    results, errors = {}, []
+
+    def call(i):
+        try:
+            rows = digits_rows[i * 10:i * 10 + 1 + i % 7]
+            results[i] = (rows, server.client().infer("digits.score", [x_input(rows)]).as_numpy("score"))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 16
+    for rows, scores in results.values():
+        np.testing.assert_allclose(scores, model.score(rows), rtol=1e-6)
+
+
+def post(server, path: str, body: bytes, token: str | None = None):
+    request = urllib.request.Request(f"http://{server.url}{path}", data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_bad_requests_are_400_with_one_line_and_the_server_keeps_serving(server, digits_rows):
+    infer = "/v2/models/digits.score/infer"
+    nan = [1.0] * 64
+    nan[5] = "NaN"
+    cases = [
+        ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]},
+         "expected rows of shape (N, 64) or (N, 1, 8, 8)"),
+        ({"inputs": [{"name": "y", "datatype": "FP32", "shape": [1, 64], "data": [1.0] * 64}]}, "'y': not an input"),
+        ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 64], "data": [1.0] * 64}]}, "input 'x'"),
+        ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 64], "data": nan}]}, "value is nan"),
+    ]
+    for body, message in cases:
+        status, answer = post(server, infer, json.dumps(body).encode())
+        assert status == 400 and message in answer["error"] and "\n" not in answer["error"], (body, answer)
+    status, answer = post(server, infer, b"not json")
+    assert status == 400 and answer["error"].startswith("request body")
+    status, answer = post(server, "/v2/models/digits.sample/infer", json.dumps({"inputs": [], "parameters": {"n": 0}})
+                          .encode())
+    assert status == 400 and "'n': expected 1.." in answer["error"]
+    assert server.client().is_server_live()
+    result = server.client().infer("digits.score", [x_input(digits_rows[:2])])
+    assert result.as_numpy("score").shape == (2,)
+
+
+def test_token_and_body_limit(bundles, tmp_path, digits_rows):
+    s = Server(tmp_path, str(bundles["ae"]), "--token", "sekrit", "--max-body-mb", "0.01")
+    try:
+        open_client = s.client()
+        assert open_client.is_server_live()  # liveness needs no token
+        assert not open_client.is_server_ready()  # 401 without the token
+        client = s.client()
+        headers = {"Authorization": "Bearer sekrit"}
+        assert client.is_server_ready(headers=headers)
+        assert client.infer("ae.score", [x_input(digits_rows[:2])], headers=headers).as_numpy("score").shape == (2,)
+        status, answer = post(s, "/v2/models/ae.score/infer", b"{}", token="wrong")
+        assert status == 401
+        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [100, 64],
+                                       "data": [1.0] * 6400}]}).encode()
+        status, answer = post(s, "/v2/models/ae.score/infer", body, token="sekrit")
+        assert status == 413 and "over the limit" in answer["error"]
+    finally:
+        s.stop()
+
+
+def test_sigterm_lets_the_request_in_flight_finish(bundles, tmp_path, digits_rows):
+    """A request waiting in a long batching window when SIGTERM arrives is still answered;
+    then the process exits 0 and the port is closed."""
+    s = Server(tmp_path, str(bundles["ae"]), "--max-delay-ms", "1500")
+    answer = {}
+
+    def call():
+        answer["scores"] = s.client(network_timeout=60).infer("ae.score", [x_input(digits_rows[:3])]).as_numpy("score")
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(0.5)
+    s.proc.send_signal(signal.SIGTERM)
+    thread.join(timeout=60)
+    assert answer["scores"].shape == (3,)
+    assert s.proc.wait(timeout=60) == 0
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://{s.url}/v2/health/live", timeout=5)
+    s.log.close()
