@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DISCRIMINATOR_SCORE = "negative_discriminator_logit"
-ALL_SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines")
+ALL_SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving")
 # The issue's targets (fixed text; the figures they are compared with come from the results).
 TARGET_RMSE = 0.89          # item-based AutoRec, ML-100K; the best published figure it knows is 0.889
 TARGET_AUROC = 0.96         # best gen detector, mean AUROC on MNIST-5k
@@ -526,7 +526,7 @@ def reproduce_section(results: dict) -> list[str]:
             ".venv/bin/python bench/run.py --mnist PATH/mnist5k-images-idx3-ubyte.gz   # include MNIST-5k",
             ".venv/bin/python bench/run.py --quick --results /tmp/bench.json --out /tmp/bench.md   # smoke run",
             ".venv/bin/python bench/run.py --only completion --merge   # rerun one section into bench/results.json",
-            "#   sections: digits, mnist, completion, sampling, boltzmann, gans, pipelines; one-class = digits,mnist",
+            "#   sections: digits, mnist, completion, sampling, boltzmann, gans, pipelines, serving; one-class = digits,mnist",
             ".venv/bin/python bench/report.py bench/results.json --out BENCHMARKS.md   # re-render only",
             "```",
             "",
@@ -972,6 +972,27 @@ def pipelines_section(section: dict | None) -> list[str]:
     return out
 
 
+def serving_section(section: dict | None) -> list[str]:
+    """The load test of `gen serve` (bench/serving.py)."""
+    if not section:
+        return []
+    rows = [[c["name"], f"{c['requests']:,}", f"{c['requests_per_s']:,.0f}", f"{c['rows_per_s']:,.0f}",
+             f"{c['p50_ms']:.2f}", f"{c['p99_ms']:.2f}"] for c in section["configs"]]
+    batched = next((c for c in section["configs"] if "adaptive" in c["name"]), None)
+    plain = next((c for c in section["configs"] if "no batching" in c["name"]), None)
+    gain = (f" Adaptive batching gives {batched['rows_per_s'] / plain['rows_per_s']:.2f}x the throughput of "
+            f"unbatched serving, with p99 latency {batched['p99_ms']:.1f} ms against {plain['p99_ms']:.1f} ms."
+            if batched and plain else "")
+    return ["", "## Online serving (Open Inference Protocol)", "",
+            f"`gen serve` ({section['bundle']}) on 127.0.0.1, called by {section['clients']} concurrent "
+            f"clients (tritonclient.http.aio, one process, one request in flight per client) sending "
+            f"{section['requests_per_client']} `score` requests each of {section['rows_per_request']} rows; "
+            "latency is the client's, per request. Server and clients share this machine's cores. The last row "
+            "calls `model.score` in-process on the same request sizes, one after another." + gain, "",
+            table(["configuration", "requests", "requests/s", "rows/s", "p50 ms", "p99 ms"], rows,
+                  ["l", "r", "r", "r", "r", "r"])]
+
+
 def render(results: dict) -> str:
     """The whole BENCHMARKS.md text, from a results dict of bench/run.py."""
     datasets = results.get("datasets", [])
@@ -1014,6 +1035,7 @@ def render(results: dict) -> str:
     out += boltzmann_section(results.get("boltzmann"))
     out += gans_section(results.get("gans"))
     out += pipelines_section(results.get("pipelines"))
+    out += serving_section(results.get("serving"))
     out += failures_section(results)
     out += anchors_section(results)
     out += reproduce_section(results)

@@ -26,6 +26,8 @@ What it measures (DESIGN.md, "Quality protocols"), one section each (`--only`):
 6. `boltzmann` and `gans`: see bench/boltzmann.py and bench/gans.py.
 7. `pipelines`: rows/s and peak memory of `gen score` on a partitioned Parquet dataset (2M rows
    in 20 files) with 1 worker, one per core and Ray Data, against one file (bench/pipelines.py).
+8. `serving`: a bounded load test of `gen serve` (32 clients x 200 requests of 1-64 rows) with
+   and without adaptive batching, next to the Python API in-process (bench/serving.py).
 
 The datasets are never copied here. Facts about the machine and the software (CPU, cores,
 RAM, OS, load averages at the start and the end, GPUs seen by torch and onnxruntime,
@@ -464,7 +466,7 @@ def streamed_sampling(gen: str, family: str, bundle: Path, workdir: Path) -> dic
 
 # -- main ---------------------------------------------------------------------------------------
 
-SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines")
+SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving")
 SECTION_ALIASES = {"one-class": ("digits", "mnist"), "all": SECTIONS}
 DATASET_SECTIONS = {"digits": "sklearn digits", "mnist": "MNIST-5k"}
 
@@ -561,7 +563,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     datasets += [d for d in new.get("datasets", []) if d["label"] in rerun]
     order = list(DATASET_SECTIONS.values())
     merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
-    for key in ("completion", "sampling", "boltzmann", "gans", "pipelines"):
+    for key in ("completion", "sampling", "boltzmann", "gans", "pipelines", "serving"):
         if key in sections:
             merged[key] = new.get(key)
     families = merged.setdefault("families", {})
@@ -649,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"seed": SEED, "threads": args.threads, "classes": list(classes), "epochs_override": args.epochs,
                      "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
         "families": families, "datasets": [], "completion": None, "sampling": None, "gans": None,
-        "pipelines": None,
+        "pipelines": None, "serving": None,
         "notes": [], "failures": [], "notes_by_section": notes, "failures_by_section": failures,
     }
 
@@ -723,6 +725,14 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 failures["pipelines"].append(f"pipelines benchmark: {type(exc).__name__}: {exc}")
                 log(failures["pipelines"][-1])
+        if "serving" in sections:
+            from serving import serving_benchmark
+
+            try:
+                results["serving"] = serving_benchmark(workdir / "serving", quick=args.quick)
+            except Exception as exc:
+                failures["serving"].append(f"serving benchmark: {type(exc).__name__}: {exc}")
+                log(failures["serving"][-1])
         if "sampling" in sections:
             bundles = {n: digit_bundles[n][first] for n in samplers if first in digit_bundles.get(n, {})}
             if bundles:

@@ -110,12 +110,19 @@ def export(
     force: Annotated[bool, typer.Option(help="Replace an existing bundle folder.")] = False,
     sign_key: Annotated[Optional[Path], typer.Option(
         help="Sign the bundle with this EC private key (PEM): writes model.sig (needs gen[sign]).")] = None,
+    triton: Annotated[bool, typer.Option(
+        help="Write a Triton model repository to --out instead: NAME.score, NAME.encoder, ... each with "
+             "1/model.onnx, config.pbtxt (KIND_GPU) and configs/cpu.pbtxt.")] = False,
+    name: Annotated[Optional[str], typer.Option(help="--triton: model name prefix (default: the run folder's name).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a run folder to an ONNX bundle (checked: onnx checker + torch/onnxruntime parity)."""
     with reported():
         from gen.exporters import export_run
 
+        if triton:
+            export_triton(run_dir, out, name or Path(run_dir).resolve().name, as_json)
+            return
         manifest = export_run(run_dir, out, force=force, sign_key=sign_key)
         parity = manifest.parity.graphs
         lines = [f"bundle: {out} (format {manifest.format_version}" + (", signed" if sign_key else "") + ")",
@@ -123,6 +130,23 @@ def export(
                  "parity (max |torch - onnxruntime|): " + ", ".join(f"{k} {v.max_abs_diff:.2g}" for k, v in parity.items())]
         emit({"bundle": str(out), "graphs": list(manifest.graphs), "signed": sign_key is not None,
               "parity": {k: v.max_abs_diff for k, v in parity.items()}}, as_json, lines)
+
+
+def export_triton(run_dir: Path, repo: Path, name: str, as_json: bool) -> None:
+    """Export the run to a checked bundle in a temporary folder, then its graphs to the Triton
+    model repository `repo` (gen.serving.triton)."""
+    import tempfile
+
+    from gen.exporters import export_run
+    from gen.serving.triton import write_triton_repository
+
+    with tempfile.TemporaryDirectory(prefix="gen-triton-") as tmp:
+        bundle = Path(tmp) / name
+        export_run(run_dir, bundle)
+        written = write_triton_repository(bundle, repo, name=name)
+    emit({"repository": str(repo), "models": [p.name for p in written]}, as_json,
+         [f"Triton model repository: {repo} ({', '.join(p.name for p in written)}); "
+          f"tritonserver --model-repository {repo} (add --model-config-name=cpu on a machine without a GPU)"])
 
 
 def models(

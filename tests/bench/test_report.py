@@ -295,3 +295,18 @@ def test_pipelines_section_compares_each_engine_with_one_file(report):
     assert "| 20 files, Ray Data (local cluster) | 2,000,000 | 20.0 | 100,000 | 0.50x | 300 | - |" in text
     results["pipelines"] = None
     assert "## Scoring partitioned datasets" not in report.render(results)
+
+
+def test_serving_section_states_what_batching_gains(report):
+    results = synthetic()
+    row = {"requests": 6400, "rows": 200_000, "wall_s": 10.0}
+    results["serving"] = {
+        "clients": 32, "requests_per_client": 200, "rows_per_request": "1..64 (seeded)", "bundle": "ae, 64 features",
+        "configs": [{**row, "name": "gen serve, adaptive batching", "requests_per_s": 800.0, "rows_per_s": 26000.0,
+                     "p50_ms": 30.0, "p99_ms": 80.0},
+                    {**row, "name": "gen serve, no batching", "requests_per_s": 400.0, "rows_per_s": 13000.0,
+                     "p50_ms": 60.0, "p99_ms": 120.0}]}
+    text = report.render(results)
+    assert "## Online serving (Open Inference Protocol)" in text
+    assert "Adaptive batching gives 2.00x the throughput of unbatched serving, with p99 latency 80.0 ms" in text
+    assert "| gen serve, no batching | 6,400 | 400 | 13,000 | 60.00 | 120.00 |" in text
