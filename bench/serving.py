@@ -38,7 +38,9 @@ def _start(bundle: Path, workdir: Path, options: list[str]) -> tuple[subprocess.
         if proc.poll() is not None or time.monotonic() > end:
             raise RuntimeError("gen serve did not start")
         time.sleep(0.05)
-    return proc, int(ready.read_text())
+    import json
+
+    return proc, int(json.loads(ready.read_text())["http"])
 
 
 def _sizes(clients: int, requests: int) -> np.ndarray:

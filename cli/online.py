@@ -16,6 +16,9 @@ def serve(
                                                        "(or --name), one per verb: NAME.score, NAME.sample, ...")],
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port (0: any free port).", min=0, max=65535)] = 8080,
+    grpc_port: Annotated[Optional[int], typer.Option(
+        help="Also serve the protocol's gRPC service on this port (0: any free port); default: REST only.",
+        min=0, max=65535)] = None,
     name: Annotated[Optional[list[str]], typer.Option(
         help="Model name of each bundle, in order (default: the folder's name).")] = None,
     device: DeviceOpt = Device.auto,
@@ -35,7 +38,7 @@ def serve(
     grace_s: Annotated[float, typer.Option(help="On SIGTERM, how long in-flight requests may take to finish.",
                                            min=0.0)] = 30.0,
     ready_file: Annotated[Optional[Path], typer.Option(
-        help="Write the bound port to this file once the server listens (for scripts and tests).")] = None,
+        help='Write {"http": PORT, "grpc": PORT} to this file once the server listens (scripts, tests).')] = None,
     public_key: PublicKeyOpt = None,
 ) -> None:
     """Serve bundles over the Open Inference Protocol (KServe's v2 REST: /v2/health/live, /v2/models/NAME,
@@ -59,10 +62,12 @@ def serve(
                   for n, b in zip(names, bundles)]
         limits = Limits(max_batch=max_batch, max_delay_ms=max_delay_ms, max_request_rows=max_request_rows,
                         max_body_bytes=int(max_body_mb * (1 << 20)), timeout_s=timeout_s)
-        typer.echo(f"serving {', '.join(n for n, _ in models)} on http://{host}:{port} "
+        typer.echo(f"serving {', '.join(n for n, _ in models)} on http://{host}:{port}"
+                   + (f" and grpc {host}:{grpc_port}" if grpc_port is not None else "") + " "
                    f"(Open Inference Protocol v2; provider {models[0][1].provider}"
                    f"{'; bearer token required' if token else ''})", err=True)
-        run(models, host=host, port=port, token=token, limits=limits, grace_s=grace_s, ready_file=ready_file)
+        run(models, host=host, port=port, token=token, limits=limits, grace_s=grace_s, ready_file=ready_file,
+            grpc_port=grpc_port)
 
 
 COMMANDS = (serve,)

@@ -99,6 +99,11 @@ def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
                 raise InferenceError(str(exc)) from None
             infer_outputs = [InferOutput(name=name, shape=list(value.shape), datatype=_datatype(value), data=value)
                              for name, value in outputs.items()]
+            if getattr(payload, "from_grpc", False):
+                # KServe's to_grpc() tests `output.data and ...`, which fails on an array of more
+                # than one value; its list form (or raw bytes) goes through.
+                for output in infer_outputs:
+                    output.set_data_from_numpy(output.data, binary_data=False)
             return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=infer_outputs,
                                  use_binary_outputs=payload.use_binary_outputs,
                                  requested_outputs=payload.request_outputs)
@@ -183,10 +188,49 @@ async def _reply(send, status: int, message: str, headers: list | None = None) -
     await send({"type": "http.response.body", "body": body})
 
 
+def grpc_server(dataplane, extension, host: str, port: int, token: str | None, limits: Limits):
+    """KServe's gRPC inference servicer (the protocol's GRPCInferenceService) on a grpc.aio
+    server bound to `host` (KServe's own binds every interface and has no token), behind the
+    same bearer token. Returns (server, bound port); not started."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    from grpc import aio
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+    from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+    from kserve.protocol.grpc.servicer import InferenceServicer
+
+    class TokenInterceptor(aio.ServerInterceptor):
+        async def intercept_service(self, continuation, details):
+            if token is None or details.method.endswith("/ServerLive"):
+                return await continuation(details)
+            metadata = dict(details.invocation_metadata or ())
+            if hmac.compare_digest(str(metadata.get("authorization", "")).encode(), f"Bearer {token}".encode()):
+                return await continuation(details)
+
+            async def deny(request, context):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                    "missing or wrong bearer token (metadata authorization: Bearer TOKEN)")
+
+            return grpc.unary_unary_rpc_method_handler(deny)
+
+    server = aio.server(ThreadPoolExecutor(max_workers=4),
+                        interceptors=(TokenInterceptor(), ExceptionToStatusInterceptor()),
+                        options=[("grpc.max_send_message_length", limits.max_body_bytes),
+                                 ("grpc.max_receive_message_length", limits.max_body_bytes)])
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane, extension),
+                                                                        server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    return server, bound
+
+
 def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
-          limits: Limits | None = None, grace_s: float = 30.0, ready_file: Path | None = None) -> None:
-    """Serve `bundles` ((name, GenModel) pairs) until SIGTERM or SIGINT, then drain: requests
-    in flight finish (up to `grace_s`), new connections are refused."""
+          limits: Limits | None = None, grace_s: float = 30.0, ready_file: Path | None = None,
+          grpc_port: int | None = None) -> None:
+    """Serve `bundles` ((name, GenModel) pairs) over REST (and gRPC on `grpc_port`) until
+    SIGTERM or SIGINT, then drain: requests in flight finish (up to `grace_s`), new
+    connections are refused. `ready_file` receives {"http": port, "grpc": port} as JSON once
+    both listen."""
     limits = limits or Limits()
     import_kserve()
     import uvicorn
@@ -204,8 +248,8 @@ def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int 
     for model in build_models(bundles, limits):
         repository.update(model)
     dataplane = DataPlane(model_registry=repository)
-    rest = RESTServer("kserve.model_server:app", dataplane, ModelRepositoryExtension(model_registry=repository),
-                      port, grace_period=int(grace_s))
+    extension = ModelRepositoryExtension(model_registry=repository)
+    rest = RESTServer("kserve.model_server:app", dataplane, extension, port, grace_period=int(grace_s))
     rest.create_application()
     from kserve.model_server import app
 
@@ -226,22 +270,37 @@ def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int 
     config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=grace_s,
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    if ready_file is not None:
-        _announce_when_started(server, ready_file)
+
+    async def main() -> None:
+        rpc, rpc_port = None, None
+        if grpc_port is not None:
+            rpc, rpc_port = grpc_server(dataplane, extension, host, grpc_port, token, limits)
+            await rpc.start()
+        if ready_file is not None:
+            _announce_when_started(server, ready_file, rpc_port)
+        try:
+            await server.serve()  # returns once SIGTERM / SIGINT has drained REST
+        finally:
+            if rpc is not None:
+                await rpc.stop(grace=grace_s)
+
     # uvicorn handles SIGTERM / SIGINT itself (stop accepting, drain, exit) and re-raises the
     # signal to the handler it found; a drained server ends normally, so that one does nothing.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    server.run()
+    asyncio.run(main())
 
 
-def _announce_when_started(server, ready_file: Path) -> None:
-    """Write `ready_file` (the bound port) once uvicorn listens: tests and scripts wait on it."""
+def _announce_when_started(server, ready_file: Path, grpc_port: int | None) -> None:
+    """Write `ready_file` ({"http": port, "grpc": port or null}) once uvicorn listens: tests
+    and scripts wait on it (with --port 0 it is how they learn the port)."""
     original = server.startup
 
     async def startup(sockets=None):
         await original(sockets=sockets)
         port = server.servers[0].sockets[0].getsockname()[1] if server.servers else server.config.port
-        ready_file.write_text(str(port))
+        tmp = ready_file.with_name(ready_file.name + ".tmp")
+        tmp.write_text(json.dumps({"http": port, "grpc": grpc_port}))
+        tmp.replace(ready_file)
 
     server.startup = startup

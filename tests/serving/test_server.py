@@ -40,7 +40,8 @@ class Server:
                 self.log.seek(0)
                 raise AssertionError(f"gen serve did not start: {self.log.read()[-2000:]}")
             time.sleep(0.05)
-        self.port = int(self.ready.read_text())
+        ports = json.loads(self.ready.read_text())
+        self.port, self.grpc_port = ports["http"], ports["grpc"]
         self.url = f"127.0.0.1:{self.port}"
 
     def client(self, **kwargs):
@@ -55,7 +56,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(bundles, tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("serve"), str(bundles["vae"]), "--name", "digits")
+    s = Server(tmp_path_factory.mktemp("serve"), str(bundles["vae"]), "--name", "digits", "--grpc-port", "0")
     yield s
     s.stop()
 
@@ -162,7 +163,7 @@ def test_bad_requests_are_400_with_one_line_and_the_server_keeps_serving(server,
 
 
 def test_token_and_body_limit(bundles, tmp_path, digits_rows):
-    s = Server(tmp_path, str(bundles["ae"]), "--token", "sekrit", "--max-body-mb", "0.01")
+    s = Server(tmp_path, str(bundles["ae"]), "--token", "sekrit", "--max-body-mb", "0.01", "--grpc-port", "0")
     try:
         open_client = s.client()
         assert open_client.is_server_live()  # liveness needs no token
@@ -177,6 +178,12 @@ def test_token_and_body_limit(bundles, tmp_path, digits_rows):
                                        "data": [1.0] * 6400}]}).encode()
         status, answer = post(s, "/v2/models/ae.score/infer", body, token="sekrit")
         assert status == 413 and "over the limit" in answer["error"]
+        grpcclient = pytest.importorskip("tritonclient.grpc")
+        rpc = grpcclient.InferenceServerClient(f"127.0.0.1:{s.grpc_port}")
+        assert rpc.is_server_live()
+        with pytest.raises(Exception, match="UNAUTHENTICATED|bearer token"):
+            rpc.is_server_ready()
+        assert rpc.is_server_ready(headers={"authorization": "Bearer sekrit"})
     finally:
         s.stop()
 
@@ -200,3 +207,20 @@ def test_sigterm_lets_the_request_in_flight_finish(bundles, tmp_path, digits_row
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://{s.url}/v2/health/live", timeout=5)
     s.log.close()
+
+
+def test_grpc_with_tritonclient(server, bundles, digits_rows):
+    """The protocol's gRPC service (KServe's servicer), called with tritonclient.grpc."""
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    model = load(bundles["vae"], device="cpu")
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    assert client.is_server_live() and client.is_model_ready("digits.score")
+    x = grpcclient.InferInput("x", [5, 64], "FP32")
+    x.set_data_from_numpy(digits_rows[:5].astype(np.float32))
+    result = client.infer("digits.score", [x])
+    np.testing.assert_allclose(result.as_numpy("score"), model.score(digits_rows[:5]), rtol=1e-6)
+    bad = grpcclient.InferInput("x", [1, 3], "FP32")
+    bad.set_data_from_numpy(np.ones((1, 3), np.float32))
+    with pytest.raises(Exception, match="expected rows of shape"):
+        client.infer("digits.score", [bad])
+    assert client.is_server_live()
