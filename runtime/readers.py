@@ -456,7 +456,9 @@ def _open_parquet(path: Path):
     except ImportError:
         raise MissingDependency(f"{path}: reading Parquet needs pyarrow: pip install 'gen[parquet]'") from None
     try:
-        return pq.ParquetFile(path)
+        # pre_buffer (pyarrow's default) reads ahead whole row groups and keeps them: 530 MB of
+        # peak memory for a 1M x 64 file against 195 MB without, at the same speed.
+        return pq.ParquetFile(path, pre_buffer=False)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
 

@@ -92,7 +92,7 @@ def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
             except asyncio.TimeoutError:
                 from kserve.errors import InferenceError
 
-                raise InferenceError(f"{self.name}: no answer within {limits.timeout_s:g} s", status=503) from None
+                raise InferenceError(f"{self.name}: no answer within {limits.timeout_s:g} s", status="503") from None
             except GenError as exc:
                 from kserve.errors import InferenceError
 
@@ -236,7 +236,7 @@ def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int 
     import uvicorn
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from kserve.errors import InvalidInput
+    from kserve.errors import InferenceError, InvalidInput
     from kserve.model_repository import ModelRepository
     from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
@@ -264,7 +264,13 @@ def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int 
         logging.getLogger("gen.serve").warning("400: %s", message)
         return JSONResponse(status_code=400, content={"error": message})
 
+    async def inference_error(_, exc):  # KServe answers 500 whatever the error's status
+        status = int(getattr(exc, "status", None) or 500)
+        logging.getLogger("gen.serve").warning("%d: %s", status, exc.reason if hasattr(exc, "reason") else exc)
+        return JSONResponse(status_code=status, content={"error": getattr(exc, "reason", str(exc))})
+
     app.add_exception_handler(InvalidInput, quiet_invalid_input)
+    app.add_exception_handler(InferenceError, inference_error)
     app.add_exception_handler(RequestValidationError, bad_request_body)
     app.add_middleware(GuardMiddleware, token=token, max_body=limits.max_body_bytes)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=grace_s,

@@ -224,3 +224,28 @@ def test_grpc_with_tritonclient(server, bundles, digits_rows):
     with pytest.raises(Exception, match="expected rows of shape"):
         client.infer("digits.score", [bad])
     assert client.is_server_live()
+
+
+def test_a_request_past_its_timeout_gets_503_and_blocks_no_one(bundles, tmp_path, digits_rows):
+    """With a batching window longer than the timeout, a small request times out (503); a
+    request big enough to run alone is answered meanwhile, and the server stays healthy."""
+    s = Server(tmp_path, str(bundles["ae"]), "--max-delay-ms", "3000", "--max-batch", "8", "--timeout-s", "0.5")
+    try:
+        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 64],
+                                       "data": digits_rows[0].tolist()}]}).encode()
+        status, answer = {}, {}
+
+        def slow():
+            status["slow"], answer["slow"] = post(s, "/v2/models/ae.score/infer", body)
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.1)
+        start = time.monotonic()
+        big = s.client().infer("ae.score", [x_input(digits_rows[:8])])  # >= --max-batch: runs at once
+        assert big.as_numpy("score").shape == (8,) and time.monotonic() - start < 2.5
+        thread.join(timeout=30)
+        assert status["slow"] == 503 and "no answer within 0.5 s" in answer["slow"]["error"]
+        assert s.client().is_server_live()
+    finally:
+        s.stop()
