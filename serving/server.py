@@ -24,7 +24,7 @@ import numpy as np
 from gen.runtime.errors import GenError, MissingDependency, UsageError
 
 from .batching import AdaptiveBatcher
-from .verbs import ROW_VERBS, rows_of, run_rows, sample_options, served_verbs, signature
+from .verbs import ROW_VERBS, completion_rows, rows_of, run_rows, sample_options, served_verbs, signature
 
 OPEN_ROUTES = ("/v2/health/live", "/")  # answered without the token (liveness probes)
 
@@ -114,7 +114,10 @@ def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
                 loop = asyncio.get_running_loop()
                 samples = await loop.run_in_executor(None, lambda: self.model.sample(n, seed=seed))
                 return {"samples": np.ascontiguousarray(samples, dtype=np.float32)}
-            rows = rows_of(self.model, inputs, limits.max_request_rows)
+            if self.verb == "complete":
+                rows = completion_rows(self.model, inputs, limits.max_request_rows)
+            else:
+                rows = rows_of(self.model, inputs, limits.max_request_rows)
             return await self.batcher.submit(rows)
 
     models = []

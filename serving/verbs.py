@@ -9,6 +9,8 @@ Every bundle is served as one model per verb, named `NAME.VERB` (`digits.score`,
   `normal_quantile` FP64, `flag` BOOL (and `log_p` FP64 where the bundle knows log Z).
 - encode: `x` -> `z` FP32 (the latent code; the posterior mean for a VAE).
 - reconstruct: `x` -> `x_hat` FP32, in the data's shape.
+- complete (AutoRec): `x` (rows of ratings; unobserved entries may hold anything, NaN included)
+  and `mask` (1 where observed, 0 elsewhere), same shape -> `completed` FP32: the rows filled in.
 - sample: no input; parameters `n` (default 1) and `seed` (default 0), or INT64 inputs of those
   names -> `samples` FP32 in the data's shape. Same seed, same samples as `model.sample`.
 """
@@ -22,8 +24,8 @@ import numpy as np
 from gen.runtime.errors import InputError
 from gen.runtime.readers import check_array
 
-VERB_ORDER = ("score", "sample", "encode", "reconstruct")
-ROW_VERBS = ("score", "encode", "reconstruct")  # one output row per input row: batched together
+VERB_ORDER = ("score", "complete", "sample", "encode", "reconstruct")
+ROW_VERBS = ("score", "complete", "encode", "reconstruct")  # one output row per input row: batched together
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
            "BOOL"}
 
@@ -56,12 +58,35 @@ def signature(model, verb: str) -> tuple[list[Tensor], list[Tensor]]:
         return [x], [Tensor("z", "FP32", [-1, dim])]
     if verb == "reconstruct":
         return [x], [Tensor("x_hat", "FP32", [-1, *shape])]
+    if verb == "complete":
+        return [x, Tensor("mask", "FP32", [-1, *shape])], [Tensor("completed", "FP32", [-1, *shape])]
     if verb == "sample":
         return [Tensor("n", "INT64", [1]), Tensor("seed", "INT64", [1])], [Tensor("samples", "FP32", [-1, *shape])]
     raise ValueError(f"unknown verb {verb!r}")
 
 
-def rows_of(model, inputs: dict[str, np.ndarray], max_rows: int) -> np.ndarray:
+def completion_rows(model, inputs: dict[str, np.ndarray], max_rows: int) -> np.ndarray:
+    """A complete request's `x` and `mask` as one float32 array, values then mask along the
+    last axis (so the batcher handles one array); unobserved values are zeroed first."""
+    extra = sorted(set(inputs) - {"x", "mask"})
+    if extra:
+        raise InputError(f"input {extra[0]!r}: not an input of complete (it takes 'x' and 'mask')")
+    for name in ("x", "mask"):
+        if name not in inputs:
+            raise InputError(f"input {name!r}: missing (complete takes 'x', the ratings, and 'mask', 1 where observed)")
+    mask = rows_of(model, {"x": inputs["mask"]}, max_rows, "input 'mask'")
+    if not np.isin(mask, (0.0, 1.0)).all():
+        raise InputError("input 'mask': expected 0 or 1 values")
+    values = np.asarray(inputs["x"])
+    if values.shape != np.asarray(inputs["mask"]).shape:
+        raise InputError(f"input 'x': shape {values.shape} differs from the mask's {np.asarray(inputs['mask']).shape}")
+    if values.dtype.kind == "f":
+        values = np.where(mask.reshape(values.shape) > 0, values, 0.0)
+    rows = rows_of(model, {"x": values}, max_rows)
+    return np.concatenate([rows, mask], axis=-1)
+
+
+def rows_of(model, inputs: dict[str, np.ndarray], max_rows: int, where: str = "input 'x'") -> np.ndarray:
     """The request's `x` as validated float32 rows of the model's shape: one line naming the
     problem (a missing or extra input, a shape or datatype that does not fit, NaN, too many rows)."""
     extra = sorted(set(inputs) - {"x"})
@@ -71,11 +96,11 @@ def rows_of(model, inputs: dict[str, np.ndarray], max_rows: int) -> np.ndarray:
         raise InputError("input 'x': missing (rows to score, encode or reconstruct)")
     x = inputs["x"]
     if x.dtype == object or x.dtype.kind not in "fiub":
-        raise InputError(f"input 'x': expected numbers, got datatype {x.dtype}")
+        raise InputError(f"{where}: expected numbers, got datatype {x.dtype}")
     if x.ndim >= 1 and x.shape[0] > max_rows:
-        raise InputError(f"input 'x': {x.shape[0]} rows, more than the {max_rows} a request may hold "
+        raise InputError(f"{where}: {x.shape[0]} rows, more than the {max_rows} a request may hold "
                          "(--max-request-rows)")
-    return check_array(x, list(model.shape), "input 'x'")
+    return check_array(x, list(model.shape), where)
 
 
 def sample_options(inputs: dict[str, np.ndarray], parameters: dict, max_rows: int) -> tuple[int, int]:
@@ -116,4 +141,8 @@ def run_rows(model, verb: str, rows: np.ndarray) -> dict[str, np.ndarray]:
         return {"z": np.ascontiguousarray(z.reshape(len(rows), -1), dtype=np.float32)}
     if verb == "reconstruct":
         return {"x_hat": np.ascontiguousarray(model.reconstruct(rows), dtype=np.float32)}
+    if verb == "complete":  # completion_rows' layout: values, then mask, along the last axis
+        width = rows.shape[-1] // 2
+        out = model.run_batched("complete", {"x": rows[..., :width], "mask": rows[..., width:]}, "completed")
+        return {"completed": np.ascontiguousarray(out, dtype=np.float32)}
     raise ValueError(f"{verb} is not a row verb")

@@ -96,3 +96,26 @@ def test_verb_signatures_and_checks(bundles, digits_rows):
                             ({"seed": -1}, "'seed': expected 0..")):
         with pytest.raises(InputError, match=message):
             sample_options({}, params, 10)
+
+
+def test_complete_requests_batch_values_with_their_mask(bundles, family_rows):
+    model = load(bundles["autorec"], device="cpu")
+    assert "complete" in served_verbs(model)
+    rows = family_rows["autorec"][:6].astype(np.float32)
+    mask = (rows > 0).astype(np.float32)
+    noisy = np.where(mask > 0, rows, np.nan)  # unobserved entries may hold anything
+    batcher = AdaptiveBatcher(lambda r: run_rows(model, "complete", r), max_rows=64, max_delay=0.02)
+    from gen.serving.verbs import completion_rows
+
+    async def run():
+        return await asyncio.gather(batcher.submit(completion_rows(model, {"x": noisy[:2], "mask": mask[:2]}, 10)),
+                                    batcher.submit(completion_rows(model, {"x": rows[2:], "mask": mask[2:]}, 10)))
+
+    first, second = asyncio.run(run())
+    assert batcher.calls == 1
+    np.testing.assert_allclose(np.concatenate([first["completed"], second["completed"]]),
+                               model.complete(rows, mask), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="'mask': missing"):
+        completion_rows(model, {"x": rows}, 10)
+    with pytest.raises(InputError, match="'mask': expected 0 or 1"):
+        completion_rows(model, {"x": rows, "mask": mask * 2}, 10)
