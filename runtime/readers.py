@@ -393,7 +393,55 @@ def _csv_number(cell: str, path, line: int, j: int, header: list[str] | None) ->
     return v
 
 
-def _open_npy(path: Path) -> np.ndarray:
+class NpyRows:
+    """A C-order .npy file read by row ranges with plain reads (`rows[a:b]` seeks and reads
+    those rows), so reading a file chunk by chunk keeps only a chunk in memory; a memory map
+    would count every page read as resident, growing with the file."""
+
+    def __init__(self, path: Path, shape: tuple, dtype: np.dtype, offset: int):
+        self.path, self.shape, self.dtype, self.offset = path, tuple(shape), np.dtype(dtype), offset
+        self.ndim = len(self.shape)
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        count = max(0, stop - start)
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start * self.row_bytes)
+            data = f.read(count * self.row_bytes)
+        if len(data) != count * self.row_bytes:
+            raise InputError(f"{self.path}: truncated .npy file: it ends at row "
+                             f"{start + len(data) // max(1, self.row_bytes)} of {self.shape[0]}")
+        return np.frombuffer(data, dtype=self.dtype).reshape(count, *self.shape[1:])
+
+
+def _npy_layout(path: Path) -> NpyRows | None:
+    """The file as NpyRows when its header is a plain one (versions 1 and 2, C order, no
+    objects); None to let numpy read anything else (and report what is wrong with it)."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            version = fmt.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                return None
+            shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0)
+                                     else fmt.read_array_header_2_0)(f, max_header_size=10000)
+            offset = f.tell()
+    except Exception:  # numpy's own reader below says what is wrong, in its words
+        return None
+    if fortran or dtype.hasobject or dtype.kind not in "fiub" or len(shape) < 2:
+        return None
+    rows = NpyRows(path, shape, dtype, offset)
+    held = (path.stat().st_size - offset) // max(1, rows.row_bytes)
+    if held < shape[0]:
+        raise InputError(f"{path}: truncated .npy file: its header says {shape[0]} rows, it holds {held}")
+    return rows
+
+
+def _open_npy(path: Path):
+    rows = _npy_layout(path) if path.is_file() else None
+    if rows is not None:
+        return rows
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:

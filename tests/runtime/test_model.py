@@ -215,3 +215,19 @@ def test_encode_file_streams_the_same_codes(bundles, digits_rows, tmp_path):
     table = np.loadtxt(tmp_path / "c.csv", delimiter=",", skiprows=1, dtype=np.float32)
     np.testing.assert_array_equal(table, codes)  # CSV keeps float32 codes exactly
     assert (tmp_path / "c.csv").read_text().splitlines()[0] == "z0,z1,z2,z3"
+
+
+@pytest.mark.parametrize("io_binding", [False, True])
+def test_one_model_used_from_many_threads_equals_serial_use(bundles, digits_rows, io_binding):
+    """onnxruntime sessions are shared by every thread; gen keeps no per-call state on the
+    model, so concurrent calls (scores, codes, seeded samples) give the serial answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = load(bundles["vae"], device="cpu", batch_size=7, io_binding=io_binding)
+    parts = [digits_rows[i * 13:(i + 1) * 13 + i] for i in range(24)]
+    serial = [(model.score(p), model.encode(p), model.sample(5, seed=i)) for i, p in enumerate(parts)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        threaded = list(pool.map(lambda ip: (model.score(ip[1]), model.encode(ip[1]), model.sample(5, seed=ip[0])),
+                                 enumerate(parts)))
+    for (s1, e1, x1), (s2, e2, x2) in zip(serial, threaded):
+        assert np.array_equal(s1, s2) and np.array_equal(e1, e2) and np.array_equal(x1, x2)
