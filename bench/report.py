@@ -18,7 +18,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DISCRIMINATOR_SCORE = "negative_discriminator_logit"
-ALL_SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving")
+ALL_SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving",
+                "performance")
 # The issue's targets (fixed text; the figures they are compared with come from the results).
 TARGET_RMSE = 0.89          # item-based AutoRec, ML-100K; the best published figure it knows is 0.889
 TARGET_AUROC = 0.96         # best gen detector, mean AUROC on MNIST-5k
@@ -526,7 +527,7 @@ def reproduce_section(results: dict) -> list[str]:
             ".venv/bin/python bench/run.py --mnist PATH/mnist5k-images-idx3-ubyte.gz   # include MNIST-5k",
             ".venv/bin/python bench/run.py --quick --results /tmp/bench.json --out /tmp/bench.md   # smoke run",
             ".venv/bin/python bench/run.py --only completion --merge   # rerun one section into bench/results.json",
-            "#   sections: digits, mnist, completion, sampling, boltzmann, gans, pipelines, serving; one-class = digits,mnist",
+            "#   sections: digits, mnist, completion, sampling, boltzmann, gans, pipelines, serving, performance; one-class = digits,mnist",
             ".venv/bin/python bench/report.py bench/results.json --out BENCHMARKS.md   # re-render only",
             "```",
             "",
@@ -993,6 +994,59 @@ def serving_section(section: dict | None) -> list[str]:
                   ["l", "r", "r", "r", "r", "r"])]
 
 
+GPU_LAST = ("H100 GPU rows were not re-measured here (no GPU lent); the last measurement (issue 11, before this "
+            "work): batch 4,096 gen 279k rows/s vs torch eager 1,576k; batch 65,536 233k vs 1,740k; batch 1 6.2k vs 3.6k.")
+
+
+def performance_section(section: dict | None) -> list[str]:
+    """The runtime against torch on the same weights (bench/performance.py)."""
+    if not section:
+        return []
+    alts = section["alternatives"]
+    names = {"gen": "gen public API (`model.score`)", "torch-eager": "torch eager, same weights",
+             "torch-compile": "torch.compile, same weights"}
+    header = ["batch", *(names[m] for m in alts), "gen / torch eager"]
+    rows = []
+    for b in section["batches"]:
+        cells = [f"{b:,}"]
+        for mode in alts:
+            v = alts[mode].get(b) if isinstance(alts[mode], dict) else None
+            cells.append(f"{v['rows_per_s']:,.0f}" if isinstance(v, dict) else "did not run")
+        g, t = alts.get("gen", {}).get(b), alts.get("torch-eager", {}).get(b)
+        cells.append(f"{g['rows_per_s'] / t['rows_per_s']:.2f}x" if isinstance(g, dict) and isinstance(t, dict) else "-")
+        rows.append(cells)
+    out = ["", "## Runtime performance (CPU)", "",
+           f"One autoencoder trained on {section['data']} ({section['features']} inputs, default layers), scored "
+           f"as host float32 rows with scores back on the host, on {section['threads']} threads; rows/s, each "
+           "alternative in its own process.", "",
+           table(header, rows, ["r"] * len(header)), ""]
+    errors = [f"{names[m]}: {v['error']}" for m, v in alts.items() if isinstance(v, dict) and "error" in v]
+    out += [f"- Did not run: {e}" for e in errors]
+    flops, sgemm = section["flops_per_row"], section["sgemm_gflops"]
+    best = max((v["rows_per_s"] for v in alts.get("gen", {}).values() if isinstance(v, dict) and "rows_per_s" in v),
+               default=None)
+    if best:
+        achieved = flops * best / 1e9
+        out.append(f"- The score graph does {flops:,} FLOP per row: gen's best rate is {achieved:.1f} GFLOP/s, "
+                   f"{achieved / sgemm:.0%} of numpy's SGEMM ({sgemm:.1f} GFLOP/s, 2048^3, same run).")
+    for n, f in section["gen_score_files"].items():
+        out.append(f"- `gen score` of a {int(n):,}-row NPY file: {f['rows_per_s']:,.0f} rows/s including start-up, "
+                   f"peak RSS {f['peak_rss_mib']:.0f} MiB.")
+    for name, s in section["sampling"].items():
+        out.append(f"- `sample` ({name}): " + (f"{s['samples_per_s']:,.0f} samples/s"
+                                                + (f" ({s['gibbs_steps']} Gibbs steps each)" if s.get("gibbs_steps") else "")
+                                                if "error" not in s else f"did not run ({s['error']})"))
+    c = section["cold_start"]
+    out.append(f"- Cold start: `gen sample --n 64` {c['gen_sample_64_s']:.2f} s against `import torch` "
+               f"{c['import_torch_s']:.2f} s ({c['gen_sample_64_s'] / c['import_torch_s']:.2f}x).")
+    inst = section.get("runtime_install")
+    if inst and "error" not in inst:
+        out.append(f"- A runtime-only environment (`pip install gen[cpu]`): {inst['mib']:.0f} MiB of site-packages, "
+                   f"torch {'included (wrong!)' if inst['torch'] else 'absent'}.")
+    out.append(f"- {GPU_LAST}")
+    return out
+
+
 def render(results: dict) -> str:
     """The whole BENCHMARKS.md text, from a results dict of bench/run.py."""
     datasets = results.get("datasets", [])
@@ -1036,6 +1090,7 @@ def render(results: dict) -> str:
     out += gans_section(results.get("gans"))
     out += pipelines_section(results.get("pipelines"))
     out += serving_section(results.get("serving"))
+    out += performance_section(results.get("performance"))
     out += failures_section(results)
     out += anchors_section(results)
     out += reproduce_section(results)

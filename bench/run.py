@@ -28,6 +28,8 @@ What it measures (DESIGN.md, "Quality protocols"), one section each (`--only`):
    in 20 files) with 1 worker, one per core and Ray Data, against one file (bench/pipelines.py).
 8. `serving`: a bounded load test of `gen serve` (32 clients x 200 requests of 1-64 rows) with
    and without adaptive batching, next to the Python API in-process (bench/serving.py).
+9. `performance`: the runtime against torch eager and torch.compile on the same weights, files,
+   sampling, GFLOP/s against SGEMM, cold start, install size (bench/performance.py).
 
 The datasets are never copied here. Facts about the machine and the software (CPU, cores,
 RAM, OS, load averages at the start and the end, GPUs seen by torch and onnxruntime,
@@ -466,7 +468,8 @@ def streamed_sampling(gen: str, family: str, bundle: Path, workdir: Path) -> dic
 
 # -- main ---------------------------------------------------------------------------------------
 
-SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving")
+SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving",
+            "performance")
 SECTION_ALIASES = {"one-class": ("digits", "mnist"), "all": SECTIONS}
 DATASET_SECTIONS = {"digits": "sklearn digits", "mnist": "MNIST-5k"}
 
@@ -563,7 +566,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     datasets += [d for d in new.get("datasets", []) if d["label"] in rerun]
     order = list(DATASET_SECTIONS.values())
     merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
-    for key in ("completion", "sampling", "boltzmann", "gans", "pipelines", "serving"):
+    for key in ("completion", "sampling", "boltzmann", "gans", "pipelines", "serving", "performance"):
         if key in sections:
             merged[key] = new.get(key)
     families = merged.setdefault("families", {})
@@ -621,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
 
     notes = {s: [] for s in SECTIONS}
     failures = {s: [] for s in SECTIONS}
-    needs_mnist = ("mnist" in sections or "gans" in sections
+    needs_mnist = ("mnist" in sections or "gans" in sections or "performance" in sections
                    or ("boltzmann" in sections and not args.no_boltzmann))
     mnist = None if args.no_mnist or not needs_mnist else (args.mnist or default_mnist_path())
     if mnist is not None and not mnist.is_file():
@@ -651,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"seed": SEED, "threads": args.threads, "classes": list(classes), "epochs_override": args.epochs,
                      "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
         "families": families, "datasets": [], "completion": None, "sampling": None, "gans": None,
-        "pipelines": None, "serving": None,
+        "pipelines": None, "serving": None, "performance": None,
         "notes": [], "failures": [], "notes_by_section": notes, "failures_by_section": failures,
     }
 
@@ -725,6 +728,14 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 failures["pipelines"].append(f"pipelines benchmark: {type(exc).__name__}: {exc}")
                 log(failures["pipelines"][-1])
+        if "performance" in sections:
+            from performance import perf_benchmark
+
+            try:
+                results["performance"] = perf_benchmark(workdir / "performance", mnist, quick=args.quick)
+            except Exception as exc:
+                failures["performance"].append(f"performance benchmark: {type(exc).__name__}: {exc}")
+                log(failures["performance"][-1])
         if "serving" in sections:
             from serving import serving_benchmark
 

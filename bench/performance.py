@@ -1,0 +1,219 @@
+"""Runtime performance for bench/run.py (section `performance`, issue 11), on this machine's CPU
+(and CUDA where onnxruntime and torch see one).
+
+On one trained autoencoder (MNIST-5k rows, 784 inputs, default layers; digits when MNIST-5k is
+absent), the same weights served four ways, each in its own process so thread pools do not
+interfere: gen's public API (`load(...).score(x)`), torch eager on the exported module (the
+network with its preprocessing, as exported; host float32 rows in, scores back to the host),
+torch.compile of it where it compiles, at batch 1, 256, 4,096 and 65,536 rows. Also: `gen score`
+on 20k- and 200k-row NPY files (rows/s with start-up, peak RSS), samples/s of `sample` for a
+VAE decoder, a DCGAN generator and an RBM Gibbs chain, the score graph's achieved GFLOP/s
+against numpy's SGEMM in the same run, the cold start of `gen sample --n 64` against `import
+torch`, and the installed size of a runtime-only environment (`pip install gen[cpu]`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BATCHES = (1, 256, 4096, 65536)
+MIN_SECONDS = 1.0  # each batch size is timed for at least this long (and 3 calls)
+REPO = Path(__file__).resolve().parents[1]
+
+WORKER = r'''
+import json, os, sys, time
+import numpy as np
+mode, run, bundle, data, batches, min_s = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), float(sys.argv[6])
+rows = np.load(data)
+if mode == "gen":
+    from gen.runtime import load
+    model = load(bundle, device="cpu")
+    call = model.score
+else:
+    import torch
+    torch.set_num_threads(os.cpu_count())
+    from gen.trainer.train import load_run, with_tuned_discriminator
+    from gen.trainer.graphs import RawUnits
+    cfg, info, spec, net = load_run(run)
+    graph = with_tuned_discriminator(cfg.family, net, None, spec)["score"]
+    module = RawUnits(graph, spec.preprocessing, spec.shape).eval()
+    if mode == "torch-compile":
+        module = torch.compile(module)
+    def call(x):
+        with torch.inference_mode():
+            out = module(torch.from_numpy(x).reshape(len(x), *spec.shape))
+        return (out[0] if isinstance(out, tuple) else out).numpy()
+result = {}
+for b in batches:
+    x = np.ascontiguousarray(np.resize(rows, (b, rows.shape[1])), dtype=np.float32)
+    first = call(x)  # warm-up (and, for torch.compile, compilation)
+    n, start = 0, time.perf_counter()
+    while n < 3 or time.perf_counter() - start < min_s:
+        call(x)
+        n += 1
+    result[b] = {"rows_per_s": b * n / (time.perf_counter() - start), "calls": n, "check": float(np.asarray(first, dtype=np.float64).sum())}
+print(json.dumps(result))
+'''
+
+
+def _log(message: str) -> None:
+    print(f"[bench performance] {message}", file=sys.stderr, flush=True)
+
+
+def _gen() -> str:
+    local = Path(sys.executable).parent / "gen"
+    return str(local) if local.exists() else "gen"
+
+
+def _train(gen: str, workdir: Path, name: str, model: str, data: str, epochs: int, extra=()) -> tuple[Path, Path]:
+    run, bundle = workdir / f"run-{name}", workdir / f"bundle-{name}"
+    subprocess.run([gen, "train", "--model", model, "--data", data, "--epochs", str(epochs), "--device", "cpu",
+                    "--out", str(run), *extra], check=True, capture_output=True)
+    subprocess.run([gen, "export", str(run), "--out", str(bundle)], check=True, capture_output=True)
+    return run, bundle
+
+
+def score_graph_flops(bundle: Path) -> int:
+    """Multiply-adds x 2 per row of the score graph's MatMul / Gemm nodes with a weight matrix."""
+    import onnx
+
+    graph = onnx.load(str(bundle / "score.onnx")).graph
+    weights = {t.name: list(t.dims) for t in graph.initializer}
+    flops = 0
+    for node in graph.node:
+        if node.op_type in ("MatMul", "Gemm"):
+            dims = next((weights[i] for i in node.input if i in weights and len(weights[i]) == 2), None)
+            if dims is not None:
+                flops += 2 * dims[0] * dims[1]
+    return flops
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+    b = np.random.default_rng(1).normal(size=(n, n)).astype(np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _peak(command: list[str]) -> tuple[float, float]:
+    script = ("import resource, subprocess, sys, time\nt = time.perf_counter()\n"
+              "subprocess.run(sys.argv[1:], check=True, capture_output=True)\n"
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - t)\n")
+    out = subprocess.run([sys.executable, "-c", script, *command], check=True, capture_output=True, text=True)
+    rss, wall = out.stdout.split()
+    return float(rss), float(wall)
+
+
+def installed_size(workdir: Path) -> dict:
+    """A fresh venv with `pip install gen[cpu]` from this checkout: site-packages size, and
+    whether torch came with it."""
+    env = workdir / "runtime-env"
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, capture_output=True)
+    pip = env / "bin" / "pip"
+    subprocess.run([str(pip), "install", "--quiet", f"{REPO}[cpu]"], check=True, capture_output=True)
+    site = next((env / "lib").glob("python*/site-packages"))
+    size = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+    return {"mib": size / 2**20, "torch": (site / "torch").exists(),
+            "packages": sorted(p.name.split("-")[0] for p in site.glob("*.dist-info"))}
+
+
+def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
+    gen = _gen()
+    batches = (1, 256, 4096) if quick else BATCHES
+    data_spec, label = (str(mnist), "MNIST-5k") if mnist is not None else ("digits", "sklearn digits")
+    run, bundle = _train(gen, workdir, "ae", "ae", data_spec, 2 if quick else 5)
+    from gen.runtime import load
+    from gen.runtime.readers import read_idx
+
+    model = load(bundle, device="cpu")
+    if mnist is not None:
+        rows = read_idx(mnist).reshape(-1, int(np.prod(model.shape))).astype(np.float32)
+    else:
+        from sklearn.datasets import load_digits
+
+        rows = load_digits().data.astype(np.float32)
+    rows_file = workdir / "rows.npy"
+    np.save(rows_file, rows)
+    record: dict = {"data": label, "features": int(rows.shape[1]), "batches": list(batches),
+                    "threads": os.cpu_count(), "alternatives": {}}
+    for mode in ("gen", "torch-eager", "torch-compile"):
+        start = time.perf_counter()
+        try:
+            out = subprocess.run([sys.executable, "-c", WORKER, mode, str(run), str(bundle), str(rows_file),
+                                  json.dumps(batches), str(0.3 if quick else MIN_SECONDS)],
+                                 capture_output=True, text=True, timeout=900)
+            if out.returncode != 0:
+                raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed")
+            record["alternatives"][mode] = {int(k): v for k, v in json.loads(out.stdout).items()}
+            _log(f"{mode}: " + ", ".join(f"batch {b} {v['rows_per_s']:,.0f} rows/s"
+                                         for b, v in record["alternatives"][mode].items())
+                 + f" ({time.perf_counter() - start:.0f} s)")
+        except Exception as exc:  # torch.compile needs a C++ compiler; say what happened
+            record["alternatives"][mode] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            _log(f"{mode}: did not run ({record['alternatives'][mode]['error']})")
+    record["flops_per_row"] = score_graph_flops(bundle)
+    record["sgemm_gflops"] = sgemm_gflops()
+    _log(f"score graph {record['flops_per_row']:,} FLOP/row; numpy SGEMM {record['sgemm_gflops']:.1f} GFLOP/s")
+
+    files = {}
+    for n in (20_000, 200_000):
+        path = workdir / f"rows-{n}.npy"
+        np.save(path, np.resize(rows, (n, rows.shape[1])))
+        rss, wall = _peak([gen, "score", str(bundle), str(path), "--out", str(workdir / f"s-{n}.npy"),
+                           "--device", "cpu"])
+        files[n] = {"peak_rss_mib": rss, "wall_s": wall, "rows_per_s": n / wall}
+        path.unlink()
+        _log(f"gen score {n:,} rows: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
+    record["gen_score_files"] = files
+
+    samplers = {}
+    for name, family, extra in (("vae", "vae", ()), ("dcgan", "dcgan", ()), ("rbm", "rbm", ())):
+        try:
+            _, b = _train(gen, workdir, name, family, "digits", 2)
+            m = load(b, device="cpu")
+            m.sample(64, seed=0)
+            n = 4096 if family != "rbm" else 1024
+            t = min(_timed(lambda: m.sample(n, seed=1)) for _ in range(3))
+            steps = m.manifest.sampler.steps if family == "rbm" else None
+            samplers[name] = {"n": n, "samples_per_s": n / t, "gibbs_steps": steps}
+            _log(f"sample {name}: {n / t:,.0f} samples/s" + (f" ({steps} Gibbs steps each)" if steps else ""))
+        except Exception as exc:
+            samplers[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    record["sampling"] = samplers
+
+    png = workdir / "cold.png"
+    gen_times = [_timed(lambda: subprocess.run([gen, "sample", str(bundle), "--n", "64", "--out", str(png),
+                                                "--device", "cpu"], check=True, capture_output=True))
+                 for _ in range(5)]
+    torch_times = [_timed(lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True))
+                   for _ in range(5)]
+    record["cold_start"] = {"gen_sample_64_s": statistics.median(gen_times),
+                            "import_torch_s": statistics.median(torch_times)}
+    _log(f"cold start: gen sample --n 64 {statistics.median(gen_times):.2f} s, import torch "
+         f"{statistics.median(torch_times):.2f} s")
+    if not quick:
+        try:
+            record["runtime_install"] = installed_size(workdir)
+            _log(f"runtime-only install: {record['runtime_install']['mib']:.0f} MiB")
+        except Exception as exc:
+            record["runtime_install"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    shutil.rmtree(workdir / "runtime-env", ignore_errors=True)
+    return record
