@@ -62,12 +62,14 @@ def serve(
                   for n, b in zip(names, bundles)]
         limits = Limits(max_batch=max_batch, max_delay_ms=max_delay_ms, max_request_rows=max_request_rows,
                         max_body_bytes=int(max_body_mb * (1 << 20)), timeout_s=timeout_s)
-        typer.echo(f"serving {', '.join(n for n, _ in models)} on http://{host}:{port}"
-                   + (f" and grpc {host}:{grpc_port}" if grpc_port is not None else "") + " "
-                   f"(Open Inference Protocol v2; provider {models[0][1].provider}"
-                   f"{'; bearer token required' if token else ''})", err=True)
+        def banner(bound_http, bound_grpc):
+            typer.echo(f"serving {', '.join(n for n, _ in models)} on http://{host}:{bound_http}"
+                       + (f" and grpc {host}:{bound_grpc}" if bound_grpc is not None else "") + " "
+                       f"(Open Inference Protocol v2; provider {models[0][1].provider}"
+                       f"{'; bearer token required' if token else ''})", err=True)
+
         run(models, host=host, port=port, token=token, limits=limits, grace_s=grace_s, ready_file=ready_file,
-            grpc_port=grpc_port)
+            grpc_port=grpc_port, banner=banner)
 
 
 COMMANDS = (serve,)

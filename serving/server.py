@@ -40,6 +40,9 @@ class Limits:
 
 def import_kserve():
     """kserve, imported without letting it parse gen's command line (it reads sys.argv at import)."""
+    import os
+
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's C core logs to stderr; gen reports errors itself
     argv = sys.argv
     sys.argv = argv[:1]
     try:
@@ -223,17 +226,41 @@ def grpc_server(dataplane, extension, host: str, port: int, token: str | None, l
                                  ("grpc.max_receive_message_length", limits.max_body_bytes)])
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane, extension),
                                                                         server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise UsageError(f"{host}:{port}: cannot listen for gRPC there (address in use or not this machine's); "
+                         "choose another --grpc-port or --host")
     return server, bound
+
+
+def bind(host: str, port: int, option: str):
+    """A listening TCP socket on host:port, or one line saying why not."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        raise UsageError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); choose another {option} "
+                         "or --host") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
           limits: Limits | None = None, grace_s: float = 30.0, ready_file: Path | None = None,
-          grpc_port: int | None = None) -> None:
+          grpc_port: int | None = None, banner=None) -> None:
     """Serve `bundles` ((name, GenModel) pairs) over REST (and gRPC on `grpc_port`) until
     SIGTERM or SIGINT, then drain: requests in flight finish (up to `grace_s`), new
     connections are refused. `ready_file` receives {"http": port, "grpc": port} as JSON once
-    both listen."""
+    both listen; `banner(http_port, grpc_port)` is called once both are bound."""
     limits = limits or Limits()
     import_kserve()
     import uvicorn
@@ -279,16 +306,19 @@ def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int 
     config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=grace_s,
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
+    listener = bind(host, port, "--port")  # bound here, so a busy port is one line, not uvicorn's exit 3
 
     async def main() -> None:
         rpc, rpc_port = None, None
         if grpc_port is not None:
             rpc, rpc_port = grpc_server(dataplane, extension, host, grpc_port, token, limits)
             await rpc.start()
+        if banner is not None:
+            banner(listener.getsockname()[1], rpc_port)
         if ready_file is not None:
             _announce_when_started(server, ready_file, rpc_port)
         try:
-            await server.serve()  # returns once SIGTERM / SIGINT has drained REST
+            await server.serve(sockets=[listener])  # returns once SIGTERM / SIGINT has drained REST
         finally:
             if rpc is not None:
                 await rpc.stop(grace=grace_s)

@@ -249,3 +249,19 @@ def test_a_request_past_its_timeout_gets_503_and_blocks_no_one(bundles, tmp_path
         assert s.client().is_server_live()
     finally:
         s.stop()
+
+
+def test_a_busy_port_is_one_line_and_exit_2(bundles, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        for option in ("--port", "--grpc-port"):
+            args = [option, str(port)] + (["--port", "0"] if option == "--grpc-port" else [])
+            out = subprocess.run([sys.executable, "-c", SCRIPT, "serve", str(bundles["ae"]), *args],
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == 2, out.stderr
+            lines = out.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"error: 127.0.0.1:{port}: cannot listen"), out.stderr
