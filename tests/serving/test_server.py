@@ -191,7 +191,7 @@ def test_token_and_body_limit(bundles, tmp_path, digits_rows):
 def test_sigterm_lets_the_request_in_flight_finish(bundles, tmp_path, digits_rows):
     """A request waiting in a long batching window when SIGTERM arrives is still answered;
     then the process exits 0 and the port is closed."""
-    s = Server(tmp_path, str(bundles["ae"]), "--max-delay-ms", "1500")
+    s = Server(tmp_path, str(bundles["ae"]), "--max-delay-ms", "4000")
     answer = {}
 
     def call():
@@ -199,7 +199,7 @@ def test_sigterm_lets_the_request_in_flight_finish(bundles, tmp_path, digits_row
 
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(0.5)
+    time.sleep(1.5)  # the request is in the server's batching window by now, even on a busy machine
     s.proc.send_signal(signal.SIGTERM)
     thread.join(timeout=60)
     assert answer["scores"].shape == (3,)
