@@ -12,7 +12,8 @@ a path every node can read or, with `ship=True`, as its bytes through the object
 
 `score_files` is `gen score --engine ray`: a folder or glob of Parquet or CSV files in, a
 folder of Parquet or CSV files out (written by Ray's writers into a staging folder that is
-renamed into place whole), rows in input order.
+renamed into place whole). Ray names the files, and the order of rows across them is Ray's:
+keep an id column (`keep_columns`) to join the scores back.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def score_files(bundle, source, out, *, address: str | None = None, columns=None
                 public_key=None, ship: bool = False) -> dict:
     """Score the Parquet or CSV files of a folder or glob `source` on Ray (the cluster at
     `address`, or a local one started here) into the new folder `out`, in the inputs'
-    format and row order. Returns a summary: files, rows, flagged, seconds, outputs."""
+    format (Ray's file names; keep an id to join back). Returns a summary: files, rows,
+    flagged, seconds, outputs."""
     from gen.runtime.batch import expand
     from gen.runtime.outputs import make_temp
     from gen.runtime.readers import _is_number
