@@ -1,8 +1,8 @@
 """Runtime performance for bench/run.py (section `performance`, issue 11), on this machine's CPU
 (and CUDA where onnxruntime and torch see one).
 
-On one trained autoencoder (MNIST-5k rows, 784 inputs, default layers; digits when MNIST-5k is
-absent), the same weights served four ways, each in its own process so thread pools do not
+On one trained autoencoder (MNIST-5k rows, 784 inputs, default layers, normal class 0; digits
+when MNIST-5k is absent), the same weights served four ways (and gen's int8 export of them), each in its own process so thread pools do not
 interfere: gen's public API (`load(...).score(x)`), torch eager on the exported module (the
 network with its preprocessing, as exported; host float32 rows in, scores back to the host),
 torch.compile of it where it compiles, at batch 1, 256, 4,096 and 65,536 rows. Also: `gen score`
@@ -35,9 +35,9 @@ import json, os, sys, time
 import numpy as np
 mode, run, bundle, data, batches, min_s = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), float(sys.argv[6])
 rows = np.load(data)
-if mode == "gen":
+if mode in ("gen", "gen-int8"):
     from gen.runtime import load
-    model = load(bundle, device="cpu")
+    model = load(bundle + ("-int8" if mode == "gen-int8" else ""), device="cpu")
     call = model.score
 else:
     import torch
@@ -139,7 +139,9 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
     gen = _gen()
     batches = (1, 256, 4096) if quick else BATCHES
     data_spec, label = (str(mnist), "MNIST-5k") if mnist is not None else ("digits", "sklearn digits")
-    run, bundle = _train(gen, workdir, "ae", "ae", data_spec, 2 if quick else 5)
+    run, bundle = _train(gen, workdir, "ae", "ae", data_spec, 2 if quick else 5, ("--normal-class", "0"))
+    subprocess.run([gen, "export", str(run), "--out", f"{bundle}-int8", "--quantize", "int8", "--json"], check=True,
+                   capture_output=True)
     from gen.runtime import load
     from gen.runtime.readers import read_idx
 
@@ -154,7 +156,7 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
     np.save(rows_file, rows)
     record: dict = {"data": label, "features": int(rows.shape[1]), "batches": list(batches),
                     "threads": os.cpu_count(), "alternatives": {}}
-    for mode in ("gen", "torch-eager", "torch-compile"):
+    for mode in ("gen", "gen-int8", "torch-eager", "torch-compile"):
         start = time.perf_counter()
         try:
             out = subprocess.run([sys.executable, "-c", WORKER, mode, str(run), str(bundle), str(rows_file),
@@ -169,6 +171,7 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
         except Exception as exc:  # torch.compile needs a C++ compiler; say what happened
             record["alternatives"][mode] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             _log(f"{mode}: did not run ({record['alternatives'][mode]['error']})")
+    record["quantization"] = load(f"{bundle}-int8", device="cpu").manifest.quantization.__dict__
     record["flops_per_row"] = score_graph_flops(bundle)
     record["sgemm_gflops"] = sgemm_gflops()
     _log(f"score graph {record['flops_per_row']:,} FLOP/row; numpy SGEMM {record['sgemm_gflops']:.1f} GFLOP/s")

@@ -1003,8 +1003,8 @@ def performance_section(section: dict | None) -> list[str]:
     if not section:
         return []
     alts = section["alternatives"]
-    names = {"gen": "gen public API (`model.score`)", "torch-eager": "torch eager, same weights",
-             "torch-compile": "torch.compile, same weights"}
+    names = {"gen": "gen public API (`model.score`)", "gen-int8": "gen, `--quantize int8` bundle",
+             "torch-eager": "torch eager, same weights", "torch-compile": "torch.compile, same weights"}
     header = ["batch", *(names[m] for m in alts), "gen / torch eager"]
     rows = []
     for b in section["batches"]:
@@ -1022,6 +1022,12 @@ def performance_section(section: dict | None) -> list[str]:
            table(header, rows, ["r"] * len(header)), ""]
     errors = [f"{names[m]}: {v['error']}" for m, v in alts.items() if isinstance(v, dict) and "error" in v]
     out += [f"- Did not run: {e}" for e in errors]
+    q = section.get("quantization")
+    if q:
+        out.append(f"- The int8 bundle's cost, measured at export on {q['n_rows']:,} held-out rows: scores within "
+                   f"{q['max_rel_score_diff']:.2%} of the float graph's, flags agree on {q['flag_agreement']:.1%}"
+                   + (f", AUROC {q['auroc_float']:.4f} -> {q['auroc_quantized']:.4f}" if q.get("auroc_float") is not None
+                      else "") + ".")
     flops, sgemm = section["flops_per_row"], section["sgemm_gflops"]
     best = max((v["rows_per_s"] for v in alts.get("gen", {}).values() if isinstance(v, dict) and "rows_per_s" in v),
                default=None)

@@ -328,6 +328,13 @@ def info(
                 lines.append(f"log Z: {z['value']:.4f} ± {z['std']:.2g} ({z['method']}; {z['detail']})")
         lines.append(f"export parity: max |torch - onnxruntime| {s['parity']['max_abs_diff']:.2g} "
                      f"on {s['parity']['probe_rows']} probe rows")
+        if s.get("quantization"):
+            q = s["quantization"]
+            lines.append(f"quantized: {', '.join(q['graphs'])} ({q['method']}); max score difference "
+                         f"{q['max_rel_score_diff']:.2%}, flags agree on {q['flag_agreement']:.1%} of "
+                         f"{q['n_rows']} held-out rows"
+                         + (f", AUROC {q['auroc_float']:.4f} -> {q['auroc_quantized']:.4f}"
+                            if q['auroc_float'] is not None else ""))
         if "auroc" in s["metrics"]:
             lines.append(f"one-class AUROC at training: {s['metrics']['auroc']:.4f}")
         if "ratings" in s:

@@ -113,9 +113,11 @@ def parity(graph: GraphDef, module: RawUnits, path: Path, feeds: dict[str, np.nd
 
 
 def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
-               sign_key: str | Path | None = None) -> Manifest:
+               sign_key: str | Path | None = None, quantize: str | None = None) -> Manifest:
     """Export the run folder `run_dir` to the bundle folder `out`; return its manifest. With
-    `sign_key` (an EC private key in PEM) the bundle is signed (model.sig, gen[sign])."""
+    `sign_key` (an EC private key in PEM) the bundle is signed (model.sig, gen[sign]). With
+    `quantize` ("int8") the score graph is written with int8 weights, its cost measured and
+    its threshold recalibrated (exporters/quantize.py)."""
     run_dir, out = Path(run_dir), Path(out)
     if sign_key is not None:
         from gen.runtime.signing import check_signing_available
@@ -149,13 +151,23 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
             graphs[role] = GraphSpec(role=role, file=path.name, sha256=sha256_file(path), opset=OPSET,
                                      inputs=tensor_specs(model.graph.input, graph.inputs),
                                      outputs=tensor_specs(model.graph.output, graph.outputs))
+        scoring = parse(ScoringSpec | None, info["scoring"], where, "scoring")
+        quantization = None
+        if quantize is not None:
+            from .quantize import quantize_scoring
+
+            scoring, quantization = quantize_scoring(cfg, staging, scoring, list(data.shape), quantize)
+            graph = graphs[scoring.graph]
+            graphs[scoring.graph] = GraphSpec(role=graph.role, file=graph.file,
+                                              sha256=sha256_file(staging / graph.file), opset=graph.opset,
+                                              inputs=graph.inputs, outputs=graph.outputs)
         manifest = Manifest(
             family=cfg.family.name, variant=info["variant"], gen_version=gen_version(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seed=cfg.run.seed,
             config=cfg.to_dict(), data=data, graphs=graphs, capabilities=list(info["capabilities"]),
             sampler=parse(SamplerSpec | None, info["sampler"], where, "sampler"),
             latent=parse(LatentSpec | None, info["latent"], where, "latent"),
-            scoring=parse(ScoringSpec | None, info["scoring"], where, "scoring"),
+            scoring=scoring, quantization=quantization,
             metrics=parse(MetricsSpec, info["metrics"], where, "metrics"),
             fitted=info.get("fitted") or {},
             refine=parse(RefineSpec | None, info.get("refine"), where, "refine"),

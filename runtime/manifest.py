@@ -24,6 +24,9 @@ Format history (bump FORMAT_VERSION on any change of meaning or layout):
   of manifest.json and of every graph file, and the folder holds those files and nothing else
   (no sub-folder, no symbolic link). The manifest itself is unchanged, so formats 2 to 4 read
   as format 5; a bundle of those formats has no SHA256SUMS and loads with a warning.
+- 6: `quantization` (optional): a graph exported with dynamic int8 weights (`gen export
+  --quantize int8`), its measured cost against the float graph and the threshold recalibrated
+  on its own scores. Formats 2 to 5 read unchanged.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import numpy as np
 
 from .errors import BundleError
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 DIGESTS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 VERBS = ("sample", "reconstruct", "encode", "score", "complete")
@@ -60,7 +63,7 @@ VERB_IO: dict[str, tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]] = {
 # Older formats this gen still reads: version -> function that brings the raw JSON one version up.
 # 2 -> 3 only added optional fields, so a format-2 manifest is a format-3 one as it stands.
 UPGRADES = {2: lambda raw: {**raw, "format_version": 3}, 3: lambda raw: {**raw, "format_version": 4},
-            4: lambda raw: {**raw, "format_version": 5}}
+            4: lambda raw: {**raw, "format_version": 5}, 5: lambda raw: {**raw, "format_version": 6}}
 # Format versions this gen refuses, with the reason a user reads.
 REFUSED_VERSIONS = {
     1: "its graphs take model-space inputs and one input each; re-export the run folder with "
@@ -327,6 +330,27 @@ class ParitySpec:
 
 
 @dataclass
+class QuantizationSpec:
+    """Graphs exported with int8 weights (onnxruntime's dynamic quantization) and what it costs,
+    measured at export on the run's held-out rows against the float graph: the largest
+    absolute and relative score difference, the share of test rows flagged alike (float graph
+    with its threshold, int8 graph with the threshold recalibrated on its own scores), and the
+    one-class AUROC of both where the run has labels. Export refuses past `max_auroc_drop`
+    (or, without labels, a flag agreement under `min_flag_agreement`)."""
+
+    method: str
+    graphs: list[str]
+    n_rows: int
+    max_abs_score_diff: float
+    max_rel_score_diff: float
+    flag_agreement: float
+    auroc_float: float | None = None
+    auroc_quantized: float | None = None
+    max_auroc_drop: float = 0.005
+    min_flag_agreement: float = 0.99
+
+
+@dataclass
 class MetricsSpec:
     """What training measured: sizes, time, final losses and held-out evaluation figures."""
 
@@ -360,6 +384,7 @@ class Manifest:
     scoring: ScoringSpec | None = None
     fitted: dict[str, Any] = field(default_factory=dict)
     refine: RefineSpec | None = None
+    quantization: QuantizationSpec | None = None
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:

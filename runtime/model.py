@@ -432,6 +432,7 @@ def describe(model: GenModel) -> dict:
                           "outputs": {t.name: t.shape for t in g.outputs}} for role, g in m.graphs.items()},
         "parity": {"max_abs_diff": m.parity.max_abs_diff, "tolerance": m.parity.tolerance,
                    "probe_rows": m.parity.probe_rows},
+        "quantization": None if m.quantization is None else asdict(m.quantization),
         "metrics": {"epochs": m.metrics.epochs, "n_fit": m.metrics.n_fit, "train_seconds": m.metrics.train_seconds,
                     **m.metrics.evaluation},
     }

@@ -68,7 +68,7 @@ RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUnifor
 @pytest.mark.parametrize("name", FAMILIES)
 def test_export_parity_within_tolerance(name, bundles):
     manifest = load(bundles[name]).manifest
-    assert manifest.format_version == 5 and manifest.family == name
+    assert manifest.format_version == 6 and manifest.family == name
     assert set(manifest.parity.graphs) == set(manifest.graphs)
     for role, p in manifest.parity.graphs.items():
         assert p.max_abs_diff <= manifest.parity.tolerance * max(1.0, p.max_abs_output), role

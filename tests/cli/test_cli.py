@@ -123,7 +123,7 @@ def _missing(folder):
 
 def _newer(folder):
     path = folder / "manifest.json"
-    path.write_text(path.read_text().replace('"format_version": 5', '"format_version": 99'))
+    path.write_text(path.read_text().replace('"format_version": 6', '"format_version": 99'))
     return "manifest.json: format_version 99 is newer than this gen reads"
 
 
