@@ -16,7 +16,7 @@ from gen.trainer.train import load_run
 
 def test_manifest_records_the_contract(bundles):
     manifest = json.loads((bundles["vae"] / "manifest.json").read_text())
-    assert manifest["format_version"] == 5 and manifest["family"] == "vae"
+    assert manifest["format_version"] == 6 and manifest["family"] == "vae" and manifest["quantization"] is None
     assert manifest["variant"] == "bernoulli decoder"
     assert manifest["config"]["seed"] == 0 and manifest["seed"] == 0
     assert manifest["config"]["decoder"] == "bernoulli" and manifest["config"]["lr"] == 1e-3
