@@ -720,30 +720,20 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 failures["gans"].append(f"GAN benchmark: {type(exc).__name__}: {exc}")
                 log(failures["gans"][-1])
-        if "pipelines" in sections:
-            from pipelines import pipeline_benchmark
-
-            try:
-                results["pipelines"] = pipeline_benchmark(workdir / "pipelines", quick=args.quick)
-            except Exception as exc:
-                failures["pipelines"].append(f"pipelines benchmark: {type(exc).__name__}: {exc}")
-                log(failures["pipelines"][-1])
-        if "performance" in sections:
-            from performance import perf_benchmark
-
-            try:
-                results["performance"] = perf_benchmark(workdir / "performance", mnist, quick=args.quick)
-            except Exception as exc:
-                failures["performance"].append(f"performance benchmark: {type(exc).__name__}: {exc}")
-                log(failures["performance"][-1])
-        if "serving" in sections:
-            from serving import serving_benchmark
-
-            try:
-                results["serving"] = serving_benchmark(workdir / "serving", quick=args.quick)
-            except Exception as exc:
-                failures["serving"].append(f"serving benchmark: {type(exc).__name__}: {exc}")
-                log(failures["serving"][-1])
+        # Sections that need only the machine (and MNIST-5k for performance): one module each.
+        standalone = {"pipelines": lambda: importlib.import_module("pipelines").pipeline_benchmark(
+                          workdir / "pipelines", quick=args.quick),
+                      "performance": lambda: importlib.import_module("performance").perf_benchmark(
+                          workdir / "performance", mnist, quick=args.quick),
+                      "serving": lambda: importlib.import_module("serving").serving_benchmark(
+                          workdir / "serving", quick=args.quick)}
+        for name, run_section in standalone.items():
+            if name in sections:
+                try:
+                    results[name] = run_section()
+                except Exception as exc:
+                    failures[name].append(f"{name} benchmark: {type(exc).__name__}: {exc}")
+                    log(failures[name][-1])
         if "sampling" in sections:
             bundles = {n: digit_bundles[n][first] for n in samplers if first in digit_bundles.get(n, {})}
             if bundles:
