@@ -173,6 +173,9 @@ class GuardMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
+                    # FastAPI turns an error while reading the body into its own 400; the flag
+                    # lets the HTTPException handler answer 413 instead (see serve()).
+                    scope.setdefault("state", {})["gen_body_too_large"] = self.max_body
                     raise BodyTooLarge()
             return message
 
@@ -266,6 +269,7 @@ def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int 
     import uvicorn
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
     from kserve.errors import InferenceError, InvalidInput
     from kserve.model_repository import ModelRepository
     from kserve.protocol.dataplane import DataPlane
@@ -299,6 +303,15 @@ def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int 
         logging.getLogger("gen.serve").warning("%d: %s", status, exc.reason if hasattr(exc, "reason") else exc)
         return JSONResponse(status_code=status, content={"error": getattr(exc, "reason", str(exc))})
 
+    async def http_error(request, exc):  # the protocol's {"error": ...} for FastAPI's own HTTP errors
+        limit = request.scope.get("state", {}).get("gen_body_too_large")
+        if limit:
+            return JSONResponse(status_code=413, content={"error": f"request body is over the limit of {limit} "
+                                                                   "bytes (--max-body-mb)"})
+        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)},
+                            headers=getattr(exc, "headers", None))
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(InvalidInput, quiet_invalid_input)
     app.add_exception_handler(InferenceError, inference_error)
     app.add_exception_handler(RequestValidationError, bad_request_body)

@@ -178,6 +178,15 @@ def test_token_and_body_limit(bundles, tmp_path, digits_rows):
                                        "data": [1.0] * 6400}]}).encode()
         status, answer = post(s, "/v2/models/ae.score/infer", body, token="sekrit")
         assert status == 413 and "over the limit" in answer["error"]
+        import http.client  # the same body sent chunked, with no Content-Length: counted, 413 too
+
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        conn.request("POST", "/v2/models/ae.score/infer", body=iter([body[i:i + 4096] for i in range(0, len(body), 4096)]),
+                     headers={"Authorization": "Bearer sekrit", "Content-Type": "application/json"},
+                     encode_chunked=True)
+        response = conn.getresponse()
+        assert response.status == 413 and "over the limit" in json.loads(response.read())["error"]
+        conn.close()
         grpcclient = pytest.importorskip("tritonclient.grpc")
         rpc = grpcclient.InferenceServerClient(f"127.0.0.1:{s.grpc_port}")
         assert rpc.is_server_live()
