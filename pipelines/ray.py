@@ -26,7 +26,7 @@ import shutil
 import time
 from pathlib import Path
 
-from gen.runtime.errors import GenError, InputError, MissingDependency
+from gen.runtime.errors import GenError, InputError, MissingDependency, UsageError
 
 from .arrow import Scorer, pack_bundle
 
@@ -131,10 +131,18 @@ def score_files(bundle, source, out, *, address: str | None = None, columns=None
     ray = _ray()
     started = False
     if not ray.is_initialized():
+        if address is not None:
+            check_reachable(address)
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # gen reports errors itself, in one line
-        with _quiet_stderr():  # Ray's C++ core logs its start-up on the process's stderr
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
-                     configure_logging=True)
+        try:
+            with _quiet_stderr():  # Ray's C++ core logs its start-up on the process's stderr
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
+                         configure_logging=True)
+        except Exception as exc:  # ConnectionError, RuntimeError, ...: one line either way
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if address is not None:
+                raise UsageError(f"--address {address}: cannot join the Ray cluster ({detail})") from None
+            raise GenError(f"ray: cannot start a local Ray instance ({detail})") from None
         started = True
     staging = None
     try:
@@ -175,6 +183,23 @@ def score_files(bundle, source, out, *, address: str | None = None, columns=None
     rows, flagged = _count(outputs, kind)
     return {"files": len(files), "outputs": [str(p) for p in outputs], "rows": rows, "flagged": flagged,
             "seconds": seconds}
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse, in one line, a HOST:PORT (or ray://HOST:PORT) that does not accept a TCP
+    connection within `timeout`: ray.init would retry for minutes. `auto` is Ray's own."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    if address == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--address {address}: no Ray cluster answers there "
+                         f"({getattr(exc, 'strerror', None) or exc})") from None
 
 
 @contextlib.contextmanager

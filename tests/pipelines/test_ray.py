@@ -120,3 +120,18 @@ def test_ray_refusals(cluster, bundles, partitions, tmp_path, digits_rows):
     assert (tmp_path / "full" / "x").read_text() == "mine"
     result = gen("score", bundles["ae"], partitions, "--out", tmp_path / "o", "--engine", "ray", "--single")
     assert result.exit_code == 2 and "local engine's" in result.output
+
+
+def test_an_unreachable_address_is_one_line_not_minutes_of_retries():
+    import socket
+
+    from gen.pipelines.ray import check_reachable
+    from gen.runtime import UsageError
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(UsageError, match=f"--address {address}: no Ray cluster answers there"):
+            check_reachable(address, timeout=2)
+    check_reachable("auto")  # Ray's own discovery: not checked here
