@@ -57,6 +57,8 @@ def serve(
         for n in names:
             if not n or "/" in n or n.startswith("."):
                 raise InputError(f"--name {n!r}: a model name is a plain word (letters, digits, - and _)")
+        if ready_file is not None and not ready_file.parent.is_dir():
+            raise InputError(f"--ready-file {ready_file}: folder {ready_file.parent} does not exist")
         import_kserve()  # a missing extra is one line before any bundle loads
         models = [(n, load(b, device=device.value, threads=threads, public_key=public_key))
                   for n, b in zip(names, bundles)]

@@ -126,6 +126,13 @@ def export(
         from gen.exporters import export_run
 
         if triton:
+            given = [flag for flag, value in (("--force", force), ("--sign-key", sign_key), ("--quantize", quantize))
+                     if value]
+            if given:
+                from gen.runtime.errors import ConfigError
+
+                raise ConfigError(f"{', '.join(given)}: not with --triton (a Triton repository holds the float "
+                                  "graphs, unsigned; its gen models are replaced in place)")
             export_triton(run_dir, out, name or Path(run_dir).resolve().name, as_json)
             return
         manifest = export_run(run_dir, out, force=force, sign_key=sign_key,

@@ -84,6 +84,11 @@ class Scorer:
             self._model.require("score")
         return self._model
 
+    def check_keep(self) -> None:
+        clash = set(self.selection.keep) & {*OUTPUT_COLUMNS, "log_p"}
+        if clash:
+            raise InputError(f"keep_columns: {sorted(clash)[0]!r} is also an output column; rename it in the input")
+
     def output_names(self) -> list[str]:
         log_z = self.model.manifest.scoring.log_partition
         return [*self.selection.keep, *OUTPUT_COLUMNS, *(("log_p",) if log_z is not None else ())]
@@ -94,6 +99,7 @@ class Scorer:
         naming the row (in this batch) and the column."""
         import pyarrow as pa
 
+        self.check_keep()
         model = self.model
         names = list(table.schema.names)
         width = int(np.prod(model.shape))

@@ -154,7 +154,7 @@ def score_files(bundle, source, out, *, address: str | None = None, columns=None
         paths = [str(f.resolve()) for f in files]
         start = time.perf_counter()
         dataset = (ray.data.read_parquet(paths, partitioning=None) if kind == ".parquet"
-                   else ray.data.read_csv(paths, partitioning=None))
+                   else ray.data.read_csv(paths, partitioning=None, convert_options=_text_columns(keep_columns)))
         scored = score_dataset(dataset, bundle, columns=columns, keep_columns=keep_columns, device=device,
                                concurrency=workers, batch_size=batch_size, threads=threads, ship=ship,
                                public_key=public_key)
@@ -183,6 +183,18 @@ def score_files(bundle, source, out, *, address: str | None = None, columns=None
     rows, flagged = _count(outputs, kind)
     return {"files": len(files), "outputs": [str(p) for p in outputs], "rows": rows, "flagged": flagged,
             "seconds": seconds}
+
+
+def _text_columns(keep_columns):
+    """CSV reading options that keep the kept columns as text (ids such as 0010 stay 0010, as
+    the local engine writes them), instead of pyarrow's guessed types."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from gen.runtime.readers import Selection
+
+    selection = Selection.of(None, keep_columns)
+    return pacsv.ConvertOptions(column_types={name: pa.string() for name in (selection.keep if selection else ())})
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:

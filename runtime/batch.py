@@ -251,6 +251,9 @@ def score_many(model, source: str | Path, out_dir: str | Path, workers: int | No
             except BrokenProcessPool:
                 left = [s for s, _ in jobs if s not in done and not any(f["input"] == s for f in result.failed)]
                 if attempt == 2:
+                    for source_file, target in jobs:  # the dead and terminated workers' temp files
+                        if source_file not in done:
+                            remove_stale_temps(target)
                     raise WorkerDied(
                         f"a worker process died twice (killed, or out of memory) while scoring "
                         f"{', '.join(left[:3])}{', ...' if len(left) > 3 else ''}; the {len(done)} finished "
@@ -323,6 +326,8 @@ def score_single(model, source: str | Path, out: str | Path, **options) -> Batch
         check_output(out, (file,), model.bundle.folder)
     result = score_many(model, source, parts, suffix=out.suffix.lower(), **options)
     sources = [(Path(f.input).relative_to(root).as_posix(), Path(f.output)) for f in result.files]
+    if not sources:  # every file was bad (--skip-bad): no table to write
+        return result
     if out.suffix.lower() == ".csv":
         _join_csv(sources, out)
     else:
@@ -337,18 +342,18 @@ def score_single(model, source: str | Path, out: str | Path, **options) -> Batch
 
 
 def _join_csv(sources: list[tuple[str, Path]], out: Path) -> None:
-    from .outputs import _csv_text
+    """Records, not lines: a quoted kept cell may hold a line break."""
+    import csv
 
     with atomic_path(out) as tmp, open(tmp, "w", newline="") as dst:
+        writer = csv.writer(dst, lineterminator="\n")
         for i, (name, part) in enumerate(sources):
-            cell = _csv_text(name) + ","
             with open(part, newline="") as src:
-                header = src.readline()
+                reader = csv.reader(src)
+                header = next(reader, [])
                 if i == 0:
-                    dst.write(f"{SOURCE},{header}")
-                dst.writelines(cell + line for line in src)
-        if not sources:
-            dst.write(f"{SOURCE}\n")
+                    writer.writerow([SOURCE, *header])
+                writer.writerows([name, *row] for row in reader)
 
 
 def _join_parquet(sources: list[tuple[str, Path]], out: Path) -> None:

@@ -370,7 +370,8 @@ class ScoreWriter(StreamWriter):
         if self.keep and Path(str(target)).suffix.lower() == ".npy":
             raise InputError(f"{target}: --keep-columns writes .csv or .parquet outputs (an NPY output holds "
                              "numbers only)")
-        clash = set(self.keep) & ({*SCORE_DTYPE.names, *extra} | ({"top1_feature"} if top_k else set()))
+        clash = set(self.keep) & {*SCORE_DTYPE.names, *extra,
+                                  *(f"top{i + 1}_{part}" for i in range(top_k) for part in ("feature", "error"))}
         if clash:
             raise InputError(f"--keep-columns: {sorted(clash)[0]!r} is also an output column; rename it in the input")
         super().__init__(target)

@@ -173,6 +173,11 @@ class Selection:
         """(feature positions, kept positions) in a table with columns `names`; every named
         column must exist, and the features must be `width` (the model's input size)."""
         index = {name: j for j, name in enumerate(names)}
+        twice = {n for n in names if names.count(n) > 1}
+        used = set(self.keep) | (set(self.features) if self.features is not None else set(names) - set(self.keep))
+        if twice & used:
+            raise InputError(f"{where}: column {sorted(twice & used)[0]!r} appears twice in the header; "
+                             "rename one (or leave it out with --columns)")
         for name in (*(self.features or ()), *self.keep):
             if name not in index:
                 shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")

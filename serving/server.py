@@ -27,6 +27,9 @@ from .batching import AdaptiveBatcher
 from .verbs import ROW_VERBS, completion_rows, rows_of, run_rows, sample_options, served_verbs, signature
 
 OPEN_ROUTES = ("/v2/health/live", "/")  # answered without the token (liveness probes)
+# KServe's app also mounts the model repository extension (load / unload a model) and the v1
+# protocol; gen serves a fixed set of bundles on v2 only, so those answer 404.
+CLOSED_PREFIXES = ("/v2/repository", "/v1/", "/docs", "/redoc", "/openapi.json")
 
 
 @dataclass
@@ -150,6 +153,9 @@ class GuardMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        path = scope.get("path", "")
+        if any(path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/") for p in CLOSED_PREFIXES):
+            return await _reply(send, 404, f"{path}: not served (gen serve answers the Open Inference Protocol v2)")
         if self.token is not None and scope.get("path", "") not in OPEN_ROUTES:
             given = headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
@@ -211,6 +217,11 @@ def grpc_server(dataplane, extension, host: str, port: int, token: str | None, l
 
     class TokenInterceptor(aio.ServerInterceptor):
         async def intercept_service(self, continuation, details):
+            if "/Repository" in details.method:  # load / unload: not served (as on REST)
+                async def closed(request, context):
+                    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the model repository extension is not served")
+
+                return grpc.unary_unary_rpc_method_handler(closed)
             if token is None or details.method.endswith("/ServerLive"):
                 return await continuation(details)
             metadata = dict(details.invocation_metadata or ())

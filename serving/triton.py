@@ -56,9 +56,11 @@ def write_triton_repository(bundle: str | Path, repo: str | Path, name: str | No
     the model folders written. A model folder that exists is replaced."""
     from gen.runtime import load
 
+    name = name or Path(bundle).resolve().name
+    if not name or name.startswith(".") or any(c in name for c in "/\\") :
+        raise InputError(f"--name {name!r}: a model name is a plain word (letters, digits, - and _)")
     model = load(bundle, device="cpu")
     manifest = model.manifest
-    name = name or Path(bundle).resolve().name
     repo = Path(repo)
     if repo.exists() and not repo.is_dir():
         raise InputError(f"{repo}: exists and is not a folder (a Triton model repository is a folder)")
@@ -86,6 +88,9 @@ def write_triton_repository(bundle: str | Path, repo: str | Path, name: str | No
                                                                     max_delay_us, params))
         target = repo / model_name
         if target.exists():
+            if not (target / "config.pbtxt").is_file() or "gen_role" not in (target / "config.pbtxt").read_text():
+                shutil.rmtree(staging, ignore_errors=True)
+                raise InputError(f"{target}: exists and is not a model gen wrote; remove it or choose another --name")
             shutil.rmtree(target)
         staging.rename(target)
         written.append(target)

@@ -195,3 +195,39 @@ def test_a_worker_dying_twice_stops_the_job_in_one_line(bundles, digits_rows, tm
     assert result.exit_code == 1
     assert "a worker process died twice" in result.output and "--resume" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_single_csv_keeps_multiline_cells_and_writes_nothing_when_every_file_is_bad(bundles, digits_rows, tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(2):
+        table = wide_table(digits_rows[i * 5:(i + 1) * 5], first_id=i * 5).drop(["unused"])
+        table = table.set_column(1, "day", pa.array([f"line one\nline {k}" for k in range(5)]))
+        write_csv(table, root / f"p{i}.csv")
+    out = tmp_path / "all.csv"
+    assert gen("score", bundles["ae"], root, "--out", out, "--single", "--keep-columns", "id,day").exit_code == 0
+    got = pacsv.read_csv(out, parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    assert got.column("source").to_pylist() == ["p0.csv"] * 5 + ["p1.csv"] * 5
+    assert got.column("day").to_pylist() == [f"line one\nline {k}" for k in range(5)] * 2
+    for f in root.iterdir():
+        f.write_text("id,day\n1,x\n")  # every file bad: too few feature columns
+    result = gen("score", bundles["ae"], root, "--out", tmp_path / "none.parquet", "--single", "--keep-columns", "id",
+                 "--skip-bad")
+    assert result.exit_code == 2 and not (tmp_path / "none.parquet").exists()
+
+
+def test_a_column_named_twice_in_the_header_is_refused(bundles, digits_rows, tmp_path):
+    path = tmp_path / "dup.csv"
+    names = ["id", *FEATURES[:20], FEATURES[20], FEATURES[20], *FEATURES[22:]]
+    np.savetxt(path, np.column_stack([np.arange(5), digits_rows[:5]]), delimiter=",", fmt="%g",
+               header=",".join(names), comments="")
+    result = gen("score", bundles["ae"], path, "--out", tmp_path / "s.csv", "--keep-columns", "id")
+    assert result.exit_code == 2 and "column 'p20' appears twice in the header" in result.output
+    result = gen("score", bundles["ae"], path, "--out", tmp_path / "s.csv",
+                 "--keep-columns", "id", "--explain", "1")
+    assert result.exit_code == 2
+    table = wide_table(digits_rows[:5]).drop(["unused"]).rename_columns(["id", "top1_error", *FEATURES])
+    pq.write_table(table, tmp_path / "clash.parquet")
+    result = gen("score", bundles["ae"], tmp_path / "clash.parquet", "--out", tmp_path / "c.csv", "--explain", "1",
+                 "--keep-columns", "id,top1_error", "--columns", ",".join(FEATURES))
+    assert result.exit_code == 2 and "'top1_error' is also an output column" in result.output

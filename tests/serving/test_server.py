@@ -152,6 +152,10 @@ def test_bad_requests_are_400_with_one_line_and_the_server_keeps_serving(server,
     for body, message in cases:
         status, answer = post(server, infer, json.dumps(body).encode())
         assert status == 400 and message in answer["error"] and "\n" not in answer["error"], (body, answer)
+    for path in ("/v2/repository/models/digits.score/unload", "/v1/models/digits:predict", "/docs"):
+        status, answer = post(server, path, b"{}")
+        assert status == 404 and "not served" in answer["error"], path
+    assert server.client().is_model_ready("digits.score")
     status, answer = post(server, infer, b"not json")
     assert status == 400 and answer["error"].startswith("request body")
     status, answer = post(server, "/v2/models/digits.sample/infer", json.dumps({"inputs": [], "parameters": {"n": 0}})

@@ -57,3 +57,20 @@ def test_triton_refusals(runs, tmp_path):
     (tmp_path / "file").write_text("x")
     result = CliRunner().invoke(app, ["export", str(runs["ae"]), "--out", str(tmp_path / "file"), "--triton"])
     assert result.exit_code == 2 and "is not a folder" in result.output
+
+
+def test_triton_refuses_other_options_names_and_foreign_folders(runs, tmp_path):
+    runner = CliRunner()
+    repo = tmp_path / "repo"
+    for extra, message in ((["--quantize", "int8"], "--quantize: not with --triton"),
+                           (["--force"], "--force: not with --triton"),
+                           (["--name", "a/b"], "a model name is a plain word"),
+                           (["--name", ".hidden"], "a model name is a plain word")):
+        result = runner.invoke(app, ["export", str(runs["ae"]), "--out", str(repo), "--triton", *extra])
+        assert result.exit_code == 2 and message in result.output, result.output
+    (repo / "m.score").mkdir(parents=True)
+    (repo / "m.score" / "mine.txt").write_text("keep")
+    result = runner.invoke(app, ["export", str(runs["ae"]), "--out", str(repo), "--triton", "--name", "m"])
+    assert result.exit_code == 2 and "is not a model gen wrote" in result.output
+    assert (repo / "m.score" / "mine.txt").read_text() == "keep"
+    assert not [p for p in repo.iterdir() if p.name.startswith(".")]
