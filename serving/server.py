@@ -116,7 +116,8 @@ def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
 
         async def _execute(self, inputs: dict, parameters: dict) -> dict:
             if self.verb == "sample":
-                n, seed = sample_options(inputs, parameters, limits.max_request_rows)
+                n, seed = sample_options(inputs, parameters, limits.max_request_rows,
+                                         int(np.prod(self.model.shape)), limits.max_body_bytes)
                 loop = asyncio.get_running_loop()
                 samples = await loop.run_in_executor(None, lambda: self.model.sample(n, seed=seed))
                 return {"samples": np.ascontiguousarray(samples, dtype=np.float32)}

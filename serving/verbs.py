@@ -103,8 +103,11 @@ def rows_of(model, inputs: dict[str, np.ndarray], max_rows: int, where: str = "i
     return check_array(x, list(model.shape), where)
 
 
-def sample_options(inputs: dict[str, np.ndarray], parameters: dict, max_rows: int) -> tuple[int, int]:
-    """(n, seed) of a sample request, from parameters or INT inputs named n and seed."""
+def sample_options(inputs: dict[str, np.ndarray], parameters: dict, max_rows: int, row_values: int = 1,
+                   max_bytes: int | None = None) -> tuple[int, int]:
+    """(n, seed) of a sample request, from parameters or INT inputs named n and seed; n
+    samples of `row_values` float32 values must fit in `max_bytes` (the response bound, as
+    requests are bounded by the body limit)."""
     values = {}
     for key, default in (("n", 1), ("seed", 0)):
         value = parameters.get(key, default)
@@ -121,6 +124,10 @@ def sample_options(inputs: dict[str, np.ndarray], parameters: dict, max_rows: in
         raise InputError(f"input {extra[0]!r}: not an input of sample (it takes parameters n and seed)")
     if not 1 <= values["n"] <= max_rows:
         raise InputError(f"parameter 'n': expected 1..{max_rows}, got {values['n']}")
+    if max_bytes is not None and values["n"] * row_values * 4 > max_bytes:
+        most = max(1, max_bytes // (row_values * 4))
+        raise InputError(f"parameter 'n': {values['n']} samples of {row_values} values are over the response limit "
+                         f"of {max_bytes / 2**20:g} MiB (--max-body-mb); ask for at most {most} per request")
     if not 0 <= values["seed"] < 2**63:
         raise InputError(f"parameter 'seed': expected 0..2^63-1, got {values['seed']}")
     return values["n"], values["seed"]

@@ -91,6 +91,9 @@ def test_verb_signatures_and_checks(bundles, digits_rows):
     with pytest.raises(InputError, match="'y': not an input"):
         rows_of(model, {"x": digits_rows[:2], "y": digits_rows[:2]}, 10)
     assert sample_options({}, {"n": 3, "seed": 7}, 10) == (3, 7)
+    assert sample_options({}, {"n": 4}, 10, row_values=64, max_bytes=1024) == (4, 0)  # 4 x 64 x 4 bytes: fits
+    with pytest.raises(InputError, match="over the response limit .* ask for at most 4 per request"):
+        sample_options({}, {"n": 5}, 10, row_values=64, max_bytes=1024)
     assert sample_options({"n": np.array([4]), "seed": np.array([1])}, {}, 10) == (4, 1)
     for params, message in (({"n": 0}, "'n': expected 1..10"), ({"n": "a"}, "expected an integer"),
                             ({"seed": -1}, "'seed': expected 0..")):
