@@ -31,5 +31,8 @@ def main() -> None:
     except Interrupted as exc:
         for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal must not interrupt the exit
             signal.signal(signum, signal.SIG_IGN)
+        outputs = sys.modules.get("gen.runtime.outputs")
+        if outputs is not None:  # a temp made just before the signal, before its writer's cleanup
+            outputs.remove_live_temps()
         sys.stderr.write(f"error: interrupted ({exc}); no partial output is left\n")
         sys.exit(128 + exc.signum)

@@ -65,6 +65,22 @@ def remove_stale_temps(target: str | Path) -> list[Path]:
     return removed
 
 
+_LIVE_TEMPS: list[Path] = []  # every temp this process made; renamed ones no longer exist
+
+
+def remove_live_temps() -> None:
+    """Remove this process's temp files and folders that still exist: what a signal left
+    when it arrived between a temp's creation and the writer's cleanup (the console script
+    calls this on SIGINT / SIGTERM). A renamed temp no longer exists, so outputs are safe."""
+    for path in _LIVE_TEMPS:
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+                path.with_suffix(".raw").unlink(missing_ok=True)
+
+
 def make_temp(target: Path, folder: bool = False) -> Path:
     """A new temp file (or folder) beside `target`, named after it and this process, with the
     umask's mode (mkstemp makes 0600); stale temps of killed runs are removed first. A folder
@@ -74,11 +90,13 @@ def make_temp(target: Path, folder: bool = False) -> Path:
     try:
         if folder:
             tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".part", dir=target.parent))
+            _LIVE_TEMPS.append(tmp)
             os.chmod(tmp, 0o777 & ~_umask())
         else:
             fd, name = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=target.parent)
             os.close(fd)
             tmp = Path(name)
+            _LIVE_TEMPS.append(tmp)
             os.chmod(tmp, 0o666 & ~_umask())
     except OSError as exc:
         raise InputError(f"{target}: cannot write in {target.parent} ({exc.strerror or exc})") from None

@@ -139,3 +139,20 @@ def test_array_writer_streams_npy_and_csv_atomically(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "c.npy"]
     with pytest.raises(InputError, match="unsupported output format .parquet; expected one of .npy, .csv"):
         ArrayWriter(tmp_path / "c.parquet", ["z0"])
+
+
+def test_remove_live_temps_removes_this_process_temps_and_never_an_output(tmp_path):
+    """What the console script calls on SIGINT / SIGTERM: a temp made just before the signal
+    (its writer's cleanup never ran) is removed; a temp already renamed onto its target is
+    not there any more, so the output stays."""
+    from gen.runtime.outputs import atomic_path, make_temp, remove_live_temps
+
+    left = make_temp(tmp_path / "a.csv")
+    folder = make_temp(tmp_path / "bundle", folder=True)
+    (folder / "x").write_text("x")
+    with atomic_path(tmp_path / "done.csv") as tmp:
+        tmp.write_text("kept")
+    remove_live_temps()
+    assert not left.exists() and not folder.exists()
+    assert (tmp_path / "done.csv").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done.csv"]
