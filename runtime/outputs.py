@@ -86,6 +86,8 @@ def make_temp(target: Path, folder: bool = False) -> Path:
     umask's mode (mkstemp makes 0600); stale temps of killed runs are removed first. A folder
     that cannot be written is the user's to fix: one line, exit 2."""
     remove_stale_temps(target)
+    if len(_LIVE_TEMPS) > 1024:  # a long-lived process: forget the temps already renamed or removed
+        _LIVE_TEMPS[:] = [p for p in _LIVE_TEMPS if p.exists()]
     prefix = f".{target.name}.{os.getpid()}."
     try:
         if folder:
