@@ -119,6 +119,10 @@ def export(
         help="int8: write the score graph with int8 weights for CPU serving (about 2x faster); its cost "
              "(score difference, flag agreement, AUROC) is measured on the run's held-out rows, recorded in "
              "the manifest, and refused past the tolerance; the threshold is recalibrated.")] = None,
+    precision: Annotated[Precision, typer.Option(
+        help="fp16: write the score graph in float16 for GPU serving (inputs and outputs stay float32); "
+             "its cost is measured, recorded and refused past the tolerance as for --quantize, and the "
+             "threshold recalibrated.")] = "fp32",
     as_json: JsonOpt = False,
 ) -> None:
     """Export a run folder to an ONNX bundle (checked: onnx checker + torch/onnxruntime parity)."""
@@ -126,8 +130,8 @@ def export(
         from gen.exporters import export_run
 
         if triton:
-            given = [flag for flag, value in (("--force", force), ("--sign-key", sign_key), ("--quantize", quantize))
-                     if value]
+            given = [flag for flag, value in (("--force", force), ("--sign-key", sign_key), ("--quantize", quantize),
+                                              ("--precision", Precision(precision) != Precision.fp32)) if value]
             if given:
                 from gen.runtime.errors import ConfigError
 
@@ -136,7 +140,7 @@ def export(
             export_triton(run_dir, out, name or Path(run_dir).resolve().name, as_json)
             return
         manifest = export_run(run_dir, out, force=force, sign_key=sign_key,
-                              quantize=quantize.value if quantize else None)
+                              quantize=quantize.value if quantize else None, precision=Precision(precision).value)
         parity = manifest.parity.graphs
         lines = [f"bundle: {out} (format {manifest.format_version}" + (", signed" if sign_key else "") + ")",
                  f"graphs: {', '.join(manifest.graphs)}",
@@ -153,6 +157,11 @@ def export(
 
 class Quantize(str, Enum):
     int8 = "int8"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
 
 
 def export_triton(run_dir: Path, repo: Path, name: str, as_json: bool) -> None:

@@ -21,7 +21,7 @@ import onnx
 import torch
 
 from gen.runtime.bundle import sha256_file, write_digests
-from gen.runtime.errors import BundleError, ExportError
+from gen.runtime.errors import BundleError, ConfigError, ExportError
 from gen.runtime.manifest import (MANIFEST, GraphParity, GraphSpec, LatentSpec, Manifest, MetricsSpec,
                                   ParitySpec, RefineSpec, SamplerSpec, ScoringSpec, TensorSpec, parse)
 from gen.runtime.outputs import staged_folder
@@ -31,6 +31,7 @@ from gen.trainer.graphs import GraphDef, Port, RawUnits
 from gen.trainer.train import PROBE, load_run, with_tuned_discriminator
 
 OPSET = 18
+PRECISIONS = ("fp32", "fp16")
 PARITY_TOLERANCE = 1e-4
 # Share of discrete chain-state entries (Bernoulli draws) allowed to differ: a flip needs a
 # probability within float rounding (~1e-7) of its uniform noise, so about 1e-7 per entry.
@@ -113,12 +114,19 @@ def parity(graph: GraphDef, module: RawUnits, path: Path, feeds: dict[str, np.nd
 
 
 def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
-               sign_key: str | Path | None = None, quantize: str | None = None) -> Manifest:
+               sign_key: str | Path | None = None, quantize: str | None = None,
+               precision: str = "fp32") -> Manifest:
     """Export the run folder `run_dir` to the bundle folder `out`; return its manifest. With
     `sign_key` (an EC private key in PEM) the bundle is signed (model.sig, gen[sign]). With
     `quantize` ("int8") the score graph is written with int8 weights, its cost measured and
-    its threshold recalibrated (exporters/quantize.py)."""
+    its threshold recalibrated (exporters/quantize.py); with `precision` "fp16" the same, with
+    float16 weights and activations (for GPU serving)."""
     run_dir, out = Path(run_dir), Path(out)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision != "fp32" and quantize is not None:
+        raise ConfigError(f"--precision {precision} and --quantize {quantize}: choose one narrow score graph")
+    narrow = quantize if quantize is not None else (precision if precision != "fp32" else None)
     if sign_key is not None:
         from gen.runtime.signing import check_signing_available
 
@@ -153,10 +161,10 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
                                      outputs=tensor_specs(model.graph.output, graph.outputs))
         scoring = parse(ScoringSpec | None, info["scoring"], where, "scoring")
         quantization = None
-        if quantize is not None:
+        if narrow is not None:
             from .quantize import quantize_scoring
 
-            scoring, quantization = quantize_scoring(cfg, staging, scoring, list(data.shape), quantize)
+            scoring, quantization = quantize_scoring(cfg, staging, scoring, list(data.shape), narrow)
             graph = graphs[scoring.graph]
             graphs[scoring.graph] = GraphSpec(role=graph.role, file=graph.file,
                                               sha256=sha256_file(staging / graph.file), opset=graph.opset,

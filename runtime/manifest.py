@@ -25,7 +25,7 @@ Format history (bump FORMAT_VERSION on any change of meaning or layout):
   (no sub-folder, no symbolic link). The manifest itself is unchanged, so formats 2 to 4 read
   as format 5; a bundle of those formats has no SHA256SUMS and loads with a warning.
 - 6: `quantization` (optional): a graph exported with dynamic int8 weights (`gen export
-  --quantize int8`), its measured cost against the float graph and the threshold recalibrated
+  --quantize int8`) or in float16 (`gen export --precision fp16`, same field), its measured cost against the float graph and the threshold recalibrated
   on its own scores. Formats 2 to 5 read unchanged.
 """
 
@@ -331,10 +331,11 @@ class ParitySpec:
 
 @dataclass
 class QuantizationSpec:
-    """Graphs exported with int8 weights (onnxruntime's dynamic quantization) and what it costs,
+    """Graphs exported narrow (`method`: int8 weights by onnxruntime's dynamic quantization, or
+    float16 weights and activations) and what it costs,
     measured at export on the run's held-out rows against the float graph: the largest
     absolute and relative score difference, the share of test rows flagged alike (float graph
-    with its threshold, int8 graph with the threshold recalibrated on its own scores), and the
+    with its threshold, narrow graph with the threshold recalibrated on its own scores), and the
     one-class AUROC of both where the run has labels. Export refuses past `max_auroc_drop`
     (or, without labels, a flag agreement under `min_flag_agreement`)."""
 

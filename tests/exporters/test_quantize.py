@@ -1,6 +1,7 @@
-"""`gen export --quantize int8`: the score graph gets int8 weights, its cost is measured on the
-run's held-out rows and recorded (format 6), the threshold is recalibrated on its own scores,
-and export refuses past the tolerance or for a family that does not score."""
+"""Narrow score graphs: `gen export --quantize int8` (int8 weights) and `--precision fp16`
+(float16 inside, float32 in and out). Their cost is measured on the run's held-out rows and
+recorded (format 6), the threshold is recalibrated on their own scores, and export refuses
+past the tolerance, on non-finite scores, or for a family that does not score."""
 
 from __future__ import annotations
 
@@ -42,3 +43,38 @@ def test_quantization_refusals(runs, tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="AUROC falls from"):
         export_run(runs["ae"], tmp_path / "b", quantize="int8")
     assert not (tmp_path / "b").exists()
+
+
+def test_fp16_score_graph_is_half_inside_float32_outside_and_close(runs, bundles, tmp_path, digits_rows):
+    out = tmp_path / "h"
+    manifest = export_run(runs["vae"], out, precision="fp16")
+    q = manifest.quantization
+    assert q.graphs == ["score"] and "float16" in q.method and q.n_rows > 0
+    graph = onnx.load(str(out / "score.onnx")).graph
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    assert {i.data_type for i in graph.initializer if i.dims and i.data_type in floats} == {onnx.TensorProto.FLOAT16}
+    assert {v.type.tensor_type.elem_type for v in [*graph.input, *graph.output]} == {onnx.TensorProto.FLOAT}
+    assert 0 < q.max_rel_score_diff < 0.01 and q.auroc_float - q.auroc_quantized <= q.max_auroc_drop
+    half, plain = load(out, device="cpu"), load(bundles["vae"], device="cpu")
+    np.testing.assert_allclose(half.score(digits_rows[:50]), plain.score(digits_rows[:50]), rtol=1e-2)
+    assert "recalibrated on the fp16 graph" in half.manifest.scoring.calibration
+    assert half.manifest.graphs["decoder"].sha256 == plain.manifest.graphs["decoder"].sha256  # only the score graph
+
+
+def test_fp16_refusals(runs, tmp_path, monkeypatch):
+    both = CliRunner().invoke(app, ["export", str(runs["ae"]), "--out", str(tmp_path / "a"), "--quantize", "int8",
+                                    "--precision", "fp16"])
+    assert both.exit_code == 2 and "choose one" in both.output and not (tmp_path / "a").exists()
+    from gen.exporters import quantize
+
+    scores = quantize._scores
+    # a score past float16's range (65504) comes back inf from the half graph: refused, named
+    monkeypatch.setattr(quantize, "_scores", lambda path, *a: scores(path, *a) * (np.inf if ".fp16." in str(path) else 1))
+    result = CliRunner().invoke(app, ["export", str(runs["ae"]), "--out", str(tmp_path / "b"), "--precision", "fp16"])
+    assert result.exit_code == 1 and "--precision fp16:" in result.output and "not finite" in result.output
+    assert not (tmp_path / "b").exists()
+    monkeypatch.setattr(quantize, "_scores", scores)
+    monkeypatch.setattr(quantize, "MAX_AUROC_DROP", -1.0)
+    with pytest.raises(ExportError, match="--precision fp16: the one-class AUROC falls from"):
+        export_run(runs["ae"], tmp_path / "c", precision="fp16")
+    assert not (tmp_path / "c").exists()
