@@ -22,7 +22,7 @@ import torch
 
 from gen.runtime.bundle import sha256_file, write_digests
 from gen.runtime.errors import BundleError, ConfigError, ExportError
-from gen.runtime.manifest import (MANIFEST, GraphParity, GraphSpec, LatentSpec, Manifest, MetricsSpec,
+from gen.runtime.manifest import (MANIFEST, WIDEN, GraphParity, GraphSpec, LatentSpec, Manifest, MetricsSpec,
                                   ParitySpec, RefineSpec, SamplerSpec, ScoringSpec, TensorSpec, parse)
 from gen.runtime.outputs import staged_folder
 from gen.runtime.providers import import_onnxruntime
@@ -113,6 +113,34 @@ def parity(graph: GraphDef, module: RawUnits, path: Path, feeds: dict[str, np.nd
                        if states else 0.0)
 
 
+def export_widen(staging: Path, shape: list[int], probe_rows: np.ndarray) -> tuple[GraphSpec, GraphParity]:
+    """Write the `widen` graph of an image bundle (uint8 rows -> the float32 rows the other
+    graphs take, one Cast) and check it on the probe rows, rounded into uint8."""
+    role, source, target = WIDEN
+    dims = ["batch", *shape]
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Cast", [source], [target], to=onnx.TensorProto.FLOAT)], role,
+        [onnx.helper.make_tensor_value_info(source, onnx.TensorProto.UINT8, dims)],
+        [onnx.helper.make_tensor_value_info(target, onnx.TensorProto.FLOAT, dims)])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+                                   producer_name="gen")
+    model.ir_version = 8  # read by every onnxruntime gen supports
+    onnx.checker.check_model(model, full_check=True)
+    path = staging / f"{role}.onnx"
+    onnx.save(model, str(path))
+    rows = np.clip(np.rint(probe_rows), 0, 255).astype(np.uint8).reshape(-1, *shape)
+    session = import_onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run([target], {source: rows})[0]
+    result = GraphParity(max_abs_diff=float(np.abs(got - rows.astype(np.float32)).max()),
+                         max_abs_output=float(np.abs(got).max()))
+    if result.max_abs_diff != 0.0:
+        raise ExportError(f"{role}: onnxruntime's Cast of uint8 rows differs from numpy's by {result.max_abs_diff}")
+    spec = GraphSpec(role=role, file=path.name, sha256=sha256_file(path), opset=OPSET,
+                     inputs=[TensorSpec(source, dims, "uint8", "data")],
+                     outputs=[TensorSpec(target, dims, "float32", "data")])
+    return spec, result
+
+
 def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
                sign_key: str | Path | None = None, quantize: str | None = None,
                precision: str = "fp32") -> Manifest:
@@ -159,6 +187,8 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
             graphs[role] = GraphSpec(role=role, file=path.name, sha256=sha256_file(path), opset=OPSET,
                                      inputs=tensor_specs(model.graph.input, graph.inputs),
                                      outputs=tensor_specs(model.graph.output, graph.outputs))
+        if data.kind == "image" and any(p.kind == "data" for g in graphs.values() for p in g.inputs):
+            graphs[WIDEN[0]], parities[WIDEN[0]] = export_widen(staging, list(data.shape), probe_rows)
         scoring = parse(ScoringSpec | None, info["scoring"], where, "scoring")
         quantization = None
         if narrow is not None:

@@ -24,7 +24,8 @@ from .manifest import DIGESTS, MANIFEST, GraphSpec, Manifest
 from .signing import SIGNATURE, verify_signature
 from .providers import check_session_provider, import_onnxruntime, select_providers
 
-ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)",
+ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "float16": "tensor(float16)",
+             "uint8": "tensor(uint8)",
              "int64": "tensor(int64)", "bool": "tensor(bool)"}
 
 

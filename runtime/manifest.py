@@ -27,6 +27,10 @@ Format history (bump FORMAT_VERSION on any change of meaning or layout):
 - 6: `quantization` (optional): a graph exported with dynamic int8 weights (`gen export
   --quantize int8`) or in float16 (`gen export --precision fp16`, same field), its measured cost against the float graph and the threshold recalibrated
   on its own scores. Formats 2 to 5 read unchanged.
+- 7: image bundles may hold a `widen` graph (uint8 rows -> float32 rows, one Cast), so uint8
+  rows are widened where the graphs run (on the GPU under IOBinding). Its uint8 input is what
+  a gen that reads format 6 cannot check, so it refuses the bundle by its version, clearly;
+  formats 2 to 6 read unchanged (without it, uint8 rows are widened on the host).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import numpy as np
 
 from .errors import BundleError
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 DIGESTS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 VERBS = ("sample", "reconstruct", "encode", "score", "complete")
@@ -60,10 +64,15 @@ VERB_IO: dict[str, tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]] = {
     "reconstruct": (("encoder", ("x",), ("z",)), ("decoder", ("z",), ("x",))),
     "complete": (("complete", ("x", "mask"), ("completed",)),),
 }
+# The graph of image bundles that widens uint8 rows (as MNIST files store pixels) to the float32
+# rows the other graphs take: one Cast, so under IOBinding a batch crosses to the device as
+# bytes, 4x fewer than float32, and is widened there. Optional (format 7; older bundles read without it).
+WIDEN = ("widen", "x", "x_float32")
 # Older formats this gen still reads: version -> function that brings the raw JSON one version up.
 # 2 -> 3 only added optional fields, so a format-2 manifest is a format-3 one as it stands.
 UPGRADES = {2: lambda raw: {**raw, "format_version": 3}, 3: lambda raw: {**raw, "format_version": 4},
-            4: lambda raw: {**raw, "format_version": 5}, 5: lambda raw: {**raw, "format_version": 6}}
+            4: lambda raw: {**raw, "format_version": 5}, 5: lambda raw: {**raw, "format_version": 6},
+            6: lambda raw: {**raw, "format_version": 7}}
 # Format versions this gen refuses, with the reason a user reads.
 REFUSED_VERSIONS = {
     1: "its graphs take model-space inputs and one input each; re-export the run folder with "
@@ -449,6 +458,8 @@ class Manifest:
                 if port.kind == "data" and port.shape[1:] != list(self.data.shape):
                     raise BundleError(f"{where}: graph {role!r} port {port.name!r} has rows of shape "
                                       f"{port.shape[1:]}, expected {self.data.shape}")
+        if WIDEN[0] in self.graphs:
+            self._check_widen(where)
         for verb in self.capabilities:
             for role, inputs, outputs in VERB_IO.get(verb, ()):
                 self._need_ports(where, verb, role, inputs, outputs)
@@ -458,6 +469,15 @@ class Manifest:
             self._check_sampler(where)
         if self.refine is not None:
             self._check_refine(where)
+
+    def _check_widen(self, where: str) -> None:
+        role, source, target = WIDEN
+        graph = self.graphs[role]
+        x, y = graph.port(source), graph.port(target, outputs=True)
+        if x is None or y is None or (x.dtype, y.dtype) != ("uint8", "float32") or x.kind != "data" \
+                or y.kind != "data":
+            raise BundleError(f"{where}: graph {role!r} must take uint8 data {source!r} and return float32 "
+                              f"data {target!r}")
 
     def _check_gaussian(self, where: str) -> None:
         """A fitted Gaussian prior has a mean of the latent size and a symmetric positive

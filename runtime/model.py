@@ -12,7 +12,7 @@ from . import samplers
 from .bundle import LoadedBundle, open_bundle
 from .errors import InputError, NotSupported
 from .execution import GraphRunner, binding_device
-from .manifest import Manifest
+from .manifest import WIDEN, Manifest
 from .outputs import (MAX_PNG_SAMPLES, SAMPLE_FORMATS, ArrayWriter, ScoreWriter, anomaly_maps, atomic_path,
                       check_disk, check_output, png_bytes, sample_block_rows, save_samples)
 from .readers import Selection, check_array, iter_rows, iter_selected
@@ -67,7 +67,9 @@ class GenModel:
 
     Inputs and outputs are in raw data units. The graphs apply the bundle's preprocessing
     themselves; the host only checks rows, casts them to the graph's float32 and reshapes
-    flat rows to the data's shape.
+    flat rows to the data's shape. uint8 rows (pixels as MNIST files store them) stay uint8
+    until a batch is fed: a bundle's `widen` graph widens them where the graphs run (on the
+    GPU under IOBinding, so a quarter of the bytes cross to it), else the host does, per batch.
     """
 
     def __init__(self, bundle: LoadedBundle, batch_size: int = 1024, io_binding: bool | None = None):
@@ -79,6 +81,7 @@ class GenModel:
         self.manifest: Manifest = bundle.manifest
         self.batch_size = batch_size
         self.shape = list(self.manifest.data.shape)
+        self.widen = self.runners.get(WIDEN[0])
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -113,16 +116,30 @@ class GenModel:
         """As `run_batched`, for several outputs of one run: {name: concatenated output}."""
         runner = self.runners[role]
         n = len(next(iter(feeds.values())))
-        parts = [runner.run({k: v[i:i + self.batch_size] for k, v in feeds.items()}, outputs=outputs)
+        parts = [runner.run(self._widened(runner, {k: v[i:i + self.batch_size] for k, v in feeds.items()}),
+                            outputs=outputs)
                  for i in range(0, n, self.batch_size)]
         return {name: np.concatenate([p[name] for p in parts], axis=0) for name in outputs}
+
+    def _widened(self, runner: GraphRunner, feeds: dict) -> dict:
+        """`feeds` with uint8 data rows `x` widened to float32: by the `widen` graph, its output
+        left on the device, where the runner binds its inputs there; else on the host."""
+        x = feeds.get("x")
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
+            return feeds
+        if self.widen is not None and runner.device is not None:
+            _, source, target = WIDEN
+            x = self.widen.run({source: x}, outputs=[target], keep_on_device=True)[target]
+        else:
+            x = x.astype(np.float32)
+        return {**feeds, "x": x}
 
     def port_shape(self, role: str, name: str) -> list[int]:
         """The per-row shape of input `name` of graph `role`, from the manifest."""
         return list(self.manifest.graphs[role].port(name).shape[1:])
 
     def _rows(self, x: np.ndarray, where: str) -> np.ndarray:
-        return check_array(x, self.shape, where)
+        return check_array(x, self.shape, where, narrow=True)
 
     # -- verbs ---------------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0, **options) -> np.ndarray:
@@ -190,7 +207,8 @@ class GenModel:
         # Per batch, the codes stay on the device between the two graphs (under IOBinding).
         parts = []
         for i in range(0, len(rows), self.batch_size):
-            z = encoder.run({"x": rows[i:i + self.batch_size]}, outputs=["z"], keep_on_device=True)["z"]
+            z = encoder.run(self._widened(encoder, {"x": rows[i:i + self.batch_size]}), outputs=["z"],
+                            keep_on_device=True)["z"]
             parts.append(decoder.run({"z": z}, outputs=["x"])["x"])
         return np.concatenate(parts, axis=0)
 
@@ -350,7 +368,7 @@ class GenModel:
         writer = ScoreWriter(out, extra=("log_p",) if log_z is not None else (), top_k=k,
                              feature_width=max(map(len, names)) if k else 1,
                              keep=selection.keep if selection is not None else ())
-        chunks = (((rows, {}) for rows in iter_rows(path, self.shape, chunk_rows)) if selection is None
+        chunks = (((rows, {}) for rows in iter_rows(path, self.shape, chunk_rows, narrow=True)) if selection is None
                   else iter_selected(path, self.shape, selection, chunk_rows))
         top = TopRows(int(maps_rows)) if maps is not None else None
         flagged, in_head, head = 0, 0, []
@@ -379,7 +397,7 @@ class GenModel:
             else:
                 recon = self.reconstruct(top.rows) if "reconstruct" in self.capabilities else None
                 raw = self.manifest.data.raw_range or (float(top.rows.min()), float(top.rows.max()))
-                picture = png_bytes(anomaly_maps(top.rows, top.errors, tuple(raw), recon))
+                picture = png_bytes(anomaly_maps(top.rows.astype(np.float32), top.errors, tuple(raw), recon))
                 with atomic_path(maps) as tmp:  # both files appear, or neither
                     tmp.write_bytes(picture)
                     writer.close()
@@ -401,7 +419,7 @@ class GenModel:
         dim = int(np.prod(self.manifest.graphs["encoder"].port("z", outputs=True).shape[1:]))
         writer = ArrayWriter(out, [f"z{i}" for i in range(dim)])
         try:
-            for chunk in iter_rows(path, self.shape, chunk_rows):
+            for chunk in iter_rows(path, self.shape, chunk_rows, narrow=True):
                 writer.write(self.run_batched("encoder", {"x": chunk}, "z").reshape(len(chunk), dim))
                 if on_chunk is not None:
                     on_chunk(writer.rows)

@@ -68,7 +68,7 @@ RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUnifor
 @pytest.mark.parametrize("name", FAMILIES)
 def test_export_parity_within_tolerance(name, bundles):
     manifest = load(bundles[name]).manifest
-    assert manifest.format_version == 6 and manifest.family == name
+    assert manifest.format_version == 7 and manifest.family == name
     assert set(manifest.parity.graphs) == set(manifest.graphs)
     for role, p in manifest.parity.graphs.items():
         assert p.max_abs_diff <= manifest.parity.tolerance * max(1.0, p.max_abs_output), role
@@ -93,8 +93,9 @@ def test_graphs_are_valid_random_free_and_batch_dynamic(name, bundles):
         session = ort.InferenceSession(str(bundles[name] / spec.file), providers=["CPUExecutionProvider"])
         reference = ReferenceEvaluator(model)
         for n in (1, 7):
-            feed = {t.name: ((rng.random((n, *t.shape[1:])) < 0.5) if t.kind in ("state", "mask")
-                             else rng.uniform(0, 1, (n, *t.shape[1:]))).astype(np.float32) for t in spec.inputs}
+            feed = {t.name: (rng.integers(0, 256, (n, *t.shape[1:])) if t.dtype == "uint8"
+                             else (rng.random((n, *t.shape[1:])) < 0.5) if t.kind in ("state", "mask")
+                             else rng.uniform(0, 1, (n, *t.shape[1:]))).astype(t.dtype) for t in spec.inputs}
             got, ref = session.run(None, feed), reference.run(None, feed)
             for t, g, r in zip(spec.outputs, got, ref):
                 assert g.shape[0] == n, (role, t.name)

@@ -123,7 +123,7 @@ def _missing(folder):
 
 def _newer(folder):
     path = folder / "manifest.json"
-    path.write_text(path.read_text().replace('"format_version": 6', '"format_version": 99'))
+    path.write_text(path.read_text().replace('"format_version": 7', '"format_version": 99'))
     return "manifest.json: format_version 99 is newer than this gen reads"
 
 
@@ -185,7 +185,7 @@ def test_info(bundles):
     assert "vae (bernoulli decoder)" in result.output and "threshold" in result.output
     summary = json.loads(gen("info", bundles["gan"], "--json").output)
     assert summary["capabilities"] == ["sample", "score"]
-    assert set(summary["graphs"]) == {"generator", "discriminator", "score"}
+    assert set(summary["graphs"]) == {"generator", "discriminator", "score", "widen"}
 
 
 def test_train_config_file_and_flag_override(tmp_path):

@@ -16,7 +16,7 @@ from gen.trainer.train import load_run
 
 def test_manifest_records_the_contract(bundles):
     manifest = json.loads((bundles["vae"] / "manifest.json").read_text())
-    assert manifest["format_version"] == 6 and manifest["family"] == "vae" and manifest["quantization"] is None
+    assert manifest["format_version"] == 7 and manifest["family"] == "vae" and manifest["quantization"] is None
     assert manifest["variant"] == "bernoulli decoder"
     assert manifest["config"]["seed"] == 0 and manifest["seed"] == 0
     assert manifest["config"]["decoder"] == "bernoulli" and manifest["config"]["lr"] == 1e-3
@@ -30,13 +30,19 @@ def test_manifest_records_the_contract(bundles):
     assert len(scoring["quantile_levels"]) == len(scoring["quantile_values"]) == 101
     assert 0 < manifest["metrics"]["evaluation"]["auroc"] <= 1 and manifest["metrics"]["epochs"] == 30
     parity = manifest["parity"]
-    assert parity["probe_rows"] > 0 and parity["tolerance"] == 1e-4 and set(parity["graphs"]) == {"encoder", "decoder", "score"}
+    assert parity["probe_rows"] > 0 and parity["tolerance"] == 1e-4 and set(parity["graphs"]) == {"encoder", "decoder", "score",
+                                                                                              "widen"}
     assert parity["graphs"]["encoder"]["max_abs_diff"] <= 1e-4  # outputs of order 1: absolute
     assert manifest["graphs"]["encoder"]["inputs"] == [
         {"name": "x", "shape": ["batch", 1, 8, 8], "dtype": "float32", "kind": "data"}]
     assert manifest["graphs"]["encoder"]["outputs"] == [
         {"name": "z", "shape": ["batch", 4], "dtype": "float32", "kind": "latent"},
         {"name": "logvar", "shape": ["batch", 4], "dtype": "float32", "kind": "value"}]
+    assert parity["graphs"]["widen"]["max_abs_diff"] == 0.0  # uint8 -> float32 is exact
+    assert manifest["graphs"]["widen"]["inputs"] == [
+        {"name": "x", "shape": ["batch", 1, 8, 8], "dtype": "uint8", "kind": "data"}]
+    assert manifest["graphs"]["widen"]["outputs"] == [
+        {"name": "x_float32", "shape": ["batch", 1, 8, 8], "dtype": "float32", "kind": "data"}]
 
 
 def test_tabular_preprocessing_is_per_feature_inside_the_graph(tmp_path):

@@ -22,7 +22,7 @@ def edit_manifest(folder, change, reseal: bool = True):
 def test_loads_and_lists_capabilities(bundles):
     model = load(bundles["vae"])
     assert model.capabilities == ["sample", "reconstruct", "encode", "score"]
-    assert set(model.bundle.sessions) == {"encoder", "decoder", "score"}
+    assert set(model.bundle.sessions) == {"encoder", "decoder", "score", "widen"}
 
 
 def test_missing_folder(tmp_path):

@@ -33,7 +33,7 @@ def test_older_formats_read_as_format_5(bundles, version):
         raw["data"].pop("ratings")
         raw["scoring"].pop("errors")
     manifest = Manifest.from_dict(raw)
-    assert manifest.format_version == 6 and manifest.refine is None and manifest.latent.codes is None
+    assert manifest.format_version == 7 and manifest.refine is None and manifest.latent.codes is None
     if version == 2:
         assert manifest.fitted == {} and manifest.scoring.errors is None
 
