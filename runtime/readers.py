@@ -52,6 +52,8 @@ def _is_number(cell: str) -> bool:
 def check_finite(x: np.ndarray, where: str, first_row: int = 0, label: str = "row") -> None:
     """Refuse NaN or inf (after conversion to the model's dtype), naming the first offending
     row and column, both counted from 1 (`first_row`: rows before this chunk)."""
+    if np.isfinite(x).all():  # the common case in two ufunc calls; the search below only on failure
+        return
     flat = x.reshape(x.shape[0], -1)
     bad = ~np.isfinite(flat)
     if bad.any():
@@ -65,7 +67,7 @@ def check_layout(array_shape: tuple, dtype: np.dtype, shape: list[int], where: s
     (N, *shape); any other layout is refused, even with the right number of values."""
     if np.dtype(dtype).kind not in "fiub":
         raise InputError(f"{where}: expected numeric values, got dtype {dtype}")
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     if len(array_shape) == 1 and array_shape[0] == size:
         raise InputError(f"{where}: expected a batch of rows (N, {_shape_text(shape)}), got a single "
                          f"row of shape ({array_shape[0]},); add a batch axis")
