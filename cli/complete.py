@@ -23,7 +23,7 @@ def complete(
     top_k: Annotated[Optional[int], typer.Option(help="The K unrated items with the highest predictions per "
                                                       "user.", min=1)] = None,
     device: DeviceOpt = Device.auto,
-    batch_size: BatchOpt = 1024,
+    batch_size: BatchOpt = None,
     threads: ThreadsOpt = None,
     public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,

@@ -18,7 +18,9 @@ class Device(str, Enum):
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder.")]
 DeviceOpt = Annotated[Device, typer.Option(help="auto, cpu or cuda (onnxruntime provider).")]
-BatchOpt = Annotated[int, typer.Option(help="Rows per onnxruntime call.", min=1)]
+BatchOpt = Annotated[Optional[int], typer.Option(
+    help="Rows per onnxruntime call [default: from the row size and device: about 4 MiB of float32 rows "
+         "on CPU (256..16384), 64 MiB on CUDA (1024..65536)].", min=1, show_default=False)]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: one per core).", min=1)]
 PublicKeyOpt = Annotated[Optional[Path], typer.Option(
     envvar="GEN_PUBLIC_KEY", help="Serve only a bundle signed by this EC public key (PEM; needs gen[sign]). "

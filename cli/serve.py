@@ -35,7 +35,7 @@ def sample(
     code: Annotated[Optional[list[str]], typer.Option(
         help="InfoGAN bundles: hold a latent code fixed, NAME=VALUE (repeatable): --code cat=3 --code c1=0.5; "
              "`gen info` lists the codes.", metavar="NAME=VALUE")] = None,
-    batch_size: BatchOpt = 1024,
+    batch_size: BatchOpt = None,
     threads: ThreadsOpt = None,
     public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
@@ -111,7 +111,7 @@ def score(
     maps_rows: Annotated[Optional[int], typer.Option(
         help="Rows shown in --maps, the highest-scoring ones (default: 16).", min=1)] = None,
     device: DeviceOpt = Device.auto,
-    batch_size: BatchOpt = 1024,
+    batch_size: BatchOpt = None,
     threads: ThreadsOpt = None,
     chunk_rows: ChunkOpt = 4096,
     workers: Annotated[Optional[int], typer.Option(
@@ -268,7 +268,7 @@ def encode(
     out: Annotated[Path, typer.Option(help="Output codes: .npy (N, latent) or .csv (columns z0, z1, ...); - "
                                            "writes CSV to standard output.")],
     device: DeviceOpt = Device.auto,
-    batch_size: BatchOpt = 1024,
+    batch_size: BatchOpt = None,
     threads: ThreadsOpt = None,
     chunk_rows: ChunkOpt = 4096,
     public_key: PublicKeyOpt = None,

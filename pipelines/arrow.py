@@ -54,7 +54,7 @@ class Scorer:
     kept is a feature. `device`, `threads`, `batch_size` and `public_key` are `load`'s."""
 
     def __init__(self, bundle, columns=None, keep_columns=None, device: str = "auto", threads: int | None = None,
-                 batch_size: int = 1024, public_key: str | Path | None = None):
+                 batch_size: int | None = None, public_key: str | Path | None = None):
         if type(bundle).__name__ == "ObjectRef":  # pack_bundle's bytes in Ray's object store
             import ray
 

@@ -41,7 +41,7 @@ def _ray():
 
 
 def score_dataset(dataset, bundle, *, columns=None, keep_columns=None, device: str = "auto",
-                  concurrency: int | tuple[int, int] | None = None, batch_size: int = 4096,
+                  concurrency: int | tuple[int, int] | None = None, batch_size: int | None = None,
                   threads: int | None = 1, ship: bool = False, public_key=None):
     """`dataset` (a ray.data.Dataset of raw rows) with the kept columns and the scores
     (`Scorer`'s output), lazily, as Ray Data does. The bundle is verified here first, so a
@@ -63,9 +63,9 @@ def score_dataset(dataset, bundle, *, columns=None, keep_columns=None, device: s
     return dataset.map_batches(
         Scorer, compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high), fn_constructor_args=(source,),
         fn_constructor_kwargs={"columns": columns, "keep_columns": keep_columns, "device": device,
-                               "threads": threads, "batch_size": min(batch_size, 65536),
+                               "threads": threads, "batch_size": None if batch_size is None else min(batch_size, 65536),
                                "public_key": None if public_key is None else str(public_key)},
-        batch_format="pyarrow", batch_size=batch_size, num_gpus=1 if gpu else None, num_cpus=None if gpu else 1)
+        batch_format="pyarrow", batch_size=batch_size or 4096, num_gpus=1 if gpu else None, num_cpus=None if gpu else 1)
 
 
 ERROR_LINE = re.compile(r"^gen\.runtime\.errors\.(\w+): (.+)$", re.MULTILINE)
@@ -97,7 +97,7 @@ def find_gen_error(exc: BaseException) -> GenError | None:
 
 
 def score_files(bundle, source, out, *, address: str | None = None, columns=None, keep_columns=None,
-                device: str = "auto", workers: int | None = None, batch_size: int = 4096, threads: int | None = 1,
+                device: str = "auto", workers: int | None = None, batch_size: int | None = None, threads: int | None = 1,
                 public_key=None, ship: bool = False) -> dict:
     """Score the Parquet or CSV files of a folder or glob `source` on Ray (the cluster at
     `address`, or a local one started here) into the new folder `out`, in the inputs'

@@ -11,7 +11,7 @@ import numpy as np
 from . import samplers
 from .bundle import LoadedBundle, open_bundle
 from .errors import InputError, NotSupported
-from .execution import GraphRunner, binding_device
+from .execution import GraphRunner, binding_device, default_batch_size
 from .manifest import WIDEN, Manifest
 from .outputs import (MAX_PNG_SAMPLES, SAMPLE_FORMATS, ArrayWriter, ScoreWriter, anomaly_maps, atomic_path,
                       check_disk, check_output, png_bytes, sample_block_rows, save_samples)
@@ -72,15 +72,17 @@ class GenModel:
     GPU under IOBinding, so a quarter of the bytes cross to it), else the host does, per batch.
     """
 
-    def __init__(self, bundle: LoadedBundle, batch_size: int = 1024, io_binding: bool | None = None):
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    def __init__(self, bundle: LoadedBundle, batch_size: int | None = None, io_binding: bool | None = None):
+        if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+            raise InputError(f"batch_size must be an integer >= 1 (or None: chosen from the row size and device), "
+                             f"got {batch_size!r}")
         self.bundle = bundle
         device = binding_device(bundle.provider, io_binding)
         self.runners = {role: GraphRunner(session, device) for role, session in bundle.sessions.items()}
         self.manifest: Manifest = bundle.manifest
-        self.batch_size = batch_size
         self.shape = list(self.manifest.data.shape)
+        self.batch_size = int(batch_size) if batch_size is not None else \
+            default_batch_size(self.manifest.data.size, bundle.provider)
         self.widen = self.runners.get(WIDEN[0])
 
     # -- facts ---------------------------------------------------------------------------
@@ -471,11 +473,12 @@ def describe(model: GenModel) -> dict:
     return summary
 
 
-def load(path: str | Path, device: str = "auto", batch_size: int = 1024, threads: int | None = None,
+def load(path: str | Path, device: str = "auto", batch_size: int | None = None, threads: int | None = None,
          io_binding: bool | None = None, public_key: str | Path | None = None) -> GenModel:
     """Verify and load the bundle at `path`; with `public_key`, only if signed by that key.
 
-    device: `auto`, `cpu` or `cuda`. batch_size: rows per onnxruntime call. threads: cap on
+    device: `auto`, `cpu` or `cuda`. batch_size: rows per onnxruntime call (None: chosen from
+    the row size and the provider, `execution.default_batch_size`). threads: cap on
     onnxruntime's intra-op threads. io_binding: None binds inputs/outputs with IOBinding on
     CUDA only; True always; False never.
     """

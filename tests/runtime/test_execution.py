@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gen.runtime import DeviceError, load
-from gen.runtime.execution import binding_device
+from gen.runtime import DeviceError, InputError, load
+from gen.runtime.execution import binding_device, default_batch_size
 from gen.runtime.providers import CPU, CUDA
 from gen.trainer import registry
 
@@ -52,3 +52,14 @@ def test_outputs_are_read_by_name(bundles, digits_rows):
     np.testing.assert_array_equal(only["logvar"], both["logvar"])
     with pytest.raises(KeyError, match=r"graph inputs \['x'\] not fed"):
         model.runners["encoder"].run({"rows": rows})
+
+
+def test_default_batch_size_follows_the_row_size_and_device(bundles):
+    assert default_batch_size(64, CPU) == 16384  # 4 MiB of 256-byte rows, at the cap
+    assert default_batch_size(784, CPU) == 1024  # MNIST rows: 1,337 -> the nearest power of two
+    assert default_batch_size(3 * 224 * 224, CPU) == 256  # large images: the floor, not 6 rows
+    assert default_batch_size(784, CUDA) == 16384 and default_batch_size(64, CUDA) == 65536
+    assert load(bundles["ae"], device="cpu").batch_size == 16384  # digits rows, 64 values
+    assert load(bundles["ae"], device="cpu", batch_size=7).batch_size == 7
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
+        load(bundles["ae"], device="cpu", batch_size=0)
