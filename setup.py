@@ -1,6 +1,10 @@
 """Package discovery for the `gen` namespace: each top folder installs as one `gen.*`
 package with all its sub-packages, found here rather than listed by hand in pyproject.toml.
-Everything else (metadata, dependencies, extras) lives in pyproject.toml."""
+The version is read from runtime/version.py, the one place it is written. Everything else
+(metadata, dependencies, extras) lives in pyproject.toml."""
+
+import re
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
@@ -11,4 +15,7 @@ packages = []
 for folder, name in ROOTS.items():
     packages += [name] + [f"{name}.{sub}" for sub in find_packages(folder)]
 
-setup(packages=packages, package_dir={name: folder for folder, name in ROOTS.items()})
+VERSION = re.search(r'^__version__ = "([^"]+)"$', (Path(__file__).parent / "runtime" / "version.py").read_text(),
+                    re.MULTILINE).group(1)
+
+setup(version=VERSION, packages=packages, package_dir={name: folder for folder, name in ROOTS.items()})

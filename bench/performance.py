@@ -35,9 +35,9 @@ import json, os, sys, time
 import numpy as np
 mode, run, bundle, data, batches, min_s = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), float(sys.argv[6])
 rows = np.load(data)
-if mode in ("gen", "gen-int8"):
+if mode.startswith("gen"):
     from gen.runtime import load
-    model = load(bundle + ("-int8" if mode == "gen-int8" else ""), device="cpu")
+    model = load(bundle + {"gen-int8": "-int8", "gen-fp16": "-fp16"}.get(mode, ""), device="cpu")
     call = model.score
 else:
     import torch
@@ -55,7 +55,7 @@ else:
         return (out[0] if isinstance(out, tuple) else out).numpy()
 result = {}
 for b in batches:
-    x = np.ascontiguousarray(np.resize(rows, (b, rows.shape[1])), dtype=np.float32)
+    x = np.ascontiguousarray(np.resize(rows, (b, rows.shape[1])), dtype=np.uint8 if mode == "gen-uint8" else np.float32)
     first = call(x)  # warm-up (and, for torch.compile, compilation)
     n, start = 0, time.perf_counter()
     while n < 3 or time.perf_counter() - start < min_s:
@@ -134,14 +134,25 @@ def installed_size(workdir: Path) -> dict:
             "packages": sorted(p.name.split("-")[0] for p in site.glob("*.dist-info"))}
 
 
+def byte_compile_gen() -> None:
+    """Write the bytecode of gen's own modules, as `pip install gen` does at install time (torch's
+    wheel ships compiled the same way). Without it an editable install under
+    PYTHONDONTWRITEBYTECODE compiles about 30 modules from source on every command (~30 ms)."""
+    import compileall
+
+    for folder in ("runtime", "cli", "trainer", "exporters", "pipelines", "serving"):
+        compileall.compile_dir(str(REPO / folder), quiet=1)
+
+
 def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     gen = _gen()
     batches = (1, 256, 4096) if quick else BATCHES
     data_spec, label = (str(mnist), "MNIST-5k") if mnist is not None else ("digits", "sklearn digits")
     run, bundle = _train(gen, workdir, "ae", "ae", data_spec, 2 if quick else 5, ("--normal-class", "0"))
-    subprocess.run([gen, "export", str(run), "--out", f"{bundle}-int8", "--quantize", "int8", "--json"], check=True,
-                   capture_output=True)
+    for suffix, flag in (("int8", ["--quantize", "int8"]), ("fp16", ["--precision", "fp16"])):
+        subprocess.run([gen, "export", str(run), "--out", f"{bundle}-{suffix}", *flag, "--json"], check=True,
+                       capture_output=True)
     from gen.runtime import load
     from gen.runtime.readers import read_idx
 
@@ -156,7 +167,8 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
     np.save(rows_file, rows)
     record: dict = {"data": label, "features": int(rows.shape[1]), "batches": list(batches),
                     "threads": os.cpu_count(), "alternatives": {}}
-    for mode in ("gen", "gen-int8", "torch-eager", "torch-compile"):
+    modes = ("gen", "gen-uint8", "gen-int8", "gen-fp16", "torch-eager", "torch-compile")
+    for mode in modes if mnist is not None else [m for m in modes if m != "gen-uint8"]:
         start = time.perf_counter()
         try:
             out = subprocess.run([sys.executable, "-c", WORKER, mode, str(run), str(bundle), str(rows_file),
@@ -172,19 +184,23 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
             record["alternatives"][mode] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             _log(f"{mode}: did not run ({record['alternatives'][mode]['error']})")
     record["quantization"] = load(f"{bundle}-int8", device="cpu").manifest.quantization.__dict__
+    record["fp16"] = load(f"{bundle}-fp16", device="cpu").manifest.quantization.__dict__
     record["flops_per_row"] = score_graph_flops(bundle)
     record["sgemm_gflops"] = sgemm_gflops()
     _log(f"score graph {record['flops_per_row']:,} FLOP/row; numpy SGEMM {record['sgemm_gflops']:.1f} GFLOP/s")
 
     files = {}
-    for n in (20_000, 200_000):
-        path = workdir / f"rows-{n}.npy"
-        np.save(path, np.resize(rows, (n, rows.shape[1])))
+    # MNIST's pixels are bytes: the 200k-row file is also scored as the uint8 NPY it would be stored as
+    kinds = [(20_000, "float32"), (200_000, "float32")] + ([(200_000, "uint8")] if mnist is not None else [])
+    for n, dtype in kinds:
+        path = workdir / f"rows-{n}-{dtype}.npy"
+        np.save(path, np.resize(rows, (n, rows.shape[1])).astype(dtype))
         rss, wall = _peak([gen, "score", str(bundle), str(path), "--out", str(workdir / f"s-{n}.npy"),
                            "--device", "cpu"])
-        files[n] = {"peak_rss_mib": rss, "wall_s": wall, "rows_per_s": n / wall}
+        files[n if dtype == "float32" else f"{n}-{dtype}"] = {"peak_rss_mib": rss, "wall_s": wall,
+                                                               "rows_per_s": n / wall, "dtype": dtype}
         path.unlink()
-        _log(f"gen score {n:,} rows: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
+        _log(f"gen score {n:,} {dtype} rows: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
     record["gen_score_files"] = files
 
     samplers = {}
@@ -203,6 +219,7 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
     record["sampling"] = samplers
 
     png = workdir / "cold.png"
+    byte_compile_gen()
     gen_times = [_timed(lambda: subprocess.run([gen, "sample", str(bundle), "--n", "64", "--out", str(png),
                                                 "--device", "cpu"], check=True, capture_output=True))
                  for _ in range(5)]

@@ -1003,7 +1003,8 @@ def performance_section(section: dict | None) -> list[str]:
     if not section:
         return []
     alts = section["alternatives"]
-    names = {"gen": "gen public API (`model.score`)", "gen-int8": "gen, `--quantize int8` bundle",
+    names = {"gen": "gen public API (`model.score`)", "gen-uint8": "gen, uint8 rows",
+             "gen-int8": "gen, `--quantize int8` bundle", "gen-fp16": "gen, `--precision fp16` bundle",
              "torch-eager": "torch eager, same weights", "torch-compile": "torch.compile, same weights"}
     header = ["batch", *(names[m] for m in alts), "gen / torch eager"]
     rows = []
@@ -1018,16 +1019,22 @@ def performance_section(section: dict | None) -> list[str]:
     out = ["", "## Runtime performance (CPU)", "",
            f"One autoencoder trained on {section['data']} ({section['features']} inputs, default layers), scored "
            f"as host float32 rows with scores back on the host, on {section['threads']} threads; rows/s, each "
-           "alternative in its own process.", "",
+           "alternative in its own process"
+           + ("; `uint8 rows` feeds the same pixels as the bytes MNIST stores (widened per batch)"
+              if "gen-uint8" in alts else "")
+           + ("; the fp16 bundle is for GPUs: on this CPU onnxruntime computes most of its nodes in float32 "
+              "between casts" if "gen-fp16" in alts else "") + ".", "",
            table(header, rows, ["r"] * len(header)), ""]
     errors = [f"{names[m]}: {v['error']}" for m, v in alts.items() if isinstance(v, dict) and "error" in v]
     out += [f"- Did not run: {e}" for e in errors]
-    q = section.get("quantization")
-    if q:
-        out.append(f"- The int8 bundle's cost, measured at export on {q['n_rows']:,} held-out rows: scores within "
-                   f"{q['max_rel_score_diff']:.2%} of the float graph's, flags agree on {q['flag_agreement']:.1%}"
-                   + (f", AUROC {q['auroc_float']:.4f} -> {q['auroc_quantized']:.4f}" if q.get("auroc_float") is not None
-                      else "") + ".")
+    for key, label in (("quantization", "int8"), ("fp16", "fp16")):
+        q = section.get(key)
+        if q:
+            out.append(f"- The {label} bundle's cost, measured at export on {q['n_rows']:,} held-out rows: scores "
+                       f"within {q['max_rel_score_diff']:.2%} of the float graph's, flags agree on "
+                       f"{q['flag_agreement']:.1%}"
+                       + (f", AUROC {q['auroc_float']:.4f} -> {q['auroc_quantized']:.4f}"
+                          if q.get("auroc_float") is not None else "") + ".")
     flops, sgemm = section["flops_per_row"], section["sgemm_gflops"]
     best = max((v["rows_per_s"] for v in alts.get("gen", {}).values() if isinstance(v, dict) and "rows_per_s" in v),
                default=None)
@@ -1038,8 +1045,9 @@ def performance_section(section: dict | None) -> list[str]:
                    + (": numpy's BLAS is not this CPU's limit, onnxruntime's own GEMM kernels run faster on it."
                       if achieved > sgemm else "."))
     for n, f in section["gen_score_files"].items():
-        out.append(f"- `gen score` of a {int(n):,}-row NPY file: {f['rows_per_s']:,.0f} rows/s including start-up, "
-                   f"peak RSS {f['peak_rss_mib']:.0f} MiB.")
+        rows_n = int(str(n).split("-")[0])
+        out.append(f"- `gen score` of a {rows_n:,}-row {f.get('dtype', 'float32')} NPY file: {f['rows_per_s']:,.0f} "
+                   f"rows/s including start-up, peak RSS {f['peak_rss_mib']:.0f} MiB.")
     for name, s in section["sampling"].items():
         out.append(f"- `sample` ({name}): " + (f"{s['samples_per_s']:,.0f} samples/s"
                                                 + (f" ({s['gibbs_steps']} Gibbs steps each)" if s.get("gibbs_steps") else "")

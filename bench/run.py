@@ -404,6 +404,7 @@ def sampling_benchmark(bundles: dict[str, Path], source: str, repeats: int, inpr
 
     out_png = workdir / "x.png"
     gen = gen_executable()
+    importlib.import_module("performance").byte_compile_gen()
     result = {"n": SAMPLE_N, "repeats": repeats, "inproc_repeats": inproc_repeats, "gen": display_path(gen),
               "bundles_from": source, "families": {}}
     commands = {"python": [sys.executable, "-c", "pass"],

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from gen.runtime.errors import ConfigError, InputError
 
@@ -111,11 +110,15 @@ class TrainConfig:
         return {**run, **dataclasses.asdict(self.options)}
 
     def write_yaml(self, path: Path) -> None:
+        import yaml
+
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML file as a flat mapping (safe_load only), with one-line errors."""
+    import yaml  # here, not at the top: the serving commands import this module and never read YAML
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: config file not found")

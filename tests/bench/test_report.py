@@ -317,16 +317,24 @@ def test_performance_section_compares_gen_with_torch_and_marks_gpu_rows(report):
     alt = lambda *rates: {b: {"rows_per_s": r} for b, r in zip((1, 4096), rates)}  # noqa: E731
     results["performance"] = {
         "data": "MNIST-5k", "features": 784, "batches": [1, 4096], "threads": 2,
-        "alternatives": {"gen": alt(30_000.0, 400_000.0), "gen-int8": alt(35_000.0, 800_000.0),
+        "alternatives": {"gen": alt(30_000.0, 400_000.0), "gen-uint8": alt(31_000.0, 420_000.0),
+                         "gen-int8": alt(35_000.0, 800_000.0), "gen-fp16": alt(20_000.0, 300_000.0),
                          "torch-eager": alt(10_000.0, 100_000.0), "torch-compile": {"error": "RuntimeError: no cc"}},
         "quantization": {"n_rows": 1100, "max_rel_score_diff": 0.005, "flag_agreement": 0.999, "auroc_float": 0.96,
                          "auroc_quantized": 0.959},
+        "fp16": {"n_rows": 1100, "max_rel_score_diff": 0.0004, "flag_agreement": 1.0, "auroc_float": 0.96,
+                 "auroc_quantized": 0.96},
         "flops_per_row": 1_000_000, "sgemm_gflops": 500.0,
-        "gen_score_files": {"20000": {"rows_per_s": 40_000.0, "peak_rss_mib": 150.0}},
+        "gen_score_files": {"20000": {"rows_per_s": 40_000.0, "peak_rss_mib": 150.0},
+                            "200000-uint8": {"rows_per_s": 150_000.0, "peak_rss_mib": 120.0, "dtype": "uint8"}},
         "sampling": {"vae": {"samples_per_s": 1e6, "gibbs_steps": None}},
         "cold_start": {"gen_sample_64_s": 0.25, "import_torch_s": 1.0}}
     text = report.render(results)
-    assert "| 4,096 | 400,000 | 800,000 | 100,000 | did not run | 4.00x |" in text
+    assert "| 4,096 | 400,000 | 420,000 | 800,000 | 300,000 | 100,000 | did not run | 4.00x |" in text
+    assert "gen, uint8 rows" in text and "gen, `--precision fp16` bundle" in text
+    assert "The fp16 bundle's cost, measured at export on 1,100 held-out rows: scores within 0.04%" in text
+    assert "`gen score` of a 200,000-row uint8 NPY file: 150,000 rows/s including start-up, peak RSS 120 MiB." in text
+    assert "`gen score` of a 20,000-row float32 NPY file: 40,000 rows/s" in text
     assert "- Did not run: torch.compile, same weights: RuntimeError: no cc" in text
     assert "gen's best rate is 800.0 GFLOP/s" not in text  # the float graph's rate, not int8's
     assert "gen's best rate is 400.0 GFLOP/s, 80% of numpy's SGEMM" in text
