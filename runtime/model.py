@@ -84,6 +84,7 @@ class GenModel:
         self.batch_size = int(batch_size) if batch_size is not None else \
             default_batch_size(self.manifest.data.size, bundle.provider)
         self.widen = self.runners.get(WIDEN[0])
+        self._size, self._ndim = self.manifest.data.size, 1 + len(self.shape)
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -143,6 +144,12 @@ class GenModel:
         return list(self.manifest.graphs[role].port(name).shape[1:])
 
     def _rows(self, x: np.ndarray, where: str) -> np.ndarray:
+        # The common case (float32 rows, flat or shaped, all finite) checked in a few attribute
+        # reads; anything else, and any failure, takes check_array's path and its messages.
+        if type(x) is np.ndarray and x.dtype == np.float32 and len(x) and x.ndim in (2, self._ndim) \
+                and (x.shape[1] == self._size if x.ndim == 2 else list(x.shape[1:]) == self.shape) \
+                and np.isfinite(x).all():
+            return x.reshape((len(x), *self.shape))
         return check_array(x, self.shape, where, narrow=True)
 
     # -- verbs ---------------------------------------------------------------------------
