@@ -34,11 +34,18 @@ WORKER = r'''
 import json, os, sys, time
 import numpy as np
 mode, run, bundle, data, batches, min_s = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), float(sys.argv[6])
+device = sys.argv[7] if len(sys.argv) > 7 else "cpu"
 rows = np.load(data)
 if mode.startswith("gen"):
     from gen.runtime import load
-    model = load(bundle + {"gen-int8": "-int8", "gen-fp16": "-fp16"}.get(mode, ""), device="cpu")
+    model = load(bundle + {"gen-int8": "-int8", "gen-fp16": "-fp16"}.get(mode, ""), device=device)
     call = model.score
+elif mode == "ort-plain":  # onnxruntime alone: InferenceSession.run on host arrays, no gen code
+    import onnxruntime as ort
+    shape = json.load(open(os.path.join(bundle, "manifest.json")))["data"]["shape"]
+    session = ort.InferenceSession(os.path.join(bundle, "score.onnx"), providers=(
+        ["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"])
+    call = lambda x: session.run(["score"], {"x": x.reshape(len(x), *shape)})[0]
 else:
     import torch
     torch.set_num_threads(os.cpu_count())
@@ -47,12 +54,13 @@ else:
     cfg, info, spec, net = load_run(run)
     graph = with_tuned_discriminator(cfg.family, net, None, spec)["score"]
     module = RawUnits(graph, spec.preprocessing, spec.shape).eval()
+    module = module.to(device)
     if mode == "torch-compile":
         module = torch.compile(module)
-    def call(x):
+    def call(x):  # host rows in, scores back on the host (.cpu() waits for the device)
         with torch.inference_mode():
-            out = module(torch.from_numpy(x).reshape(len(x), *spec.shape))
-        return (out[0] if isinstance(out, tuple) else out).numpy()
+            out = module(torch.from_numpy(x).to(device).reshape(len(x), *spec.shape))
+        return (out[0] if isinstance(out, tuple) else out).cpu().numpy()
 result = {}
 for b in batches:
     x = np.ascontiguousarray(np.resize(rows, (b, rows.shape[1])), dtype=np.uint8 if mode == "gen-uint8" else np.float32)
@@ -144,6 +152,40 @@ def byte_compile_gen() -> None:
         compileall.compile_dir(str(REPO / folder), quiet=1)
 
 
+def _alternatives(modes, run: Path, bundle: Path, rows_file: Path, batches, quick: bool, device: str) -> dict:
+    """rows/s per batch size of each mode, each in its own process, on `device`."""
+    found = {}
+    for mode in modes:
+        start = time.perf_counter()
+        try:
+            out = subprocess.run([sys.executable, "-c", WORKER, mode, str(run), str(bundle), str(rows_file),
+                                  json.dumps(batches), str(0.3 if quick else MIN_SECONDS), device],
+                                 capture_output=True, text=True, timeout=900)
+            if out.returncode != 0:
+                raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed")
+            found[mode] = {int(k): v for k, v in json.loads(out.stdout).items()}
+            _log(f"{mode} on {device}: " + ", ".join(f"batch {b} {v['rows_per_s']:,.0f} rows/s"
+                                                     for b, v in found[mode].items())
+                 + f" ({time.perf_counter() - start:.0f} s)")
+        except Exception as exc:  # torch.compile needs a C++ compiler; say what happened
+            found[mode] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            _log(f"{mode} on {device}: did not run ({found[mode]['error']})")
+    return found
+
+
+def cuda_device() -> str | None:
+    """The GPU's name when both onnxruntime (CUDA provider) and torch see one, else None."""
+    try:
+        import onnxruntime
+        import torch
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers() and torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:  # no GPU stack here
+        return None
+    return None
+
+
 def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     gen = _gen()
@@ -168,21 +210,14 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
     record: dict = {"data": label, "features": int(rows.shape[1]), "batches": list(batches),
                     "threads": os.cpu_count(), "alternatives": {}}
     modes = ("gen", "gen-uint8", "gen-int8", "gen-fp16", "torch-eager", "torch-compile")
-    for mode in modes if mnist is not None else [m for m in modes if m != "gen-uint8"]:
-        start = time.perf_counter()
-        try:
-            out = subprocess.run([sys.executable, "-c", WORKER, mode, str(run), str(bundle), str(rows_file),
-                                  json.dumps(batches), str(0.3 if quick else MIN_SECONDS)],
-                                 capture_output=True, text=True, timeout=900)
-            if out.returncode != 0:
-                raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed")
-            record["alternatives"][mode] = {int(k): v for k, v in json.loads(out.stdout).items()}
-            _log(f"{mode}: " + ", ".join(f"batch {b} {v['rows_per_s']:,.0f} rows/s"
-                                         for b, v in record["alternatives"][mode].items())
-                 + f" ({time.perf_counter() - start:.0f} s)")
-        except Exception as exc:  # torch.compile needs a C++ compiler; say what happened
-            record["alternatives"][mode] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-            _log(f"{mode}: did not run ({record['alternatives'][mode]['error']})")
+    record["alternatives"] = _alternatives([m for m in modes if mnist is not None or m != "gen-uint8"], run, bundle,
+                                           rows_file, batches, quick, "cpu")
+    gpu = cuda_device()
+    if gpu is not None:  # the GPU rows of issue 11: host rows in, scores back on the host
+        cuda_modes = [m for m in ("gen", "gen-uint8", "gen-fp16", "ort-plain", "torch-eager")
+                      if mnist is not None or m != "gen-uint8"]
+        record["cuda"] = {"device": gpu, "alternatives": _alternatives(cuda_modes, run, bundle, rows_file, batches,
+                                                                       quick, "cuda"), "files": {}}
     record["quantization"] = load(f"{bundle}-int8", device="cpu").manifest.quantization.__dict__
     record["fp16"] = load(f"{bundle}-fp16", device="cpu").manifest.quantization.__dict__
     record["flops_per_row"] = score_graph_flops(bundle)
@@ -202,6 +237,17 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
         path.unlink()
         _log(f"gen score {n:,} {dtype} rows: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
     record["gen_score_files"] = files
+    if gpu is not None:  # `gen score` of a 1M-row file on the GPU, as stored: float32, and uint8 pixels
+        n = 65_536 if quick else 1_048_576
+        for dtype in ("float32", "uint8") if mnist is not None else ("float32",):
+            path = workdir / f"rows-{n}-{dtype}.npy"
+            np.save(path, np.resize(rows, (n, rows.shape[1])).astype(dtype))
+            rss, wall = _peak([gen, "score", str(bundle), str(path), "--out", str(workdir / "s-gpu.npy"),
+                               "--device", "cuda"])
+            record["cuda"]["files"][f"{n}-{dtype}"] = {"peak_rss_mib": rss, "wall_s": wall, "rows_per_s": n / wall,
+                                                       "dtype": dtype}
+            path.unlink()
+            _log(f"gen score {n:,} {dtype} rows on cuda: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
 
     samplers = {}
     for name, family, extra in (("vae", "vae", ()), ("dcgan", "dcgan", ()), ("rbm", "rbm", ())):

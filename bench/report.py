@@ -1003,19 +1003,7 @@ def performance_section(section: dict | None) -> list[str]:
     if not section:
         return []
     alts = section["alternatives"]
-    names = {"gen": "gen public API (`model.score`)", "gen-uint8": "gen, uint8 rows",
-             "gen-int8": "gen, `--quantize int8` bundle", "gen-fp16": "gen, `--precision fp16` bundle",
-             "torch-eager": "torch eager, same weights", "torch-compile": "torch.compile, same weights"}
-    header = ["batch", *(names[m] for m in alts), "gen / torch eager"]
-    rows = []
-    for b in section["batches"]:
-        cells = [f"{b:,}"]
-        for mode in alts:
-            v = alts[mode].get(b) if isinstance(alts[mode], dict) else None
-            cells.append(f"{v['rows_per_s']:,.0f}" if isinstance(v, dict) else "did not run")
-        g, t = alts.get("gen", {}).get(b), alts.get("torch-eager", {}).get(b)
-        cells.append(f"{g['rows_per_s'] / t['rows_per_s']:.2f}x" if isinstance(g, dict) and isinstance(t, dict) else "-")
-        rows.append(cells)
+    names = PERF_NAMES
     out = ["", "## Runtime performance (CPU)", "",
            f"One autoencoder trained on {section['data']} ({section['features']} inputs, default layers), scored "
            f"as host float32 rows with scores back on the host, on {section['threads']} threads; rows/s, each "
@@ -1024,7 +1012,7 @@ def performance_section(section: dict | None) -> list[str]:
               if "gen-uint8" in alts else "")
            + ("; the fp16 bundle is for GPUs: on this CPU onnxruntime computes most of its nodes in float32 "
               "between casts" if "gen-fp16" in alts else "") + ".", "",
-           table(header, rows, ["r"] * len(header)), ""]
+           _speed_table(alts, section["batches"]), ""]
     errors = [f"{names[m]}: {v['error']}" for m, v in alts.items() if isinstance(v, dict) and "error" in v]
     out += [f"- Did not run: {e}" for e in errors]
     for key, label in (("quantization", "int8"), ("fp16", "fp16")):
@@ -1059,8 +1047,43 @@ def performance_section(section: dict | None) -> list[str]:
     if inst and "error" not in inst:
         out.append(f"- A runtime-only environment (`pip install gen[cpu]`): {inst['mib']:.0f} MiB of site-packages, "
                    f"torch {'included (wrong!)' if inst['torch'] else 'absent'}.")
-    out.append(f"- {GPU_LAST}")
+    cuda = section.get("cuda")
+    if not cuda:
+        out.append(f"- {GPU_LAST}")
+        return out
+    out += ["", f"## Runtime performance (CUDA: {cuda['device']})", "",
+            "The same weights on the GPU, host float32 rows in and scores back on the host (uint8 rows: the same "
+            "pixels as bytes, widened on the device); `onnxruntime alone` is `InferenceSession.run` on host arrays "
+            "with no gen code; torch copies each batch to the device and the scores back. rows/s, each alternative "
+            "in its own process.", "", _speed_table(cuda["alternatives"], section["batches"]), ""]
+    out += [f"- Did not run: {names[m]}: {v['error']}" for m, v in cuda["alternatives"].items()
+            if isinstance(v, dict) and "error" in v]
+    for key, f in cuda.get("files", {}).items():
+        out.append(f"- `gen score --device cuda` of a {int(key.split('-')[0]):,}-row {f['dtype']} NPY file: "
+                   f"{f['rows_per_s']:,.0f} rows/s including start-up, peak RSS {f['peak_rss_mib']:.0f} MiB.")
     return out
+
+
+PERF_NAMES = {"gen": "gen public API (`model.score`)", "gen-uint8": "gen, uint8 rows",
+              "gen-int8": "gen, `--quantize int8` bundle", "gen-fp16": "gen, `--precision fp16` bundle",
+              "ort-plain": "onnxruntime alone (`session.run`)",
+              "torch-eager": "torch eager, same weights", "torch-compile": "torch.compile, same weights"}
+
+
+def _speed_table(alts: dict, batches: list[int]) -> str:
+    """rows/s per batch size of each alternative, and gen over torch eager."""
+    header = ["batch", *(PERF_NAMES[m] for m in alts), "gen / torch eager"]
+    rows = []
+    for b in batches:
+        cells = [f"{b:,}"]
+        # batch keys are ints in memory and strings once the results went through JSON
+        at = {mode: (v.get(b, v.get(str(b))) if isinstance(v, dict) else None) for mode, v in alts.items()}
+        for mode in alts:
+            cells.append(f"{at[mode]['rows_per_s']:,.0f}" if isinstance(at[mode], dict) else "did not run")
+        g, t = at.get("gen"), at.get("torch-eager")
+        cells.append(f"{g['rows_per_s'] / t['rows_per_s']:.2f}x" if isinstance(g, dict) and isinstance(t, dict) else "-")
+        rows.append(cells)
+    return table(header, rows, ["r"] * len(header))
 
 
 def render(results: dict) -> str:

@@ -331,6 +331,8 @@ def test_performance_section_compares_gen_with_torch_and_marks_gpu_rows(report):
         "cold_start": {"gen_sample_64_s": 0.25, "import_torch_s": 1.0}}
     text = report.render(results)
     assert "| 4,096 | 400,000 | 420,000 | 800,000 | 300,000 | 100,000 | did not run | 4.00x |" in text
+    assert "| 4,096 | 400,000 | 420,000 | 800,000 | 300,000 | 100,000 | did not run | 4.00x |" in \
+        report.render(json.loads(json.dumps(results)))  # re-rendered from the results file: batch keys are text
     assert "gen, uint8 rows" in text and "gen, `--precision fp16` bundle" in text
     assert "The fp16 bundle's cost, measured at export on 1,100 held-out rows: scores within 0.04%" in text
     assert "`gen score` of a 200,000-row uint8 NPY file: 150,000 rows/s including start-up, peak RSS 120 MiB." in text
@@ -339,3 +341,13 @@ def test_performance_section_compares_gen_with_torch_and_marks_gpu_rows(report):
     assert "gen's best rate is 800.0 GFLOP/s" not in text  # the float graph's rate, not int8's
     assert "gen's best rate is 400.0 GFLOP/s, 80% of numpy's SGEMM" in text
     assert "AUROC 0.9600 -> 0.9590" in text and "not re-measured here (no GPU lent)" in text
+    assert "Runtime performance (CUDA" not in text
+    results["performance"]["batches"] = [4096]
+    results["performance"]["cuda"] = {
+        "device": "NVIDIA H200", "alternatives": {m: {4096: {"rows_per_s": r}} for m, r in
+                                       (("gen", 5e6), ("ort-plain", 5.5e6), ("torch-eager", 2.5e6))},
+        "files": {"1048576-uint8": {"rows_per_s": 1.2e6, "peak_rss_mib": 200.0, "dtype": "uint8"}}}
+    text = report.render(results)
+    assert "## Runtime performance (CUDA: NVIDIA H200)" in text and "not re-measured here" not in text
+    assert "| 4,096 | 5,000,000 | 5,500,000 | 2,500,000 | 2.00x |" in text  # gen, onnxruntime alone, torch
+    assert "`gen score --device cuda` of a 1,048,576-row uint8 NPY file: 1,200,000 rows/s" in text
