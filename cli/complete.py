@@ -50,17 +50,24 @@ def complete(
                      public_key=public_key)
         model.require("complete")
         completer = Completer(model, read_ratings(ratings))
-        if all_pairs:
-            predictions = completer.all_missing()
+        if all_pairs:  # streamed: memory does not grow with the number of pairs
+            blocks, width = completer.iter_missing(), completer.id_width
         elif pairs is not None:
-            predictions = completer.predict_pairs(*read_pairs(pairs))
+            blocks, width = [completer.predict_pairs(*read_pairs(pairs))], None
         else:
-            predictions = completer.top_k(top_k)
-        write_predictions(predictions, out)
-        sources = {s: int((predictions.source == s).sum()) for s in ("model", "user_mean", "item_mean", "global_mean")}
+            blocks, width = [completer.top_k(top_k)], completer.id_width
+        sources = dict.fromkeys(("model", "user_mean", "item_mean", "global_mean"), 0)
+
+        def counted(stream):
+            for block in stream:
+                for name in sources:
+                    sources[name] += int((block.source == name).sum())
+                yield block
+        write_predictions(counted(blocks), out, id_width=width)
+        rows = sum(sources.values())
         fallbacks = ", ".join(f"{n} {s}" for s, n in sources.items() if n and s != "model") or "none"
-        emit({"out": str(out), "rows": len(predictions), "sources": sources, "provider": model.provider}, as_json,
-             [f"{len(predictions)} predictions -> {out} ({sources['model']} by the model; fallbacks: {fallbacks})"])
+        emit({"out": str(out), "rows": rows, "sources": sources, "provider": model.provider}, as_json,
+             [f"{rows} predictions -> {out} ({sources['model']} by the model; fallbacks: {fallbacks})"])
 
 
 COMMANDS = (complete,)

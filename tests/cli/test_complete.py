@@ -102,3 +102,37 @@ def test_npy_output(autorec, tmp_path):
     assert table.dtype.names == ("user", "item", "prediction", "source")
     # only items 1-3 have given ratings: user 1 has item 3 left to rank, user 2 item 2
     assert [(u, i) for u, i in zip(table["user"], table["item"])] == [("1", "3"), ("2", "2")]
+
+
+STREAMED = r"""
+import resource, sys
+import gen.runtime.completion as completion
+completion.PAIR_BLOCK = 4096  # small blocks, so the test's grids are many blocks long
+from gen.cli.main import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_all_streams_in_memory_that_does_not_grow_with_the_pairs(autorec, tmp_path):
+    """--all over 10x more (user, item) pairs holds the same peak memory: pairs are predicted and
+    written block by block (here 4,096 at a time), never gathered."""
+    import subprocess
+    import sys
+
+    peaks = {}
+    for n_users in (500, 5000):  # new users, one rating each, over the model's 200 items
+        known = tmp_path / f"known-{n_users}.csv"
+        known.write_text("user,item,rating\n" + "".join(f"{10_000 + u},{1 + u % 200},4\n" for u in range(n_users)))
+        out = tmp_path / f"all-{n_users}.npy"
+        done = subprocess.run([sys.executable, "-c", STREAMED, "complete", str(autorec), str(known), "--all",
+                               "--out", str(out)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        peaks[n_users] = int(done.stdout.split()[-1]) / 1024  # MiB
+        table = np.load(out)
+        assert len(table) == n_users * 199 and set(table["source"]) == {"user_mean"}  # new users: their mean
+    # 995,000 pairs against 99,500: gathered in memory they would take ~100 MiB more
+    assert peaks[5000] - peaks[500] < 30, peaks
