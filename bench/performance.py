@@ -74,6 +74,52 @@ print(json.dumps(result))
 '''
 
 
+# onnxruntime's CPU session options, measured on the score graph (plain session.run, host arrays):
+# the defaults gen keeps against the alternatives, at batch 1 and 4,096; and the session's load
+# time from the bundle's graph and from an optimised copy saved by a first load.
+OPTIONS_WORKER = r'''
+import json, os, sys, tempfile, time
+import numpy as np
+import onnxruntime as ort
+graph, data, min_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+rows = np.load(data)
+shape = json.load(open(os.path.join(os.path.dirname(graph), "manifest.json")))["data"]["shape"]
+L = ort.GraphOptimizationLevel
+configs = {"defaults (threads = cores, spinning, all optimisations)": {},
+           "1 intra-op thread": {"threads": 1}, "spinning off": {"spin": "0"},
+           "basic optimisations only": {"level": L.ORT_ENABLE_BASIC}, "no optimisations": {"level": L.ORT_DISABLE_ALL}}
+def options(threads=None, spin=None, level=None, save=None):
+    o = ort.SessionOptions()
+    o.log_severity_level = 3  # not the warning that an optimised copy is hardware-specific (it is)
+    if threads: o.intra_op_num_threads = threads
+    if spin: o.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    if level is not None: o.graph_optimization_level = level
+    if save: o.optimized_model_filepath = save
+    return o
+result = {}
+for name, c in configs.items():
+    s = ort.InferenceSession(graph, options(**c), providers=["CPUExecutionProvider"])
+    result[name] = {}
+    for b in (1, 4096):
+        x = np.ascontiguousarray(np.resize(rows, (b, rows.shape[1])), dtype=np.float32).reshape(b, *shape)
+        s.run(None, {"x": x})
+        n, start = 0, time.perf_counter()
+        while n < 3 or time.perf_counter() - start < min_s:
+            s.run(None, {"x": x}); n += 1
+        result[name][b] = b * n / (time.perf_counter() - start)
+def load_ms(path, o):
+    times = []
+    for _ in range(7):
+        t = time.perf_counter(); ort.InferenceSession(path, o, providers=["CPUExecutionProvider"]); times.append(time.perf_counter() - t)
+    return sorted(times)[3] * 1000
+cached = os.path.join(tempfile.mkdtemp(), "score.opt.onnx")
+ort.InferenceSession(graph, options(save=cached), providers=["CPUExecutionProvider"])
+loads = {"from the bundle's graph": load_ms(graph, options()),
+         "from an optimised copy (optimisations off)": load_ms(cached, options(level=L.ORT_DISABLE_ALL))}
+print(json.dumps({"rows_per_s": result, "load_ms": loads}))
+'''
+
+
 def _log(message: str) -> None:
     print(f"[bench performance] {message}", file=sys.stderr, flush=True)
 
@@ -218,6 +264,15 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
                       if mnist is not None or m != "gen-uint8"]
         record["cuda"] = {"device": gpu, "alternatives": _alternatives(cuda_modes, run, bundle, rows_file, batches,
                                                                        quick, "cuda"), "files": {}}
+    try:
+        out = subprocess.run([sys.executable, "-c", OPTIONS_WORKER, str(bundle / "score.onnx"), str(rows_file),
+                              str(0.3 if quick else MIN_SECONDS)], capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed")
+        record["session_options"] = json.loads(out.stdout)
+        _log(f"session options: {record['session_options']}")
+    except Exception as exc:
+        record["session_options"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     record["quantization"] = load(f"{bundle}-int8", device="cpu").manifest.quantization.__dict__
     record["fp16"] = load(f"{bundle}-fp16", device="cpu").manifest.quantization.__dict__
     record["flops_per_row"] = score_graph_flops(bundle)

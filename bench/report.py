@@ -1015,6 +1015,15 @@ def performance_section(section: dict | None) -> list[str]:
            _speed_table(alts, section["batches"]), ""]
     errors = [f"{names[m]}: {v['error']}" for m, v in alts.items() if isinstance(v, dict) and "error" in v]
     out += [f"- Did not run: {e}" for e in errors]
+    opts = section.get("session_options")
+    if opts and "error" not in opts:
+        out += ["onnxruntime's CPU session options on the same score graph (plain `session.run`, rows/s), and "
+                "its load time (median of 7):", "",
+                table(["session options", "batch 1", "batch 4,096"],
+                      [[name, *(f"{v.get(b, v.get(str(b))):,.0f}" for b in (1, 4096))]
+                       for name, v in opts["rows_per_s"].items()], ["l", "r", "r"]), "",
+                "- Load time of the score graph's session: " + "; ".join(
+                    f"{name} {ms:.1f} ms" for name, ms in opts["load_ms"].items()) + ".", ""]
     for key, label in (("quantization", "int8"), ("fp16", "fp16")):
         q = section.get(key)
         if q:

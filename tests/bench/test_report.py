@@ -322,6 +322,9 @@ def test_performance_section_compares_gen_with_torch_and_marks_gpu_rows(report):
                          "torch-eager": alt(10_000.0, 100_000.0), "torch-compile": {"error": "RuntimeError: no cc"}},
         "quantization": {"n_rows": 1100, "max_rel_score_diff": 0.005, "flag_agreement": 0.999, "auroc_float": 0.96,
                          "auroc_quantized": 0.959},
+        "session_options": {"rows_per_s": {"defaults": {"1": 30_000.0, "4096": 250_000.0},
+                                           "spinning off": {"1": 10_000.0, "4096": 240_000.0}},
+                            "load_ms": {"from the bundle's graph": 3.0, "from an optimised copy": 2.5}},
         "fp16": {"n_rows": 1100, "max_rel_score_diff": 0.0004, "flag_agreement": 1.0, "auroc_float": 0.96,
                  "auroc_quantized": 0.96},
         "flops_per_row": 1_000_000, "sgemm_gflops": 500.0,
@@ -334,6 +337,8 @@ def test_performance_section_compares_gen_with_torch_and_marks_gpu_rows(report):
     assert "| 4,096 | 400,000 | 420,000 | 800,000 | 300,000 | 100,000 | did not run | 4.00x |" in \
         report.render(json.loads(json.dumps(results)))  # re-rendered from the results file: batch keys are text
     assert "gen, uint8 rows" in text and "gen, `--precision fp16` bundle" in text
+    assert "| spinning off | 10,000 | 240,000 |" in text
+    assert "Load time of the score graph's session: from the bundle's graph 3.0 ms; from an optimised copy 2.5 ms" in text
     assert "The fp16 bundle's cost, measured at export on 1,100 held-out rows: scores within 0.04%" in text
     assert "`gen score` of a 200,000-row uint8 NPY file: 150,000 rows/s including start-up, peak RSS 120 MiB." in text
     assert "`gen score` of a 20,000-row float32 NPY file: 40,000 rows/s" in text
