@@ -430,3 +430,28 @@ def test_encode_bad_input_exit_2_and_no_output(bundles, tmp_path):
     result = gen("encode", bundles["ae"], rows, "--out", tmp_path / "c.parquet")
     assert result.exit_code == 2 and "expected one of .npy, .csv" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+def test_score_peak_memory_does_not_grow_with_the_file(bundles, digits_rows, tmp_path):
+    """`gen score` of 100x more rows (51 MiB of float32, and as uint8) in a fresh process: peak
+    RSS within a fixed bound of scoring the small file, far below the big file's size."""
+    import subprocess
+    import sys
+
+    from tests.memory import PEAK_MIB
+
+    code = (PEAK_MIB + "import sys\nfrom gen.cli.main import app\n"
+            "try:\n    app(sys.argv[1:])\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(peak_mib())\n")
+    for dtype in ("float32", "uint8"):
+        peaks = {}
+        for n in (2_000, 200_000):
+            path = tmp_path / f"rows-{n}.npy"
+            np.save(path, np.resize(digits_rows, (n, 64)).astype(dtype))
+            done = subprocess.run([sys.executable, "-c", code, "score", str(bundles["ae"]), str(path), "--out",
+                                   str(tmp_path / f"s-{n}.npy"), "--device", "cpu"],
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr
+            peaks[n] = float(done.stdout.split()[-1])
+            assert np.load(tmp_path / f"s-{n}.npy").shape[0] == n
+        assert peaks[200_000] - peaks[2_000] < 20, (dtype, peaks)  # the float32 file alone is 49 MiB

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gen.cli.main import app
+from tests.memory import PEAK_MIB
 
 runner = CliRunner()
 
@@ -104,8 +105,8 @@ def test_npy_output(autorec, tmp_path):
     assert [(u, i) for u, i in zip(table["user"], table["item"])] == [("1", "3"), ("2", "2")]
 
 
-STREAMED = r"""
-import resource, sys
+STREAMED = PEAK_MIB + r"""
+import sys
 import gen.runtime.completion as completion
 completion.PAIR_BLOCK = 4096  # small blocks, so the test's grids are many blocks long
 from gen.cli.main import app
@@ -113,7 +114,7 @@ try:
     app(sys.argv[1:])
 except SystemExit as exc:
     assert not exc.code, exc.code
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(peak_mib())
 """
 
 
@@ -131,7 +132,7 @@ def test_all_streams_in_memory_that_does_not_grow_with_the_pairs(autorec, tmp_pa
         done = subprocess.run([sys.executable, "-c", STREAMED, "complete", str(autorec), str(known), "--all",
                                "--out", str(out)], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
-        peaks[n_users] = int(done.stdout.split()[-1]) / 1024  # MiB
+        peaks[n_users] = float(done.stdout.split()[-1])
         table = np.load(out)
         assert len(table) == n_users * 199 and set(table["source"]) == {"user_mean"}  # new users: their mean
     # 995,000 pairs against 99,500: gathered in memory they would take ~100 MiB more

@@ -106,14 +106,17 @@ def test_npy_is_read_with_plain_reads_in_memory_that_does_not_grow_with_the_file
     rows = np.random.default_rng(0).normal(size=(200_000, 64)).astype(np.float32)
     np.save(big, rows)
     np.save(small, rows[:2_000])
-    code = ("import resource, sys\nfrom gen.runtime.readers import iter_rows\n"
+    from tests.memory import PEAK_MIB
+
+    code = (PEAK_MIB + "import sys\nfrom gen.runtime.readers import iter_rows\n"
             "n = sum(len(c) for c in iter_rows(sys.argv[1], [64], 4096))\n"
-            "print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+            "print(n, peak_mib())\n")
     peaks = {}
     for path in (small, big):
         out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
-        n, peak_kb = map(int, out.stdout.split())
-        peaks[path.name] = peak_kb * 1024
+        n, peak_mib = out.stdout.split()
+        n = int(n)
+        peaks[path.name] = float(peak_mib) * 2**20
         assert n == (2_000 if path == small else 200_000)
     assert peaks["big.npy"] - peaks["small.npy"] < big.stat().st_size / 5, peaks
     assert np.array_equal(np.concatenate(list(iter_file(big, [64], 4096))), rows)
