@@ -231,3 +231,17 @@ def test_one_model_used_from_many_threads_equals_serial_use(bundles, digits_rows
                                  enumerate(parts)))
     for (s1, e1, x1), (s2, e2, x2) in zip(serial, threaded):
         assert np.array_equal(s1, s2) and np.array_equal(e1, e2) and np.array_equal(x1, x2)
+
+
+@pytest.mark.parametrize("family", ["ae", "vae", "rbm"])
+def test_batched_and_chunked_scoring_equals_one_batch(bundles, digits_rows, tmp_path, family):
+    """Scores do not depend on how rows are cut: batches of 7 rows, the default batch size, and
+    a file read in chunks of 13 rows all give the scores of one batch of every row."""
+    rows = digits_rows[:300]
+    whole = load(bundles[family], device="cpu", batch_size=len(rows)).score(rows)
+    np.testing.assert_allclose(load(bundles[family], device="cpu", batch_size=7).score(rows), whole, rtol=1e-6)
+    np.testing.assert_allclose(load(bundles[family], device="cpu").score(rows), whole, rtol=1e-6)
+    np.save(tmp_path / "rows.npy", rows)
+    load(bundles[family], device="cpu", batch_size=5).score_file(tmp_path / "rows.npy", tmp_path / "s.npy",
+                                                                 chunk_rows=13)
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy")["score"], whole, rtol=1e-6)
