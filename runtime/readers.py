@@ -494,7 +494,8 @@ def _npy_rows(path: Path, shape: list[int], chunk_rows: int, narrow: bool = Fals
         raise InputError(f"{path}: file is empty (no data rows)")
     check_layout(array.shape, array.dtype, shape, str(path))  # before reading any row
     for start in range(0, array.shape[0], chunk_rows):
-        chunk = as_rows(np.array(array[start:start + chunk_rows]), shape, str(path), narrow)
+        block = array[start:start + chunk_rows]  # NpyRows reads a fresh array; a memory map's is copied out
+        chunk = as_rows(block if isinstance(array, NpyRows) else np.array(block), shape, str(path), narrow)
         if chunk.dtype != np.uint8:
             check_finite(chunk, str(path), first_row=start)
         yield chunk
