@@ -232,6 +232,28 @@ def cuda_device() -> str | None:
     return None
 
 
+def cuda_record(gpu: str, workdir: Path, run: Path, bundle: Path, rows_file: Path, batches, quick: bool,
+                uint8: bool, device: str = "cuda") -> dict:
+    """The GPU rows of issue 11 on device `gpu`: rows/s of gen (float32 and uint8 rows, the fp16
+    bundle), onnxruntime alone and torch eager, host rows in and scores back on the host; and
+    `gen score --device cuda` of a 1M-row NPY file, float32 and as uint8 pixels. (`device` "cpu"
+    runs the same steps on the CPU: a dry run of the script where no GPU is lent.)"""
+    modes = [m for m in ("gen", "gen-uint8", "gen-fp16", "ort-plain", "torch-eager") if uint8 or m != "gen-uint8"]
+    record = {"device": gpu, "alternatives": _alternatives(modes, run, bundle, rows_file, batches, quick, device),
+              "files": {}}
+    rows = np.load(rows_file)
+    n = 65_536 if quick else 1_048_576
+    for dtype in ("float32", "uint8") if uint8 else ("float32",):
+        path = workdir / f"rows-{n}-{dtype}.npy"
+        np.save(path, np.resize(rows, (n, rows.shape[1])).astype(dtype))
+        rss, wall = _peak([_gen(), "score", str(bundle), str(path), "--out", str(workdir / "s-gpu.npy"),
+                           "--device", device])
+        record["files"][f"{n}-{dtype}"] = {"peak_rss_mib": rss, "wall_s": wall, "rows_per_s": n / wall, "dtype": dtype}
+        path.unlink()
+        _log(f"gen score {n:,} {dtype} rows on {device}: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
+    return record
+
+
 def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     gen = _gen()
@@ -258,12 +280,6 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
     modes = ("gen", "gen-uint8", "gen-int8", "gen-fp16", "torch-eager", "torch-compile")
     record["alternatives"] = _alternatives([m for m in modes if mnist is not None or m != "gen-uint8"], run, bundle,
                                            rows_file, batches, quick, "cpu")
-    gpu = cuda_device()
-    if gpu is not None:  # the GPU rows of issue 11: host rows in, scores back on the host
-        cuda_modes = [m for m in ("gen", "gen-uint8", "gen-fp16", "ort-plain", "torch-eager")
-                      if mnist is not None or m != "gen-uint8"]
-        record["cuda"] = {"device": gpu, "alternatives": _alternatives(cuda_modes, run, bundle, rows_file, batches,
-                                                                       quick, "cuda"), "files": {}}
     try:
         out = subprocess.run([sys.executable, "-c", OPTIONS_WORKER, str(bundle / "score.onnx"), str(rows_file),
                               str(0.3 if quick else MIN_SECONDS)], capture_output=True, text=True, timeout=900)
@@ -292,17 +308,9 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
         path.unlink()
         _log(f"gen score {n:,} {dtype} rows: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
     record["gen_score_files"] = files
-    if gpu is not None:  # `gen score` of a 1M-row file on the GPU, as stored: float32, and uint8 pixels
-        n = 65_536 if quick else 1_048_576
-        for dtype in ("float32", "uint8") if mnist is not None else ("float32",):
-            path = workdir / f"rows-{n}-{dtype}.npy"
-            np.save(path, np.resize(rows, (n, rows.shape[1])).astype(dtype))
-            rss, wall = _peak([gen, "score", str(bundle), str(path), "--out", str(workdir / "s-gpu.npy"),
-                               "--device", "cuda"])
-            record["cuda"]["files"][f"{n}-{dtype}"] = {"peak_rss_mib": rss, "wall_s": wall, "rows_per_s": n / wall,
-                                                       "dtype": dtype}
-            path.unlink()
-            _log(f"gen score {n:,} {dtype} rows on cuda: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
+    gpu = cuda_device()
+    if gpu is not None:
+        record["cuda"] = cuda_record(gpu, workdir, run, bundle, rows_file, batches, quick, uint8=mnist is not None)
 
     samplers = {}
     for name, family, extra in (("vae", "vae", ()), ("dcgan", "dcgan", ()), ("rbm", "rbm", ())):

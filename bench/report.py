@@ -529,6 +529,10 @@ def reproduce_section(results: dict) -> list[str]:
             ".venv/bin/python bench/run.py --only completion --merge   # rerun one section into bench/results.json",
             "#   sections: digits, mnist, completion, sampling, boltzmann, gans, pipelines, serving, performance; one-class = digits,mnist",
             ".venv/bin/python bench/report.py bench/results.json --out BENCHMARKS.md   # re-render only",
+            "# GPU rows of `performance`, on a lent GPU machine (bench/gpu_perf.py says how; one device call):",
+            ".venv/bin/python bench/gpu_perf.py prepare --mnist PATH/mnist5k-images-idx3-ubyte.gz   # here",
+            "python3 bench/gpu_perf.py measure .gpu-perf --out $OUT/cuda.json   # there, after source bench/gpu-env.sh",
+            ".venv/bin/python bench/gpu_perf.py merge cuda.json                   # here: into results.json",
             "```",
             "",
             f"This report was rendered from a results file written by `{results.get('command', 'bench/run.py')}`."]
