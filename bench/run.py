@@ -589,7 +589,8 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     merged["reruns"] = list(old.get("reruns", [])) + [{
         "sections": list(sections), "command": new["command"], "mode": new["mode"], "started": new["started"],
         "finished": new["finished"], "wall_s": new["wall_s"], "git": new["git"],
-        "load_start": new["machine"].get("load_start"), "load_end": new["machine"].get("load_end")}]
+        "load_start": new["machine"].get("load_start"), "load_end": new["machine"].get("load_end"),
+        "machine": {k: new["machine"].get(k) for k in ("cpu", "arch", "cores", "ram_gib", "os", "gpu")}}]
     return merged
 
 
