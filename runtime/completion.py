@@ -205,6 +205,7 @@ class Completer:
         (pairs the model cannot predict are not ranked), best first; ties go to the item listed
         first. Streams the grid, keeping k candidates per user."""
         users, items = self.entities()
+        k = min(k, len(items))  # no user has more items to rank (a huge --top-k means "all of them")
         best = np.full((len(users), k), -np.inf)
         best_item = np.full((len(users), k), len(items), dtype=np.int64)
         everyone, every_item = np.arange(len(users)), np.arange(len(items))
@@ -212,7 +213,11 @@ class Completer:
             values = np.where(missing & (source == MODEL), pred, -np.inf)
             who, which = (everyone, idx) if self.item_based else (idx, every_item)
             if self.item_based:
+                # items come in increasing order, so a block's item beats a kept one only by a
+                # strictly higher prediction (ties go to the earlier item): merge only those users
                 values = values.T
+                better = (values > best[:, -1:]).any(axis=1)
+                who, values = who[better], values[better]
             merged = np.concatenate([best[who], values], axis=1)
             merged_item = np.concatenate([best_item[who], np.broadcast_to(which, values.shape)], axis=1)
             order = np.lexsort((merged_item, -merged), axis=1)[:, :k]

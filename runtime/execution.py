@@ -72,7 +72,7 @@ class GraphRunner:
             raise KeyError(f"graph inputs {missing} not fed (fed: {sorted(feeds)})")
         names = list(outputs or self.output_names)
         if self.device is None:
-            plain = {k: (v if type(v) is np.ndarray else v.numpy()) for k, v in feeds.items() if k in self._needs}
+            plain = {k: (v if isinstance(v, np.ndarray) else v.numpy()) for k, v in feeds.items() if k in self._needs}
             return dict(zip(names, self.session.run(names, plain)))
         binding = self.session.io_binding()
         for name in self.input_names:

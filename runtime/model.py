@@ -146,7 +146,7 @@ class GenModel:
     def _rows(self, x: np.ndarray, where: str) -> np.ndarray:
         # The common case (float32 rows, flat or shaped, all finite) checked in a few attribute
         # reads; anything else, and any failure, takes check_array's path and its messages.
-        if type(x) is np.ndarray and x.dtype == np.float32 and len(x) and x.ndim in (2, self._ndim) \
+        if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim in (2, self._ndim) and len(x) \
                 and (x.shape[1] == self._size if x.ndim == 2 else list(x.shape[1:]) == self.shape) \
                 and np.isfinite(x).all():
             return x.reshape((len(x), *self.shape))

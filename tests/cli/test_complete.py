@@ -137,3 +137,14 @@ def test_all_streams_in_memory_that_does_not_grow_with_the_pairs(autorec, tmp_pa
         assert len(table) == n_users * 199 and set(table["source"]) == {"user_mean"}  # new users: their mean
     # 995,000 pairs against 99,500: gathered in memory they would take ~100 MiB more
     assert peaks[5000] - peaks[500] < 30, peaks
+
+
+def test_top_k_beyond_the_catalogue_is_every_item(autorec, tmp_path):
+    """A K larger than the items (even absurdly so) ranks every item, in bounded memory."""
+    (tmp_path / "known.csv").write_text(KNOWN)
+    for k in (200, 10**12):
+        result = gen("complete", autorec, tmp_path / "known.csv", "--top-k", k, "--out", tmp_path / f"t{k}.csv")
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "t200.csv").read_bytes() == (tmp_path / f"t{10**12}.csv").read_bytes()
+    # only items 1-3 have given ratings, so the model ranks user 1's item 3 and user 2's item 2
+    assert [(r["user"], r["item"]) for r in rows(tmp_path / "t200.csv")] == [("1", "3"), ("2", "2")]

@@ -245,3 +245,17 @@ def test_batched_and_chunked_scoring_equals_one_batch(bundles, digits_rows, tmp_
     load(bundles[family], device="cpu", batch_size=5).score_file(tmp_path / "rows.npy", tmp_path / "s.npy",
                                                                  chunk_rows=13)
     np.testing.assert_allclose(np.load(tmp_path / "s.npy")["score"], whole, rtol=1e-6)
+
+
+def test_odd_arrays_take_the_checked_path(bundles, digits_rows, tmp_path):
+    """What the float32 fast path does not take is checked as before: a 0-d array is refused in
+    one line, and an ndarray subclass (a memory map) scores like a plain array."""
+    model = load(bundles["ae"], device="cpu")
+    with pytest.raises(InputError, match=r"got array of shape \(\)"):
+        model.score(np.array(1.0, np.float32))
+    mapped = np.lib.format.open_memmap(tmp_path / "rows.npy", mode="w+", dtype=np.float32, shape=(20, 64))
+    mapped[:] = digits_rows[:20]
+    expected = model.score(digits_rows[:20])
+    np.testing.assert_array_equal(model.score(mapped), expected)
+    np.testing.assert_array_equal(model.run_batched("score", {"x": mapped.reshape(20, 1, 8, 8)}, "score").reshape(-1),
+                                  expected.astype(np.float32))
