@@ -139,9 +139,14 @@ class Completer:
 
     def candidates(self) -> tuple[np.ndarray, np.ndarray]:
         """Every (user, item) pair without a given rating, for the users in the table and
-        every item the model or the table knows (in memory; `iter_missing` streams them)."""
-        p = self.all_missing()
-        return p.users, p.items
+        every item the model or the table knows, user by user (in memory; `iter_missing` streams
+        them with their predictions)."""
+        users, items = self.entities()
+        known = set(zip(self.table.users.astype(str).tolist(), self.table.items.astype(str).tolist()))
+        grid_u = np.repeat(np.asarray(users, dtype=object), len(items))
+        grid_i = np.tile(np.asarray(items, dtype=object), len(users))
+        keep = np.fromiter(((u, i) not in known for u, i in zip(grid_u, grid_i)), dtype=bool, count=len(grid_u))
+        return grid_u[keep], grid_i[keep]
 
     def _grid(self):
         """The (user, item) grid block by block of model rows (items for an item-based model,
