@@ -79,7 +79,7 @@ def merge(source: Path, results: Path) -> None:
     if not data.get("performance"):
         raise SystemExit(f"{results}: no performance section to add GPU rows to")
     data["performance"]["cuda"] = record
-    results.write_text(json.dumps(data, indent=1))
+    results.write_text(json.dumps(data, indent=2) + "\n")
     subprocess.run([sys.executable, str(BENCH / "report.py"), str(results), "--out", str(REPO / "BENCHMARKS.md")],
                    check=True)
 
