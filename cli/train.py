@@ -105,6 +105,15 @@ _train.__doc__ = ("Train a model and write a run folder (checkpoint, config, met
                   "does not declare is refused.")
 
 
+class Quantize(str, Enum):
+    int8 = "int8"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by `gen train`.")],
     out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
@@ -122,7 +131,7 @@ def export(
     precision: Annotated[Precision, typer.Option(
         help="fp16: write the score graph in float16 for GPU serving (inputs and outputs stay float32); "
              "its cost is measured, recorded and refused past the tolerance as for --quantize, and the "
-             "threshold recalibrated.")] = "fp32",
+             "threshold recalibrated.")] = Precision.fp32,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a run folder to an ONNX bundle (checked: onnx checker + torch/onnxruntime parity)."""
@@ -131,7 +140,7 @@ def export(
 
         if triton:
             given = [flag for flag, value in (("--force", force), ("--sign-key", sign_key), ("--quantize", quantize),
-                                              ("--precision", Precision(precision) != Precision.fp32)) if value]
+                                              ("--precision", precision is not Precision.fp32)) if value]
             if given:
                 from gen.runtime.errors import ConfigError
 
@@ -140,7 +149,7 @@ def export(
             export_triton(run_dir, out, name or Path(run_dir).resolve().name, as_json)
             return
         manifest = export_run(run_dir, out, force=force, sign_key=sign_key,
-                              quantize=quantize.value if quantize else None, precision=Precision(precision).value)
+                              quantize=quantize.value if quantize else None, precision=precision.value)
         parity = manifest.parity.graphs
         lines = [f"bundle: {out} (format {manifest.format_version}" + (", signed" if sign_key else "") + ")",
                  f"graphs: {', '.join(manifest.graphs)}",
@@ -153,15 +162,6 @@ def export(
         emit({"bundle": str(out), "graphs": list(manifest.graphs), "signed": sign_key is not None,
               "parity": {k: v.max_abs_diff for k, v in parity.items()},
               "quantization": None if q is None else q.__dict__}, as_json, lines)
-
-
-class Quantize(str, Enum):
-    int8 = "int8"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
 
 
 def export_triton(run_dir: Path, repo: Path, name: str, as_json: bool) -> None:

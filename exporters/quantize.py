@@ -72,6 +72,7 @@ def quantize_scoring(cfg, staging: Path, scoring: ScoringSpec, shape: list[int],
     if method not in METHODS:
         raise ConfigError(f"narrow export {method!r}: expected one of {', '.join(METHODS)}")
     flag, description = METHODS[method]
+    option = flag.split()[0]  # what to leave out when the cost is refused
     if scoring is None:
         raise ConfigError(f"{flag}: the cost is measured on anomaly scores, and the "
                           f"{cfg.family.name} family does not score")
@@ -88,13 +89,12 @@ def quantize_scoring(cfg, staging: Path, scoring: ScoringSpec, shape: list[int],
     x_cal, x_test = data.x[cal_idx], data.x[test_idx]
     f_cal, q_cal = (_scores(p, scoring.output, x_cal, shape) for p in (float_path, narrow_path))
     f_test, q_test = (_scores(p, scoring.output, x_test, shape) for p in (float_path, narrow_path))
-    q_all = np.concatenate([q_cal, q_test])
+    f_all, q_all = np.concatenate([f_cal, f_test]), np.concatenate([q_cal, q_test])
     if not np.isfinite(q_all).all():  # past float16's range (65504) a score becomes inf
         raise ExportError(f"{flag}: {int((~np.isfinite(q_all)).sum())} of {len(q_all)} held-out scores are not "
                           f"finite in the {method} graph (the float graph's largest is "
-                          f"{float(np.abs(np.concatenate([f_cal, f_test])).max()):.4g}); export without {flag.split()[0]}")
+                          f"{float(np.abs(f_all).max()):.4g}); export without {option}")
     new = calibrate(q_cal, scoring.contamination)
-    f_all = np.concatenate([f_cal, f_test])
     diff = np.abs(f_all - q_all)
     agreement = float(np.mean((f_test > scoring.threshold) == (q_test > new["threshold"]))) if len(f_test) else 1.0
     auroc_f = auroc_q = None
@@ -109,10 +109,10 @@ def quantize_scoring(cfg, staging: Path, scoring: ScoringSpec, shape: list[int],
                             max_auroc_drop=MAX_AUROC_DROP, min_flag_agreement=MIN_FLAG_AGREEMENT)
     if auroc_f is not None and auroc_f - auroc_q > MAX_AUROC_DROP:
         raise ExportError(f"{flag}: the one-class AUROC falls from {auroc_f:.4f} to {auroc_q:.4f} "
-                          f"(more than {MAX_AUROC_DROP}); export without {flag.split()[0]}")
+                          f"(more than {MAX_AUROC_DROP}); export without {option}")
     if auroc_f is None and agreement < MIN_FLAG_AGREEMENT:
         raise ExportError(f"{flag}: only {agreement:.1%} of held-out rows are flagged as the float "
-                          f"graph flags them (under {MIN_FLAG_AGREEMENT:.0%}); export without {flag.split()[0]}")
+                          f"graph flags them (under {MIN_FLAG_AGREEMENT:.0%}); export without {option}")
     narrow_path.replace(float_path)
     recalibrated = ScoringSpec(**{**scoring.__dict__, **new,
                                   "calibration": scoring.calibration + f"; recalibrated on the {method} graph's scores"})
