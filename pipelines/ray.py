@@ -102,7 +102,25 @@ def score_files(bundle, source, out, *, address: str | None = None, columns=None
     """Score the Parquet or CSV files of a folder or glob `source` on Ray (the cluster at
     `address`, or a local one started here) into the new folder `out`, in the inputs'
     format (Ray's file names; keep an id to join back). Returns a summary: files, rows,
-    flagged, seconds, outputs."""
+    flagged, seconds, outputs.
+
+    What Ray's driver prints meanwhile goes to the `gen.pipelines.ray` logger at INFO (shown
+    only where logging is configured): it prints the raylet's warnings (such as "N PYTHON
+    worker processes have been started") on `sys.stdout` whatever `log_to_driver` says, and
+    stdout is where `gen score --json` writes its summary; failures come back as exceptions
+    and reach the user as gen's one line. Ray's DeprecationWarnings about its own settings
+    (raised as Ray copies its DataContext) are not the user's to act on and are not shown."""
+    import warnings
+
+    with contextlib.redirect_stdout(_LogLines(logging.getLogger(__name__))), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
+        return _score_files(bundle, source, out, address=address, columns=columns, keep_columns=keep_columns,
+                            device=device, workers=workers, batch_size=batch_size, threads=threads,
+                            public_key=public_key, ship=ship)
+
+
+def _score_files(bundle, source, out, *, address, columns, keep_columns, device, workers, batch_size, threads,
+                 public_key, ship) -> dict:
     from gen.runtime.batch import expand
     from gen.runtime.outputs import make_temp
     from gen.runtime.readers import _is_number
@@ -183,6 +201,23 @@ def score_files(bundle, source, out, *, address: str | None = None, columns=None
     rows, flagged = _count(outputs, kind)
     return {"files": len(files), "outputs": [str(p) for p in outputs], "rows": rows, "flagged": flagged,
             "seconds": seconds}
+
+
+class _LogLines:
+    """A text stream that hands each complete line written to it to `logger.info`."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger, self.pending = logger, ""
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.info("%s", line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def _text_columns(keep_columns):

@@ -85,10 +85,10 @@ def test_score_dataset_with_a_shipped_bundle(cluster, bundles, partitions):
 
     files = sorted(str(p) for p in partitions.rglob("*.parquet"))
     dataset = ray.data.read_parquet(files, partitioning=None)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
     got = pa.concat_tables(ray.get(ref) for ref in score_dataset(dataset, bundles["ae"], keep_columns=["id"],
                                                                  ship=True, concurrency=1, batch_size=64)
-                           .to_arrow_refs())
+                           .to_arrow_refs()).sort_by("id")  # the order of rows is Ray's; the files hold ids 0..279
+    assert got.column("id").to_pylist() == list(range(280))
     rows = np.concatenate([np.stack([pq.read_table(f).column(n).to_numpy() for n in FEATURES], axis=1)
                            for f in files]).astype(np.float32)
     np.testing.assert_allclose(got.column("score").to_numpy(), load(bundles["ae"], device="cpu").score(rows),
@@ -135,3 +135,25 @@ def test_an_unreachable_address_is_one_line_not_minutes_of_retries():
         with pytest.raises(UsageError, match=f"--address {address}: no Ray cluster answers there"):
             check_reachable(address, timeout=2)
     check_reachable("auto")  # Ray's own discovery: not checked here
+
+
+def test_what_ray_prints_on_stdout_stays_out_of_the_json_summary(cluster, bundles, partitions, tmp_path, monkeypatch):
+    """Ray's driver prints the raylet's warnings on sys.stdout (whatever log_to_driver says);
+    during `gen score --engine ray` they go to gen's logger, not into the --json summary."""
+    from ray._private.worker import print_to_stdstream
+
+    import gen.pipelines.ray as engine
+
+    real = engine.score_dataset
+
+    def noisy(*args, **kwargs):  # what Ray's error listener thread does when the raylet warns
+        print_to_stdstream({"lines": ["WARNING: 8 PYTHON worker processes have been started"], "pid": "raylet",
+                            "is_err": False}, ignore_prefix=False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "score_dataset", noisy)
+    result = gen("score", bundles["ae"], partitions, "--out", tmp_path / "out", "--engine", "ray", "--keep-columns", "id",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 280
+    assert "PYTHON worker processes" not in result.output
