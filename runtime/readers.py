@@ -329,9 +329,11 @@ def _npy_stream_chunks(stream, chunk_rows: int, width: int | None):
         shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(stream)
     except (ValueError, SyntaxError, tokenize.TokenError, EOFError):
         raise InputError(f"{STDIN_NAME}: not a plain numeric .npy stream (malformed header)") from None
-    if dtype.kind not in "fiub" or dtype.hasobject or fortran or len(shape) < 2:
-        raise InputError(f"{STDIN_NAME}: expected a C-order numeric array of rows, got dtype {dtype}, "
-                         f"shape {shape}")
+    if fortran:
+        raise InputError(f"{STDIN_NAME}: a Fortran-order .npy cannot be read row by row from a stream (each row "
+                         "is spread over the whole array); pass it as a file, or save np.ascontiguousarray(rows)")
+    if dtype.kind not in "fiub" or dtype.hasobject or len(shape) < 2:
+        raise InputError(f"{STDIN_NAME}: expected a numeric array of rows, got dtype {dtype}, shape {shape}")
     flat_width = int(np.prod(shape[1:]))
     if width is not None and flat_width != width:
         raise InputError(f"{STDIN_NAME}: expected rows of {width} values, got array of shape {tuple(shape)}")
@@ -408,18 +410,25 @@ def _csv_number(cell: str, path, line: int, j: int, header: list[str] | None) ->
 
 
 class NpyRows:
-    """A C-order .npy file read by row ranges with plain reads (`rows[a:b]` seeks and reads
-    those rows), so reading a file chunk by chunk keeps only a chunk in memory; a memory map
-    would count every page read as resident, growing with the file."""
+    """A .npy file read by row ranges with plain reads (`rows[a:b]` reads those rows), so
+    reading a file chunk by chunk keeps only a chunk in memory; a memory map would count every
+    page read as resident, growing with the file.
 
-    def __init__(self, path: Path, shape: tuple, dtype: np.dtype, offset: int):
+    C order: a row range is one contiguous read. Fortran order (what `np.save` writes for a
+    transposed array or a pandas `DataFrame.to_numpy()`): each column holds all N rows in a
+    run, so a row range is one read per column, straight into the chunk's buffer."""
+
+    def __init__(self, path: Path, shape: tuple, dtype: np.dtype, offset: int, fortran: bool = False):
         self.path, self.shape, self.dtype, self.offset = path, tuple(shape), np.dtype(dtype), offset
+        self.fortran = fortran
         self.ndim = len(self.shape)
         self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         start, stop, _ = rows.indices(self.shape[0])
         count = max(0, stop - start)
+        if self.fortran:
+            return self._columns(start, count)
         with open(self.path, "rb") as f:
             f.seek(self.offset + start * self.row_bytes)
             data = f.read(count * self.row_bytes)
@@ -428,10 +437,34 @@ class NpyRows:
                              f"{start + len(data) // max(1, self.row_bytes)} of {self.shape[0]}")
         return np.frombuffer(data, dtype=self.dtype).reshape(count, *self.shape[1:])
 
+    def _columns(self, start: int, count: int) -> np.ndarray:
+        """Rows start..start+count of a Fortran-order file, as a C-order array: the columns
+        are read 32 at a time into a scratch block and transposed into place (numpy transposes
+        a (32, count) block into a column slice about 5x faster than the whole chunk at once)."""
+        columns, itemsize = self.row_bytes // self.dtype.itemsize, self.dtype.itemsize
+        size, stride = count * itemsize, self.shape[0] * itemsize
+        out = np.empty((count, columns), dtype=self.dtype)
+        scratch = np.empty((min(32, columns), count), dtype=self.dtype)
+        raw = memoryview(scratch.reshape(-1).view(np.uint8))
+        with open(self.path, "rb", buffering=0) as f:
+            for first in range(0, columns, len(scratch)):
+                last = min(columns, first + len(scratch))
+                for c in range(first, last):
+                    f.seek(self.offset + c * stride + start * itemsize)
+                    if f.readinto(raw[(c - first) * size:(c - first + 1) * size]) != size:
+                        raise InputError(f"{self.path}: truncated .npy file: column {c + 1} of {columns} ends "
+                                         f"before row {start + count} of {self.shape[0]}")
+                out[:, first:last] = scratch[:last - first].T
+        inner = self.shape[1:]
+        if len(inner) == 1:
+            return out
+        # Fortran order runs the first data axis fastest: the columns are (..., d2, d1) in C order.
+        return np.ascontiguousarray(out.reshape(count, *inner[::-1]).transpose(0, *range(len(inner), 0, -1)))
+
 
 def _npy_layout(path: Path) -> NpyRows | None:
-    """The file as NpyRows when its header is a plain one (versions 1 and 2, C order, no
-    objects); None to let numpy read anything else (and report what is wrong with it)."""
+    """The file as NpyRows when its header is a plain one (versions 1 and 2, C or Fortran
+    order, no objects); None to let numpy read anything else (and report what is wrong with it)."""
     fmt = np.lib.format
     try:
         with open(path, "rb") as f:
@@ -443,9 +476,9 @@ def _npy_layout(path: Path) -> NpyRows | None:
             offset = f.tell()
     except Exception:  # numpy's own reader below says what is wrong, in its words
         return None
-    if fortran or dtype.hasobject or dtype.kind not in "fiub" or len(shape) < 2:
+    if dtype.hasobject or dtype.kind not in "fiub" or len(shape) < 2:
         return None
-    rows = NpyRows(path, shape, dtype, offset)
+    rows = NpyRows(path, shape, dtype, offset, fortran=fortran)
     held = (path.stat().st_size - offset) // max(1, rows.row_bytes)
     if held < shape[0]:
         raise InputError(f"{path}: truncated .npy file: its header says {shape[0]} rows, it holds {held}")

@@ -48,3 +48,17 @@ def test_bad_stdin_is_one_line(bundles):
     truncated = np.lib.format.magic(1, 0)
     result = gen("score", bundles["ae"], "-", "--out", "-", stdin=truncated + b"garbage")
     assert result.returncode == 2 and "malformed header" in result.stderr.decode()
+
+
+def test_a_fortran_order_npy_on_stdin_is_refused_in_one_line_as_a_file_it_scores(bundles, rows, tmp_path):
+    """Each row of a Fortran-order array is spread over the whole stream: refused on stdin with
+    what to do instead; the same file scores like the C-order one."""
+    fortran = tmp_path / "f.npy"
+    np.save(fortran, np.asfortranarray(np.load(rows / "rows.npy")))
+    result = gen("score", bundles["ae"], "-", "--out", "-", stdin=fortran.read_bytes())
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Fortran-order .npy cannot be read" in lines[0]
+    assert "pass it as a file" in lines[0]
+    for name, source in (("c.csv", rows / "rows.npy"), ("f.csv", fortran)):
+        assert gen("score", bundles["ae"], source, "--out", tmp_path / name, "--device", "cpu").returncode == 0
+    assert (tmp_path / "f.csv").read_bytes() == (tmp_path / "c.csv").read_bytes()

@@ -92,13 +92,15 @@ def test_npy_reader(data):
 
 @PROPERTY
 @given(st.integers(0, 3), st.integers(0, 4), st.sampled_from(["<f4", "<f8", "<i4", "|u1", "<f2", "|b1", ">f4"]),
-       st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), max_size=24))
-def test_npy_reader_on_well_formed_arrays(rows, cols, dtype, values):
-    """Any valid .npy of any shape and numeric dtype, NaN and inf included."""
+       st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), max_size=24), st.booleans())
+def test_npy_reader_on_well_formed_arrays(rows, cols, dtype, values, fortran):
+    """Any valid .npy of any shape, numeric dtype and order, NaN and inf included."""
     size = rows * cols
     array = np.resize(np.asarray(values or [0.0], dtype=np.float64), size).reshape(rows, cols)
     with np.errstate(all="ignore"):
         array = array.astype(dtype)
+    if fortran:
+        array = np.asfortranarray(array)
     check_rows(outcome(lambda p: read_rows(p, [3]), npy_bytes(array), ".npy"), 3)
 
 

@@ -95,17 +95,20 @@ def test_csv_with_byte_order_mark(tmp_path):
     np.testing.assert_array_equal(read_file(path, SHAPE), [[1, 2, 3], [4, 5, 6]])
 
 
-def test_npy_is_read_with_plain_reads_in_memory_that_does_not_grow_with_the_file(tmp_path):
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_npy_is_read_with_plain_reads_in_memory_that_does_not_grow_with_the_file(tmp_path, order):
     """A memory map would count every page read as resident (the whole file by the end); plain
     reads keep a chunk. Peak RSS of reading 50 MiB of rows, in a fresh interpreter, grows by
-    less than a fifth of the file over reading 1/100 of it."""
+    less than a fifth of the file over reading 1/100 of it. The same for a Fortran-order file
+    (np.save of a transposed array or of pandas' DataFrame.to_numpy()), read column by column."""
     import subprocess
     import sys
 
     big, small = tmp_path / "big.npy", tmp_path / "small.npy"
     rows = np.random.default_rng(0).normal(size=(200_000, 64)).astype(np.float32)
-    np.save(big, rows)
-    np.save(small, rows[:2_000])
+    np.save(big, np.asarray(rows, order=order))
+    np.save(small, np.asarray(rows[:2_000], order=order))
+    assert np.load(big, mmap_mode="r").flags.f_contiguous == (order == "F")
     from tests.memory import PEAK_MIB
 
     code = (PEAK_MIB + "import sys\nfrom gen.runtime.readers import iter_rows\n"
@@ -120,6 +123,21 @@ def test_npy_is_read_with_plain_reads_in_memory_that_does_not_grow_with_the_file
         assert n == (2_000 if path == small else 200_000)
     assert peaks["big.npy"] - peaks["small.npy"] < big.stat().st_size / 5, peaks
     assert np.array_equal(np.concatenate(list(iter_file(big, [64], 4096))), rows)
+
+
+@pytest.mark.parametrize("shape, dtype", [((37, 5), "<f4"), ((37, 5), ">f8"), ((37, 4, 3), "|u1"),
+                                          ((37, 2, 3, 2), "<i2"), ((1, 4, 3), "<f4")])
+def test_a_fortran_order_npy_reads_the_same_rows_as_c_order(tmp_path, shape, dtype):
+    rows = np.random.default_rng(1).integers(0, 200, size=shape).astype(dtype)
+    path = tmp_path / "f.npy"
+    np.save(path, np.asfortranarray(rows))
+    for chunk in (1, 8, 37, 100):
+        got = list(iter_file(path, list(shape[1:]), chunk))
+        assert [len(c) for c in got] == [min(chunk, shape[0] - i) for i in range(0, shape[0], chunk)]
+        np.testing.assert_array_equal(np.concatenate(got), rows.astype(np.float32))
+    np.testing.assert_array_equal(read_file(path, list(shape[1:])), rows.astype(np.float32))
+    if dtype == "|u1":  # bytes kept as bytes, as for a C-order file
+        assert next(iter_file(path, list(shape[1:]), 8, narrow=True)).dtype == np.uint8
 
 
 def test_a_truncated_npy_is_refused_before_any_row(tmp_path):
