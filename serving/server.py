@@ -124,7 +124,7 @@ def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
             if self.verb == "complete":
                 rows = completion_rows(self.model, inputs, limits.max_request_rows)
             else:
-                rows = rows_of(self.model, inputs, limits.max_request_rows)
+                rows = rows_of(self.model, inputs, limits.max_request_rows, narrow=True)
             return await self.batcher.submit(rows)
 
     models = []

@@ -5,7 +5,8 @@ here imports the server, so it is tested alone.
 Every bundle is served as one model per verb, named `NAME.VERB` (`digits.score`,
 `digits.sample`, ...), and as `NAME` for its first verb in VERB_ORDER (score when it scores).
 
-- score: input `x` (rows, raw units, flat or in the data's shape) -> `score` FP64,
+- score: input `x` (rows, raw units, flat or in the data's shape; FP32, or any numeric type:
+  UINT8 pixels stay bytes until the graphs widen them) -> `score` FP64,
   `normal_quantile` FP64, `flag` BOOL (and `log_p` FP64 where the bundle knows log Z).
 - encode: `x` -> `z` FP32 (the latent code; the posterior mean for a VAE).
 - reconstruct: `x` -> `x_hat` FP32, in the data's shape.
@@ -86,9 +87,12 @@ def completion_rows(model, inputs: dict[str, np.ndarray], max_rows: int) -> np.n
     return np.concatenate([rows, mask], axis=-1)
 
 
-def rows_of(model, inputs: dict[str, np.ndarray], max_rows: int, where: str = "input 'x'") -> np.ndarray:
+def rows_of(model, inputs: dict[str, np.ndarray], max_rows: int, where: str = "input 'x'",
+            narrow: bool = False) -> np.ndarray:
     """The request's `x` as validated float32 rows of the model's shape: one line naming the
-    problem (a missing or extra input, a shape or datatype that does not fit, NaN, too many rows)."""
+    problem (a missing or extra input, a shape or datatype that does not fit, NaN, too many rows).
+    With `narrow`, UINT8 rows stay bytes: a batch of them is widened where the graphs run (by
+    the bundle's widen graph on the GPU), a batch mixing them with float rows on the host."""
     extra = sorted(set(inputs) - {"x"})
     if extra:
         raise InputError(f"input {extra[0]!r}: not an input of this model (it takes 'x')")
@@ -100,7 +104,7 @@ def rows_of(model, inputs: dict[str, np.ndarray], max_rows: int, where: str = "i
     if x.ndim >= 1 and x.shape[0] > max_rows:
         raise InputError(f"{where}: {x.shape[0]} rows, more than the {max_rows} a request may hold "
                          "(--max-request-rows)")
-    return check_array(x, list(model.shape), where)
+    return check_array(x, list(model.shape), where, narrow=narrow)
 
 
 def sample_options(inputs: dict[str, np.ndarray], parameters: dict, max_rows: int, row_values: int = 1,

@@ -75,6 +75,31 @@ def test_batched_scores_equal_the_runtime(bundles, digits_rows):
         assert np.array_equal(out["flag"], model.flag(part))
 
 
+@pytest.mark.parametrize("io_binding", [False, True])
+def test_uint8_requests_stay_bytes_and_score_like_float_ones(bundles, digits_rows, io_binding):
+    """UINT8 rows (pixels as bytes) are kept as bytes by rows_of(narrow=True): a batch of them
+    is widened where the graphs run (the bundle's widen graph under IOBinding), a batch mixing
+    them with FP32 rows on the host; the answers are those of the same values in float32."""
+    model = load(bundles["vae"], device="cpu", io_binding=io_binding)
+    assert model.widen is not None
+    pixels = digits_rows[:40].astype(np.uint8)
+    assert rows_of(model, {"x": pixels}, 1000, narrow=True).dtype == np.uint8
+    assert rows_of(model, {"x": pixels}, 1000).dtype == np.float32
+    for verb in ("score", "encode", "reconstruct"):
+        want = run_rows(model, verb, rows_of(model, {"x": pixels.astype(np.float32)}, 1000))
+        for parts in ((pixels[:13], pixels[13:]), (pixels[:13], pixels[13:].astype(np.float32))):  # bytes; mixed
+            batcher = AdaptiveBatcher(lambda rows: run_rows(model, verb, rows), max_rows=4096, max_delay=0.5)
+
+            async def run():
+                return await asyncio.gather(*(batcher.submit(rows_of(model, {"x": p}, 1000, narrow=True))
+                                              for p in parts))
+
+            outs = asyncio.run(run())
+            assert batcher.calls == 1
+            for name, value in want.items():
+                assert np.array_equal(np.concatenate([o[name] for o in outs]), value), (verb, parts[1].dtype, name)
+
+
 def test_verb_signatures_and_checks(bundles, digits_rows):
     model = load(bundles["vae"], device="cpu")
     assert served_verbs(model)[0] == "score" and "sample" in served_verbs(model)

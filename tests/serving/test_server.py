@@ -93,6 +93,9 @@ def test_score_encode_reconstruct_equal_the_runtime(server, bundles, digits_rows
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(client.infer("digits.reconstruct", [x_input(rows.reshape(-1, 1, 8, 8))])
                                .as_numpy("x_hat"), model.reconstruct(rows), rtol=1e-5, atol=1e-5)
+    pixels = httpclient.InferInput("x", list(rows.shape), "UINT8")  # pixels as bytes: the same answers
+    pixels.set_data_from_numpy(rows.astype(np.uint8), binary_data=binary)
+    assert np.array_equal(client.infer("digits.score", [pixels]).as_numpy("score"), result.as_numpy("score"))
 
 
 def test_sample_is_seeded_like_the_runtime(server, bundles):
