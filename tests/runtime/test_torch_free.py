@@ -69,3 +69,25 @@ def test_sample_score_info_encode_without_torch(bundles, digits_rows, tmp_path):
     result = cli("encode", str(bundles["vae"]), str(rows), "--out", str(codes))
     assert result.returncode == 0, result.stderr
     assert np.load(codes).shape == (50, 4)
+
+
+def test_serving_commands_load_no_heavy_library_they_do_not_use(bundles, digits_rows, tmp_path):
+    """Every command pays for what it imports (cold start is benchmarked against `import
+    torch`): `gen sample` and `gen score` of an NPY file load numpy, onnxruntime and typer, and
+    none of torch, pydantic (typer 0.29 validates options through it: pinned below),
+    pyarrow, ray, kserve, sklearn or scipy."""
+    import numpy as np
+
+    rows = tmp_path / "rows.npy"
+    np.save(rows, digits_rows[:20])
+    heavy = ("torch", "pydantic", "pyarrow", "ray", "kserve", "sklearn", "scipy")
+    for args in (("sample", str(bundles["vae"]), "--n", "4", "--out", str(tmp_path / "s.npy")),
+                 ("score", str(bundles["ae"]), str(rows), "--out", str(tmp_path / "scores.csv"))):
+        code = (f"sys.argv = ['gen', *{list(args)!r}]\n"
+                "from gen.cli.main import app\n"
+                "try:\n    app()\n"
+                "finally:\n"
+                f"    loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r}))\n"
+                "    print('loaded', loaded, file=sys.stderr)\n")
+        result = run_python(code)
+        assert result.returncode == 0 and "loaded []" in result.stderr, (args[0], result.stderr[-500:])
