@@ -46,6 +46,49 @@ elif mode == "ort-plain":  # onnxruntime alone: InferenceSession.run on host arr
     session = ort.InferenceSession(os.path.join(bundle, "score.onnx"), providers=(
         ["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"])
     call = lambda x: session.run(["score"], {"x": x.reshape(len(x), *shape)})[0]
+elif mode.startswith("ort-"):
+    # onnxruntime alone through IOBinding, the ways issue 11 lists for the GPU, so that one device
+    # call says which are worth building into gen: bound per batch (gen's path today), device
+    # buffers allocated once and refilled in place, the same under a CUDA graph, and the input
+    # already on the device (compute only, the ceiling). Host rows in and scores back on the host
+    # in all but the last.
+    import onnxruntime as ort
+    shape = json.load(open(os.path.join(bundle, "manifest.json")))["data"]["shape"]
+    if mode == "ort-cuda-graph" and device != "cuda":
+        raise SystemExit("CUDA graphs need the CUDA provider")
+    cuda = [("CUDAExecutionProvider", {"enable_cuda_graph": "1"} if mode == "ort-cuda-graph" else {})]
+    session = ort.InferenceSession(os.path.join(bundle, "score.onnx"),
+                                   providers=(cuda if device == "cuda" else []) + ["CPUExecutionProvider"])
+    buffers = {}
+    def call(x):
+        x = x.reshape(len(x), *shape)
+        binding = buffers.get(len(x))
+        if mode == "ort-bound" or binding is None:
+            binding = session.io_binding()
+            if mode == "ort-bound":
+                binding.bind_cpu_input("x", x)
+                binding.bind_output("score", device)
+                session.run_with_iobinding(binding)
+                return binding.copy_outputs_to_cpu()[0]
+            source = ort.OrtValue.ortvalue_from_numpy(x, device, 0)
+            probe = session.io_binding()
+            probe.bind_ortvalue_input("x", source)
+            probe.bind_output("score", device)
+            session.run_with_iobinding(probe)
+            score = ort.OrtValue.ortvalue_from_shape_and_type(probe.get_outputs()[0].shape(), np.float32, device, 0)
+            binding.bind_ortvalue_input("x", source)
+            binding.bind_ortvalue_output("score", score)
+            options = None
+            if mode == "ort-cuda-graph":  # one captured graph per batch shape (ids from 1; 0 is onnxruntime's)
+                options = ort.RunOptions()
+                options.add_run_config_entry("gpu_graph_id", str(len(buffers) + 1))
+            binding.values = (source, score, options)
+            buffers[len(x)] = binding
+        source, score, options = binding.values
+        if mode != "ort-on-device":
+            source.update_inplace(x)  # host -> the same device buffer
+        session.run_with_iobinding(binding, options)
+        return score if mode == "ort-on-device" else score.numpy()
 else:
     import torch
     torch.set_num_threads(os.cpu_count())
@@ -69,7 +112,7 @@ for b in batches:
     while n < 3 or time.perf_counter() - start < min_s:
         call(x)
         n += 1
-    result[b] = {"rows_per_s": b * n / (time.perf_counter() - start), "calls": n, "check": float(np.asarray(first, dtype=np.float64).sum())}
+    result[b] = {"rows_per_s": b * n / (time.perf_counter() - start), "calls": n, "check": float(np.asarray(first.numpy() if hasattr(first, "numpy") else first, dtype=np.float64).sum())}
 print(json.dumps(result))
 '''
 
@@ -238,7 +281,8 @@ def cuda_record(gpu: str, workdir: Path, run: Path, bundle: Path, rows_file: Pat
     bundle), onnxruntime alone and torch eager, host rows in and scores back on the host; and
     `gen score --device cuda` of a 1M-row NPY file, float32 and as uint8 pixels. (`device` "cpu"
     runs the same steps on the CPU: a dry run of the script where no GPU is lent.)"""
-    modes = [m for m in ("gen", "gen-uint8", "gen-fp16", "ort-plain", "torch-eager") if uint8 or m != "gen-uint8"]
+    modes = [m for m in ("gen", "gen-uint8", "gen-fp16", "ort-plain", "ort-bound", "ort-prealloc", "ort-cuda-graph",
+                         "ort-on-device", "torch-eager") if uint8 or m != "gen-uint8"]
     record = {"device": gpu, "alternatives": _alternatives(modes, run, bundle, rows_file, batches, quick, device),
               "files": {}}
     rows = np.load(rows_file)

@@ -1078,8 +1078,11 @@ def performance_section(section: dict | None) -> list[str]:
     out += ["", f"## Runtime performance (CUDA: {cuda['device']})", "",
             "The same weights on the GPU, host float32 rows in and scores back on the host (uint8 rows: the same "
             "pixels as bytes, widened on the device); `onnxruntime alone` is `InferenceSession.run` on host arrays "
-            "with no gen code; torch copies each batch to the device and the scores back. rows/s, each alternative "
-            "in its own process.", "", _speed_table(cuda["alternatives"], section["batches"]), ""]
+            "with no gen code, and the IOBinding columns are onnxruntime alone the ways issue 11 lists (bound per "
+            "batch as gen does; device buffers allocated once and refilled with `update_inplace`; the same under "
+            "a CUDA graph; the input already on the device, compute only: the ceiling), to say which are worth "
+            "building into gen; torch copies each batch to the device and the scores back. rows/s, each "
+            "alternative in its own process.", "", _speed_table(cuda["alternatives"], section["batches"]), ""]
     out += [f"- Did not run: {names[m]}: {v['error']}" for m, v in cuda["alternatives"].items()
             if isinstance(v, dict) and "error" in v]
     for key, f in cuda.get("files", {}).items():
@@ -1131,14 +1134,19 @@ def perf_targets(section: dict) -> list[str]:
     if c:
         ratio = c["gen_sample_64_s"] / c["import_torch_s"]
         out.append(f"- Cold start <= 0.25x `import torch`: {ratio:.2f}x, " + _verdict(
-            ratio, 0.25, ".2f", "most of gen's start-up is importing typer (its pydantic-based option "
-            "parsing, about 50 ms) and numpy (about 35 ms), measured with -X importtime", higher=False) + ".")
+            ratio, 0.25, ".2f", "most of gen's start-up is importing numpy, onnxruntime and typer (measure "
+            "with -X importtime; typer 0.29 and later add pydantic, about 50 ms, hence the pin below 0.29)",
+            higher=False) + ".")
     return out
 
 
 PERF_NAMES = {"gen": "gen public API (`model.score`)", "gen-uint8": "gen, uint8 rows",
               "gen-int8": "gen, `--quantize int8` bundle", "gen-fp16": "gen, `--precision fp16` bundle",
               "ort-plain": "onnxruntime alone (`session.run`)",
+              "ort-bound": "onnxruntime, IOBinding bound per batch", "ort-prealloc":
+              "onnxruntime, device buffers allocated once, refilled in place",
+              "ort-cuda-graph": "the same under a CUDA graph",
+              "ort-on-device": "onnxruntime, input already on the device (compute only)",
               "torch-eager": "torch eager, same weights", "torch-compile": "torch.compile, same weights"}
 
 
