@@ -74,7 +74,8 @@ class VAE(nn.Module):
             # BCE with logits written out in its stable form: exporting F.binary_cross_entropy_
             # with_logits gives log(sigmoid(.)), whose tails onnxruntime computes with 1e-1 error.
             return torch.clamp(out, min=0) - out * x + torch.log1p(torch.exp(-torch.abs(out)))
-        return 0.5 * (out - x) ** 2 + 0.5 * math.log(2 * math.pi)
+        d = out - x  # d * d: one Mul in the exported graph, not Pow (see Reconstruction.errors)
+        return 0.5 * d * d + 0.5 * math.log(2 * math.pi)
 
     def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """-log p(x|z) per row: the sum of `nll_terms` over features."""
