@@ -442,6 +442,8 @@ class NpyRows:
         are read 32 at a time into a scratch block and transposed into place (numpy transposes
         a (32, count) block into a column slice about 5x faster than the whole chunk at once)."""
         columns, itemsize = self.row_bytes // self.dtype.itemsize, self.dtype.itemsize
+        if columns == 0:  # rows of no values (only a hand-made header says Fortran for these)
+            return np.empty((count, *self.shape[1:]), dtype=self.dtype)
         size, stride = count * itemsize, self.shape[0] * itemsize
         out = np.empty((count, columns), dtype=self.dtype)
         scratch = np.empty((min(32, columns), count), dtype=self.dtype)
@@ -479,7 +481,7 @@ def _npy_layout(path: Path) -> NpyRows | None:
     if dtype.hasobject or dtype.kind not in "fiub" or len(shape) < 2:
         return None
     rows = NpyRows(path, shape, dtype, offset, fortran=fortran)
-    held = (path.stat().st_size - offset) // max(1, rows.row_bytes)
+    held = (path.stat().st_size - offset) // rows.row_bytes if rows.row_bytes else shape[0]
     if held < shape[0]:
         raise InputError(f"{path}: truncated .npy file: its header says {shape[0]} rows, it holds {held}")
     return rows

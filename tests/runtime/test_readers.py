@@ -146,3 +146,15 @@ def test_a_truncated_npy_is_refused_before_any_row(tmp_path):
     path.write_bytes(path.read_bytes()[:-1000])
     with pytest.raises(InputError, match="truncated .npy file: its header says 100 rows, it holds 96"):
         next(iter_file(path, [64], 16))
+
+
+@pytest.mark.parametrize("fortran", [False, True])
+def test_rows_of_no_values_are_refused_by_their_shape_not_as_truncated(tmp_path, fortran):
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": fortran, "shape": (5, 0)})
+    path = tmp_path / "empty-rows.npy"
+    path.write_bytes(header.getvalue())
+    with pytest.raises(InputError, match=r"expected rows of shape \(N, 3\), got array of shape \(5, 0\)"):
+        read_file(path, SHAPE)
