@@ -262,6 +262,20 @@ def _alternatives(modes, run: Path, bundle: Path, rows_file: Path, batches, quic
     return found
 
 
+def repeats(run: Path, bundle: Path, rows_file: Path, quick: bool, rounds: int = 5) -> dict:
+    """gen and torch eager at batch 1 and 4,096 in `rounds` alternating pairs of fresh processes:
+    the ratio the targets are judged on moves by several percent from one process to the next
+    (CPU frequency, memory placement), so the report gives the median and the range."""
+    found = {"gen": {1: [], 4096: []}, "torch-eager": {1: [], 4096: []}}
+    for _ in range(2 if quick else rounds):
+        for mode in found:
+            got = _alternatives([mode], run, bundle, rows_file, [1, 4096], quick, "cpu").get(mode, {})
+            for b in (1, 4096):
+                if isinstance(got.get(b), dict):
+                    found[mode][b].append(got[b]["rows_per_s"])
+    return found
+
+
 def cuda_device() -> str | None:
     """The GPU's name when both onnxruntime (CUDA provider) and torch see one, else None."""
     try:
@@ -324,6 +338,7 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
     modes = ("gen", "gen-uint8", "gen-int8", "gen-fp16", "torch-eager", "torch-compile")
     record["alternatives"] = _alternatives([m for m in modes if mnist is not None or m != "gen-uint8"], run, bundle,
                                            rows_file, batches, quick, "cpu")
+    record["repeats"] = repeats(run, bundle, rows_file, quick)
     try:
         out = subprocess.run([sys.executable, "-c", OPTIONS_WORKER, str(bundle / "score.onnx"), str(rows_file),
                               str(0.3 if quick else MIN_SECONDS)], capture_output=True, text=True, timeout=900)
