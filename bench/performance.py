@@ -71,10 +71,14 @@ elif mode.startswith("ort-"):
                 session.run_with_iobinding(binding)
                 return binding.copy_outputs_to_cpu()[0]
             source = ort.OrtValue.ortvalue_from_numpy(x, device, 0)
-            probe = session.io_binding()
+            probe = session.io_binding()  # one uncaptured run (graph id -1) for the output's shape
             probe.bind_ortvalue_input("x", source)
             probe.bind_output("score", device)
-            session.run_with_iobinding(probe)
+            uncaptured = None
+            if mode == "ort-cuda-graph":
+                uncaptured = ort.RunOptions()
+                uncaptured.add_run_config_entry("gpu_graph_id", "-1")
+            session.run_with_iobinding(probe, uncaptured)
             score = ort.OrtValue.ortvalue_from_shape_and_type(probe.get_outputs()[0].shape(), np.float32, device, 0)
             binding.bind_ortvalue_input("x", source)
             binding.bind_ortvalue_output("score", score)
