@@ -1124,16 +1124,13 @@ def perf_targets(section: dict) -> list[str]:
         return v["rows_per_s"] if isinstance(v, dict) else None
     spread = _ratio_spread(section.get("repeats"), 1)
     g1, t1 = rate("gen", 1), rate("torch-eager", 1)
-    if spread:
-        median, low, high, n = spread
-        out.append(f"- Batch 1 >= 3x torch eager: {median:.2f}x (median of {n} alternating pairs of processes; "
-                   f"{low:.2f}x-{high:.2f}x), " + _verdict(
-                       median, 3.0, ".2f", "the rest is gen's checks around onnxruntime's call (about 5 us of "
-                       "a 32 us call: finiteness, the float64 result) and onnxruntime's own call") + ".")
-    elif g1 and t1:
-        out.append(f"- Batch 1 >= 3x torch eager: {g1 / t1:.2f}x, " + _verdict(
-            g1 / t1, 3.0, ".2f", "the rest is gen's Python around onnxruntime's call (checks, batching) and "
-            "onnxruntime's own call") + ".")
+    ratio, how = ((spread[0], f" (median of {spread[3]} alternating pairs of processes; "
+                              f"{spread[1]:.2f}x-{spread[2]:.2f}x)") if spread
+                  else (g1 / t1, "") if g1 and t1 else (None, ""))
+    if ratio is not None:
+        out.append(f"- Batch 1 >= 3x torch eager: {ratio:.2f}x{how}, " + _verdict(
+            ratio, 3.0, ".2f", "the rest is gen's checks around onnxruntime's call (about 5 us of a 32 us call: "
+            "finiteness, the float64 result) and onnxruntime's own call") + ".")
     g, q, t = rate("gen", 4096), rate("gen-int8", 4096), rate("torch-eager", 4096)
     torch_runs = ((section.get("repeats") or {}).get("torch-eager") or {})
     torch_runs = [*torch_runs.get(4096, torch_runs.get("4096", [])), *([t] if t else [])]
