@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,7 +32,15 @@ def serve(
         min=0.0)] = 5.0,
     max_request_rows: Annotated[int, typer.Option(help="Rows (or samples) one request may hold.", min=1)] = 65536,
     max_body_mb: Annotated[float, typer.Option(help="Request body limit in MiB (413 beyond).", min=0.001)] = 64.0,
-    timeout_s: Annotated[float, typer.Option(help="A request not answered in this time gets 503.", min=0.001)] = 30.0,
+    max_inflight_mb: Annotated[Optional[float], typer.Option(
+        help="Request bodies read or answered at once, all requests together, in MiB; a request waits for room "
+             "(up to --timeout-s, then 503). Default: twice --max-body-mb.", min=0.001)] = None,
+    timeout_s: Annotated[float, typer.Option(
+        help="A request not answered in this time (or not let in, see --max-inflight-mb) gets 503.",
+        min=0.001)] = 30.0,
+    read_timeout_s: Annotated[float, typer.Option(
+        help="A request's headers, then its body, must arrive within this many seconds (408 beyond).",
+        min=0.001)] = 30.0,
     token: Annotated[Optional[str], typer.Option(
         envvar="GEN_SERVE_TOKEN", help="Require `Authorization: Bearer TOKEN` on every route but liveness "
                                        "(also read from $GEN_SERVE_TOKEN).")] = None,
@@ -45,25 +54,32 @@ def serve(
     /v2/models/NAME/infer) with adaptive batching, until SIGTERM or Ctrl-C (in-flight requests finish)."""
     with reported():
         from gen.runtime import InputError, load
-        from gen.serving.server import Limits, import_kserve, serve as run
+        from gen.serving.server import Limits, check_token, import_kserve, serve as run
+        from gen.serving.verbs import check_name
 
+        if token is None and "GEN_SERVE_TOKEN" in os.environ:
+            token = os.environ["GEN_SERVE_TOKEN"]  # click reads an empty variable as unset: serving everyone
+        check_token(token)
         names = list(name or [])
         if names and len(names) != len(bundles):
             raise InputError(f"--name: {len(names)} names for {len(bundles)} bundles; give one per bundle or none")
+        for n in names:
+            check_name(n)
+        for b in bundles if not names else []:
+            check_name(Path(b).resolve().name, "bundle folder", "; name it with --name")
         names = names or [Path(b).resolve().name for b in bundles]
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise InputError(f"two bundles are both named {dup!r}; name them with --name")
-        for n in names:
-            if not n or "/" in n or n.startswith("."):
-                raise InputError(f"--name {n!r}: a model name is a plain word (letters, digits, - and _)")
         if ready_file is not None and not ready_file.parent.is_dir():
             raise InputError(f"--ready-file {ready_file}: folder {ready_file.parent} does not exist")
+        limits = Limits(max_batch=max_batch, max_delay_ms=max_delay_ms, max_request_rows=max_request_rows,
+                        max_body_bytes=int(max_body_mb * (1 << 20)),
+                        max_inflight_bytes=int((max_inflight_mb or 2 * max_body_mb) * (1 << 20)),
+                        timeout_s=timeout_s, read_timeout_s=read_timeout_s)
         import_kserve()  # a missing extra is one line before any bundle loads
         models = [(n, load(b, device=device.value, threads=threads, public_key=public_key))
                   for n, b in zip(names, bundles)]
-        limits = Limits(max_batch=max_batch, max_delay_ms=max_delay_ms, max_request_rows=max_request_rows,
-                        max_body_bytes=int(max_body_mb * (1 << 20)), timeout_s=timeout_s)
         def banner(bound_http, bound_grpc):
             typer.echo(f"serving {', '.join(n for n, _ in models)} on http://{host}:{bound_http}"
                        + (f" and grpc {host}:{bound_grpc}" if bound_grpc is not None else "") + " "

@@ -1,35 +1,63 @@
 """`gen serve`: bundles served on the Open Inference Protocol by KServe's model server.
 
-KServe's pieces are used as they are (its DataPlane, model repository, v2 REST endpoints, error
-handlers, Prometheus /metrics); gen adds what its ModelServer does not offer: the bind address
-(KServe listens on 0.0.0.0; gen on 127.0.0.1 unless told), a bearer token on every route but
-liveness, a request body limit, a quiet one-line 400 for bad input, adaptive batching per model
-(AdaptiveBatcher) and uvicorn's graceful shutdown on SIGTERM (in-flight requests finish, new
-connections are refused, then the process exits).
+KServe's pieces are used as they are (its DataPlane, model repository, v2 REST endpoints and gRPC
+servicer, Prometheus /metrics); gen adds what its ModelServer does not offer for a server on an
+open network:
+
+- the bind address (KServe listens on 0.0.0.0; gen on 127.0.0.1 unless told) and a bearer token
+  on every route but liveness (REST and gRPC);
+- limits: the body of one request (--max-body-mb), the body bytes of all requests being read or
+  answered at once (--max-inflight-mb; a request waits for room up to --timeout-s, then 503), and
+  the time a request's headers, then its body, may take to arrive (--read-timeout-s; 408);
+- one line, never a traceback, per refused request (at most LOG_LINES every LOG_WINDOW_S, then a
+  count of the lines left out), and no dropped connection, for anything a client sends;
+- adaptive batching per model (AdaptiveBatcher);
+- on SIGTERM (or SIGINT): stop accepting (REST and gRPC), answer every request already accepted,
+  requests the kernel queued before the port closed included, then exit 0 (uvicorn's and
+  grpc.aio's graceful shutdown, given at most --grace-s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import json
 import logging
 import signal
 import sys
+import threading
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gen.runtime.errors import GenError, MissingDependency, UsageError
+from gen.runtime.errors import ConfigError, GenError, MissingDependency, UsageError
 
 from .batching import AdaptiveBatcher
-from .verbs import ROW_VERBS, completion_rows, rows_of, run_rows, sample_options, served_verbs, signature
+from .verbs import (DTYPES, ROW_VERBS, check_binary_body, completion_rows, rows_of, run_rows, sample_options,
+                    served_verbs, signature, tensor_array)
 
 OPEN_ROUTES = ("/v2/health/live", "/")  # answered without the token (liveness probes)
 # KServe's app also mounts the model repository extension (load / unload a model) and the v1
 # protocol; gen serves a fixed set of bundles on v2 only, so those answer 404.
 CLOSED_PREFIXES = ("/v2/repository", "/v1/", "/docs", "/redoc", "/openapi.json")
+
+
+LOG = logging.getLogger("gen.serve")
+# A flood of bad requests must not fill the disk: at most LOG_LINES lines per LOG_WINDOW_S, and the
+# next line logged says how many were left out.
+LOG_LINES, LOG_WINDOW_S = 10, 1.0
+# On SIGTERM, a connection with no request under way yet is given this long to deliver one (its
+# client connected before the port closed, and may be sending it now), then closed.
+DRAIN_IDLE_S = 1.0
+# uvicorn's httptools protocol sets no limit on a request's headers; bytes received outside a body
+# count (a read may carry the start of a body too, hence the margin).
+MAX_HEADER_BYTES = 1 << 20
+GRPC_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED",
+              413: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE"}  # any other status: INTERNAL
 
 
 @dataclass
@@ -38,7 +66,178 @@ class Limits:
     max_delay_ms: float = 5.0      # how long the first request of a batch waits for others
     max_request_rows: int = 65536  # rows (or samples) one request may ask for
     max_body_bytes: int = 64 << 20
-    timeout_s: float = 30.0        # a request waiting longer is answered 503
+    max_inflight_bytes: int = 128 << 20  # request bodies being read or answered at once, all requests together
+    timeout_s: float = 30.0        # a request waiting longer (for room, or for its answer) is answered 503
+    read_timeout_s: float = 30.0   # a request's headers, then its body, must arrive within this
+
+    def __post_init__(self):
+        if self.max_inflight_bytes < self.max_body_bytes:
+            raise ConfigError(f"--max-inflight-mb {self.max_inflight_bytes / 2**20:g} is below --max-body-mb "
+                              f"{self.max_body_bytes / 2**20:g}: a body at the limit could never be let in")
+
+
+def check_token(token: str | None) -> None:
+    """One line if `token` cannot protect the server: empty or blank (an empty
+    $GEN_SERVE_TOKEN would serve everyone, an empty --token no one), or not printable ASCII
+    without spaces (HTTP headers and gRPC metadata carry it, and trim spaces)."""
+    if token is None:
+        return
+    if not token.strip():
+        raise ConfigError("--token (or $GEN_SERVE_TOKEN) is empty; give a token, or unset both to serve "
+                          "without one")
+    if not all("!" <= c <= "~" for c in token):
+        raise ConfigError("--token (or $GEN_SERVE_TOKEN): expected printable ASCII without spaces (it is sent "
+                          "in an HTTP header)")
+
+
+def one_line(text, limit: int = 500) -> str:
+    """`text` on one line (a client's model name or value may hold newlines), at most `limit` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
+class RateLimit(logging.Filter):
+    """Lets at most `lines` records through per `window` seconds; the next record let through
+    after some were dropped says how many."""
+
+    def __init__(self, lines: int = LOG_LINES, window: float = LOG_WINDOW_S):
+        super().__init__()
+        self.lines, self.window = lines, window
+        self.start, self.count, self.dropped = float("-inf"), 0, 0
+        self.lock = threading.Lock()  # uvicorn logs from the event loop, gRPC and executors from threads
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            if now - self.start >= self.window:
+                self.start, self.count = now, 0
+            if self.count >= self.lines and not getattr(record, "unlimited", False):
+                self.dropped += 1
+                return False
+            self.count += 1
+            dropped, self.dropped = self.dropped, 0
+        if dropped:
+            record.msg, record.args = f"{record.getMessage()} ({dropped} lines suppressed before this one)", None
+        return True
+
+
+class OneLineFormatter(logging.Formatter):
+    """A record on one line, whatever its message, and never a traceback."""
+
+    def formatException(self, ei) -> str:
+        return ""
+
+    def formatStack(self, stack_info) -> str:
+        return ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_text = None
+        line = super().format(record)
+        if record.exc_info and record.exc_info[1] is not None:
+            line += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        return one_line(line, 2000)
+
+
+def log_to_stderr() -> RateLimit:
+    """gen's, uvicorn's and KServe's server logs on stderr: one line a record, rate-limited."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(message)s"))
+    limit = RateLimit()
+    handler.addFilter(limit)
+    for name in ("gen.serve", "uvicorn.error", "kserve", "kserve.trace"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
+    return limit
+
+
+def refusal(exc: BaseException) -> tuple[int, str]:
+    """(HTTP status, one-line message) for an error raised while answering a request, REST or
+    gRPC: KServe's and FastAPI's errors with their status; anything else is gen's failure, 500."""
+    from fastapi.exceptions import RequestValidationError
+    from kserve.errors import (InferenceError, InvalidInput, ModelNotFound, ModelNotReady, ServerNotLive,
+                               ServerNotReady, UnsupportedProtocol)
+    from starlette.exceptions import HTTPException
+
+    if isinstance(exc, RequestValidationError):  # FastAPI's 422 for a body that is not the protocol's JSON
+        first = (exc.errors() or [{}])[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        return 400, one_line(f"request {where}: {first.get('msg', 'not a valid inference request')}")
+    if isinstance(exc, HTTPException):
+        return exc.status_code, one_line(exc.detail)
+    if isinstance(exc, (InvalidInput, UsageError)):
+        return 400, one_line(exc)
+    if isinstance(exc, ModelNotFound):
+        return 404, one_line(exc)
+    if isinstance(exc, (ModelNotReady, ServerNotReady, ServerNotLive)):
+        return 503, one_line(exc)
+    if isinstance(exc, (NotImplementedError, UnsupportedProtocol)):
+        return 501, one_line(exc) or "not implemented"
+    if isinstance(exc, InferenceError):
+        status = str(exc.status or "500")
+        return (int(status) if status.isdigit() else 500), one_line(exc.reason)
+    return 500, one_line(f"internal error ({type(exc).__name__}: {exc})")
+
+
+def log_refusal(status: int, where: str, message: str) -> None:
+    """The one line a refused request leaves in the log."""
+    LOG.log(logging.ERROR if status >= 500 and status != 503 else logging.WARNING, "%d %s: %s", status,
+            one_line(where, 200), message)
+
+
+class ByteBudget:
+    """Request body bytes admitted at once, across all requests (REST and gRPC): a request
+    waits, first come first served, until its bytes fit, so memory stays bounded however
+    many clients send big bodies together."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = int(limit), 0
+        self.waiting: collections.deque = collections.deque()
+
+    async def acquire(self, size: int, timeout: float) -> bool:
+        """Reserve `size` bytes (at most the whole budget); False if they did not fit within `timeout` s."""
+        size = min(int(size), self.limit)
+        if not self.waiting and self.used + size <= self.limit:
+            self.used += size
+            return True
+        entry = (size, asyncio.get_running_loop().create_future())
+        self.waiting.append(entry)
+        try:
+            await asyncio.wait_for(entry[1], timeout)
+        except asyncio.TimeoutError:
+            self._give_up(entry)
+            return False
+        except asyncio.CancelledError:  # the client went away while waiting
+            self._give_up(entry)
+            raise
+        return True
+
+    def _give_up(self, entry: tuple) -> None:
+        size, future = entry
+        if future.done() and not future.cancelled():  # granted just as the wait ended
+            self.release(size)
+            return
+        future.cancel()
+        if entry in self.waiting:
+            self.waiting.remove(entry)
+        self._admit()
+
+    def busy(self) -> str:
+        """The refusal of a request that found no room in time."""
+        return f"busy: {self.limit / 2**20:g} MiB of request bodies in flight (--max-inflight-mb); try again"
+
+    def release(self, size: int) -> None:
+        """Give back what acquire(`size`) reserved."""
+        self.used -= min(int(size), self.limit)
+        self._admit()
+
+    def _admit(self) -> None:
+        while self.waiting and self.used + self.waiting[0][0] <= self.limit:
+            size, future = self.waiting.popleft()
+            if not future.done():
+                self.used += size
+                future.set_result(True)
 
 
 def import_kserve():
@@ -87,12 +286,12 @@ def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
             try:
                 inputs = {}
                 for tensor in payload.inputs:
-                    try:
-                        inputs[tensor.name] = tensor.as_numpy()
-                    except Exception as exc:  # KServe's own checks of the tensor's data
-                        raise UsageError(f"input {tensor.name!r}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}") from None
-                outputs = await asyncio.wait_for(self._execute(inputs, dict(payload.parameters or {})),
-                                                 limits.timeout_s)
+                    if tensor.name in inputs:
+                        raise UsageError(f"input {tensor.name!r}: given twice")
+                    raw = getattr(tensor, "_raw_data", None)  # binary data (gRPC raw contents), not decoded
+                    inputs[tensor.name] = tensor_array(tensor.name, tensor.datatype, tensor.shape,
+                                                       None if raw is not None else tensor.data, raw)
+                outputs = await asyncio.wait_for(self._execute(inputs, parameters_of(payload)), limits.timeout_s)
             except UsageError as exc:
                 raise InvalidInput(str(exc)) from None
             except asyncio.TimeoutError:
@@ -106,10 +305,11 @@ def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
             infer_outputs = [InferOutput(name=name, shape=list(value.shape), datatype=_datatype(value), data=value)
                              for name, value in outputs.items()]
             if getattr(payload, "from_grpc", False):
-                # KServe's to_grpc() tests `output.data and ...`, which fails on an array of more
-                # than one value; its list form (or raw bytes) goes through.
+                # tritonclient.grpc (like Triton) reads outputs from raw_output_contents only; and
+                # KServe's to_grpc() fails on arrays it would have to test for truth.
                 for output in infer_outputs:
-                    output.set_data_from_numpy(output.data, binary_data=False)
+                    output.set_data_from_numpy(output.data, binary_data=True)
+                    output.parameters = None  # binary_data_size is REST's; gRPC has raw contents
             return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=infer_outputs,
                                  use_binary_outputs=payload.use_binary_outputs,
                                  requested_outputs=payload.request_outputs)
@@ -137,66 +337,134 @@ def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
     return models
 
 
+class Unreadable:
+    """A gRPC parameter of a kind KServe's protocol lacks (Triton's double_param, uint64_param)."""
+
+    def __repr__(self) -> str:
+        return "a double or uint64 value (this server reads int64_param, bool_param and string_param)"
+
+
+def parameters_of(payload) -> dict:
+    """A request's parameters as plain values: REST's JSON ones as they are, gRPC's
+    InferParameter messages as the value they hold."""
+    values = {}
+    for key, value in dict(payload.parameters or {}).items():
+        if hasattr(value, "WhichOneof"):
+            kind = value.WhichOneof("parameter_choice")
+            value = getattr(value, kind) if kind else Unreadable()
+        values[key] = value
+    return values
+
+
 def _datatype(value: np.ndarray) -> str:
-    return {"f": {4: "FP32", 8: "FP64", 2: "FP16"}, "b": {1: "BOOL"},
-            "i": {1: "INT8", 2: "INT16", 4: "INT32", 8: "INT64"},
-            "u": {1: "UINT8", 2: "UINT16", 4: "UINT32", 8: "UINT64"}}[value.dtype.kind][value.dtype.itemsize]
+    return next(name for name, dtype in DTYPES.items() if np.dtype(dtype) == value.dtype)
+
+
+class Refused(Exception):
+    """A request refused while its body was read (over the limit, or too slow): (status, message)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
 class GuardMiddleware:
-    """ASGI middleware: the bearer token on every route but liveness, and the body limit (by
-    Content-Length, and by counting the bytes of a body sent without one)."""
+    """ASGI middleware in front of KServe's app: the bearer token on every route but liveness;
+    the body limit (by Content-Length, and by counting the bytes of a body sent without one);
+    the bytes in flight (a request with a body waits for room in `budget`); the body's read
+    timeout; and one line, never a traceback nor a dropped keep-alive connection, for whatever
+    else fails while answering."""
 
-    def __init__(self, app, token: str | None, max_body: int):
-        self.app, self.token, self.max_body = app, token, max_body
+    def __init__(self, app, token: str | None, limits: Limits, budget: ByteBudget):
+        self.app, self.token, self.limits, self.budget = app, token, limits, budget
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         path = scope.get("path", "")
+        where = f"{scope.get('method', '')} {path}"
         if any(path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/") for p in CLOSED_PREFIXES):
-            return await _reply(send, 404, f"{path}: not served (gen serve answers the Open Inference Protocol v2)")
-        if self.token is not None and scope.get("path", "") not in OPEN_ROUTES:
+            return await _refuse(send, where, 404, f"{path}: not served (gen serve answers the Open Inference "
+                                                   "Protocol v2)")
+        if self.token is not None and path not in OPEN_ROUTES:
             given = headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                return await _reply(send, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
-                                    [(b"www-authenticate", b"Bearer")])
+                return await _refuse(send, where, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+                                     [(b"www-authenticate", b"Bearer")])
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            return await _reply(send, 413, f"request body of {int(length)} bytes is over the limit of "
-                                           f"{self.max_body} (--max-body-mb)")
-        if scope.get("path", "").endswith("/infer") and "inference-header-content-length" not in headers \
+        limit = self.limits.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _refuse(send, where, 413, f"request body of {int(length)} bytes is over the limit of "
+                                                   f"{limit} (--max-body-mb)")
+        if path.endswith("/infer") and "inference-header-content-length" not in headers \
                 and headers.get("content-type", "").split(";")[0].strip() != "application/json":
             # The protocol: a body without the binary extension's header is JSON, whatever its
             # content type (tritonclient sends none); KServe would read it as binary.
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
                      + [(b"content-type", b"application/json")]}
-        seen = 0
+        # A body of unknown length (chunked) may be as big as the limit allows.
+        size = int(length) if length is not None and length.isdigit() else \
+            limit if "transfer-encoding" in headers else 0
+        if size and not await self.budget.acquire(size, self.limits.timeout_s):
+            return await _refuse(send, where, 503, self.budget.busy(), [(b"retry-after", b"1")])
+        started = False
 
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    # FastAPI turns an error while reading the body into its own 400; the flag
-                    # lets the HTTPException handler answer 413 instead (see serve()).
-                    scope.setdefault("state", {})["gen_body_too_large"] = self.max_body
-                    raise BodyTooLarge()
-            return message
+        async def sending(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
         try:
-            return await self.app(scope, counted, send)
-        except BodyTooLarge:
-            return await _reply(send, 413, f"request body is over the limit of {self.max_body} bytes")
+            await self.app(scope, self.reader(scope, receive), sending)
+        except Exception as exc:  # noqa: BLE001 - one line for anything, and the connection kept
+            status, message = (exc.status, exc.message) if isinstance(exc, Refused) else refusal(exc)
+            if started:
+                log_refusal(status, where, message)
+            else:
+                await _refuse(send, where, status, message, _closing(status))
+        finally:
+            self.budget.release(size)
+
+    def reader(self, scope, receive):
+        """`receive`, counting the body's bytes against the limit and giving it
+        --read-timeout-s to arrive. FastAPI turns an error raised while it reads a body into its
+        own 400; the refusal noted in the scope's state lets gen's handler answer it instead."""
+        limit, timeout = self.limits.max_body_bytes, self.limits.read_timeout_s
+        seen, deadline, done = 0, None, False
+
+        def refused(status: int, message: str) -> Refused:
+            scope.setdefault("state", {})["gen_refused"] = (status, message)
+            return Refused(status, message)
+
+        async def read():
+            nonlocal seen, deadline, done
+            if done:  # after the body, an app may wait for the client to go away: no deadline then
+                return await receive()
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise refused(408, f"request body not received within {timeout:g} s (--read-timeout-s)") from None
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise refused(413, f"request body is over the limit of {limit} bytes (--max-body-mb)")
+            done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        return read
 
 
-class BodyTooLarge(Exception):
-    pass
+def _closing(status: int) -> list:
+    """Headers of a refusal after which the connection closes: a body that stalled (408)."""
+    return [(b"connection", b"close")] if status == 408 else []
 
 
-async def _reply(send, status: int, message: str, headers: list | None = None) -> None:
+async def _refuse(send, where: str, status: int, message: str, headers: list | None = None) -> None:
+    """Answer `status` with the protocol's {"error": message}, and log it in one line."""
+    log_refusal(status, where, message)
     body = json.dumps({"error": message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -204,39 +472,62 @@ async def _reply(send, status: int, message: str, headers: list | None = None) -
     await send({"type": "http.response.body", "body": body})
 
 
-def grpc_server(dataplane, extension, host: str, port: int, token: str | None, limits: Limits):
+def grpc_server(dataplane, extension, host: str, port: int, token: str | None, limits: Limits, budget: ByteBudget):
     """KServe's gRPC inference servicer (the protocol's GRPCInferenceService) on a grpc.aio
     server bound to `host` (KServe's own binds every interface and has no token), behind the
-    same bearer token. Returns (server, bound port); not started."""
+    same bearer token, bytes-in-flight budget and one-line refusals as REST. Returns (server,
+    bound port); not started."""
     from concurrent.futures import ThreadPoolExecutor
 
     import grpc
     from grpc import aio
+    from grpc_interceptor import AsyncExceptionToStatusInterceptor
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-    from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
     from kserve.protocol.grpc.servicer import InferenceServicer
 
+    def refuse(method: str, status: int, message: str):
+        log_refusal(status, f"grpc {method.rsplit('/', 1)[-1]}", message)
+
+        async def refused(request, context):
+            await context.abort(getattr(grpc.StatusCode, GRPC_CODES.get(status, "INTERNAL")), message)
+
+        return refused
+
     class TokenInterceptor(aio.ServerInterceptor):
+        """Before the request is read: the repository extension is not served, and the token."""
+
         async def intercept_service(self, continuation, details):
             if "/Repository" in details.method:  # load / unload: not served (as on REST)
-                async def closed(request, context):
-                    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the model repository extension is not served")
-
-                return grpc.unary_unary_rpc_method_handler(closed)
+                return grpc.unary_unary_rpc_method_handler(
+                    refuse(details.method, 501, "the model repository extension is not served"))
             if token is None or details.method.endswith("/ServerLive"):
                 return await continuation(details)
             metadata = dict(details.invocation_metadata or ())
             if hmac.compare_digest(str(metadata.get("authorization", "")).encode(), f"Bearer {token}".encode()):
                 return await continuation(details)
+            return grpc.unary_unary_rpc_method_handler(
+                refuse(details.method, 401, "missing or wrong bearer token (metadata authorization: Bearer TOKEN)"))
 
-            async def deny(request, context):
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                    "missing or wrong bearer token (metadata authorization: Bearer TOKEN)")
+    class Answered(AsyncExceptionToStatusInterceptor):
+        """An inference request waits for room in the bytes-in-flight budget; an error is one
+        line in the log and its status code (KServe's interceptor logs a traceback, and maps a
+        503 to INVALID_ARGUMENT)."""
 
-            return grpc.unary_unary_rpc_method_handler(deny)
+        async def intercept(self, method, request, context, method_name):
+            size = request.ByteSize() if method_name.endswith("/ModelInfer") else 0
+            if size and not await budget.acquire(size, limits.timeout_s):
+                await refuse(method_name, 503, budget.busy())(request, context)
+            try:
+                return await super().intercept(method, request, context, method_name)
+            finally:
+                budget.release(size)
 
-    server = aio.server(ThreadPoolExecutor(max_workers=4),
-                        interceptors=(TokenInterceptor(), ExceptionToStatusInterceptor()),
+        async def handle_exception(self, ex, request, context, method_name):
+            if isinstance(ex, aio.AbortError):  # the call was answered already
+                raise ex
+            await refuse(method_name, *refusal(ex))(request, context)
+
+    server = aio.server(ThreadPoolExecutor(max_workers=4), interceptors=(TokenInterceptor(), Answered()),
                         options=[("grpc.max_send_message_length", limits.max_body_bytes),
                                  ("grpc.max_receive_message_length", limits.max_body_bytes)])
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane, extension),
@@ -249,6 +540,115 @@ def grpc_server(dataplane, extension, host: str, port: int, token: str | None, l
         raise UsageError(f"{host}:{port}: cannot listen for gRPC there (address in use or not this machine's); "
                          "choose another --grpc-port or --host")
     return server, bound
+
+
+def http_protocol(read_timeout_s: float):
+    """uvicorn's httptools protocol with what it lacks on an open network: a request's headers
+    must arrive within `read_timeout_s` of the connection (or of their first byte; uvicorn
+    would wait forever), else 408, and be at most MAX_HEADER_BYTES, else 431 (the connection
+    closes); and on SIGTERM a connection whose request is on its way is answered (then closed)
+    where uvicorn would close it unanswered."""
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    class Protocol(HttpToolsProtocol):
+        draining = False  # SIGTERM came: answer what is on its way, then close
+        reading_headers = in_body = False
+        requests = 0  # requests begun on this connection
+        header_bytes = 0
+        timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._expect(read_timeout_s)
+
+        def connection_lost(self, exc) -> None:
+            self._expect(None)
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if not self.in_body:  # (a body still arriving after an early answer, a 413, is read and dropped)
+                self.header_bytes += len(data)
+                if self.header_bytes > MAX_HEADER_BYTES:
+                    return self._refuse(431, f"request headers over {MAX_HEADER_BYTES} bytes")
+            super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.reading_headers, self.requests = True, self.requests + 1
+            self._expect(read_timeout_s)
+
+        def on_headers_complete(self) -> None:
+            self.reading_headers, self.in_body, self.header_bytes = False, True, 0
+            self._expect(None)  # the body has its own deadline (GuardMiddleware)
+            super().on_headers_complete()
+            if self.draining and self.cycle is not None:
+                self.cycle.keep_alive = False
+
+        def on_message_complete(self) -> None:
+            self.in_body = False
+            super().on_message_complete()
+
+        def shutdown(self) -> None:
+            """SIGTERM: a request under way is answered, then the connection closes (as in
+            uvicorn); a new connection keeps its read timeout to send its first request (uvicorn
+            would reset it unanswered); an idle keep-alive one gets DRAIN_IDLE_S."""
+            self.draining = True
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.cycle.keep_alive = False
+            elif self.requests and not self.reading_headers:
+                self._expect(min(DRAIN_IDLE_S, read_timeout_s))
+
+        def _expect(self, seconds: float | None) -> None:
+            """Close the connection unless a request's headers are in within `seconds` (None: no deadline)."""
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = None if seconds is None else self.loop.call_later(seconds, self._too_slow)
+
+        def _too_slow(self) -> None:
+            self.timer = None
+            if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+                return
+            if self.reading_headers:  # part of a request came, and no more
+                return self._refuse(408, f"request headers not received within {read_timeout_s:g} s "
+                                         "(--read-timeout-s)")
+            self.transport.close()
+
+        def _refuse(self, status: int, message: str) -> None:
+            """Answer before the app could (the headers are not in): one line logged, then close."""
+            log_refusal(status, "request from {}:{}".format(*(self.client or ("?", "?"))), message)
+            body = json.dumps({"error": message}).encode()
+            self.transport.write(STATUS_LINE[status] + b"content-type: application/json\r\nconnection: close\r\n"
+                                 + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            self.transport.close()
+
+    return Protocol
+
+
+def http_server(config, listener, stop_also):
+    """A uvicorn server whose graceful shutdown first accepts what the kernel queued on
+    `listener` (closing it would reset those connections), and stops `stop_also` (gRPC's
+    graceful stop, a coroutine function) alongside."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None):
+            stopping = [asyncio.ensure_future(stop()) for stop in stop_also]
+            loop = asyncio.get_running_loop()
+            queued = []
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:  # BlockingIOError: none left
+                    break
+                connection.setblocking(False)
+                queued.append(loop.connect_accepted_socket(
+                    lambda: self.config.http_protocol_class(config=self.config, server_state=self.server_state,
+                                                            app_state=self.lifespan.state), connection))
+            await asyncio.gather(*queued, return_exceptions=True)
+            await super().shutdown(sockets=sockets)
+            await asyncio.gather(*stopping)
+
+    return Server(config)
 
 
 def bind(host: str, port: int, option: str):
@@ -273,80 +673,90 @@ def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int 
           limits: Limits | None = None, grace_s: float = 30.0, ready_file: Path | None = None,
           grpc_port: int | None = None, banner=None) -> None:
     """Serve `bundles` ((name, GenModel) pairs) over REST (and gRPC on `grpc_port`) until
-    SIGTERM or SIGINT, then drain: requests in flight finish (up to `grace_s`), new
-    connections are refused. `ready_file` receives {"http": port, "grpc": port} as JSON once
-    both listen; `banner(http_port, grpc_port)` is called once both are bound."""
+    SIGTERM or SIGINT, then drain: both stop accepting, every request already accepted is
+    answered (up to `grace_s`), then the process exits. `ready_file` receives {"http": port,
+    "grpc": port} as JSON once both listen; `banner(http_port, grpc_port)` is called once both
+    are bound."""
     limits = limits or Limits()
+    check_token(token)
     import_kserve()
     import uvicorn
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-    from kserve.errors import InferenceError, InvalidInput
+    from kserve.errors import (InferenceError, InvalidInput, ModelNotFound, ModelNotReady, ServerNotLive,
+                               ServerNotReady, UnsupportedProtocol)
     from kserve.model_repository import ModelRepository
     from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
     from kserve.protocol.rest.server import RESTServer
 
-    logging.getLogger("kserve").setLevel(logging.WARNING)
-    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    # KServe builds its FastAPI app with ORJSONResponse, which FastAPI deprecates: a warning on
+    # the first request that a user of gen can do nothing about.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated", category=Warning)
+    suppressed = log_to_stderr()
+
+    class CheckedDataPlane(DataPlane):
+        def decode(self, body, headers, *args, **kwargs):
+            """KServe's decoding, after the binary extension's sizes are checked; any error in
+            it is the request's (a 400), not the server's."""
+            try:
+                if isinstance(body, bytes):
+                    check_binary_body(body, (headers or {}).get("inference-header-content-length"))
+                return super().decode(body, headers, *args, **kwargs)
+            except UsageError as exc:
+                raise InvalidInput(str(exc)) from None
+            except InvalidInput:
+                raise
+            except KeyError as exc:
+                raise InvalidInput(one_line(f"request body: field {exc} missing")) from None
+            except Exception as exc:  # noqa: BLE001 - KServe's decoding of a body it did not expect
+                raise InvalidInput(one_line(f"request body: {exc}")) from None
+
+    budget = ByteBudget(limits.max_inflight_bytes)
     repository = ModelRepository()
     for model in build_models(bundles, limits):
         repository.update(model)
-    dataplane = DataPlane(model_registry=repository)
+    dataplane = CheckedDataPlane(model_registry=repository)
     extension = ModelRepositoryExtension(model_registry=repository)
     rest = RESTServer("kserve.model_server:app", dataplane, extension, port, grace_period=int(grace_s))
     rest.create_application()
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
     from kserve.model_server import app
+    from starlette.exceptions import HTTPException
 
-    async def quiet_invalid_input(_, exc):  # one line, no traceback in the server's log
-        logging.getLogger("gen.serve").warning("400: %s", exc)
-        return JSONResponse(status_code=400, content={"error": str(exc)})
+    async def refused(request, exc):  # every error's own status, one line in the log, no traceback
+        status, message = request.scope.get("state", {}).get("gen_refused") or refusal(exc)
+        log_refusal(status, f"{request.method} {request.url.path}", message)
+        headers = dict(getattr(exc, "headers", None) or {}) if isinstance(exc, HTTPException) else {}
+        headers.update((k.decode(), v.decode()) for k, v in _closing(status))
+        return JSONResponse(status_code=status, content={"error": message}, headers=headers or None)
 
-    async def bad_request_body(_, exc):  # FastAPI's 422 for a body that is not the protocol's JSON
-        first = (exc.errors() or [{}])[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        message = f"request {where}: {first.get('msg', 'not a valid inference request')}"
-        logging.getLogger("gen.serve").warning("400: %s", message)
-        return JSONResponse(status_code=400, content={"error": message})
-
-    async def inference_error(_, exc):  # KServe answers 500 whatever the error's status
-        status = int(getattr(exc, "status", None) or 500)
-        logging.getLogger("gen.serve").warning("%d: %s", status, exc.reason if hasattr(exc, "reason") else exc)
-        return JSONResponse(status_code=status, content={"error": getattr(exc, "reason", str(exc))})
-
-    async def http_error(request, exc):  # the protocol's {"error": ...} for FastAPI's own HTTP errors
-        limit = request.scope.get("state", {}).get("gen_body_too_large")
-        if limit:
-            return JSONResponse(status_code=413, content={"error": f"request body is over the limit of {limit} "
-                                                                   "bytes (--max-body-mb)"})
-        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)},
-                            headers=getattr(exc, "headers", None))
-
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(InvalidInput, quiet_invalid_input)
-    app.add_exception_handler(InferenceError, inference_error)
-    app.add_exception_handler(RequestValidationError, bad_request_body)
-    app.add_middleware(GuardMiddleware, token=token, max_body=limits.max_body_bytes)
+    for error in (HTTPException, RequestValidationError, InvalidInput, InferenceError, ModelNotFound, ModelNotReady,
+                  NotImplementedError, UnsupportedProtocol, ServerNotLive, ServerNotReady, Exception):
+        app.add_exception_handler(error, refused)
+    app.add_middleware(GuardMiddleware, token=token, limits=limits, budget=budget)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=grace_s,
-                            access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+                            access_log=False, lifespan="on", http=http_protocol(limits.read_timeout_s))
     listener = bind(host, port, "--port")  # bound here, so a busy port is one line, not uvicorn's exit 3
 
     async def main() -> None:
         rpc, rpc_port = None, None
         if grpc_port is not None:
-            rpc, rpc_port = grpc_server(dataplane, extension, host, grpc_port, token, limits)
+            rpc, rpc_port = grpc_server(dataplane, extension, host, grpc_port, token, limits, budget)
             await rpc.start()
+        server = http_server(config, listener, [lambda: rpc.stop(grace=grace_s)] if rpc is not None else [])
         if banner is not None:
             banner(listener.getsockname()[1], rpc_port)
         if ready_file is not None:
             _announce_when_started(server, ready_file, rpc_port)
         try:
-            await server.serve(sockets=[listener])  # returns once SIGTERM / SIGINT has drained REST
+            await server.serve(sockets=[listener])  # returns once SIGTERM / SIGINT has drained REST and gRPC
         finally:
             if rpc is not None:
-                await rpc.stop(grace=grace_s)
+                await rpc.stop(grace=None)  # stopped already, unless REST failed to start
+            dropped, suppressed.dropped = suppressed.dropped, 0
+            if dropped:
+                LOG.warning("%d log lines suppressed (at most %d every %g s)", dropped, LOG_LINES, LOG_WINDOW_S,
+                            extra={"unlimited": True})
 
     # uvicorn handles SIGTERM / SIGINT itself (stop accepting, drain, exit) and re-raises the
     # signal to the handler it found; a drained server ends normally, so that one does nothing.

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from gen.runtime.errors import InputError
 
+from .verbs import check_name
+
 ROLES = ("score", "encoder", "decoder", "generator")
 TRITON_TYPES = {"float32": "TYPE_FP32", "float64": "TYPE_FP64", "float16": "TYPE_FP16", "int64": "TYPE_INT64",
                 "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
@@ -56,9 +58,7 @@ def write_triton_repository(bundle: str | Path, repo: str | Path, name: str | No
     the model folders written. A model folder that exists is replaced."""
     from gen.runtime import load
 
-    name = name or Path(bundle).resolve().name
-    if not name or name.startswith(".") or any(c in name for c in "/\\") :
-        raise InputError(f"--name {name!r}: a model name is a plain word (letters, digits, - and _)")
+    name = check_name(name or Path(bundle).resolve().name)
     model = load(bundle, device="cpu")
     manifest = model.manifest
     repo = Path(repo)

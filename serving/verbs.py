@@ -18,6 +18,9 @@ Every bundle is served as one model per verb, named `NAME.VERB` (`digits.score`,
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +30,17 @@ from gen.runtime.readers import check_array
 
 VERB_ORDER = ("score", "complete", "sample", "encode", "reconstruct")
 ROW_VERBS = ("score", "complete", "encode", "reconstruct")  # one output row per input row: batched together
-NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
-           "BOOL"}
+DTYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "INT8": np.int8, "INT16": np.int16,
+          "INT32": np.int32, "INT64": np.int64, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
+          "UINT64": np.uint64, "BOOL": np.bool_}
+NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_name(name: str, where: str = "--name", hint: str = "") -> str:
+    """`name` if it is a plain word (it is served as NAME and NAME.VERB, in URLs); else one line."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise InputError(f"{where} {name!r}: a model name is a plain word (letters, digits, - and _){hint}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,89 @@ def signature(model, verb: str) -> tuple[list[Tensor], list[Tensor]]:
     if verb == "sample":
         return [Tensor("n", "INT64", [1]), Tensor("seed", "INT64", [1])], [Tensor("samples", "FP32", [-1, *shape])]
     raise ValueError(f"unknown verb {verb!r}")
+
+
+def _json_kinds(name: str, data: list) -> tuple[set, list]:
+    """The Python types of a JSON tensor's values (nested rows flattened), and the flat values."""
+    kinds = set(map(type, data))
+    if list not in kinds:
+        return kinds, data
+    flat = np.array(data, dtype=object).ravel()  # rows of equal length; uneven ones stay lists
+    kinds = set(map(type, flat))
+    if list in kinds:
+        raise InputError(f"input {name!r}: nested data rows of different lengths")
+    return kinds, list(flat)
+
+
+def tensor_array(name: str, datatype: str, shape, data=None, raw: bytes | None = None) -> np.ndarray:
+    """A request tensor (JSON or gRPC typed `data`, or `raw` bytes) as an array of its declared
+    datatype and shape, or one line naming what does not fit: a datatype gen does not serve, a
+    shape that is not non-negative integers, JSON values that are not numbers (a string or
+    `true` in FP32 data; numpy would convert them silently), or a count of values or bytes
+    that differs from the shape's."""
+    where = f"input {name!r}"
+    dtype = DTYPES.get(datatype)
+    if dtype is None:
+        raise InputError(f"{where}: datatype {datatype!r} is not numeric (expected one of {', '.join(DTYPES)})")
+    if not isinstance(shape, (list, tuple)) or not all(type(d) is int and d >= 0 for d in shape):
+        raise InputError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    count = math.prod(shape)
+    if raw is not None:
+        need = count * np.dtype(dtype).itemsize
+        if len(raw) != need:
+            raise InputError(f"{where}: {len(raw)} bytes of {datatype} data for shape {list(shape)}, "
+                             f"which needs {need}")
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    kinds, flat = _json_kinds(name, data if isinstance(data, list) else list(data or []))
+    allowed = {bool} if datatype == "BOOL" else {int} if datatype[0] in "IU" else {int, float}
+    if not kinds <= allowed:
+        bad = next(v for v in flat if type(v) not in allowed)
+        wanted = "true or false" if datatype == "BOOL" else "integers" if datatype[0] in "IU" else "numbers"
+        raise InputError(f"{where}: {datatype} data must be {wanted}, got {bad!r}")
+    if len(flat) != count:
+        raise InputError(f"{where}: {len(flat)} values for shape {list(shape)}, which needs {count}")
+    try:
+        return np.array(flat, dtype=dtype).reshape(shape)
+    except (OverflowError, ValueError) as exc:
+        raise InputError(f"{where}: a value does not fit {datatype} ({str(exc).splitlines()[0]})") from None
+
+
+def check_binary_body(body: bytes, header: str | None) -> None:
+    """One line for a binary-extension request whose parts do not add up (KServe would fail
+    with a 500, or read past one input into the next): the JSON header's length, each
+    input's binary_data_size against its shape and datatype, and the bytes after the JSON."""
+    if header is None or not header.strip().isdigit():
+        raise InputError(f"Inference-Header-Content-Length: expected the JSON header's length in bytes, got {header!r}")
+    json_length = int(header)
+    if json_length > len(body):
+        raise InputError(f"Inference-Header-Content-Length {json_length}: the body has only {len(body)} bytes")
+    try:
+        request = json.loads(body[:json_length])
+    except (ValueError, UnicodeDecodeError):
+        raise InputError("request body: the JSON header (Inference-Header-Content-Length bytes) is not JSON") from None
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
+        raise InputError("request body: expected a JSON object with a list of 'inputs'")
+    declared = 0
+    for i, tensor in enumerate(request["inputs"]):
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise InputError(f"request inputs[{i}]: expected an object with a 'name'")
+        where, shape, datatype = f"input {tensor['name']!r}", tensor.get("shape"), tensor.get("datatype")
+        parameters = tensor.get("parameters") or {}
+        if "data" in tensor or not isinstance(parameters, dict):
+            continue  # JSON data, or no binary part: KServe's own checks answer these
+        size = parameters.get("binary_data_size")
+        if type(size) is not int or size < 0:
+            raise InputError(f"{where}: binary_data_size must be a non-negative integer, got {size!r}")
+        if datatype in DTYPES and isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape):
+            need = math.prod(shape) * np.dtype(DTYPES[datatype]).itemsize
+            if size != need:
+                raise InputError(f"{where}: binary_data_size {size} for shape {shape} of {datatype}, "
+                                 f"which needs {need}")
+        declared += size
+    sent = len(body) - json_length
+    if declared != sent:
+        raise InputError(f"request body: the inputs' binary_data_size add up to {declared} bytes, "
+                         f"but {sent} follow the JSON header")
 
 
 def completion_rows(model, inputs: dict[str, np.ndarray], max_rows: int) -> np.ndarray:

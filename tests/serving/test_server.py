@@ -144,7 +144,7 @@ def post(server, path: str, body: bytes, token: str | None = None):
 def test_bad_requests_are_400_with_one_line_and_the_server_keeps_serving(server, digits_rows):
     infer = "/v2/models/digits.score/infer"
     nan = [1.0] * 64
-    nan[5] = "NaN"
+    nan[5] = float("nan")  # json.dumps writes the literal NaN (a string "NaN" is not a number: test_hostile)
     cases = [
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]},
          "expected rows of shape (N, 64) or (N, 1, 8, 8)"),
