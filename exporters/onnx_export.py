@@ -137,7 +137,7 @@ def export_widen(staging: Path, shape: list[int], probe_rows: np.ndarray) -> tup
         raise ExportError(f"{role}: onnxruntime's Cast of uint8 rows differs from numpy's by {result.max_abs_diff}")
     spec = GraphSpec(role=role, file=path.name, sha256=sha256_file(path), opset=OPSET,
                      inputs=[TensorSpec(source, dims, "uint8", "data")],
-                     outputs=[TensorSpec(target, dims, "float32", "data")])
+                     outputs=[TensorSpec(target, dims, "float32", "data")], file_bytes=path.stat().st_size)
     return spec, result
 
 
@@ -145,7 +145,8 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
                sign_key: str | Path | None = None, quantize: str | None = None,
                precision: str = "fp32") -> Manifest:
     """Export the run folder `run_dir` to the bundle folder `out`; return its manifest. With
-    `sign_key` (an EC private key in PEM) the bundle is signed (model.sig, gen[sign]). With
+    `sign_key` (an EC private key on P-256, P-384 or P-521 in PEM; any other is refused before
+    the export's work) the bundle is signed (model.sig, gen[sign]). With
     `quantize` ("int8") the score graph is written with int8 weights, its cost measured and
     its threshold recalibrated (exporters/quantize.py); with `precision` "fp16" the same, with
     float16 weights and activations (for GPU serving)."""
@@ -186,7 +187,8 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
             parities[role] = result
             graphs[role] = GraphSpec(role=role, file=path.name, sha256=sha256_file(path), opset=OPSET,
                                      inputs=tensor_specs(model.graph.input, graph.inputs),
-                                     outputs=tensor_specs(model.graph.output, graph.outputs))
+                                     outputs=tensor_specs(model.graph.output, graph.outputs),
+                                     file_bytes=path.stat().st_size)
         if data.kind == "image" and any(p.kind == "data" for g in graphs.values() for p in g.inputs):
             graphs[WIDEN[0]], parities[WIDEN[0]] = export_widen(staging, list(data.shape), probe_rows)
         scoring = parse(ScoringSpec | None, info["scoring"], where, "scoring")
@@ -198,7 +200,8 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
             graph = graphs[scoring.graph]
             graphs[scoring.graph] = GraphSpec(role=graph.role, file=graph.file,
                                               sha256=sha256_file(staging / graph.file), opset=graph.opset,
-                                              inputs=graph.inputs, outputs=graph.outputs)
+                                              inputs=graph.inputs, outputs=graph.outputs,
+                                              file_bytes=(staging / graph.file).stat().st_size)
         manifest = Manifest(
             family=cfg.family.name, variant=info["variant"], gen_version=gen_version(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seed=cfg.run.seed,

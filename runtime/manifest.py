@@ -31,6 +31,14 @@ Format history (bump FORMAT_VERSION on any change of meaning or layout):
   rows are widened where the graphs run (on the GPU under IOBinding). Its uint8 input is what
   a gen that reads format 6 cannot check, so it refuses the bundle by its version, clearly;
   formats 2 to 6 read unchanged (without it, uint8 rows are widened on the host).
+- 8: each graph records its file's size in bytes (`file_bytes`), which the loader compares
+  with the file's (by stat) before it hashes or reads anything, so a file that is not the one
+  exported is refused at once, whatever its size. Formats 2 to 7 read unchanged: their graphs
+  have no recorded size and are held only to the cap on any graph file (bundle.py).
+
+What a manifest.json may be, whatever its version: at most MAX_MANIFEST_BYTES (checked before
+it is read), JSON with each key once per object, integers of at most MAX_INT_DIGITS digits and
+values nested at most MAX_JSON_DEPTH levels (gen writes 6); anything else is refused in one line.
 """
 
 from __future__ import annotations
@@ -45,9 +53,15 @@ from typing import Any, Union
 
 import numpy as np
 
-from .errors import BundleError
+from .errors import BundleError, ExportError
 
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
+# Bounds on manifest.json, far above what gen writes (tens of KB; a ratings bundle's id maps or
+# PCA's components of wide rows reach a few MB) and low enough that parsing a hostile file
+# cannot exhaust memory or the interpreter's stack.
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_JSON_DEPTH = 32
+MAX_INT_DIGITS = 20  # a signed 64-bit integer (a seed up to 2^63 - 1) has at most 19
 DIGESTS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 VERBS = ("sample", "reconstruct", "encode", "score", "complete")
@@ -72,7 +86,7 @@ WIDEN = ("widen", "x", "x_float32")
 # 2 -> 3 only added optional fields, so a format-2 manifest is a format-3 one as it stands.
 UPGRADES = {2: lambda raw: {**raw, "format_version": 3}, 3: lambda raw: {**raw, "format_version": 4},
             4: lambda raw: {**raw, "format_version": 5}, 5: lambda raw: {**raw, "format_version": 6},
-            6: lambda raw: {**raw, "format_version": 7}}
+            6: lambda raw: {**raw, "format_version": 7}, 7: lambda raw: {**raw, "format_version": 8}}
 # Format versions this gen refuses, with the reason a user reads.
 REFUSED_VERSIONS = {
     1: "its graphs take model-space inputs and one input each; re-export the run folder with "
@@ -94,7 +108,8 @@ class TensorSpec:
 
 @dataclass
 class GraphSpec:
-    """One ONNX file of the bundle, named for its role (`decoder`, `score`, ...)."""
+    """One ONNX file of the bundle, named for its role (`decoder`, `score`, ...), with its
+    SHA-256 and (format 8) its size in bytes."""
 
     role: str
     file: str
@@ -102,6 +117,7 @@ class GraphSpec:
     opset: int
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    file_bytes: int | None = None  # the file's size (format 8; None when read from an older format)
 
     def port(self, name: str, outputs: bool = False) -> TensorSpec | None:
         return next((t for t in (self.outputs if outputs else self.inputs) if t.name == name), None)
@@ -374,6 +390,9 @@ class MetricsSpec:
     trained_at: str
     final: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, float] = field(default_factory=dict)
+    # How long it trained and why it stopped (gen.trainer.budget): the rule, the ceiling and
+    # patience, the epoch whose weights were kept, and `stopped` (patience, ceiling or done).
+    stopping: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -401,8 +420,13 @@ class Manifest:
         return asdict(self)
 
     def write(self, folder: Path) -> Path:
+        """Write manifest.json into `folder`, refusing one that no gen would read (too large)."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if len(text.encode("utf-8")) > MAX_MANIFEST_BYTES:
+            raise ExportError(f"{Path(folder) / MANIFEST}: {len(text.encode('utf-8')):,} bytes, more than the "
+                              f"{MAX_MANIFEST_BYTES:,} a bundle's manifest may hold")
         path = Path(folder) / MANIFEST
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        path.write_text(text)
         return path
 
     @classmethod
@@ -419,12 +443,18 @@ class Manifest:
         if version in REFUSED_VERSIONS:
             raise BundleError(f"{where}: format_version {version} is no longer served: "
                               f"{REFUSED_VERSIONS[version]}")
+        written = version
         while version in UPGRADES:
             raw = UPGRADES[version](raw)
             version = raw["format_version"]
         if version != FORMAT_VERSION:
             raise BundleError(f"{where}: invalid format_version {version}")
         manifest = parse(cls, raw, where)
+        if written >= 8:  # a size that is missing cannot be checked: format 8 records one per graph
+            unsized = [role for role, graph in manifest.graphs.items() if graph.file_bytes is None]
+            if unsized:
+                raise BundleError(f"{where}: missing field 'graphs.{unsized[0]}.file_bytes' (format {written} "
+                                  "records every graph file's size)")
         manifest.check(where)
         return manifest
 
@@ -599,11 +629,77 @@ class Manifest:
             raise BundleError(f"{path}: symbolic link in the bundle (a bundle holds regular files only)")
         if not path.is_file():
             raise BundleError(f"{path}: no manifest.json (not a gen bundle?)")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{path}: not valid JSON ({exc})") from None
+        raw = parse_json(read_limited(path, MAX_MANIFEST_BYTES, "manifest"), str(path))
         return cls.from_dict(raw, where=str(path)), raw["format_version"]
+
+
+# -- reading a bundle's files ----------------------------------------------------------------
+
+def check_size(path: Path, limit: int, what: str, error: type[Exception] = BundleError) -> int:
+    """The size of file `path` (by stat, nothing read), refused past `limit` bytes."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    if size > limit:
+        raise error(f"{path}: the {what} is {size:,} bytes, more than the {limit:,} it may be")
+    return size
+
+
+def read_limited(path: Path, limit: int, what: str, error: type[Exception] = BundleError) -> bytes:
+    """The bytes of file `path`, refused by its size before any is read when over `limit`
+    (and never read past it, should the file grow meanwhile)."""
+    check_size(path, limit, what, error)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise error(f"{path}: the {what} is more than the {limit:,} bytes it may be")
+    return data
+
+
+def parse_json(data: bytes, where: str) -> Any:
+    """Parse a manifest's bytes, refusing in one line what json.loads would accept silently
+    (a key twice in one object: the last would win) or fail on with a traceback (integers past
+    int()'s digit limit, nesting past the interpreter's recursion limit)."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in obj:
+                raise BundleError(f"{where}: key {_show(key)} appears twice in one object")
+            obj[key] = value
+        return obj
+
+    def integer(text: str) -> int:
+        digits = len(text.lstrip("-"))
+        if digits > MAX_INT_DIGITS:
+            raise BundleError(f"{where}: an integer of {digits:,} digits (at most {MAX_INT_DIGITS})")
+        return int(text)
+
+    try:
+        raw = json.loads(data.decode("utf-8"), object_pairs_hook=unique, parse_int=integer)
+    except RecursionError:
+        raise BundleError(f"{where}: values nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{where}: not valid JSON ({exc})") from None
+    if _depth(raw) > MAX_JSON_DEPTH:
+        raise BundleError(f"{where}: values nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+    return raw
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in parsed JSON (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level <= MAX_JSON_DEPTH:  # deeper is refused anyway: stop counting there
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item)
+                         if isinstance(child, (dict, list)))
+    return deepest
 
 
 # -- one typed parser for every record -------------------------------------------------------

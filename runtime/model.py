@@ -18,6 +18,10 @@ from .outputs import (MAX_PNG_SAMPLES, SAMPLE_FORMATS, ArrayWriter, ScoreWriter,
 from .readers import Selection, check_array, iter_rows, iter_selected
 
 DRIFT_SAMPLE = 10_000  # scores kept for the median that a drift warning shows
+# The families whose score graph returns per-feature errors (they reconstruct rows and score
+# them by it), named where a bundle without them is asked to explain or draw maps. The runtime
+# cannot read the trainer's registry (torch); tests check this list against it.
+RECONSTRUCTION_FAMILIES = ("ae", "ae-naive", "ae-tied", "conv-ae", "linear-ae", "pca", "vae")
 
 
 @dataclass
@@ -256,10 +260,13 @@ class GenModel:
         """Raise `NotSupported` unless the bundle's score graph returns per-feature errors."""
         self.require("score")
         if self.manifest.scoring.errors is None:
-            raise NotSupported(f"model family {self.family!r} gives one score per row and no per-feature errors, "
-                               "so it cannot explain scores or draw anomaly maps (reconstruction families "
-                               "exported by gen 0.2 with bundle format 3 can: autoencoders, PCA, VAE; "
-                               "re-export an older bundle's run folder with gen export)")
+            if self.bundle.written_format < 3 and self.family in RECONSTRUCTION_FAMILIES:
+                raise NotSupported(f"this bundle is format {self.bundle.written_format}, from before bundles held "
+                                   "per-feature errors, so it cannot explain scores or draw anomaly maps; re-export "
+                                   f"its run folder with gen export (family {self.family!r} has them since format 3)")
+            raise NotSupported(f"model family {self.family!r} gives one score per row and no per-feature errors, so "
+                               "this bundle cannot explain scores or draw anomaly maps; the families that reconstruct "
+                               f"rows do ({', '.join(RECONSTRUCTION_FAMILIES)})")
 
     @property
     def feature_names(self) -> list[str]:

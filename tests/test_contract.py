@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from gen.runtime import NotSupported, load
-from gen.runtime.manifest import VERBS
+from gen.runtime.manifest import FORMAT_VERSION, VERBS
 from gen.trainer import registry
 from gen.trainer.options import check_value
 from tests.runtime.test_torch_free import BLOCK_TORCH
@@ -68,7 +68,7 @@ RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUnifor
 @pytest.mark.parametrize("name", FAMILIES)
 def test_export_parity_within_tolerance(name, bundles):
     manifest = load(bundles[name]).manifest
-    assert manifest.format_version == 7 and manifest.family == name
+    assert manifest.format_version == FORMAT_VERSION and manifest.family == name
     assert set(manifest.parity.graphs) == set(manifest.graphs)
     for role, p in manifest.parity.graphs.items():
         assert p.max_abs_diff <= manifest.parity.tolerance * max(1.0, p.max_abs_output), role

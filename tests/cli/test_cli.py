@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from gen.cli.main import app
 from gen.runtime import __version__
+from gen.runtime.manifest import FORMAT_VERSION
 
 runner = CliRunner()
 
@@ -112,7 +113,9 @@ def test_score_bad_input_exit_2_and_no_output(bundles, tmp_path, content, messag
 
 
 def _tamper(folder):
-    (folder / "encoder.onnx").write_bytes(b"tampered")
+    data = bytearray((folder / "encoder.onnx").read_bytes())  # same size: the digest, not the size, catches it
+    data[-10] ^= 0xFF
+    (folder / "encoder.onnx").write_bytes(bytes(data))
     return "encoder.onnx: SHA-256 differs from SHA256SUMS"
 
 
@@ -123,7 +126,7 @@ def _missing(folder):
 
 def _newer(folder):
     path = folder / "manifest.json"
-    path.write_text(path.read_text().replace('"format_version": 7', '"format_version": 99'))
+    path.write_text(path.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 99'))
     return "manifest.json: format_version 99 is newer than this gen reads"
 
 

@@ -13,13 +13,14 @@ from typer.testing import CliRunner
 from gen.cli.main import app
 from gen.exporters import export_run
 from gen.runtime import ExportError, load
+from gen.runtime.manifest import FORMAT_VERSION
 
 
 def test_int8_score_graph_is_recorded_recalibrated_and_close(runs, bundles, tmp_path, digits_rows):
     out = tmp_path / "q"
     manifest = export_run(runs["ae"], out, quantize="int8")
     q = manifest.quantization
-    assert manifest.format_version == 7 and q.graphs == ["score"] and q.n_rows > 0
+    assert manifest.format_version == FORMAT_VERSION and q.graphs == ["score"] and q.n_rows > 0
     ops = {node.op_type for node in onnx.load(str(out / "score.onnx")).graph.node}
     assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear"}
     assert 0 < q.max_rel_score_diff < 0.05 and q.flag_agreement >= q.min_flag_agreement

@@ -107,14 +107,15 @@ def test_graph_io_must_match_manifest(bundle_copy):
 
 
 def test_swapped_graph_files_are_caught(bundle_copy):
-    # Same checksum games: an attacker who swaps files must also fix the manifest's hashes;
-    # then the I/O check still notices the encoder is not a decoder.
+    # Same checksum games: an attacker who swaps files must also fix the manifest's hashes and
+    # sizes; then the I/O check still notices the encoder is not a decoder.
     folder = bundle_copy()
 
     def swap(m):
         m["graphs"]["decoder"]["file"], m["graphs"]["encoder"]["file"] = "encoder.onnx", "decoder.onnx"
-        m["graphs"]["decoder"]["sha256"], m["graphs"]["encoder"]["sha256"] = (
-            m["graphs"]["encoder"]["sha256"], m["graphs"]["decoder"]["sha256"])
+        for field in ("sha256", "file_bytes"):
+            m["graphs"]["decoder"][field], m["graphs"]["encoder"][field] = (
+                m["graphs"]["encoder"][field], m["graphs"]["decoder"][field])
 
     edit_manifest(folder, swap)
     with pytest.raises(BundleError, match="do not match the manifest"):

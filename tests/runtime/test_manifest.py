@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from gen.runtime import BundleError, load
+from gen.runtime import FORMAT_VERSION, BundleError, load
 from gen.runtime.manifest import AncestralSampler, GibbsSampler, Manifest, MixtureSampler, parse
 
 
@@ -20,20 +20,25 @@ def test_round_trip(bundles):
     assert isinstance(manifest.sampler, AncestralSampler) and manifest.sampler.graph == "decoder"
 
 
-@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("version", [2, 3, 4, 7])
 def test_older_formats_read_as_format_5(bundles, version):
-    """Formats 3 and 4 only added optional fields and 5 none (SHA256SUMS is a file beside the
-    manifest): a format-2, -3 or -4 manifest (without those fields) still loads."""
+    """Formats 3, 4 and 8 only added optional fields and 5 none (SHA256SUMS is a file beside the
+    manifest): a format-2, -3, -4 or -7 manifest (without those fields) still loads."""
     raw = manifest_of(bundles, "vae") | {"format_version": version}
-    for key in ("refine",) + (("fitted",) if version == 2 else ()):
-        raw.pop(key)
-    raw["latent"].pop("codes")
-    raw["sampler"].pop("codes")
+    for graph in raw["graphs"].values():
+        graph.pop("file_bytes")
+    if version < 7:
+        for key in ("refine",) + (("fitted",) if version == 2 else ()):
+            raw.pop(key)
+        raw["latent"].pop("codes")
+        raw["sampler"].pop("codes")
     if version == 2:
         raw["data"].pop("ratings")
         raw["scoring"].pop("errors")
     manifest = Manifest.from_dict(raw)
-    assert manifest.format_version == 7 and manifest.refine is None and manifest.latent.codes is None
+    assert manifest.format_version == FORMAT_VERSION and all(g.file_bytes is None for g in manifest.graphs.values())
+    if version < 7:
+        assert manifest.refine is None and manifest.latent.codes is None
     if version == 2:
         assert manifest.fitted == {} and manifest.scoring.errors is None
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from gen.cli.main import app
 from gen.runtime import BundleError, load
+from gen.runtime.manifest import FORMAT_VERSION
 
 from .test_bundle import edit_manifest
 
@@ -18,7 +19,7 @@ from .test_bundle import edit_manifest
 @pytest.mark.parametrize("io_binding", [False, True])
 def test_uint8_and_float32_rows_give_the_same_results(bundles, digits_rows, io_binding, monkeypatch):
     model = load(bundles["ae"], device="cpu", io_binding=io_binding, batch_size=64)
-    assert model.manifest.format_version == 7 and model.widen is not None
+    assert model.manifest.format_version == FORMAT_VERSION and model.widen is not None
     widened = []
     run = model.widen.run
     monkeypatch.setattr(model.widen, "run", lambda feeds, **kw: widened.append(len(feeds["x"])) or run(feeds, **kw))

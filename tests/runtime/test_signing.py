@@ -75,7 +75,7 @@ def test_a_signed_bundle_verifies_and_serves(signed, digits_rows, tmp_path):
 
 def test_another_key_is_refused(signed, tmp_path):
     bundle, _, other = signed
-    with pytest.raises(BundleError, match="signature check failed"):
+    with pytest.raises(BundleError, match="signature does not match the public key"):
         load(bundle, public_key=other)
     result = gen("sample", bundle, "--n", 2, "--out", tmp_path / "x.npy", env={"GEN_PUBLIC_KEY": str(other)})
     assert result.exit_code == 2 and result.output.startswith("error: ") and not (tmp_path / "x.npy").exists()
@@ -90,7 +90,7 @@ def test_an_edit_that_recomputes_every_digest_is_refused(signed, tmp_path):
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     write_digests(folder)  # SHA256SUMS agrees again ...
     load(folder)  # ... so an unsigned check cannot tell; the signature does
-    with pytest.raises(BundleError, match="signature check failed"):
+    with pytest.raises(BundleError, match="signature does not match the public key"):
         load(folder, public_key=public)
 
 

@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-from gen.runtime import BundleError, load
+from gen.runtime import FORMAT_VERSION, BundleError, load
 from gen.runtime.errors import GenWarning
 from gen.runtime.manifest import DIGESTS
 from gen.trainer import registry
@@ -95,12 +95,12 @@ def test_manifest_symlink_is_refused(bundle_copy, tmp_path):
 def test_a_format_4_bundle_loads_with_a_warning(bundle_copy):
     folder = bundle_copy("ae")
     path = folder / "manifest.json"
-    path.write_text(path.read_text().replace('"format_version": 7', '"format_version": 4'))
+    path.write_text(path.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 4'))
     (folder / DIGESTS).unlink()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = load(folder, device="cpu")
-    assert model.manifest.format_version == 7
+    assert model.manifest.format_version == FORMAT_VERSION
     assert any(issubclass(w.category, GenWarning) and "no SHA256SUMS" in str(w.message) for w in caught)
     (folder / "notes.txt").write_text("x")  # still: nothing but its own files
     refused(folder, "notes.txt: file not part of the bundle")
