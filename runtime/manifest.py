@@ -649,14 +649,17 @@ def check_size(path: Path, limit: int, what: str, error: type[Exception] = Bundl
 def read_limited(path: Path, limit: int, what: str, error: type[Exception] = BundleError) -> bytes:
     """The bytes of file `path`, refused by its size before any is read when over `limit`
     (and never read past it, should the file grow meanwhile)."""
-    check_size(path, limit, what, error)
+    size = check_size(path, limit, what, error)
     try:
         with open(path, "rb") as f:
-            data = f.read(limit + 1)
+            # Read what stat said plus one byte, never `limit` + 1: a buffered read allocates the
+            # count it is asked for up front (2 GiB for a graph, under an address-space cap a
+            # MemoryError).
+            data = f.read(size + 1)
     except OSError as exc:
         raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
-    if len(data) > limit:
-        raise error(f"{path}: the {what} is more than the {limit:,} bytes it may be")
+    if len(data) > min(size, limit):
+        raise error(f"{path}: the {what} grew while it was read (past the {size:,} bytes stat gave)")
     return data
 
 

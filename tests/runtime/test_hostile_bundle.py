@@ -427,3 +427,20 @@ def test_the_reconstruction_families_are_the_registry_s():
 
     assert set(RECONSTRUCTION_FAMILIES) == {name for name, family in registry.families().items()
                                             if {"reconstruct", "score"} <= set(family.capabilities)}
+
+
+def test_reading_a_small_file_under_a_large_cap_allocates_only_its_size(tmp_path):
+    """read_limited reads what stat gave, not the cap: under a 1.5 GB address-space limit a
+    400 kB graph reads where asking for the 2 GiB cap up front raised MemoryError."""
+    import subprocess
+    import sys
+
+    small = tmp_path / "score.onnx"
+    small.write_bytes(b"x" * 400_000)
+    code = ("import resource\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))\n"
+            "from pathlib import Path\n"
+            "from gen.runtime.manifest import read_limited\n"
+            f"print(len(read_limited(Path({str(small)!r}), 2**31 - 1, 'graph')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "400000", done.stderr[-500:]
