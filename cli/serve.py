@@ -53,7 +53,7 @@ def sample(
         kind = model.manifest.sampler.kind
         emit({"out": str(path), "n": n, "seed": seed, "sampler": kind, "refine": refine.value if refine else None,
               "provider": model.provider}, as_json,
-             [f"{n} samples -> {path} ({kind} sampler{f', refined by {refine.value}' if refine else ''}, "
+             [f"{plural(n, 'sample')} -> {path} ({kind} sampler{f', refined by {refine.value}' if refine else ''}, "
               f"provider {model.provider})"])
 
 
@@ -77,16 +77,28 @@ def parse_codes(items: list[str] | None) -> dict[str, str] | None:
     return codes
 
 
+def plural(n: int, word: str) -> str:
+    """`n word`, the word in the plural unless n is 1: "1 row", "2,048 rows"."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 @contextlib.contextmanager
 def row_progress(verb: str, quiet: bool) -> Iterator[Callable[[int], None]]:
     """A spinner counting the rows done on stderr (only on a terminal, never with --json);
     yields the callback a streaming verb reports its progress to."""
+    import sys
+
+    from gen.runtime.outputs import on_terminal
+
+    if quiet or not on_terminal(sys.stderr):  # a log or a pipe: the summary line says it all
+        yield lambda done: None
+        return
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn(f"{verb}: {{task.completed:,}} rows"), TimeElapsedColumn(),
-                  console=console, transient=True, disable=quiet or not console.is_terminal) as bar:
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(verb, total=None)
         yield lambda done: bar.update(task, completed=done)
 
@@ -121,8 +133,8 @@ def score(
         help="Folder or glob input: list a bad file (in the summary and the output folder's "
              ".gen-errors.json) and go on with the others; the exit code is then 2.")] = False,
     resume: Annotated[bool, typer.Option(
-        help="Folder or glob input: skip files a previous run into the same --out finished (checked by "
-             "SHA-256 against the output folder's ledger).")] = False,
+        help="Folder or glob input: skip files a previous run into the same --out finished (per the output "
+             "folder's ledger: the output's SHA-256, the input's size, times and inode as read).")] = False,
     columns: Annotated[Optional[str], typer.Option(
         help="The feature columns of a wider table, by name, in the model's order (CSV with a header, or "
              "Parquet); default: every column not kept.", metavar="A,B,...")] = None,
@@ -176,10 +188,10 @@ def score(
         drift = check_drift(model, [(str(input), rows, stats["flagged"], stats["median"])])
         summary = {"out": str(out), "rows": rows, "flagged": stats["flagged"], "threshold": model.threshold,
                    "provider": model.provider, "drift": drift}
-        lines = [f"{rows} rows scored -> {out} (threshold {model.threshold:.6g}, provider {model.provider})"]
+        lines = [f"{plural(rows, 'row')} scored -> {out} (threshold {model.threshold:.6g}, provider {model.provider})"]
         if maps is not None:
             summary["maps"] = str(maps)
-            lines.append(f"anomaly maps of the {min(rows, maps_rows or 16)} highest-scoring rows -> {maps}")
+            lines.append(f"anomaly maps of the {plural(min(rows, maps_rows or 16), 'highest-scoring row')} -> {maps}")
         emit(summary, as_json, lines, err=str(out) == "-")
 
 
@@ -226,8 +238,8 @@ def score_on_ray(bundle, source, out, address, columns, keep_columns, device, wo
     drift = check_drift(model, [(f"{source} (all files)", r["rows"], r["flagged"], None)])
     emit({**r, "out": str(out), "engine": "ray", "flagged_share": share, "rows_per_s": rate,
           "threshold": model.threshold, "drift": drift}, as_json,
-         [f"{r['files']} files, {r['rows']:,} rows scored on Ray -> {out}/ ({len(r['outputs'])} files; "
-          f"{r['flagged']:,} flagged, {share:.2%}; {rate:,.0f} rows/s)"])
+         [f"{plural(r['files'], 'file')}, {plural(r['rows'], 'row')} scored on Ray -> {out}/ "
+          f"({plural(len(r['outputs']), 'output file')}; {r['flagged']:,} flagged, {share:.2%}; {rate:,.0f} rows/s)"])
 
 
 def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json, resume=False,
@@ -240,24 +252,36 @@ def score_folder(model, source, out, workers, chunk_rows, threads, public_key, a
     result = run(model, source, out, workers=workers, chunk_rows=chunk_rows, threads=threads,
                  public_key=public_key, resume=resume, skip_bad=skip_bad, columns=columns,
                  keep_columns=keep_columns)
+    scored = result.scored  # the rate and the counts of the line are this run's; the JSON's totals are the folder's
     drift = check_drift(model, [(f.input, f.rows, f.flagged, f.median) for f in result.files])
+    rows, flagged = sum(f.rows for f in scored), sum(f.flagged for f in scored)
     share = result.flagged / result.rows if result.rows else 0.0
-    rate = result.rows / result.seconds if result.seconds > 0 else float("nan")
+    rate = rows / result.seconds if scored and result.seconds > 0 else None  # this run's rows only
     summary = {"out": str(out), "files": len(result.files), "rows": result.rows, "flagged": result.flagged,
-               "flagged_share": share, "rows_per_s": rate, "workers": result.workers, "resumed": result.resumed,
-               "worker_peak_rss_mib": max((f.rss_mib for f in result.files if f.rss_mib is not None), default=None),
+               "flagged_share": share, "files_scored": len(scored), "rows_scored": rows, "seconds": result.seconds,
+               "rows_per_s": rate, "workers": result.workers, "workers_requested": result.requested,
+               "resumed": result.resumed,
+               "worker_peak_rss_mib": max((f.rss_mib for f in scored if f.rss_mib is not None), default=None),
                "failed": result.failed,
                "threshold": model.threshold, "provider": model.provider, "drift": drift,
                "outputs": [{"input": f.input, "output": f.output, "rows": f.rows, "flagged": f.flagged}
                            for f in result.files]}
-    emit(summary, as_json, [f"{len(result.files)} files, {result.rows:,} rows scored -> {out}{'' if single else '/'} "
-                            f"({result.flagged:,} flagged, {share:.2%}; {rate:,.0f} rows/s with "
-                            f"{result.workers} worker{'s' if result.workers > 1 else ''}; provider {model.provider})"
-                            + (f"; {result.resumed} files already done, skipped" if result.resumed else "")])
+    where = f"{out}{'' if single else '/'}"
+    done = f"{plural(result.resumed, 'file')} already done"
+    if not scored and result.resumed:
+        line = (f"nothing to score: {done} -> {where} ({plural(result.rows, 'row')}, {result.flagged:,} flagged, "
+                f"{share:.2%})")
+    else:
+        asked = f", {result.requested} asked for" if result.requested not in (None, result.workers) else ""
+        line = (f"{plural(len(scored), 'file')}, {plural(rows, 'row')} scored -> {where} ({flagged:,} flagged, "
+                f"{flagged / rows if rows else 0.0:.2%}; "
+                + (f"{rate:,.0f} rows/s with {plural(result.workers, 'worker')}{asked}; " if rate is not None else "")
+                + f"provider {model.provider})" + (f"; {done}, skipped" if result.resumed else ""))
+    emit(summary, as_json, [line])
     if result.failed:
         report = result.errors
-        typer.echo(f"error: {len(result.failed)} bad file{'s' if len(result.failed) > 1 else ''} skipped "
-                   f"(listed in {report}): {result.failed[0]['error']}", err=True)
+        typer.echo(f"error: {plural(len(result.failed), 'bad file')} skipped (listed in {report}): "
+                   f"{result.failed[0]['error']}", err=True)
         raise typer.Exit(2)
 
 
@@ -284,7 +308,7 @@ def encode(
             rows = model.encode_file(input, out, chunk_rows=chunk_rows, on_chunk=progress)
         dim = int(model.manifest.graphs["encoder"].port("z", outputs=True).shape[1])
         emit({"out": str(out), "rows": rows, "dim": dim, "provider": model.provider},
-             as_json, [f"{rows} codes of dimension {dim} -> {out}"], err=str(out) == "-")
+             as_json, [f"{plural(rows, 'code')} of dimension {dim} -> {out}"], err=str(out) == "-")
 
 
 def info(

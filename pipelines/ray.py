@@ -122,10 +122,16 @@ def score_files(bundle, source, out, *, address: str | None = None, columns=None
 def _score_files(bundle, source, out, *, address, columns, keep_columns, device, workers, batch_size, threads,
                  public_key, ship) -> dict:
     from gen.runtime.batch import expand
-    from gen.runtime.outputs import make_temp
-    from gen.runtime.readers import _is_number
+    from gen.runtime.outputs import make_folder, make_temp
+    from gen.runtime.readers import _is_number, os_reason
 
     root, files = expand(source)
+    for f in files:
+        try:
+            str(f.resolve()).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{os.fsencode(str(f)).decode('utf-8', 'backslashreplace')}: --engine ray reads "
+                             "paths that are UTF-8 only; rename it, or score with the local engine") from None
     kinds = {f.suffix.lower() for f in files}
     if ".npy" in kinds:
         raise InputError(f"{source}: --engine ray reads Parquet and CSV files; {next(f for f in files if f.suffix.lower() == '.npy')} is NPY")
@@ -134,8 +140,11 @@ def _score_files(bundle, source, out, *, address, columns, keep_columns, device,
     kind = kinds.pop()
     if kind == ".csv":
         for f in files:
-            with open(f, encoding="utf-8-sig", errors="replace") as fh:
-                first = next((line for line in fh if line.strip()), "")
+            try:
+                with open(f, encoding="utf-8-sig", errors="replace") as fh:
+                    first = next((line for line in fh if line.strip()), "")
+            except OSError as exc:
+                raise InputError(f"{f}: cannot read ({os_reason(exc)})") from None
             if first and all(_is_number(c) for c in first.strip().split(",")):
                 raise InputError(f"{f}: line 1: --engine ray reads CSV files with a header line naming the "
                                  "columns; this file starts with numbers")
@@ -144,7 +153,7 @@ def _score_files(bundle, source, out, *, address, columns, keep_columns, device,
         raise InputError(f"{out}: exists; --engine ray writes a new folder (remove it or choose another --out)")
     if out.resolve().is_relative_to(Path(root).resolve()) and Path(source).is_dir():
         raise InputError(f"{out}: is inside the input folder {root}; its outputs would be read as inputs")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
 
     ray = _ray()
     started = False

@@ -5,6 +5,7 @@ and an exit code; the CLI maps them to `error: <message>` and that code in one p
     +-- ExportError               an exported graph failed a check (onnx checker, parity)
     +-- UsageError                exit 2: something the user can fix
         +-- InputError            a file, row or column that does not fit
+            +-- OutputError       an output that cannot be written (`--skip-bad` stops on it)
         +-- ConfigError           an option, its value, or an option that does not apply
         +-- BundleError           a bundle (or bundle folder) missing, corrupted, tampered, too old/new
         +-- NotSupported          a verb the bundle's family does not offer
@@ -33,6 +34,11 @@ class UsageError(GenError):
 
 class InputError(UsageError, ValueError):
     """Bad user input: a file, row or column that does not fit."""
+
+
+class OutputError(InputError):
+    """An output that cannot be written (a folder that cannot be made, no permission, a full
+    disk): the user's to fix (exit 2), and not the input's fault, so `--skip-bad` stops on it."""
 
 
 class ConfigError(UsageError, ValueError):

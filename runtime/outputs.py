@@ -8,13 +8,16 @@ import re
 import shutil
 import struct
 import tempfile
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .errors import GenError, InputError, MissingDependency
+from .errors import GenError, InputError, MissingDependency, OutputError
+from .readers import arrow_path
+from .readers import os_reason as _reason
 
 SCORE_FORMATS = (".csv", ".npy", ".parquet")
 SCORE_DTYPE = np.dtype([("index", "<i8"), ("score", "<f8"), ("normal_quantile", "<f8"), ("flag", "?")])
@@ -26,8 +29,10 @@ def _umask() -> int:
     return mask
 
 
-def _alive(pid: int) -> bool:
-    """Whether process `pid` exists (a process we may not signal exists too)."""
+def is_running(pid: int) -> bool:
+    """Whether process `pid` exists and runs (a process we may not signal exists too; a
+    zombie, dead but not yet reaped, as a killed worker is where no init reaps orphans, does
+    not run)."""
     if pid == os.getpid():
         return True
     try:
@@ -36,25 +41,32 @@ def _alive(pid: int) -> bool:
         return False
     except (PermissionError, OverflowError, ValueError):
         return pid > 0
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:  # Linux: "pid (name) STATE ..."
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):  # no /proc here: existing is all we know
+        return True
 
 
-def remove_stale_temps(target: str | Path) -> list[Path]:
-    """Remove the temp files and folders of `target` that a killed gen process left beside it.
+# gen's temp names: `.NAME.PID.RANDOM.part` (tempfile's 8 random characters), and `.raw` for
+# the rows of an NPY output; PID is the writer's process id.
+TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]{8}\.(part|raw)$")
 
-    Temp names carry the writer's process id (`.NAME.PID.RANDOM.part`, and `.raw` for NPY
-    rows); only those whose process no longer exists are removed, so a concurrent run writing
-    the same target keeps its own. Returns what was removed."""
-    target = Path(target)
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.[A-Za-z0-9_]+\.(part|raw)$")
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the temp files and folders (of any output) that gen processes no longer running
+    left in `folder`: what kill -9 or a dead worker left behind. Temp names carry the writer's
+    process id, so a live writer's temps, this process's and a concurrent run's, are kept.
+    (Process ids are this machine's: on storage shared between machines a writer elsewhere
+    looks dead.) Returns what was removed."""
     removed = []
     try:
-        entries = list(target.parent.iterdir())
+        entries = list(Path(folder).iterdir())
     except OSError:
         return removed
     for entry in entries:
-        match = pattern.match(entry.name)
-        if match is None or _alive(int(match.group(1))):
+        match = TEMP_NAME.match(entry.name)
+        if match is None or is_running(int(match.group(1))):
             continue
         with contextlib.suppress(OSError):
             if entry.is_dir() and not entry.is_symlink():
@@ -63,6 +75,30 @@ def remove_stale_temps(target: str | Path) -> list[Path]:
                 entry.unlink()
             removed.append(entry)
     return removed
+
+
+SWEEP_EVERY_S = 60.0
+_SWEPT: dict[tuple[int, str], float] = {}  # (process id, folder): when this process last swept it
+
+
+def _sweep(folder: Path) -> None:
+    """remove_stale_temps, at most once a minute per folder and process: a folder job writes
+    thousands of outputs into one folder, and listing it for each would cost quadratic time."""
+    key, now = (os.getpid(), os.path.realpath(folder)), time.monotonic()
+    if now - _SWEPT.get(key, -SWEEP_EVERY_S) >= SWEEP_EVERY_S:
+        _SWEPT[key] = now
+        remove_stale_temps(folder)
+
+
+def make_folder(folder: str | Path) -> Path:
+    """Create `folder` and its parents (if missing); an OS refusal (a read-only parent, a file
+    in the way) is one line naming the folder and the reason."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the folder ({_reason(exc)})") from None
+    return folder
 
 
 _LIVE_TEMPS: list[Path] = []  # every temp this process made; renamed ones no longer exist
@@ -83,9 +119,9 @@ def remove_live_temps() -> None:
 
 def make_temp(target: Path, folder: bool = False) -> Path:
     """A new temp file (or folder) beside `target`, named after it and this process, with the
-    umask's mode (mkstemp makes 0600); stale temps of killed runs are removed first. A folder
-    that cannot be written is the user's to fix: one line, exit 2."""
-    remove_stale_temps(target)
+    umask's mode (mkstemp makes 0600); stale temps of killed runs in its folder are removed
+    first. A folder that cannot be written is the user's to fix: one line, exit 2."""
+    _sweep(target.parent)
     if len(_LIVE_TEMPS) > 1024:  # a long-lived process: forget the temps already renamed or removed
         _LIVE_TEMPS[:] = [p for p in _LIVE_TEMPS if p.exists()]
     prefix = f".{target.name}.{os.getpid()}."
@@ -101,31 +137,58 @@ def make_temp(target: Path, folder: bool = False) -> Path:
             _LIVE_TEMPS.append(tmp)
             os.chmod(tmp, 0o666 & ~_umask())
     except OSError as exc:
-        raise InputError(f"{target}: cannot write in {target.parent} ({exc.strerror or exc})") from None
+        raise OutputError(f"{target}: cannot write in {target.parent} ({_reason(exc)})") from None
     return tmp
 
 
 def check_output(out: str | Path, inputs: tuple = (), bundle: str | Path | None = None) -> None:
     """Refuse an output that is one of the inputs (it would be overwritten) or that lies
     inside the bundle folder (a bundle holds only what export wrote)."""
-    if str(out) == "-":
-        return
-    out = Path(out)
-    resolved = out.resolve()
+    check_outputs((out,), inputs, bundle)
+
+
+def check_outputs(outputs, inputs=(), bundle: str | Path | None = None,
+                  hint: str = "write the output to another file") -> None:
+    """check_output for many outputs at once (a folder job's outputs, ledger and error
+    report against all its inputs), before anything is written. Paths are compared resolved
+    (os.path.realpath: symbolic links and `..` seen through), and existing ones by identity
+    (another name of the same file), so no output can replace an input by any name."""
+    real_inputs: dict[str, Path] = {}
     for source in inputs:
-        if source is not None and str(source) == "-":
+        if source is not None and str(source) != "-":
+            real_inputs.setdefault(os.path.realpath(source), Path(source))
+    identities = None  # (device, inode) of each input, read only if an output exists
+    real_bundle = os.path.realpath(bundle) if bundle is not None else None
+    for out in outputs:
+        if str(out) == "-":
             continue
-        if source is None:
-            continue
-        source = Path(source)
-        same = resolved == source.resolve()
-        if not same and out.exists() and source.exists():
+        real = os.path.realpath(out)
+        source = real_inputs.get(real)
+        if source is None and real_inputs and os.path.exists(out):
+            if identities is None:
+                identities = {}
+                for path in real_inputs.values():
+                    with contextlib.suppress(OSError):
+                        st = os.stat(path)
+                        identities.setdefault((st.st_dev, st.st_ino), path)
             with contextlib.suppress(OSError):
-                same = os.path.samefile(out, source)
-        if same:
-            raise InputError(f"{out}: is also the input {source}; write the output to another file")
-    if bundle is not None and resolved.is_relative_to(Path(bundle).resolve()):
-        raise InputError(f"{out}: is inside the bundle folder {bundle}; write outputs outside it")
+                st = os.stat(out)
+                source = identities.get((st.st_dev, st.st_ino))
+        if source is not None:
+            raise InputError(f"{out}: is also the input {source}; {hint}")
+        if real_bundle is not None and (real == real_bundle or real.startswith(real_bundle.rstrip(os.sep) + os.sep)):
+            raise InputError(f"{out}: is inside the bundle folder {bundle}; write outputs outside it")
+
+
+def on_terminal(stream) -> bool:
+    """Whether `stream` (sys.stderr, sys.stdout) is a terminal, asked of the stream itself:
+    a progress display belongs only there. (rich also says yes when FORCE_COLOR or
+    TTY_COMPATIBLE is set, as CI systems do, and then draws its bar into the log, redrawn with
+    carriage returns and cut to 80 columns.)"""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a stream without isatty, or a closed one
+        return False
 
 
 @contextlib.contextmanager
@@ -159,10 +222,7 @@ def staged_folder(out: str | Path, marker: str, what: str, error: type[GenError]
             raise error(f"{out}: exists and is not a gen {what}; choose another --out")
         if not replace:
             raise error(f"{out}: {what} exists ({what}s are immutable; pass --force to replace it)")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write here ({exc.strerror})") from None
+    make_folder(out.parent)
     staging = make_temp(out, folder=True)  # the umask's mode: a shipped bundle must be readable
     try:
         yield staging
@@ -304,6 +364,7 @@ class StreamWriter:
         self.stdout = str(target) == "-"
         self.rows = 0
         self._parquet = None
+        self._sink = None  # the Parquet temp file as pyarrow writes it (arrow_path)
         if self.stdout:  # CSV on standard output, written as it comes (nothing to rename)
             import sys
 
@@ -322,10 +383,23 @@ class StreamWriter:
                 raise MissingDependency("writing Parquet needs pyarrow: pip install 'gen[parquet]'") from None
         self.tmp = make_temp(self.target)
         self._file = None
-        if self.kind == ".csv":
-            self._file = open(self.tmp, "w", newline="")
-        elif self.kind == ".npy":
-            self._file = open(self.tmp.with_suffix(".raw"), "wb")
+        with self.writing():
+            if self.kind == ".csv":
+                self._file = open(self.tmp, "w", newline="")
+            elif self.kind == ".npy":
+                self._file = open(self.tmp.with_suffix(".raw"), "wb")
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """An OSError writing the output file (a full disk, a quota, a folder removed meanwhile)
+        as one line naming it; standard output's own errors (a closed pipe) pass unchanged."""
+        try:
+            yield
+        except OSError as exc:
+            if self.stdout:
+                raise
+            self.abort()
+            raise OutputError(f"{self.target}: cannot write ({_reason(exc)})") from None
 
     def npy_layout(self) -> tuple[np.dtype, tuple[int, ...]]:
         """The NPY array's dtype and shape once `self.rows` rows are written."""
@@ -337,13 +411,19 @@ class StreamWriter:
 
         batch = pa.table(columns)
         if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self.tmp, batch.schema)
+            self._sink = arrow_path(self.tmp, "wb")
+            self._parquet = pq.ParquetWriter(self._sink, batch.schema)
         self._parquet.write_table(batch)
 
     def close(self) -> Path:
         if self.stdout:
             self._file.flush()
             return self.target
+        with self.writing():
+            self._finish()
+        return self.target
+
+    def _finish(self) -> None:
         if self.kind == ".npy":
             self._file.close()
             raw = self.tmp.with_suffix(".raw")
@@ -358,8 +438,9 @@ class StreamWriter:
             self._file.close()
         if self._parquet is not None:
             self._parquet.close()
+            if not isinstance(self._sink, str):
+                self._sink.close()
         os.replace(self.tmp, self.target)
-        return self.target
 
     def abort(self) -> None:
         if self.stdout:  # what went out is out; the exit code and the error line say it failed
@@ -371,6 +452,9 @@ class StreamWriter:
         if self._parquet is not None:
             with contextlib.suppress(Exception):
                 self._parquet.close()
+        if self._sink is not None and not isinstance(self._sink, str):
+            with contextlib.suppress(Exception):
+                self._sink.close()
         self.tmp.with_suffix(".raw").unlink(missing_ok=True)
         self.tmp.unlink(missing_ok=True)
 
@@ -401,7 +485,8 @@ class ScoreWriter(StreamWriter):
                for i in range(self.top_k) for part in ("feature", "error")]
         self.dtype = np.dtype(SCORE_DTYPE.descr + [(name, "<f8") for name in self.extra] + top)
         if self.kind == ".csv":
-            self._file.write(",".join([*map(_csv_text, self.keep), *self.dtype.names]) + "\n")
+            with self.writing():
+                self._file.write(",".join([*map(_csv_text, self.keep), *self.dtype.names]) + "\n")
 
     def npy_layout(self) -> tuple[np.dtype, tuple[int, ...]]:
         return self.dtype, (self.rows,)
@@ -431,7 +516,8 @@ class ScoreWriter(StreamWriter):
                 for j in range(self.top_k):
                     cells += [_csv_text(str(top_features[r, j])), f"{top_errors[r, j]:.9g}"]
                 lines.append(",".join(cells) + "\n")
-            self._file.writelines(lines)
+            with self.writing():
+                self._file.writelines(lines)
         elif self.kind == ".npy":
             table = np.empty(n, dtype=self.dtype)
             table["index"], table["score"], table["normal_quantile"], table["flag"] = index, scores, quantiles, flags
@@ -439,15 +525,17 @@ class ScoreWriter(StreamWriter):
                 table[name] = column
             for j in range(self.top_k):
                 table[f"top{j + 1}_feature"], table[f"top{j + 1}_error"] = top_features[:, j], top_errors[:, j]
-            self._file.write(table.tobytes())
+            with self.writing():
+                self._file.write(table.tobytes())
         else:
             top = {}
             for j in range(self.top_k):
                 top[f"top{j + 1}_feature"] = [str(f) for f in top_features[:, j]]
                 top[f"top{j + 1}_error"] = np.asarray(top_errors[:, j], dtype=np.float64)
-            self._parquet_write({**{name: _arrow_column(kept[name]) for name in self.keep},
-                                 "index": index, "score": scores, "normal_quantile": quantiles, "flag": flags,
-                                 **dict(zip(self.extra, columns)), **top})
+            with self.writing():
+                self._parquet_write({**{name: _arrow_column(kept[name]) for name in self.keep},
+                                     "index": index, "score": scores, "normal_quantile": quantiles, "flag": flags,
+                                     **dict(zip(self.extra, columns)), **top})
         self.rows += n
 
 
@@ -464,7 +552,8 @@ class ArrayWriter(StreamWriter):
         if int(np.prod(self.row_shape)) != len(self.columns):
             raise ValueError(f"row_shape {self.row_shape} does not hold {len(self.columns)} columns")
         if self.kind == ".csv":
-            self._file.write(",".join(_csv_text(c) for c in self.columns) + "\n")
+            with self.writing():
+                self._file.write(",".join(_csv_text(c) for c in self.columns) + "\n")
 
     def npy_layout(self) -> tuple[np.dtype, tuple[int, ...]]:
         return np.dtype("<f4"), (self.rows, *self.row_shape)
@@ -472,11 +561,12 @@ class ArrayWriter(StreamWriter):
     def write(self, rows: np.ndarray) -> None:
         """Append (n, len(columns)) rows."""
         rows = np.ascontiguousarray(rows, dtype="<f4").reshape(len(rows), len(self.columns))
-        if self.kind == ".csv":
-            # 9 significant digits give every float32 back exactly.
-            np.savetxt(self._file, rows, delimiter=",", fmt="%.9g")
-        else:
-            self._file.write(rows.tobytes())
+        with self.writing():
+            if self.kind == ".csv":
+                # 9 significant digits give every float32 back exactly.
+                np.savetxt(self._file, rows, delimiter=",", fmt="%.9g")
+            else:
+                self._file.write(rows.tobytes())
         self.rows += len(rows)
 
 

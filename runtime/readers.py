@@ -12,8 +12,10 @@ A CSV's first non-empty line is a header when any of its cells is not a number (
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import math
+import os
 import struct
 import tokenize
 from collections.abc import Iterator
@@ -98,8 +100,41 @@ def check_array(x: np.ndarray, shape: list[int], where: str = "input", narrow: b
     return rows
 
 
+def os_reason(exc: OSError) -> str:
+    """The operating system's reason for `exc` in a few words ("Permission denied"), without
+    the errno and file name Python and pyarrow wrap around it."""
+    return os.strerror(exc.errno) if exc.errno else (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _reads(func):
+    """A reader (a generator taking the path first) whose OSErrors, a file that cannot be read
+    (permission, vanished, an I/O error), end as one line naming the file."""
+    @functools.wraps(func)
+    def reader(path, *args, **kwargs):
+        try:
+            yield from func(path, *args, **kwargs)
+        except OSError as exc:
+            raise InputError(f"{STDIN_NAME if is_stdio(path) else path}: cannot read ({os_reason(exc)})") from None
+    return reader
+
+
+def arrow_path(path: str | Path, mode: str = "rb"):
+    """`path` as pyarrow takes it: its text or, for a name that is not UTF-8 (its bytes are
+    held in a str by surrogate escapes, which pyarrow cannot encode), the file opened from its
+    bytes (`mode` "rb" or "wb"; the caller closes a file it opened for writing)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        import pyarrow as pa
+
+        return pa.OSFile(os.fsencode(text), mode[0])
+    return text
+
+
 # -- chunked readers: (column names or None, float32 (n, D) chunk) ----------------------------
 
+@_reads
 def iter_table(path: str | Path, chunk_rows: int = 4096, width: int | None = None
                ) -> Iterator[tuple[list[str] | None, np.ndarray]]:
     """Yield (column names, float32 (n, D) chunk) from a CSV, NPY or Parquet file.
@@ -136,6 +171,7 @@ def read_table(path: str | Path, width: int | None = None) -> Table:
     return Table(np.concatenate(parts, axis=0), names)
 
 
+@_reads
 def iter_rows(path: str | Path, shape: list[int], chunk_rows: int = 4096, narrow: bool = False
               ) -> Iterator[np.ndarray]:
     """Yield validated float32 chunks of rows of `shape` from a CSV, NPY or Parquet file, or
@@ -199,6 +235,7 @@ class Selection:
         return [index[n] for n in features], [index[n] for n in self.keep]
 
 
+@_reads
 def iter_selected(path: str | Path, shape: list[int], selection: Selection, chunk_rows: int = 4096
                   ) -> Iterator[tuple[np.ndarray, dict]]:
     """Yield (float32 rows of `shape`, {kept column: values}) chunks from a CSV with a header
@@ -503,7 +540,7 @@ def _open_npy(path: Path):
     except EOFError:
         raise InputError(f"{path}: empty or truncated .npy file (no header)") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read .npy ({exc})") from None
+        raise InputError(f"{path}: cannot read ({os_reason(exc)})") from None
     if array.dtype.kind not in "fiub":
         raise InputError(f"{path}: expected numeric values, got dtype {array.dtype}")
     if array.ndim < 2:
@@ -557,7 +594,11 @@ def _open_parquet(path: Path):
     try:
         # pre_buffer (pyarrow's default) reads ahead whole row groups and keeps them: 530 MB of
         # peak memory for a 1M x 64 file against 195 MB without, at the same speed.
-        return pq.ParquetFile(path, pre_buffer=False)
+        return pq.ParquetFile(arrow_path(path), pre_buffer=False)
+    except OSError as exc:
+        if not exc.errno:  # pyarrow's own I/O errors (a damaged footer) carry none
+            raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: cannot read ({os_reason(exc)})") from None
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
 

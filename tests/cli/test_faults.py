@@ -112,16 +112,20 @@ def dead_pid() -> int:
 
 
 def test_stale_temps_of_dead_processes_are_removed(tmp_path):
+    """Every output's temps in the folder whose writer is dead go; a live writer's and the
+    user's own files stay."""
     target = tmp_path / "out.csv"
     dead, alive = dead_pid(), os.getpid()
-    stale = [tmp_path / f".out.csv.{dead}.ab12cd34.part", tmp_path / f".out.csv.{dead}.ab12cd34.raw"]
-    kept = [tmp_path / f".out.csv.{alive}.zz99yy88.part",     # a live writer of the same target
-            tmp_path / f".out.csv.5.{dead}.qq11rr22.part",     # the temp of target "out.csv.5"
+    stale = [tmp_path / f".out.csv.{dead}.ab12cd34.part", tmp_path / f".out.csv.{dead}.ab12cd34.raw",
+             tmp_path / f".out.csv.5.{dead}.qq11rr22.part",     # the temp of another output, "out.csv.5"
+             tmp_path / f".other.npy.{dead}.gh34ij56.raw"]
+    kept = [tmp_path / f".out.csv.{alive}.zz99yy88.part",     # a live writer
+            tmp_path / f".out.csv.{dead}.part",                 # not a name gen writes
             tmp_path / "notes.part"]
     for path in stale + kept:
         path.write_text("x")
     (tmp_path / f".out.csv.{dead}.ff00ee11.part").mkdir()      # a staged folder of a killed export
-    removed = remove_stale_temps(target)
+    removed = remove_stale_temps(tmp_path)
     assert sorted(removed) == sorted(stale + [tmp_path / f".out.csv.{dead}.ff00ee11.part"])
     assert all(p.exists() for p in kept)
     with atomic_path(target) as tmp:  # the temp names this process writes carry its pid
