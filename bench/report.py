@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DISCRIMINATOR_SCORE = "negative_discriminator_logit"
-ALL_SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving",
+ALL_SECTIONS = ("digits", "mnist", "tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving",
                 "performance")
 # The issue's targets (fixed text; the figures they are compared with come from the results).
 TARGET_RMSE = 0.89          # item-based AutoRec, ML-100K; the best published figure it knows is 0.889
@@ -536,7 +536,7 @@ def reproduce_section(results: dict) -> list[str]:
             ".venv/bin/python bench/run.py --mnist PATH/mnist5k-images-idx3-ubyte.gz   # include MNIST-5k",
             ".venv/bin/python bench/run.py --quick --results /tmp/bench.json --out /tmp/bench.md   # smoke run",
             ".venv/bin/python bench/run.py --only completion --merge   # rerun one section into bench/results.json",
-            "#   sections: digits, mnist, completion, sampling, boltzmann, gans, pipelines, serving, performance; one-class = digits,mnist",
+            "#   sections: digits, mnist, tabular, completion, sampling, boltzmann, gans, pipelines, serving, performance; one-class = digits,mnist",
             ".venv/bin/python bench/report.py bench/results.json --out BENCHMARKS.md   # re-render only",
             "# GPU rows of `performance`, on a lent GPU machine (bench/gpu_perf.py says how; one device call):",
             ".venv/bin/python bench/gpu_perf.py prepare --mnist PATH/mnist5k-images-idx3-ubyte.gz   # here",
@@ -958,6 +958,68 @@ def gans_section(section: dict | None) -> list[str]:
     return out
 
 
+def tabular_section(section: dict | None) -> list[str]:
+    """One-class detection on real tables: the default command against the peers, three seeds
+    (bench/tabular.py). Cells: mean AUROC and min-max over the seeds; best per dataset in bold."""
+    if not section:
+        return []
+    sets = section["datasets"]
+    methods = list(dict.fromkeys(m for d in sets for m in d["auroc"]))
+    peers = list(section["peers"])
+    default = "gen (default command)"
+
+    def cell(values: list[float] | None, best: float | None) -> str:
+        if not values:
+            return "-"
+        m = float(sum(values) / len(values))
+        text = f"{m:.3f}" + (f" ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else "")
+        return f"**{text}**" if best is not None and m >= best - 1e-12 else text
+
+    rows, wins, misses = [], 0, []
+    for d in sets:
+        means = {m: sum(v) / len(v) for m, v in d["auroc"].items() if v}
+        best = max(means.values())
+        rows.append([f"{d['name']} ({d['rows']:,} x {d['features']})",
+                     *[cell(d["auroc"].get(m), best) if m in d["auroc"] else
+                       ("refused" if m in d.get("errors", {}) else "-") for m in methods]])
+        best_peer = max((means[p], p) for p in peers if p in means)
+        if default in means:
+            if means[default] >= best_peer[0] - 1e-12:
+                wins += 1
+            else:
+                misses.append(f"{d['name']} ({means[default]:.3f} against {best_peer[1]}'s {best_peer[0]:.3f}, "
+                              f"{best_peer[0] - means[default]:.3f} short)")
+    avg = {m: sum(sum(d["auroc"][m]) / len(d["auroc"][m]) for d in sets) / len(sets)
+           for m in methods if all(m in d["auroc"] for d in sets)}
+    rows.append(["**mean over the sets**", *[f"{avg[m]:.3f}" if m in avg else "-" for m in methods]])
+    resolved = next((d["resolved"].get(default) for d in sets if d["resolved"].get(default)), None)
+    seconds = [s for d in sets for s in d["seconds"].get(default, [])]
+    about = "; ".join(f"*{d['name']}*: {d['about']}" for d in sets)
+    n_seeds = len(section["seeds"])
+    out = ["", f"## Defaults on real tables (one-class, {plural(n_seeds, 'seed')})", "",
+           f"{len(sets)} public imbalanced-classification tables (KEEL repository copies of UCI data, read from the "
+           f"`{section['wheel']}` wheel by `bench/tabular.py`), each handed to gen as the raw CSV a user would "
+           "have: a header, unscaled features, a `label` column (0 = the majority class, normal; 1 = the "
+           "set's own positive minority class, anomaly). Split: DESIGN.md's fixed stratified 80/20 "
+           "(`protocol_split`); every model trains on the normal training rows and scores all test rows. "
+           "**gen (default command)** is exactly `gen train --data FILE.csv --label-column label "
+           "--normal-class 0 --seed S` with no other option" + (
+               f" (it resolved to family `{resolved['family']}`, score `{resolved['score']}`)" if resolved else "")
+           + "; the other gen rows add only `--model`. Peers: PyOD's "
+           + ", ".join(f"{p} (`{section['peers'][p]}`)" for p in peers)
+           + ", library defaults with the seed fixed, fitted on the same normal training rows standardised by "
+           f"their own mean and standard deviation. Cells: mean AUROC over seeds {', '.join(map(str, section['seeds']))} "
+           "(min-max); the best mean per set in bold. " + about + ".", "",
+           table(["dataset (rows x features)", *methods], rows, ["l"] + ["r"] * len(methods)), "",
+           f"The default command reaches the best peer's mean AUROC on {wins} of {len(sets)} sets"
+           + (f"; it misses on {join_words(misses)}" if misses else "") + "."
+           + (f" Its mean over the sets is {avg[default]:.3f}, against "
+              + ", ".join(f"{p} {avg[p]:.3f}" for p in peers if p in avg) + "." if default in avg else "")
+           + (f" Training time of the default command: {min(seconds):.1f}-{max(seconds):.1f} s per run "
+              f"(median {sorted(seconds)[len(seconds) // 2]:.1f} s), one thread." if seconds else "")]
+    return out
+
+
 def pipelines_section(section: dict | None) -> list[str]:
     """Scoring a partitioned dataset: rows/s and memory per configuration (bench/pipelines.py)."""
     if not section:
@@ -1231,6 +1293,7 @@ def render(results: dict) -> str:
     sampling = results.get("sampling")
     if sampling and sampling.get("families"):
         out += sampling_section(sampling)
+    out += tabular_section(results.get("tabular"))
     out += completion_section(completion)
     out += boltzmann_section(results.get("boltzmann"))
     out += gans_section(results.get("gans"))

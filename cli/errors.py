@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterator
 
 import typer
@@ -13,6 +14,13 @@ from gen.runtime.errors import GenError, InputError, MissingDependency
 # Optional packages a command may need, and the extra that installs each.
 EXTRAS = {"torch": "train", "onnx": "train", "onnxscript": "train", "sklearn": "train", "scipy": "train",
           "onnxruntime": "cpu", "pyarrow": "parquet"}
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent that fails to import, a module without a spec
+        return False
 
 
 def as_gen_error(exc: BaseException) -> GenError | None:
@@ -26,6 +34,8 @@ def as_gen_error(exc: BaseException) -> GenError | None:
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
         name = exc.name.split(".")[0]
         extra = EXTRAS[name]
+        if extra == "train" and name != "torch" and not _importable("torch"):
+            name = "torch"  # the whole train extra is missing: name torch, whichever module was imported first
         hint = "onnxruntime (or 'gen[gpu]' for onnxruntime-gpu; never both)" if extra == "cpu" else name
         return MissingDependency(f"this command needs {hint}: pip install 'gen[{extra}]'")
     return None

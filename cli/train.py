@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -47,21 +48,39 @@ def parse_family_flags(args: list[str]) -> dict[str, str | bool]:
 
 def _train(ctx: typer.Context, config: Optional[Path] = None, as_json: bool = False, **run_flags) -> None:
     with reported():
-        from gen.trainer.config import TrainConfig, read_yaml
-        from gen.trainer.train import train as run_training
+        from gen.trainer.config import check_before_torch, read_yaml
 
         raw = read_yaml(config) if config else {}
         raw.update({k: v for k, v in run_flags.items() if v is not None and v is not False})
         raw.update(parse_family_flags(ctx.args))
-        cfg = TrainConfig.from_dict(raw, where=str(config) if config else "option")
+        where = str(config) if config else "option"
+        check_before_torch(raw, where)  # a mistyped path or value is refused now, not after torch loads
+        from gen.trainer.config import TrainConfig
+        from gen.trainer.train import train as run_training
+
+        cfg = TrainConfig.from_dict(raw, where=where)
+        start = time.perf_counter()
         run_dir = run_training(cfg)
+        seconds = time.perf_counter() - start  # the whole run: pretraining, log Z, calibration, preview
         info = json.loads((run_dir / "run.json").read_text())
-        metrics = info["metrics"]
+        metrics, evaluation = info["metrics"], info["metrics"]["evaluation"]
         lines = [f"run folder: {run_dir} ({cfg.family.name}, {info['variant']}; trained on {metrics['device']} "
-                 f"in {metrics['train_seconds']:.1f} s)"]
-        if "auroc" in metrics["evaluation"]:
-            lines.append(f"one-class AUROC (normal class {cfg.run.normal_class}): {metrics['evaluation']['auroc']:.4f}")
-        emit({"run": str(run_dir), "config": cfg.to_dict(), "metrics": metrics}, as_json, lines)
+                 f"in {seconds:.1f} s, {metrics['train_seconds']:.1f} s of it fitting)"]
+        if cfg.chosen:
+            lines.insert(0, cfg.chosen)
+        stopping = metrics.get("stopping") or {}
+        if stopping.get("stopped") in ("patience", "ceiling") and stopping.get("patience"):
+            lines.append(f"budget: kept epoch {stopping['kept_epoch']} of {metrics['epochs']} trained "
+                         f"(ceiling {stopping['max_epochs']}, stopped by {stopping['stopped']}; see run.json "
+                         "metrics.stopping)")
+        if "auroc" in evaluation:
+            lines.append(f"one-class AUROC (normal class {cfg.run.normal_class}): {evaluation['auroc']:.4f}")
+        if "rmse" in evaluation:
+            lines.append(f"held-out test ratings ({evaluation['n_test']:,}): RMSE {evaluation['rmse']:.4f}, "
+                         f"MAE {evaluation['mae']:.4f} (RMSE of the global mean {evaluation['rmse_global_mean']:.4f}, "
+                         f"of the user/item bias baseline {evaluation['rmse_bias_baseline']:.4f})")
+        emit({"run": str(run_dir), "config": cfg.to_dict(), "metrics": metrics, "seconds": round(seconds, 3),
+              "model_choice": cfg.chosen}, as_json, lines)
 
 
 def _metavar(constraint) -> str:
@@ -192,11 +211,14 @@ def models(
         if name is None:
             families = registry.families()
             summary = {n: {"description": f.description, "capabilities": list(f.capabilities),
-                           "score": f.score_kind, "sampler": f.sampler is not None} for n, f in families.items()}
+                           "score": f.score_kind, "sampler": f.sampler is not None,
+                           "default_for": list(f.default_for)} for n, f in families.items()}
             width = max(len(n) for n in families)
             lines = [f"{n:<{width}}  {f.description}\n{'':<{width}}  serves: {', '.join(f.capabilities)}"
+                     + (f"; the default (--model auto) for {' and '.join(f.default_for)} data" if f.default_for else "")
                      for n, f in families.items()]
-            emit(summary, as_json, lines + ["", "`gen models NAME` lists a family's options."])
+            emit(summary, as_json, lines + ["", "`gen models NAME` lists a family's options; `gen train` without "
+                                                "--model trains the default family for the data's kind."])
             return
         family = registry.get(name)
         options = [{"name": s.name, "default": s.default, "constraint": s.describe(), "help": s.help}

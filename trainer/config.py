@@ -26,10 +26,17 @@ from .options import Choice, Flag, Interval, Text, option
 class RunOptions:
     """Options of every training run, whatever the family."""
 
-    model: str = option("ae", "Model family (see `gen models`).", Text())
+    model: str = option("auto", "Model family (see `gen models`); auto: the default family for the data's kind "
+                        "(images: pca, tables and 2-D points: ae, ratings: autorec; marked in `gen models`).", Text())
     data: str = option("digits", "digits, ring8, grid25, lowrank (synthetic ratings), or a path (MNIST IDX, .npy, .csv, .parquet, ratings: u.data, ratings.dat, ratings.csv, a user,item,rating CSV).", Text())
     out: str = option("runs/run", "Run folder to write.", Text())
-    epochs: int = option(30, "Passes over the training rows.", Interval(int, 1, None))
+    epochs: int = option(None, "Passes over the training rows. Default: a budget from the data (trainer/budget.py): "
+                         "autoencoders and VAEs train up to a ceiling set by the number of optimiser steps and "
+                         "stop early on held-out rows, keeping the best epoch; other families 30 epochs. Given, "
+                         "exactly this many (the ceiling, with --patience).", Interval(int, 1, None), optional=True)
+    patience: int = option(None, "Stop after this many epochs without a better validation score and keep the best "
+                           "epoch (families that stop early; default with no --epochs: from the data).",
+                           Interval(int, 1, None), optional=True)
     seed: int = option(0, "Seed for splits, initialisation, batches and previews.", Interval(int, 0, 2**63 - 1))
     device: str = option("auto", "Training device: auto takes CUDA when torch sees it.", Choice("auto", "cpu", "cuda"))
     batch_size: int = option(64, "Rows per step.", Interval(int, 1, None))
@@ -71,6 +78,7 @@ class TrainConfig:
     run: RunOptions
     family: registry.Family
     options: Any
+    chosen: str | None = None  # with model auto: which family was chosen and why (one line)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str = "option") -> "TrainConfig":
@@ -79,7 +87,16 @@ class TrainConfig:
         model = raw.get("model", RunOptions.model)
         if not isinstance(model, str):
             raise ConfigError(f"{where} model={model!r}: expected a family name (see `gen models`)")
-        family = registry.get(model)
+        chosen = None
+        if model == "auto":
+            from .data import data_kind
+
+            kind = data_kind(str(raw.get("data", RunOptions.data)))
+            family = registry.default_family(kind)
+            chosen = f"model auto -> {family.name} (the default for {kind} data)"
+            raw = {**raw, "model": family.name}
+        else:
+            family = registry.get(model)
         family_keys = [s.name for s in family.option_specs()]
         unknown = [k for k in raw if k not in RUN_KEYS and k not in family_keys]
         if unknown:
@@ -90,7 +107,7 @@ class TrainConfig:
                 raise ConfigError(f"{where} {key}: does not apply to family {family.name!r} ({reason})")
         run = opts.build(RunOptions, {k: v for k, v in raw.items() if k in RUN_KEYS}, where)
         options = opts.build(family.options, {k: v for k, v in raw.items() if k in family_keys}, where)
-        return cls(run, family, options)
+        return cls(run, family, options, chosen)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
@@ -113,6 +130,17 @@ class TrainConfig:
         import yaml
 
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def check_before_torch(raw: dict[str, Any], where: str = "option") -> None:
+    """Refuse bad run options and a --data that cannot be read, before anything imports torch
+    (seconds on a cold start): the checks that need no family. `TrainConfig.from_dict` makes
+    them again, with the family's own options, once torch is there."""
+    from .data import source_format
+
+    raw = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    run = opts.build(RunOptions, {k: v for k, v in raw.items() if k in RUN_KEYS}, where)
+    source_format(run.data, run.label_column)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

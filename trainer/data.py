@@ -48,36 +48,78 @@ class RatingsData:
 
 def load_dataset(spec: str, label_column: str | None = None, seed: int = 0) -> Dataset:
     """Load `spec`: a built-in name or a path to a file in a supported format."""
+    kind = source_format(spec, label_column)
+    if kind == "digits":
+        return digits()
+    if kind == "ring8":
+        return ring8(seed=seed)
+    if kind == "grid25":
+        return grid25(seed=seed)
+    if kind == "lowrank":
+        return lowrank(seed=seed)
+    path = Path(spec)
+    if kind == "ratings":
+        return RatingsData(read_ratings(path), str(path))
+    if kind == "idx":
+        return mnist_idx(path)
+    if kind == "npy":
+        return npy_file(path, label_column)
+    return table_file(path, label_column)
+
+
+def source_format(spec: str, label_column: str | None = None) -> str:
+    """What `spec` names, found without reading its rows: a built-in dataset (its name) or a
+    file format (ratings, idx, npy or table). A missing file, a folder, a file that cannot be
+    opened, a format gen does not read, and a label column where there are no named columns
+    are refused in one line. It needs no torch: `gen train` checks --data with it first."""
     if label_column is not None and not spec.lower().endswith((".csv", ".parquet")):
         raise InputError(f"--label-column {label_column!r}: only a CSV or Parquet file has named columns; "
                          f"{spec} does not")
-    if spec == "digits":
-        return digits()
-    if spec == "ring8":
-        return ring8(seed=seed)
-    if spec == "grid25":
-        return grid25(seed=seed)
-    if spec == "lowrank":
-        return lowrank(seed=seed)
+    if spec in BUILTIN:
+        return spec
     path = Path(spec)
     if not path.exists():
         raise InputError(f"{spec}: not a built-in dataset ({', '.join(BUILTIN)}) and no such file")
     if path.is_dir():
         raise InputError(f"{spec}: is a folder; expected a file or one of {', '.join(BUILTIN)}")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{spec}: cannot be read ({exc.strerror or exc})") from None
     name = path.name.lower()
     if name in RATINGS_NAMES or name.endswith((".data", ".dat")) or (name.endswith(".csv") and _triples_header(path)):
         if label_column is not None:
             raise InputError(f"--label-column {label_column!r}: {spec} holds ratings, which have no labels")
-        return RatingsData(read_ratings(path), str(path))
+        return "ratings"
     if "idx3-ubyte" in name:
-        return mnist_idx(path)
+        return "idx"
     if name.endswith(".npy"):
-        return npy_file(path, label_column)
+        return "npy"
     if name.endswith((".csv", ".parquet")):
-        return table_file(path, label_column)
+        return "table"
     raise InputError(f"{path}: unsupported data format; expected digits, ring8, grid25, lowrank, "
                      "*-idx3-ubyte[.gz], .npy, .csv, .parquet or ratings (u.data, ratings.dat, ratings.csv, "
                      "a user,item,rating CSV)")
+
+
+def data_kind(spec: str) -> str:
+    """The kind of data `spec` holds (image, tabular, points or ratings), found by
+    `source_format` without reading the rows (a .npy by its header only), so that `--model
+    auto` can pick a family before the data is loaded. A spec that `source_format` refuses is
+    reported as tabular here and refused by `load_dataset`, with its own message."""
+    try:
+        fmt = source_format(spec)
+    except InputError:
+        return "tabular"
+    kinds = {"digits": "image", "ring8": "points", "grid25": "points", "lowrank": "ratings", "ratings": "ratings",
+             "idx": "image", "table": "tabular"}
+    if fmt == "npy":
+        try:
+            return "image" if np.load(spec, mmap_mode="r", allow_pickle=False).ndim == 4 else "tabular"
+        except (ValueError, OSError):
+            return "tabular"
+    return kinds.get(fmt, "tabular")
 
 
 def _triples_header(path: Path) -> bool:

@@ -40,7 +40,7 @@ class Preset:
     """Settings for one use (demo, bench, the contract test): epochs, option values, and the
     data to train on (a built-in dataset, and the normal class for labelled data)."""
 
-    epochs: int
+    epochs: int | None  # None: the run's default budget (trainer/budget.py), what `gen train` does
     options: dict[str, Any] = field(default_factory=dict)
     data: str = "digits"
     normal_class: int | None = 0
@@ -68,6 +68,17 @@ class Family:
     prepare(options, data, fit_rows): the DataSpec the family trains and serves on, when it
       needs other preprocessing than the default (binarised pixels for a Bernoulli RBM,
       standardised features for a Gaussian one); fit_rows are the raw fitting rows.
+    fit_options(options, data, x_fit): options whose default follows from the fitting rows
+      themselves (x_fit: model-space rows, numpy float64, flattened), such as PCA's number of
+      components by explained variance; called after `resolve` and `prepare`, before `build`.
+    fit_score(net, options, x_fit, x_cal, rng): fills what the score graph keeps besides the
+      weights (a memory bank of training codes, scales from held-out rows) after training;
+      returns the facts for the manifest's `fitted`.
+    score_kind_of(options): the score kind when an option chooses it (else `score_kind`).
+    default_for: the data kinds for which `gen train` without --model (model auto) picks this
+      family (the one-class suites in BENCHMARKS.md chose them); at most one family per kind.
+    stops_early: the mean score of held-out normal rows is the loss the family minimises, so
+      without --epochs it trains on a budget from the data and stops early (trainer/budget.py).
     score_graph: (graph role, output name) that computes the anomaly score.
     log_partition(net, options, x_fit, data): log Z of an energy-based model (exact or
       estimated) such that -score - log Z is log p of the raw rows, stored in the manifest so
@@ -99,6 +110,11 @@ class Family:
     test: Preset
     resolve: Callable[[Any, DataSpec], Any] = lambda options, data: options  # noqa: E731
     prepare: Callable[[Any, DataSpec, Any], DataSpec] | None = None
+    fit_options: Callable[[Any, DataSpec, Any], Any] | None = None
+    stops_early: bool = False
+    fit_score: Callable[..., dict] | None = None
+    score_kind_of: Callable[[Any], str] | None = None
+    default_for: tuple[str, ...] = ()
     score_graph: tuple[str, str] = ("score", "score")
     log_partition: Callable[..., Any] | None = None
     data_kinds: tuple[str, ...] | None = None
@@ -179,6 +195,15 @@ def families() -> dict[str, Family]:
 
 def names() -> list[str]:
     return list(families())
+
+
+def default_family(kind: str) -> Family:
+    """The family `--model auto` trains on data of `kind` (the one that declares it in
+    `default_for`), or a ConfigError when no family does."""
+    chosen = [f for f in families().values() if kind in f.default_for]
+    if not chosen:
+        raise ConfigError(f"model=auto: no default family for {kind} data; choose one with --model (see `gen models`)")
+    return chosen[0]
 
 
 def get(name: str) -> Family:

@@ -30,10 +30,11 @@ from gen.runtime.ratings import RatingsTable, rating_rows
 from gen.runtime.outputs import sample_image, save_png, staged_folder
 from gen.runtime.version import gen_version
 
-from . import registry
+from . import budget, registry
 from .config import TrainConfig, read_yaml
 from .data import Dataset, RatingsData, load_dataset
 from .graphs import GraphDef, Preprocess, RawUnits
+from .progress import phase, reporting, start
 from .protocols.completion import bias_baseline, completion_split, mae, rmse
 from .protocols.one_class import calibrate, calibration_size, one_class_auroc, protocol_split
 
@@ -73,21 +74,16 @@ def batched(module, x: torch.Tensor, batch: int = 1024) -> np.ndarray:
     return np.concatenate(outs, axis=0).astype(np.float64)
 
 
-def _progress(quiet: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.fields[losses]}"), disable=quiet, transient=False)
-
-
 def train(cfg: TrainConfig) -> Path:
     """Train `cfg.family` on `cfg.run.data` and write the run folder `cfg.run.out`; return its path.
 
     The folder appears whole at the end (it is written beside it and renamed), replacing an
-    earlier run folder of the same name; a failed run leaves nothing behind.
+    earlier run folder of the same name; a failed run leaves nothing behind. Each phase (a
+    family's pretraining, the epochs, log Z, calibration) shows its progress on stderr unless
+    the run is quiet (gen.trainer.progress).
     """
     out = Path(cfg.run.out)
-    with staged_folder(out, RUN_INFO, "run folder", error=InputError) as staging:
+    with reporting(cfg.run.quiet), staged_folder(out, RUN_INFO, "run folder", error=InputError) as staging:
         _train_into(cfg, staging)
     return out
 
@@ -98,6 +94,9 @@ def split_rows(cfg: TrainConfig, data: Dataset, rng: np.random.Generator):
     the run's Generator (default_rng(seed)) before anything else drew from it, so a benchmark
     can find the rows a run was fitted on."""
     run = cfg.run
+    if len(data.x) < 2:
+        raise InputError(f"{data.source}: only {len(data.x)} row; training needs at least 2 (a fifth of the "
+                         "rows is held out for testing)")
     train_idx, test_idx = protocol_split(len(data.x), data.y)
     if run.normal_class is not None:
         if data.y is None:
@@ -150,21 +149,42 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
             return pre.to_model(torch.from_numpy(rows[idx]).to(device))
 
     x_fit = model_rows(fit_idx)
+    if family.fit_options is not None and not isinstance(data, RatingsData):
+        cfg.options = family.fit_options(cfg.options, spec, x_fit.flatten(1).cpu().double().numpy())
     try:
         net = family.build(cfg.options, spec).to(device)
     except (RuntimeError, MemoryError) as exc:  # e.g. torch cannot allocate a layer that large
         raise ConfigError(f"cannot build the {family.name} network with these options "
                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     trainer = family.trainer(net, cfg.options)
-    history, seconds = _fit(cfg, net, trainer, x_fit, rng, Path(data.source).name, out)
+    validate = None
+    if family.stops_early and len(cal_idx):
+        # The held-out normal rows that calibrate the threshold also pick the epoch (README,
+        # "How a model is trained by default"): their mean score is the validation loss.
+        val_score = _output(family.graphs(net, spec), *family.score_graph)
+        x_val = model_rows(cal_idx[:budget.MAX_VALIDATION_ROWS])
+
+        def validate() -> float:
+            net.eval()
+            return float(batched(val_score, x_val).mean())
+
+    history, seconds, stopping = _fit(cfg, net, trainer, x_fit, rng, Path(data.source).name, out, validate)
     net.eval()
+    score_fitted = {}
+    if family.fit_score is not None:
+        score_fitted = family.fit_score(net, cfg.options, x_fit, model_rows(cal_idx),
+                                        np.random.default_rng(run.seed + 3))
     graphs = family.graphs(net, spec)
+    wants_preview = family.sampler is not None and (spec.kind == "image" or spec.size == 2)
+    after = start(f"{family.name}: calibration", sum([bool(family.score_kind), isinstance(data, RatingsData),
+                                                      family.discriminator is not None, True, wants_preview]))
 
     scoring, evaluation = None, {}
     if family.score_kind:
         score = _output(graphs, *family.score_graph)
         x_cal = model_rows(cal_idx)
-        scoring = {"kind": family.score_kind, **calibrate(batched(score, x_cal), run.contamination),
+        kind = family.score_kind_of(cfg.options) if family.score_kind_of else family.score_kind
+        scoring = {"kind": kind, **calibrate(batched(score, x_cal), run.contamination),
                    "calibration": f"{len(cal_idx)} held-out normal training rows, not used for fitting",
                    "graph": family.score_graph[0], "output": family.score_graph[1]}
         if family.log_partition is not None:
@@ -185,8 +205,10 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
             evaluation = {"test_mean_score": float(test_scores.mean())}
         errors = [p.name for p in graphs[family.score_graph[0]].outputs if p.name == "errors"]
         scoring["errors"] = errors[0] if errors else None
+        after.advance(info="threshold, test scores")
     if isinstance(data, RatingsData):
         evaluation = _completion_evaluation(graphs, spec, rows, data.table, test_idx, device)
+        after.advance(info="test RMSE, MAE")
 
     sampler = family.sampler(net, cfg.options) if family.sampler else None
     latent = _latent(family, sampler, graphs, x_fit, net) if sampler is not None else None
@@ -197,17 +219,19 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
             graphs = {**graphs, family.discriminator[0]: family.graphs(tuned, spec)[family.discriminator[0]]}
         refine = calibrate_discriminator(graphs, family.discriminator, spec, sampler, latent,
                                          data.x[cal_idx], run.seed, device)
-    metrics = MetricsSpec(epochs=len(history), n_fit=int(len(fit_idx)), n_calibration=int(len(cal_idx)),
+        after.advance(info="discriminator")
+    metrics = MetricsSpec(epochs=len(history), stopping=stopping, n_fit=int(len(fit_idx)), n_calibration=int(len(cal_idx)),
                           n_test=int(len(test_idx)), device=str(device), train_seconds=round(seconds, 3),
                           torch_version=torch.__version__,
                           trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                           final={k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")},
                           evaluation=evaluation)
     run_info = {"family": family.name, "variant": family.variant(cfg.options), "gen_version": gen_version(),
+                "model_choice": cfg.chosen,
                 "capabilities": list(family.capabilities), "data": asdict(spec),
                 "sampler": asdict(sampler) if sampler else None,
                 "latent": asdict(latent) if latent else None, "scoring": scoring, "metrics": asdict(metrics),
-                "fitted": family.fitted(net, cfg.options) if family.fitted else {},
+                "fitted": {**(family.fitted(net, cfg.options) if family.fitted else {}), **score_fitted},
                 "refine": asdict(refine) if refine else None}
 
     checkpoint = {"state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}
@@ -222,9 +246,12 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
         probe_idx = cal_idx if len(cal_idx) else test_idx if len(test_idx) else fit_idx
         probe = data.x[probe_idx[:PROBE_ROWS]]
     np.save(out / PROBE, probe, allow_pickle=False)
-    if sampler is not None and (spec.kind == "image" or spec.size == 2):
+    after.advance(info="run folder")
+    if wants_preview:
         preview = draw_with_torch(graphs, spec, sampler, latent, PREVIEW_N, run.seed, device)
         save_png(sample_image(preview, spec), out / PREVIEW)
+        after.advance(info="preview")
+    after.end()
 
 
 def _sorted_ids(ids: np.ndarray, id_type: str) -> list[str]:
@@ -300,12 +327,17 @@ def _output(graphs: dict, role: str, name: str):
 
 
 def _fit(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Generator, name: str,
-         out: Path) -> tuple[list[dict], float]:
+         out: Path, validate=None) -> tuple[list[dict], float, dict]:
+    """Train; (per-epoch records, seconds, how training stopped). With `validate` (the mean
+    score of held-out normal rows) and a patience, training stops once it has not improved
+    for that many epochs and the best epoch's weights are restored (trainer/budget.py)."""
     rows_per_step = cfg.run.batch_size * getattr(trainer, "batches_per_step", 1)
+    plan = budget.plan(len(x_fit), rows_per_step, cfg.run.epochs, cfg.run.patience,
+                       cfg.family.stops_early and validate is not None)
     history = []
     start_all = time.perf_counter()
     if hasattr(trainer, "fit"):  # its own schedule: closed form (PCA, one record) or AdaGAN's sequence
-        figures = trainer.fit(x_fit, epochs=cfg.run.epochs, batch_size=cfg.run.batch_size, rng=rng)
+        figures = trainer.fit(x_fit, epochs=plan.max_epochs, batch_size=cfg.run.batch_size, rng=rng)
         records = figures if isinstance(figures, list) else [figures]
         seconds = round(time.perf_counter() - start_all, 4)
         history = [{"epoch": i + 1, **r, **({"seconds": seconds} if i == len(records) - 1 else {})}
@@ -314,12 +346,15 @@ def _fit(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Gen
         if bad:
             raise ConfigError(f"training diverged (losses {bad[0]}); try a smaller lr")
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-        return history, time.perf_counter() - start_all
+        return history, time.perf_counter() - start_all, {"rule": "the family's own schedule",
+                                                          "kept_epoch": len(history), "stopped": "done"}
     if hasattr(trainer, "fit_start"):  # e.g. a DBM's greedy layer-wise pretraining, before joint training
         trainer.fit_start(x_fit, cfg.run.batch_size)
-    with _progress(cfg.run.quiet) as progress, open(out / "metrics.jsonl", "w") as log:
-        task = progress.add_task(f"{cfg.family.name} on {name}", total=cfg.run.epochs, losses="")
-        for epoch in range(1, cfg.run.epochs + 1):
+    epochs = phase(f"{cfg.family.name} on {name}", plan.max_epochs, "epochs")
+    with epochs as progress, open(out / "metrics.jsonl", "w") as log:
+        stopper = budget.EarlyStopping(plan.patience)
+        stopped = "ceiling"
+        for epoch in range(1, plan.max_epochs + 1):
             net.train()
             start = time.perf_counter()
             order = torch.from_numpy(rng.permutation(len(x_fit))).to(x_fit.device)
@@ -339,11 +374,22 @@ def _fit(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Gen
             means = {k: v / steps for k, v in sums.items()}
             if not all(np.isfinite(v) for v in means.values()):
                 raise ConfigError(f"training diverged at epoch {epoch} (losses {means}); try a smaller lr")
+            if validate is not None:
+                means["val_score"] = validate()
             record = {"epoch": epoch, **means, "seconds": round(time.perf_counter() - start, 4)}
             history.append(record)
             log.write(json.dumps(record) + "\n")
-            progress.update(task, advance=1, losses="  ".join(f"{k} {v:.4f}" for k, v in means.items()))
-    return history, time.perf_counter() - start_all
+            progress.advance(info="  ".join(f"{k} {v:.4f}" for k, v in means.items()))
+            if validate is not None and stopper.update(epoch, means["val_score"], net):
+                stopped = "patience"
+                break
+    kept = len(history)
+    if validate is not None and stopper.best_epoch:
+        stopper.restore(net)
+        kept = stopper.best_epoch
+    return history, time.perf_counter() - start_all, {
+        **plan.record(), "kept_epoch": kept, "stopped": stopped,
+        **({"best_val_score": stopper.best} if validate is not None and stopper.best_epoch else {})}
 
 
 def _latent(family: registry.Family, sampler, graphs: dict, x_fit: torch.Tensor, net) -> LatentSpec | None:

@@ -4,6 +4,7 @@ promises is there and well-formed."""
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 
 
@@ -23,3 +24,13 @@ def test_demo_writes_grids_scores_and_completions(tmp_path):
     assert len(per_user) == 300 and max(per_user.values()) == 5
     assert {r["source"] for r in predictions} == {"model"}
     assert any("completed lowrank ratings with the autorec bundle" in line for line in said)
+    # it runs in the order it announces first: the families that sample (the README's ae, vae,
+    # gan), the scoring, then completion (autorec)
+    ran = [line.split(":")[0][3:] for line in said if line.startswith("== ") and ": train on " in line]
+    assert ran == result["order"] == ["ae", "vae", "gan", "autorec"]
+    assert said[0].startswith("== demo: ")
+    assert list(dict.fromkeys(w for w in re.findall(r"[\w-]+", said[0]) if w in ran)) == ran
+    scored = next(i for i, line in enumerate(said) if line.startswith("== scored "))
+    assert said.index("== gan: train on digits, export, sample") < scored < said.index(
+        "== autorec: train on lowrank ratings, export, complete")
+    assert re.search(r"with the ae bundle: (1 digit|\d+ digits) flagged, \d+/20 noise rows flagged$", said[scored])

@@ -10,13 +10,14 @@ import torch
 from gen.exporters import ExportError, export_run
 from gen.exporters import onnx_export
 from gen.runtime.errors import BundleError, InputError
+from gen.runtime.manifest import FORMAT_VERSION
 from gen.trainer.train import load_run
 
 
 
 def test_manifest_records_the_contract(bundles):
     manifest = json.loads((bundles["vae"] / "manifest.json").read_text())
-    assert manifest["format_version"] == 7 and manifest["family"] == "vae" and manifest["quantization"] is None
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["family"] == "vae" and manifest["quantization"] is None
     assert manifest["variant"] == "bernoulli decoder"
     assert manifest["config"]["seed"] == 0 and manifest["seed"] == 0
     assert manifest["config"]["decoder"] == "bernoulli" and manifest["config"]["lr"] == 1e-3
@@ -54,7 +55,7 @@ def test_tabular_preprocessing_is_per_feature_inside_the_graph(tmp_path):
     rows = (rng.normal(size=(120, 3)) * [1, 10, 100] + [0, 5, -50]).astype(np.float32)
     np.save(tmp_path / "t.npy", rows)
     run = train(TrainConfig.make(model="ae", data=str(tmp_path / "t.npy"), epochs=2, hidden=[8], latent_dim=2,
-                                 quiet=True, out=str(tmp_path / "run")))
+                                 score="recon", quiet=True, out=str(tmp_path / "run")))  # net.score is the recon error
     bundle = tmp_path / "bundle"
     export_run(run, bundle)
     model = load(bundle, device="cpu")  # compared with torch on CPU (CUDA would use TF32)

@@ -21,7 +21,8 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .base import Reconstruction, reconstruction_graphs, resolve_by_range
+from .base import (SCORE_HELP, SCORES, LatentScores, Reconstruction, fit_latent_scores, reconstruction_graphs,
+                   resolve_by_range, resolve_score, score_kind)
 
 LOSS = Choice("auto", "mse", "bce")
 LOSS_HELP = "Reconstruction loss: bce for data in [0, 1], mse otherwise; auto picks by the data."
@@ -41,11 +42,14 @@ class Options:
     latent_dim: int = option(16, "Code size (a linear code layer).", Interval(int, 1, None))
     loss: str = option("auto", LOSS_HELP, LOSS)
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
+    score: str = option("auto", SCORE_HELP, Choice("auto", *SCORES))
 
 
 class AutoEncoder(Reconstruction, nn.Module):
-    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, variant: str, unit_range: bool):
+    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, variant: str, unit_range: bool,
+                 score: str = "recon", n_fit: int = 1):
         super().__init__()
+        self.latent_scores = LatentScores(score, latent_dim, n_fit)
         self.variant, self.unit_range = variant, unit_range
         self.shape, self.latent_dim = list(shape), latent_dim
         sizes = [int(np.prod(shape)), *hidden, latent_dim]
@@ -114,8 +118,10 @@ class Trainer:
 
 
 def resolve(options, data: DataSpec):
-    """loss=auto -> bce for data in [0, 1], else mse; bce on other data is refused."""
-    return resolve_by_range(options, data, "loss", "bce", "mse")
+    """loss=auto -> bce for data in [0, 1], else mse; bce on other data is refused; score=auto
+    -> combined for tables, recon otherwise."""
+    options = resolve_by_range(options, data, "loss", "bce", "mse")
+    return resolve_score(options, data) if hasattr(options, "score") else options
 
 
 
@@ -123,17 +129,22 @@ def resolve(options, data: DataSpec):
 def _family(name: str, description: str, options: type, variant: str, demo: Preset | None) -> Family:
     return register(Family(
         name=name, description=description, options=options,
-        build=lambda o, data: AutoEncoder(data.shape, getattr(o, "hidden", []), o.latent_dim, name, data.unit_range),
+        build=lambda o, data: AutoEncoder(data.shape, getattr(o, "hidden", []), o.latent_dim, name, data.unit_range,
+                                          getattr(o, "score", "recon"), data.n_train),
         trainer=Trainer, graphs=reconstruction_graphs, capabilities=("sample", "reconstruct", "encode", "score"),
         score_kind="reconstruction_mse", sampler=lambda net, o: AncestralSampler(graph="decoder"),
-        latent_prior="gaussian", variant=lambda o: f"{variant}, {o.loss} loss", resolve=resolve,
+        latent_prior="gaussian", stops_early=True,
+        fit_score=(lambda net, o, x_fit, x_cal, rng: fit_latent_scores(net, x_fit, x_cal, rng))
+        if options is Options else None,
+        score_kind_of=score_kind if options is Options else None, variant=lambda o: f"{variant}, {o.loss} loss", resolve=resolve,
         test=Preset(30, {"latent_dim": 4, **({"hidden": [32]} if options is Options else {})}),
-        demo=demo, bench=demo,
+        demo=demo, bench=Preset(None) if demo is not None else None, default_for=("tabular", "points") if name == "ae" else (),
     ))
 
 
 _family("ae-naive", "Naive autoencoder: a single ReLU code layer, no hidden layer.", NaiveOptions, "naive", None)
-_family("ae", "Deep symmetric MLP autoencoder with a linear code; scores by reconstruction error.",
+_family("ae", "Deep symmetric MLP autoencoder with a linear code; scores by reconstruction error "
+        "(on tables plus the code's k-NN distance to training codes, --score).",
         Options, "standard", Preset(100))
 _family("ae-tied", "As ae, the decoder reuses the encoder's transposed weights (half the parameters).",
         Options, "tied weights", None)

@@ -176,7 +176,7 @@ register(Family(
     options=Options, build=lambda o, data: AutoRec(data, o.hidden, o.activation, o.baseline, o.bias_reg),
     trainer=Trainer, graphs=graphs, capabilities=("complete",), score_kind=None, sampler=None, latent_prior=None,
     variant=lambda o: f"{o.orientation}-based, hidden {o.hidden}" + (", on the bias baseline" if o.baseline else ""),
-    data_kinds=("ratings",),
+    data_kinds=("ratings",), default_for=("ratings",),
     ratings_rows=lambda o: o.orientation,
     test=Preset(20, {"hidden": [16]}, data="lowrank", normal_class=None),
     # 60 epochs: on MovieLens-100K the test RMSE is flat from about 40 to 100 epochs at these

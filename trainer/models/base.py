@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,9 +57,15 @@ class Reconstruction:
         return self.errors(x).flatten(1).mean(dim=1)
 
     def score_and_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The score graph: the row score and the per-feature errors it averages."""
+        """The score graph: the row score and the per-feature errors (their mean is the
+        reconstruction error; a network with `latent_scores` combines it with its code's
+        scores, see LatentScores)."""
         errors = self.errors(x)
-        return errors.flatten(1).mean(dim=1), errors
+        recon = errors.flatten(1).mean(dim=1)
+        latent = getattr(self, "latent_scores", None)
+        if latent is None or latent.mode == "recon":
+            return recon, errors
+        return latent.combine(recon, self.encode(x)), errors
 
 
 def reconstruction_graphs(net, data: DataSpec, score: str = "score_and_errors") -> dict[str, GraphDef]:
@@ -72,3 +79,117 @@ def reconstruction_graphs(net, data: DataSpec, score: str = "score_and_errors") 
         "score": GraphDef(Method(net, score), [data_port("x", data)],
                           [Port("score", "value"), Port("errors", "value", list(data.shape))]),
     }
+
+
+SCORES = ("recon", "latent-knn", "mahalanobis", "combined")
+SCORE_HELP = ("Anomaly score: recon (mean squared reconstruction error), latent-knn (mean distance of the "
+              "code to its k nearest training codes, a memory bank inside the score graph), mahalanobis "
+              "(of the code, under a Gaussian fitted to the training codes), combined (reconstruction error "
+              "plus latent k-NN distance, each scaled by its median and interquartile range on held-out "
+              "normal rows); auto: combined for tables, recon for images and points (chosen by the one-class "
+              "suites in BENCHMARKS.md).")
+BANK_ROWS = 2048  # training codes kept in the memory bank at most (a seeded sample of the fitting rows)
+KNN_K = 5
+
+
+def resolve_score(options, data: DataSpec):
+    """score=auto -> combined for tabular data, recon otherwise."""
+    if options.score == "auto":
+        return replace(options, score="combined" if data.kind == "tabular" else "recon")
+    return options
+
+
+def score_kind(options) -> str:
+    """The manifest's score kind for a reconstruction family with a `score` option."""
+    return {"recon": "reconstruction_mse", "latent-knn": "latent_knn_distance",
+            "mahalanobis": "latent_mahalanobis", "combined": "reconstruction_plus_latent_knn"}[options.score]
+
+
+class LatentScores(nn.Module):
+    """Scores of the code z = encode(x), kept inside the score graph as constants: a memory
+    bank of training codes (distance to the k nearest, TopK in the graph), a Gaussian of the
+    codes (Mahalanobis distance) and the robust scales that put reconstruction error and k-NN
+    distance on one footing. Sized from the data spec at build time (bank rows = min(BANK_ROWS,
+    fitting rows)), so a checkpoint loads into the same shapes; filled by `fit_latent_scores`
+    after training. Until then (and for score=recon) the score is the reconstruction error."""
+
+    def __init__(self, mode: str, latent_dim: int, n_fit: int):
+        super().__init__()
+        self.mode = mode
+        rows = max(1, min(BANK_ROWS, int(n_fit or 1))) if mode in ("latent-knn", "combined") else 1
+        self.k = min(KNN_K, rows)
+        self.register_buffer("bank", torch.zeros(rows, latent_dim))
+        self.register_buffer("bank_sq", torch.zeros(rows))
+        self.register_buffer("code_mean", torch.zeros(latent_dim))
+        self.register_buffer("code_precision", torch.eye(latent_dim))
+        self.register_buffer("scales", torch.tensor([0.0, 1.0, 0.0, 1.0]))  # recon centre, scale; knn centre, scale
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        # A plain attribute mirrors the buffer, so that export traces one branch (torch.export
+        # cannot branch on a tensor's value); a loaded checkpoint sets it from the buffer.
+        self.active = False
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "active", bool(module.fitted)))
+
+    def knn(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean Euclidean distance of each code to its k nearest bank codes."""
+        d2 = (z * z).sum(dim=1, keepdim=True) - 2.0 * (z @ self.bank.t()) + self.bank_sq.unsqueeze(0)
+        nearest = torch.topk(d2, self.k, dim=1, largest=False).values
+        return torch.sqrt(torch.clamp(nearest, min=0.0)).mean(dim=1)
+
+    def mahalanobis(self, z: torch.Tensor) -> torch.Tensor:
+        d = z - self.code_mean
+        return torch.sqrt(torch.clamp(((d @ self.code_precision) * d).sum(dim=1), min=0.0))
+
+    def combine(self, recon: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The row score for this mode from the reconstruction error and the code."""
+        if self.mode == "recon" or not self.active:
+            return recon
+        if self.mode == "latent-knn":
+            return self.knn(z)
+        if self.mode == "mahalanobis":
+            return self.mahalanobis(z)
+        s = self.scales
+        return (recon - s[0]) / s[1] + (self.knn(z) - s[2]) / s[3]
+
+
+def _robust(values: np.ndarray) -> tuple[float, float]:
+    """(median, interquartile range) of held-out scores; the range falls back to the standard
+    deviation, then 1, where the quartiles coincide."""
+    centre = float(np.median(values))
+    spread = float(np.quantile(values, 0.75) - np.quantile(values, 0.25))
+    if not spread > 1e-12:
+        spread = float(values.std()) if values.std() > 1e-12 else 1.0
+    return centre, spread
+
+
+@torch.no_grad()
+def fit_latent_scores(net, x_fit: torch.Tensor, x_cal: torch.Tensor, rng: np.random.Generator) -> dict:
+    """Fill `net.latent_scores` after training: the memory bank (a seeded sample of the
+    fitting rows' codes), the Gaussian of all their codes, and the scales of reconstruction
+    error and k-NN distance on the held-out calibration rows (which then set the threshold on
+    the combined score too). Returns what the manifest's `fitted` records."""
+    scores: LatentScores = net.latent_scores
+    if scores.mode == "recon":
+        return {}
+    net.eval()
+    codes = torch.cat([net.encode(x_fit[i:i + 1024]) for i in range(0, len(x_fit), 1024)])
+    rows = len(scores.bank)
+    pick = np.sort(rng.choice(len(codes), size=rows, replace=False)) if len(codes) > rows else np.arange(rows)
+    bank = codes[torch.from_numpy(pick).to(codes.device)]
+    scores.bank.copy_(bank)
+    scores.bank_sq.copy_((bank * bank).sum(dim=1))
+    c = codes.double().cpu().numpy()
+    mean = c.mean(axis=0)
+    cov = np.atleast_2d(np.cov(c, rowvar=False)) if len(c) > 1 else np.eye(c.shape[1])
+    ridge = 1e-6 * max(float(np.trace(cov)) / len(cov), 1e-12)
+    scores.code_mean.copy_(torch.from_numpy(mean))
+    scores.code_precision.copy_(torch.from_numpy(np.linalg.pinv(cov + ridge * np.eye(len(cov)))))
+    if len(x_cal):
+        z_cal = net.encode(x_cal)
+        recon = net.errors(x_cal).flatten(1).mean(dim=1).double().cpu().numpy()
+        knn = scores.knn(z_cal).double().cpu().numpy()
+        (rc, rs), (kc, ks) = _robust(recon), _robust(knn)
+        scores.scales.copy_(torch.tensor([rc, rs, kc, ks]))
+    scores.fitted.fill_(True)
+    scores.active = True
+    return {"latent_score": scores.mode, "memory_bank_rows": rows, "knn_k": scores.k,
+            "score_scales": [float(v) for v in scores.scales.tolist()]}

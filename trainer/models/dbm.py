@@ -48,6 +48,7 @@ from gen.runtime.manifest import DataSpec, GibbsSampler, LogPartition, NoiseSpec
 
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, option
+from ..progress import phase
 from ..registry import Family, Preset, register
 from .rbm import prepare_bernoulli
 
@@ -237,13 +238,17 @@ class Trainer:
             for i in range(0, len(order), batch_size):
                 yield self._binary(data[order[i:i + batch_size]])
 
-        for _ in range(o.pretrain_epochs):
-            for v in batches():
-                self.pretrain_recon.append(bottom.cd1(v, o.pretrain_lr, o.momentum, o.weight_decay))
-        for _ in range(o.pretrain_epochs):
-            for v in batches():
-                h1 = torch.bernoulli(bottom.hidden_probs(v))
-                top.cd1(h1, o.pretrain_lr, o.momentum, o.weight_decay)
+        with phase("dbm: pretraining layer 1 (CD-1)", o.pretrain_epochs, "epochs") as progress:
+            for _ in range(o.pretrain_epochs):
+                for v in batches():
+                    self.pretrain_recon.append(bottom.cd1(v, o.pretrain_lr, o.momentum, o.weight_decay))
+                progress.advance(info=f"recon {self.pretrain_recon[-1]:.4f}")
+        with phase("dbm: pretraining layer 2 (CD-1)", o.pretrain_epochs, "epochs") as progress:
+            for _ in range(o.pretrain_epochs):
+                for v in batches():
+                    h1 = torch.bernoulli(bottom.hidden_probs(v))
+                    recon = top.cd1(h1, o.pretrain_lr, o.momentum, o.weight_decay)
+                progress.advance(info=f"recon {recon:.4f}")
         net.W1.copy_(bottom.W)
         net.b.copy_(bottom.b)
         net.W2.copy_(top.W)
@@ -296,10 +301,8 @@ def resolve(options: Options, data: DataSpec) -> Options:
 
 
 def prepare(options: Options, data: DataSpec, fit_rows: np.ndarray) -> DataSpec:
-    """Binarised pixels, as for the Bernoulli RBM."""
-    if not data.unit_range:
-        raise ConfigError(f"dbm needs data scaled to [0, 1] (images); {data.source} is {data.kind} data")
-    return prepare_bernoulli(options, data, fit_rows)
+    """Binarised values in [0, 1], as for the Bernoulli RBM."""
+    return prepare_bernoulli(options, data, fit_rows, "dbm")
 
 
 def graphs(net: DBM, data: DataSpec) -> dict[str, GraphDef]:
@@ -341,8 +344,10 @@ def log_partition(net: DBM, options: Options, x_fit: torch.Tensor, data: DataSpe
         value = likelihood.dbm_exact_log_partition(W1, W2, b, c1, c2)
         return LogPartition(float(value), 0.0, "exact", f"enumeration of 2^{net.n_hidden1} states of h1; {BOUND}")
     marginals = x_fit.flatten(1).double().mean(0).cpu().numpy()
-    value, std = likelihood.dbm_ais_log_partition(W1, W2, b, c1, c2, marginals, n_betas=options.ais_betas,
-                                                  n_chains=options.ais_chains, seed=0, dtype=np.float32)
+    with phase("dbm: log Z by AIS", options.ais_betas - 1, "steps") as progress:
+        value, std = likelihood.dbm_ais_log_partition(W1, W2, b, c1, c2, marginals, n_betas=options.ais_betas,
+                                                      n_chains=options.ais_chains, seed=0, dtype=np.float32,
+                                                      progress=progress.update)
     return LogPartition(float(value), float(std), "ais",
                         f"{options.ais_betas} betas, {options.ais_chains} chains, base-rate model from the "
                         f"training marginals; {BOUND}")

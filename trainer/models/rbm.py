@@ -30,6 +30,7 @@ from gen.runtime.manifest import DataSpec, GibbsSampler, LogPartition, NoiseSpec
 
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Flag, Interval, option
+from ..progress import phase
 from ..protocols import likelihood
 from ..registry import Family, Preset, register
 
@@ -174,12 +175,17 @@ class Trainer:
         return {"cd_loss": float(loss.detach()), "recon": float(recon)}
 
 
-def prepare_bernoulli(options: Options, data: DataSpec, fit_rows: np.ndarray) -> DataSpec:
-    """Pixels scaled to [0, 1], then binarised by threshold inside every graph (or sampled per
-    update during training when binarize=stochastic)."""
+def prepare_bernoulli(options: Options, data: DataSpec, fit_rows: np.ndarray, family: str = "rbm") -> DataSpec:
+    """Values in [0, 1] (pixels scaled by their known range, or any rows, e.g. a table of 0/1
+    values, that already lie in [0, 1] and are taken as they are), then binarised by threshold
+    inside every graph (or sampled per update during training when binarize=stochastic).
+    Rows with values outside [0, 1] are refused, naming the range found."""
     if not data.unit_range:
-        raise ConfigError(f"binary units need data scaled to [0, 1] (images); {data.source} is {data.kind} "
-                          "data: use grbm for real-valued rows")
+        lo, hi = (float(fit_rows.min()), float(fit_rows.max())) if fit_rows.size else (0.0, 0.0)
+        if lo < 0.0 or hi > 1.0:
+            raise ConfigError(f"{family} has binary units, so it needs values in [0, 1]; {data.source} holds "
+                              f"{data.kind} data with values from {lo:g} to {hi:g}: use grbm for real-valued rows")
+        data = replace(data, preprocessing=PreprocessSpec(0.0, 1.0, [0.0, 1.0]))
     binarize = options.threshold if options.binarize == "threshold" else None
     return replace(data, preprocessing=replace(data.preprocessing, binarize=binarize))
 
@@ -262,8 +268,10 @@ def log_partition(net: RBM, options, x_fit: torch.Tensor, data: DataSpec | None 
         return LogPartition(likelihood.exact_log_partition(W, b, c), 0.0, "exact",
                             f"enumeration of 2^{min(net.n_visible, net.n_hidden)} states of the smaller layer")
     marginals = x_fit.flatten(1).double().mean(0).cpu().numpy()
-    value, std = likelihood.ais_log_partition(W, b, c, marginals, n_betas=options.ais_betas,
-                                              n_chains=options.ais_chains, seed=0, dtype=np.float32)
+    with phase("rbm: log Z by AIS", options.ais_betas - 1, "steps") as progress:
+        value, std = likelihood.ais_log_partition(W, b, c, marginals, n_betas=options.ais_betas,
+                                                  n_chains=options.ais_chains, seed=0, dtype=np.float32,
+                                                  progress=progress.update)
     return LogPartition(value, std, "ais", f"{options.ais_betas} betas, {options.ais_chains} chains, "
                                            "base-rate model from the training marginals")
 

@@ -143,6 +143,7 @@ register(Family(
     build=lambda o, data: VAE(data.shape, o.hidden, o.latent_dim, o.decoder, o.kl_weight),
     trainer=Trainer, graphs=graphs, capabilities=("sample", "reconstruct", "encode", "score"),
     score_kind="negative_elbo", sampler=lambda net, o: AncestralSampler(graph="decoder"), latent_prior="normal",
+    stops_early=True,
     variant=lambda o: f"{o.decoder} decoder", resolve=resolve,
-    test=Preset(30, {"hidden": [32], "latent_dim": 4}), demo=Preset(100), bench=Preset(100),
+    test=Preset(30, {"hidden": [32], "latent_dim": 4}), demo=Preset(100), bench=Preset(None),
 ))

@@ -14,11 +14,14 @@ the two-hidden-layer deep Boltzmann machine (`dbm_exact_log_partition`, `dbm_mea
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.special import entr, logit, logsumexp
 
 DEFAULT_CHUNK = 4096
 MAX_UNITS = 24
+PROGRESS_STEPS = 100  # AIS reports its progress every this many steps (a call per step would cost)
 
 
 def _check_params(W: np.ndarray, b: np.ndarray, c: np.ndarray
@@ -175,12 +178,13 @@ def _sample_sigmoid_neg(neg_z: np.ndarray, u: np.ndarray, out: np.ndarray) -> No
 def _ais_log_weights(W1: np.ndarray, W2: np.ndarray | None, b_delta: np.ndarray,
                      b_base: np.ndarray, c1: np.ndarray, c2: np.ndarray | None,
                      betas: np.ndarray, n_chains: int, rng: np.random.Generator,
-                     dtype: np.dtype) -> np.ndarray:
+                     dtype: np.dtype, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """AIS log weights of `n_chains` chains over (v, h2) with h1 summed out, where
     log p_k*(v, h2) = b_base.v + beta_k (b_delta.v + c2.h2)
                       + sum_j softplus(beta_k (c1 + v W1 + h2 W2^T)_j) (+ constants).
     An RBM is the case W2 = None (no h2). Matrix products run in `dtype`; the log weights
-    and everything that enters them are float64."""
+    and everything that enters them are float64. `progress(k)` hears of the AIS steps done (k
+    of len(betas) - 1), every PROGRESS_STEPS steps and at the end."""
     n_visible, n_hidden = W1.shape
     top = W2 is not None
     w1 = np.ascontiguousarray(W1, dtype=dtype)
@@ -224,6 +228,8 @@ def _ais_log_weights(W1: np.ndarray, W2: np.ndarray | None, b_delta: np.ndarray,
             np.divide(ax, e_prev, out=e_prev)
             np.log(e_prev, out=e_prev)
             log_w += d_beta * (linear + positive) + e_prev.sum(axis=1)
+            if progress is not None and (k % PROGRESS_STEPS == 0 or k == last):
+                progress(k)
             if k == last:
                 break
             # Transition T_k. h1 ~ sigmoid(beta x): with g = [u (1 + e^{-beta|x|}) < 1],
@@ -249,7 +255,7 @@ def _ais_log_weights(W1: np.ndarray, W2: np.ndarray | None, b_delta: np.ndarray,
 
 def ais_log_partition(W: np.ndarray, b: np.ndarray, c: np.ndarray, base_marginals: np.ndarray,
                       n_betas: int = 14500, n_chains: int = 100, seed: int = 0,
-                      dtype=np.float64) -> tuple[float, float]:
+                      dtype=np.float64, progress: Callable[[int], None] | None = None) -> tuple[float, float]:
     """Annealed importance sampling estimate of log Z of a Bernoulli RBM, and its standard
     error (Salakhutdinov & Murray 2008, "On the quantitative analysis of deep belief
     networks"; Neal 2001, "Annealed importance sampling").
@@ -268,7 +274,8 @@ def ais_log_partition(W: np.ndarray, b: np.ndarray, c: np.ndarray, base_marginal
     delta-method standard error of the log of the mean weight (computed in log space).
     Chains are vectorised; `dtype` (float64 or float32) is that of the matrix products, the
     log weights are always accumulated in float64. Random numbers:
-    numpy.random.default_rng(seed).
+    numpy.random.default_rng(seed). `progress`, if given, is called with the number of AIS
+    steps done (of n_betas - 1), every PROGRESS_STEPS steps and at the end.
     """
     W, b, c = _check_params(W, b, c)
     dt = _check_dtype(dtype)
@@ -277,7 +284,7 @@ def ais_log_partition(W: np.ndarray, b: np.ndarray, c: np.ndarray, base_marginal
     b_base = _base_biases(base_marginals, W.shape[0])
     log_z_base = float(_softplus(b_base).sum() + W.shape[1] * np.log(2.0))
     log_w = _ais_log_weights(W, None, b - b_base, b_base, c, None, betas, n_chains,
-                             np.random.default_rng(seed), dt)
+                             np.random.default_rng(seed), dt, progress)
     return _ais_estimate(log_z_base, log_w)
 
 
@@ -457,7 +464,7 @@ def dbm_variational_bound(v: np.ndarray, W1: np.ndarray, W2: np.ndarray, b: np.n
 def dbm_ais_log_partition(W1: np.ndarray, W2: np.ndarray, b: np.ndarray, c1: np.ndarray,
                           c2: np.ndarray, base_marginals: np.ndarray, n_betas: int = 14500,
                           n_chains: int = 100, seed: int = 0,
-                          dtype=np.float64) -> tuple[float, float]:
+                          dtype=np.float64, progress: Callable[[int], None] | None = None) -> tuple[float, float]:
     """Annealed importance sampling estimate of log Z of a two-hidden-layer DBM, and its
     standard error (Salakhutdinov & Hinton 2009, "Deep Boltzmann machines"; the schedule and
     estimator of `ais_log_partition`).
@@ -470,7 +477,8 @@ def dbm_ais_log_partition(W1: np.ndarray, W2: np.ndarray, b: np.ndarray, c1: np.
     start from exact base samples (v from b_A, h2 fair coins). Transition at beta:
     h1 ~ sigmoid(beta (c1 + v W1 + h2 W2^T)), then v ~ sigmoid((1 - beta) b_A
     + beta (b + h1 W1^T)) and h2 ~ sigmoid(beta (c2 + h1 W2)).
-    Returns (log Z estimate, delta-method standard error of log mean(w)).
+    Returns (log Z estimate, delta-method standard error of log mean(w)). `progress` as for
+    `ais_log_partition`.
     """
     W1, W2, b, c1, c2 = _check_dbm(W1, W2, b, c1, c2)
     dt = _check_dtype(dtype)
@@ -479,5 +487,5 @@ def dbm_ais_log_partition(W1: np.ndarray, W2: np.ndarray, b: np.ndarray, c1: np.
     b_base = _base_biases(base_marginals, W1.shape[0])
     log_z_base = float(_softplus(b_base).sum() + (W1.shape[1] + W2.shape[1]) * np.log(2.0))
     log_w = _ais_log_weights(W1, W2, b - b_base, b_base, c1, c2, betas, n_chains,
-                             np.random.default_rng(seed), dt)
+                             np.random.default_rng(seed), dt, progress)
     return _ais_estimate(log_z_base, log_w)

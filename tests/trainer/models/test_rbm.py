@@ -354,11 +354,13 @@ def test_a_step_with_no_data_gradient_only_shrinks_the_weights(monkeypatch):
 
 # -- 6. options and preprocessing ----------------------------------------------------------------
 
-def test_bernoulli_rbm_refuses_tabular_data():
+def test_bernoulli_rbm_takes_rows_in_unit_range_and_refuses_others():
     cfg = TrainConfig.make(model="rbm")
-    table = DataSpec("rows.csv", "tabular", [3], preprocessing=PreprocessSpec([0.0] * 3, [1.0] * 3))
-    with pytest.raises(ConfigError, match="grbm"):
-        cfg.family.prepare(cfg.options, table, np.zeros((5, 3), np.float32))
+    table = DataSpec("rows.csv", "tabular", [3], preprocessing=PreprocessSpec([0.5] * 3, [0.4] * 3))
+    binary = cfg.family.prepare(cfg.options, table, np.array([[0, 1, 1], [1, 0, 0]], np.float32))
+    assert binary.preprocessing == PreprocessSpec(0.0, 1.0, [0.0, 1.0], binarize=0.5)  # rows taken as they are
+    with pytest.raises(ConfigError, match=r"rows.csv holds tabular data with values from -1 to 3: use grbm"):
+        cfg.family.prepare(cfg.options, table, np.array([[-1, 0, 3]], np.float32))
 
 
 def test_binarize_option_sets_the_graphs_threshold():

@@ -1,0 +1,131 @@
+"""Defaults that follow from the data (issue 22): the training budget and early stopping,
+sizes from the data's shape, latent-space scores inside the score graph, and the default
+family per data kind."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from gen.runtime import load
+from gen.trainer import budget, registry
+from gen.trainer.config import TrainConfig
+from gen.trainer.data import data_kind
+from gen.trainer.train import train
+
+
+def _train(tmp_path, name="run", **options):
+    out = tmp_path / name
+    train(TrainConfig.make(out=str(out), quiet=True, threads=1, **options))
+    return out, json.loads((out / "run.json").read_text()), yaml.safe_load((out / "config.yaml").read_text())
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    """A validation loss that falls until epoch 4 and rises after: training stops `patience`
+    epochs later and the weights of epoch 4 come back."""
+    net = torch.nn.Linear(2, 1)
+    stopper = budget.EarlyStopping(patience=3)
+    losses = [5.0, 4.0, 3.0, 2.0, 2.5, 3.0, 3.5, 4.0]
+    stopped_at = None
+    for epoch, loss in enumerate(losses, start=1):
+        with torch.no_grad():
+            net.weight.fill_(float(epoch))
+        if stopper.update(epoch, loss, net):
+            stopped_at = epoch
+            break
+    assert stopped_at == 7 and stopper.best_epoch == 4
+    stopper.restore(net)
+    assert float(net.weight.detach()[0, 0]) == 4.0
+
+
+def test_budget_follows_the_rows():
+    small = budget.plan(300, 64, None, None, True)   # 5 steps an epoch
+    large = budget.plan(1_000_000, 64, None, None, True)
+    assert small.max_epochs == budget.MIN_STEPS // 5 and small.patience == budget.PATIENCE_STEPS // 5
+    assert large.max_epochs * large.steps_per_epoch <= budget.MAX_STEPS + large.steps_per_epoch
+    assert large.patience == budget.MIN_PATIENCE
+    assert budget.plan(300, 64, 7, None, True) == budget.Budget(7, None, 5, "--epochs")
+    assert budget.plan(300, 64, None, None, False).max_epochs == budget.DEFAULT_EPOCHS
+
+
+def test_a_run_records_why_it_stopped(tmp_path):
+    _, info, cfg = _train(tmp_path, model="ae", data="digits", normal_class=0, hidden=[16], latent_dim=4,
+                          patience=2, epochs=40)
+    stopping = info["metrics"]["stopping"]
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    best = min(history, key=lambda r: r["val_score"])
+    assert stopping["kept_epoch"] == best["epoch"]
+    assert stopping["stopped"] in ("patience", "ceiling") and stopping["max_epochs"] == 40
+    if stopping["stopped"] == "patience":
+        assert len(history) == stopping["kept_epoch"] + 2
+
+
+@pytest.mark.parametrize("shape", [(60, 3), (50, 784), (50, 12)])
+def test_pca_components_resolve_from_the_data_and_are_recorded(tmp_path, shape):
+    """Narrow (3 columns), wide (784) and tiny (50 rows): the default resolves without an error,
+    leaves variance to score (fewer components than min(rows, features)) and is recorded."""
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(shape[0], 2)) @ rng.normal(size=(2, shape[1])) + 0.1 * rng.normal(size=shape))
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    _, info, cfg = _train(tmp_path, model="pca", data=str(tmp_path / "x.npy"))
+    k = cfg["latent_dim"]
+    assert isinstance(k, int) and 1 <= k < min(info["metrics"]["n_fit"], shape[1])
+    assert sum(info["fitted"]["explained_variance_ratio"]) >= 0.8 or k == min(info["metrics"]["n_fit"], shape[1]) - 1
+
+
+def test_an_explicit_impossible_size_is_still_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32))
+    from gen.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="latent_dim=9: PCA keeps at most"):
+        _train(tmp_path, model="pca", data=str(tmp_path / "x.npy"), latent_dim=9)
+
+
+@pytest.mark.parametrize("score", ["latent-knn", "mahalanobis", "combined"])
+def test_latent_scores_match_a_numpy_reference_through_the_bundle(tmp_path, score):
+    """The exported score graph (onnxruntime, no torch at scoring) equals numpy on the same
+    memory bank, Gaussian and scales."""
+    from gen.exporters.onnx_export import export_run
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run, info, _ = _train(tmp_path, model="ae", data=str(tmp_path / "x.npy"), hidden=[16], latent_dim=3,
+                          epochs=3, score=score)
+    export_run(run, tmp_path / "bundle")
+    model = load(tmp_path / "bundle")
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["state_dict"]
+    bank, mean = state["latent_scores.bank"].double().numpy(), state["latent_scores.code_mean"].double().numpy()
+    precision, scales = state["latent_scores.code_precision"].double().numpy(), state["latent_scores.scales"].numpy()
+    probe = rng.normal(size=(17, 6)).astype(np.float32)
+    z = model.encode(probe).astype(np.float64)
+    d = np.sqrt(np.clip(((z[:, None, :] - bank[None]) ** 2).sum(-1), 0, None))
+    knn = np.sort(d, axis=1)[:, :min(5, len(bank))].mean(axis=1)
+    scale = np.asarray(model.manifest.data.preprocessing.scale, dtype=np.float64)  # errors are in model space
+    recon = (((model.reconstruct(probe) - probe) / scale) ** 2).mean(axis=1)
+    diff = z - mean
+    want = {"latent-knn": knn, "mahalanobis": np.sqrt(np.einsum("ij,jk,ik->i", diff, precision, diff)),
+            "combined": (recon - scales[0]) / scales[1] + (knn - scales[2]) / scales[3]}[score]
+    np.testing.assert_allclose(model.score(probe), want, rtol=2e-3, atol=2e-3)
+    assert info["fitted"]["latent_score"] == score and len(bank) == info["fitted"]["memory_bank_rows"]
+    assert model.manifest.scoring.kind != "reconstruction_mse"
+
+
+def test_default_family_per_data_kind(tmp_path):
+    np.save(tmp_path / "rows.npy", np.zeros((10, 4), np.float32))
+    np.save(tmp_path / "images.npy", np.zeros((10, 1, 4, 4), np.float32))
+    assert data_kind("digits") == "image" and data_kind(str(tmp_path / "images.npy")) == "image"
+    assert data_kind(str(tmp_path / "rows.npy")) == "tabular" and data_kind("lowrank") == "ratings"
+    assert registry.default_family("image").name == "pca"
+    assert registry.default_family("tabular").name == "ae"
+    assert registry.default_family("ratings").name == "autorec"
+    cfg = TrainConfig.make(data=str(tmp_path / "images.npy"))
+    assert cfg.family.name == "pca" and "image" in cfg.chosen
+    assert TrainConfig.make(model="vae", data="digits").chosen is None
+    # at most one default per kind, declared by the families themselves
+    kinds = [k for f in registry.families().values() for k in f.default_for]
+    assert len(kinds) == len(set(kinds))

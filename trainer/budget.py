@@ -1,0 +1,82 @@
+"""How long a run trains when `--epochs` is not given: a budget that follows from the data.
+
+Families that declare `stops_early` (their score on held-out normal rows is the loss they
+minimise: the autoencoders and the VAE) train up to a ceiling of epochs set by the number of
+optimiser steps an epoch makes, and stop once the mean score of the held-out validation rows
+has not improved for `patience` epochs; the weights of the best epoch are restored. Other
+families train DEFAULT_EPOCHS epochs, as before. An explicit `--epochs N` trains exactly N
+epochs, unless `--patience` is given too (then N is the ceiling).
+
+The rule, in optimiser steps so that it holds for 300 rows and for a million:
+- ceiling: enough epochs for MIN_STEPS steps (small data is not under-trained), never fewer
+  than DEFAULT_EPOCHS, and never more than MAX_STEPS steps (large data is not over-trained);
+- patience: PATIENCE_STEPS steps' worth of epochs, at least MIN_PATIENCE epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+DEFAULT_EPOCHS = 30
+MIN_STEPS = 1000
+MAX_STEPS = 50_000
+PATIENCE_STEPS = 100
+MIN_PATIENCE = 5
+MAX_VALIDATION_ROWS = 4096  # the validation loss is the mean over at most this many held-out rows
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The resolved schedule: at most `max_epochs`; with `patience`, stop after that many
+    epochs without a better validation loss and keep the best epoch."""
+
+    max_epochs: int
+    patience: int | None
+    steps_per_epoch: int
+    rule: str
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+def plan(n_fit: int, rows_per_step: int, epochs: int | None, patience: int | None, stops_early: bool) -> Budget:
+    """The budget of a run of `n_fit` fitting rows, `rows_per_step` rows per optimiser step,
+    given the run's `epochs` and `patience` options (None: not given)."""
+    steps = max(1, math.ceil(n_fit / max(1, rows_per_step)))
+    if epochs is not None:
+        return Budget(epochs, patience if stops_early else None, steps,
+                      "--epochs" + (" with --patience" if patience and stops_early else ""))
+    if not stops_early:
+        return Budget(DEFAULT_EPOCHS, None, steps, f"{DEFAULT_EPOCHS} epochs (this family does not stop early)")
+    ceiling = max(DEFAULT_EPOCHS, math.ceil(MIN_STEPS / steps))
+    ceiling = max(1, min(ceiling, math.ceil(MAX_STEPS / steps)))
+    wait = patience if patience is not None else max(MIN_PATIENCE, math.ceil(PATIENCE_STEPS / steps))
+    return Budget(ceiling, wait, steps,
+                  f"at most max({DEFAULT_EPOCHS}, {MIN_STEPS} steps) and {MAX_STEPS} steps; "
+                  f"stop after {wait} epochs without a better validation loss")
+
+
+class EarlyStopping:
+    """Tracks the validation loss per epoch; keeps a copy of the best weights."""
+
+    def __init__(self, patience: int | None):
+        self.patience = patience
+        self.best = math.inf
+        self.best_epoch = 0
+        self.best_state = None
+        self.since = 0
+
+    def update(self, epoch: int, loss: float, net) -> bool:
+        """Record epoch `epoch`'s validation loss; True when training should stop."""
+        if loss < self.best:
+            self.best, self.best_epoch, self.since = loss, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            self.since += 1
+        return self.patience is not None and self.since >= self.patience
+
+    def restore(self, net) -> None:
+        """Load the best epoch's weights back into `net` (nothing when no epoch was tracked)."""
+        if self.best_state is not None:
+            net.load_state_dict(self.best_state)
