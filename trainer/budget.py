@@ -5,11 +5,12 @@ minimise: the autoencoders and the VAE) train up to a ceiling of epochs set by t
 optimiser steps an epoch makes, and stop once the mean score of the held-out validation rows
 has not improved for `patience` epochs; the weights of the best epoch are restored. Other
 families train DEFAULT_EPOCHS epochs, as before. An explicit `--epochs N` trains exactly N
-epochs, unless `--patience` is given too (then N is the ceiling).
+epochs and keeps the last, unless `--patience` is given too (then N is the ceiling).
 
 The rule, in optimiser steps so that it holds for 300 rows and for a million:
-- ceiling: enough epochs for MIN_STEPS steps (small data is not under-trained), never fewer
-  than DEFAULT_EPOCHS, and never more than MAX_STEPS steps (large data is not over-trained);
+- ceiling: max(DEFAULT_EPOCHS, enough epochs for MIN_STEPS steps) (small data is not
+  under-trained), cut to MAX_STEPS steps where that is fewer (large data is not over-trained:
+  a million rows at batch 64 get 4 epochs);
 - patience: PATIENCE_STEPS steps' worth of epochs, at least MIN_PATIENCE epochs.
 """
 

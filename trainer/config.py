@@ -57,7 +57,7 @@ class RunOptions:
 
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunOptions))
 # Run options that only mean something for some families: what they need, and why not otherwise.
-SCORING_KEYS = ("contamination", "calibration_fraction", "discriminator_epochs")
+SCORING_KEYS = ("contamination", "calibration_fraction", "discriminator_epochs", "patience")
 
 
 def applies(key: str, family: registry.Family) -> str | None:
@@ -68,6 +68,8 @@ def applies(key: str, family: registry.Family) -> str | None:
         return "it has no anomaly score or discriminator to calibrate"
     if key == "discriminator_epochs" and family.discriminator is None:
         return "it has no discriminator"
+    if key == "patience" and not family.stops_early:
+        return "it trains a fixed number of epochs, with no validation score to stop on"
     return None
 
 
@@ -100,7 +102,8 @@ class TrainConfig:
         family_keys = [s.name for s in family.option_specs()]
         unknown = [k for k in raw if k not in RUN_KEYS and k not in family_keys]
         if unknown:
-            raise ConfigError(_unknown_message(unknown[0], family, where))
+            raise ConfigError(_unknown_message(unknown[0], family, where)
+                              + (f" ({chosen}; pass --model to choose another family)" if chosen else ""))
         for key in SCORING_KEYS:
             reason = applies(key, family)
             if key in raw and reason:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -158,11 +158,13 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     trainer = family.trainer(net, cfg.options)
     validate = None
-    if family.stops_early and len(cal_idx):
+    if family.stops_early and len(cal_idx) and (run.epochs is None or run.patience is not None):
         # The held-out normal rows that calibrate the threshold also pick the epoch (README,
         # "How a model is trained by default"): their mean score is the validation loss.
         val_score = _output(family.graphs(net, spec), *family.score_graph)
-        x_val = model_rows(cal_idx[:budget.MAX_VALIDATION_ROWS])
+        val_idx = cal_idx if len(cal_idx) <= budget.MAX_VALIDATION_ROWS else np.sort(
+            np.random.default_rng(run.seed + 4).choice(cal_idx, budget.MAX_VALIDATION_ROWS, replace=False))
+        x_val = model_rows(val_idx)
 
         def validate() -> float:
             net.eval()
@@ -539,7 +541,10 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, dict, DataSpec, torch.nn
     for name in (CHECKPOINT, RUN_INFO, "config.yaml"):
         if not (run_dir / name).is_file():
             raise InputError(f"{run_dir}: not a run folder (missing {name})")
-    cfg = TrainConfig.from_dict(read_yaml(run_dir / "config.yaml"), where=str(run_dir / "config.yaml"))
+    raw = read_yaml(run_dir / "config.yaml")
+    cfg = TrainConfig.from_dict(raw, where=str(run_dir / "config.yaml"))
+    if hasattr(cfg.options, "score") and "score" not in raw:  # a run from before `--score`: reconstruction error
+        cfg.options = replace(cfg.options, score="recon")
     try:
         info = json.loads((run_dir / RUN_INFO).read_text())
         data = parse(DataSpec, info["data"], str(run_dir / RUN_INFO), "data")

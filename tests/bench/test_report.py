@@ -178,7 +178,7 @@ def test_runner_takes_families_and_epochs_from_the_registry():
     forced = run.bench_families(run.parse_args(["--epochs", "4"]))
     assert list(full) == list(quick) == list(presets)
     assert {n: f["epochs"] for n, f in full.items()} == {n: p.epochs for n, p in presets.items()}
-    assert {n: f["epochs"] for n, f in quick.items()} == {n: max(2, p.epochs // 20) for n, p in presets.items()}
+    assert {n: f["epochs"] for n, f in quick.items()} == {n: max(2, (p.epochs or 40) // 20) for n, p in presets.items()}
     assert {f["epochs"] for f in forced.values()} == {4}
     assert all(full[n]["options"] == p.options for n, p in presets.items())
 

@@ -129,3 +129,43 @@ def test_default_family_per_data_kind(tmp_path):
     # at most one default per kind, declared by the families themselves
     kinds = [k for f in registry.families().values() for k in f.default_for]
     assert len(kinds) == len(set(kinds))
+
+
+def test_epochs_without_patience_train_exactly_that_many_and_keep_the_last(tmp_path):
+    _, info, _ = _train(tmp_path, model="ae", data="digits", normal_class=0, hidden=[16], latent_dim=4, epochs=6)
+    assert info["metrics"]["epochs"] == 6 and info["metrics"]["stopping"]["kept_epoch"] == 6
+    assert info["metrics"]["stopping"]["patience"] is None
+
+
+def test_patience_is_refused_where_nothing_stops_early():
+    from gen.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="patience: does not apply to family 'gan'"):
+        TrainConfig.make(model="gan", data="digits", patience=3)
+
+
+def test_a_run_folder_from_before_latent_scores_loads_and_exports(tmp_path):
+    """An ae run written before `--score` existed: no `score` key in config.yaml, no latent
+    buffers in the checkpoint. It loads as a reconstruction-error model and exports."""
+    from gen.exporters.onnx_export import export_run
+    from gen.trainer.train import load_run
+
+    x = np.random.default_rng(2).normal(size=(80, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run, _, cfg = _train(tmp_path, model="ae", data=str(tmp_path / "x.npy"), hidden=[8], latent_dim=2, epochs=2,
+                         score="recon")
+    cfg.pop("score")
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert not any(k.startswith("latent_scores.") for k in state["state_dict"])
+    loaded_cfg, _, _, net = load_run(run)
+    assert loaded_cfg.options.score == "recon" and net.latent_scores is None
+    export_run(run, tmp_path / "bundle")
+    assert load(tmp_path / "bundle").score(x[:3]).shape == (3,)
+
+
+def test_an_option_of_another_family_under_model_auto_names_the_choice():
+    from gen.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model auto -> pca .*pass --model"):
+        TrainConfig.make(data="digits", hidden=[64])

@@ -49,7 +49,8 @@ class AutoEncoder(Reconstruction, nn.Module):
     def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, variant: str, unit_range: bool,
                  score: str = "recon", n_fit: int = 1):
         super().__init__()
-        self.latent_scores = LatentScores(score, latent_dim, n_fit)
+        # Only a latent score keeps buffers, so run folders from before `--score` (recon) load as they were.
+        self.latent_scores = LatentScores(score, latent_dim, n_fit) if score != "recon" else None
         self.variant, self.unit_range = variant, unit_range
         self.shape, self.latent_dim = list(shape), latent_dim
         sizes = [int(np.prod(shape)), *hidden, latent_dim]

@@ -167,11 +167,11 @@ def fit_latent_scores(net, x_fit: torch.Tensor, x_cal: torch.Tensor, rng: np.ran
     fitting rows' codes), the Gaussian of all their codes, and the scales of reconstruction
     error and k-NN distance on the held-out calibration rows (which then set the threshold on
     the combined score too). Returns what the manifest's `fitted` records."""
-    scores: LatentScores = net.latent_scores
-    if scores.mode == "recon":
+    scores: LatentScores | None = net.latent_scores
+    if scores is None:
         return {}
     net.eval()
-    codes = torch.cat([net.encode(x_fit[i:i + 1024]) for i in range(0, len(x_fit), 1024)])
+    codes = torch.cat([net.encode(x_fit[i:i + 1024]) for i in range(0, len(x_fit), 1024)])  # (n_fit, latent)
     rows = len(scores.bank)
     pick = np.sort(rng.choice(len(codes), size=rows, replace=False)) if len(codes) > rows else np.arange(rows)
     bank = codes[torch.from_numpy(pick).to(codes.device)]
@@ -184,9 +184,10 @@ def fit_latent_scores(net, x_fit: torch.Tensor, x_cal: torch.Tensor, rng: np.ran
     scores.code_mean.copy_(torch.from_numpy(mean))
     scores.code_precision.copy_(torch.from_numpy(np.linalg.pinv(cov + ridge * np.eye(len(cov)))))
     if len(x_cal):
-        z_cal = net.encode(x_cal)
-        recon = net.errors(x_cal).flatten(1).mean(dim=1).double().cpu().numpy()
-        knn = scores.knn(z_cal).double().cpu().numpy()
+        parts = [(net.errors(x_cal[i:i + 1024]).flatten(1).mean(dim=1), scores.knn(net.encode(x_cal[i:i + 1024])))
+                 for i in range(0, len(x_cal), 1024)]  # batched: a (rows x bank) distance matrix at a time
+        recon = torch.cat([p[0] for p in parts]).double().cpu().numpy()
+        knn = torch.cat([p[1] for p in parts]).double().cpu().numpy()
         (rc, rs), (kc, ks) = _robust(recon), _robust(knn)
         scores.scales.copy_(torch.tensor([rc, rs, kc, ks]))
     scores.fitted.fill_(True)
