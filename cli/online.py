@@ -33,13 +33,16 @@ def serve(
     max_request_rows: Annotated[int, typer.Option(help="Rows (or samples) one request may hold.", min=1)] = 65536,
     max_body_mb: Annotated[float, typer.Option(help="Request body limit in MiB (413 beyond).", min=0.001)] = 64.0,
     max_inflight_mb: Annotated[Optional[float], typer.Option(
-        help="Request bodies read or answered at once, all requests together, in MiB; a request waits for room "
-             "(up to --timeout-s, then 503). Default: twice --max-body-mb.", min=0.001)] = None,
+        help="Request bytes read or answered at once, all requests together, in MiB: REST bodies as their bytes "
+             "arrive, and sample answers; a request waits for room (up to --timeout-s, then 503). gRPC inference "
+             "calls are let in by count: this over --max-body-mb at once. Default: twice --max-body-mb.",
+        min=0.001)] = None,
     timeout_s: Annotated[float, typer.Option(
         help="A request not answered in this time (or not let in, see --max-inflight-mb) gets 503.",
         min=0.001)] = 30.0,
     read_timeout_s: Annotated[float, typer.Option(
-        help="A request's headers, then its body, must arrive within this many seconds (408 beyond).",
+        help="A request's headers must arrive within this many seconds, and its body may pause no longer (a gRPC "
+             "call's message must arrive within it); 408 beyond.",
         min=0.001)] = 30.0,
     token: Annotated[Optional[str], typer.Option(
         envvar="GEN_SERVE_TOKEN", help="Require `Authorization: Bearer TOKEN` on every route but liveness "

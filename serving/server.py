@@ -6,9 +6,13 @@ open network:
 
 - the bind address (KServe listens on 0.0.0.0; gen on 127.0.0.1 unless told) and a bearer token
   on every route but liveness (REST and gRPC);
-- limits: the body of one request (--max-body-mb), the body bytes of all requests being read or
-  answered at once (--max-inflight-mb; a request waits for room up to --timeout-s, then 503), and
-  the time a request's headers, then its body, may take to arrive (--read-timeout-s; 408);
+- limits: the body of one request (--max-body-mb); the bytes of all requests being read or
+  answered at once (--max-inflight-mb): REST bodies counted as their bytes arrive (so a client
+  holds only what it sent) and a sample's answer before it is drawn, a request waiting for room
+  up to --timeout-s, then 503; gRPC inference calls, whose core reads a whole message before gen
+  sees it, let in by count (--max-inflight-mb / --max-body-mb at once); and time: a request's
+  headers must arrive within --read-timeout-s, its body may pause at most that long (REST), a
+  gRPC call's message must arrive within it (408, DEADLINE_EXCEEDED);
 - one line, never a traceback, per refused request (at most LOG_LINES every LOG_WINDOW_S, then a
   count of the lines left out), and no dropped connection, for anything a client sends;
 - adaptive batching per model (AdaptiveBatcher);
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import hmac
+import itertools
 import json
 import logging
 import signal
@@ -66,9 +72,14 @@ class Limits:
     max_delay_ms: float = 5.0      # how long the first request of a batch waits for others
     max_request_rows: int = 65536  # rows (or samples) one request may ask for
     max_body_bytes: int = 64 << 20
-    max_inflight_bytes: int = 128 << 20  # request bodies being read or answered at once, all requests together
+    max_inflight_bytes: int = 128 << 20  # request bytes being read or answered at once, all requests together
     timeout_s: float = 30.0        # a request waiting longer (for room, or for its answer) is answered 503
-    read_timeout_s: float = 30.0   # a request's headers, then its body, must arrive within this
+    read_timeout_s: float = 30.0   # for a request's headers to arrive; the longest pause within a body
+
+    @property
+    def grpc_calls(self) -> int:
+        """gRPC inference calls let in at once: each may hold a whole body before gen sees it."""
+        return max(1, self.max_inflight_bytes // self.max_body_bytes)
 
     def __post_init__(self):
         if self.max_inflight_bytes < self.max_body_bytes:
@@ -160,6 +171,8 @@ def refusal(exc: BaseException) -> tuple[int, str]:
                                ServerNotReady, UnsupportedProtocol)
     from starlette.exceptions import HTTPException
 
+    if isinstance(exc, Refused):
+        return exc.status, exc.message
     if isinstance(exc, RequestValidationError):  # FastAPI's 422 for a body that is not the protocol's JSON
         first = (exc.errors() or [{}])[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
@@ -187,36 +200,40 @@ def log_refusal(status: int, where: str, message: str) -> None:
 
 
 class ByteBudget:
-    """Request body bytes admitted at once, across all requests (REST and gRPC): a request
-    waits, first come first served, until its bytes fit, so memory stays bounded however
-    many clients send big bodies together."""
+    """Request bytes admitted at once, across all requests (REST and gRPC): a request waits,
+    first come first served, until its bytes fit, so memory stays bounded however many
+    clients send big bodies together. (gRPC's inference calls are counted by one too, a unit
+    a call.)"""
 
     def __init__(self, limit: int):
         self.limit, self.used = int(limit), 0
-        self.waiting: collections.deque = collections.deque()
+        self.waiting: collections.deque = collections.deque()  # (size, future, holder)
 
-    async def acquire(self, size: int, timeout: float) -> bool:
-        """Reserve `size` bytes (at most the whole budget); False if they did not fit within `timeout` s."""
+    async def acquire(self, size: int, timeout: float, holder: Held | None = None) -> bool:
+        """Reserve `size` bytes (at most the whole budget) for `holder`; False if they did not
+        fit within `timeout` s, or at once if `holder` is the youngest of requests that all
+        wait for more while they hold every byte in use (none would ever give any back)."""
         size = min(int(size), self.limit)
         if not self.waiting and self.used + size <= self.limit:
             self.used += size
             return True
-        entry = (size, asyncio.get_running_loop().create_future())
+        entry = (size, asyncio.get_running_loop().create_future(), holder)
         self.waiting.append(entry)
+        self._admit()
         try:
-            await asyncio.wait_for(entry[1], timeout)
+            return await asyncio.wait_for(entry[1], timeout)
         except asyncio.TimeoutError:
             self._give_up(entry)
             return False
         except asyncio.CancelledError:  # the client went away while waiting
             self._give_up(entry)
             raise
-        return True
 
     def _give_up(self, entry: tuple) -> None:
-        size, future = entry
-        if future.done() and not future.cancelled():  # granted just as the wait ended
-            self.release(size)
+        size, future, _ = entry
+        if future.done() and not future.cancelled():
+            if future.result():  # granted just as the wait ended
+                self.release(size)
             return
         future.cancel()
         if entry in self.waiting:
@@ -234,10 +251,48 @@ class ByteBudget:
 
     def _admit(self) -> None:
         while self.waiting and self.used + self.waiting[0][0] <= self.limit:
-            size, future = self.waiting.popleft()
+            size, future, _ = self.waiting.popleft()
             if not future.done():
                 self.used += size
                 future.set_result(True)
+        # No room for the first in line, and every byte in use held by requests that wait for
+        # more (bodies received in part, each waiting for room): none would give any back, so
+        # the youngest of them is refused; what it holds comes back through release().
+        stuck = [entry for entry in self.waiting if entry[2] is not None and entry[2].bytes and not entry[1].done()]
+        if stuck and sum(entry[2].bytes for entry in stuck) >= self.used:
+            youngest = max(stuck, key=lambda entry: entry[2].order)
+            self.waiting.remove(youngest)
+            youngest[1].set_result(False)
+
+
+class Held:
+    """What one request holds in a ByteBudget (its body as it arrives, a sample's answer),
+    given back at once when it has been answered."""
+
+    arrivals = itertools.count()
+
+    def __init__(self, budget: ByteBudget):
+        self.budget, self.bytes, self.order = budget, 0, next(Held.arrivals)
+
+    async def take(self, size: int, timeout: float) -> bool:
+        """Reserve `size` more bytes, at most what the budget has beyond those held already (a
+        request never waits on itself); False if they did not fit (see ByteBudget.acquire)."""
+        size = min(int(size), self.budget.limit - self.bytes)
+        if size > 0:
+            if not await self.budget.acquire(size, timeout, self):
+                return False
+            self.bytes += size
+        return True
+
+    def release(self) -> None:
+        """Give back everything taken."""
+        self.budget.release(self.bytes)
+        self.bytes = 0
+
+
+# The Held of the request being answered: set by GuardMiddleware (REST) and the gRPC interceptor,
+# read by the model's predict, which runs in the request's context.
+HELD: contextvars.ContextVar[Held] = contextvars.ContextVar("gen_serve_held")
 
 
 def import_kserve():
@@ -291,7 +346,20 @@ def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
                     raw = getattr(tensor, "_raw_data", None)  # binary data (gRPC raw contents), not decoded
                     inputs[tensor.name] = tensor_array(tensor.name, tensor.datatype, tensor.shape,
                                                        None if raw is not None else tensor.data, raw)
-                outputs = await asyncio.wait_for(self._execute(inputs, parameters_of(payload)), limits.timeout_s)
+                parameters = parameters_of(payload)
+                if self.verb == "sample":
+                    values = int(np.prod(self.model.shape))
+                    n, seed = sample_options(inputs, parameters, limits.max_request_rows, values,
+                                             limits.max_body_bytes)
+                    # The answer is held like a body: its float32 bytes (held to --max-body-mb) wait
+                    # for room in the budget before they are drawn.
+                    held = HELD.get(None)
+                    if held is not None and not await held.take(n * values * 4, limits.timeout_s):
+                        raise Refused(503, held.budget.busy(), RETRY)
+                    work = self._sample(n, seed)
+                else:
+                    work = self._rows(inputs)
+                outputs = await asyncio.wait_for(work, limits.timeout_s)
             except UsageError as exc:
                 raise InvalidInput(str(exc)) from None
             except asyncio.TimeoutError:
@@ -314,13 +382,12 @@ def build_models(bundles: list[tuple[str, object]], limits: Limits) -> list:
                                  use_binary_outputs=payload.use_binary_outputs,
                                  requested_outputs=payload.request_outputs)
 
-        async def _execute(self, inputs: dict, parameters: dict) -> dict:
-            if self.verb == "sample":
-                n, seed = sample_options(inputs, parameters, limits.max_request_rows,
-                                         int(np.prod(self.model.shape)), limits.max_body_bytes)
-                loop = asyncio.get_running_loop()
-                samples = await loop.run_in_executor(None, lambda: self.model.sample(n, seed=seed))
-                return {"samples": np.ascontiguousarray(samples, dtype=np.float32)}
+        async def _sample(self, n: int, seed: int) -> dict:
+            loop = asyncio.get_running_loop()
+            samples = await loop.run_in_executor(None, lambda: self.model.sample(n, seed=seed))
+            return {"samples": np.ascontiguousarray(samples, dtype=np.float32)}
+
+        async def _rows(self, inputs: dict) -> dict:
             if self.verb == "complete":
                 rows = completion_rows(self.model, inputs, limits.max_request_rows)
             else:
@@ -360,20 +427,26 @@ def _datatype(value: np.ndarray) -> str:
     return next(name for name, dtype in DTYPES.items() if np.dtype(dtype) == value.dtype)
 
 
-class Refused(Exception):
-    """A request refused while its body was read (over the limit, or too slow): (status, message)."""
+# Headers of a refusal: the connection closes (a stalled body), and when to try again (no room:
+# the rest of that body is read and dropped, as most clients send it all before they read an answer).
+CLOSE, RETRY = [(b"connection", b"close")], [(b"retry-after", b"1")]
 
-    def __init__(self, status: int, message: str):
+
+class Refused(Exception):
+    """A request refused by gen (while its body was read: over the limit, stalled, no room; or
+    no room for its answer): (status, message) and the headers its answer carries."""
+
+    def __init__(self, status: int, message: str, headers: list | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, list(headers or [])
 
 
 class GuardMiddleware:
     """ASGI middleware in front of KServe's app: the bearer token on every route but liveness;
     the body limit (by Content-Length, and by counting the bytes of a body sent without one);
-    the bytes in flight (a request with a body waits for room in `budget`); the body's read
-    timeout; and one line, never a traceback nor a dropped keep-alive connection, for whatever
-    else fails while answering."""
+    the bytes in flight (each part of a body waits for room in `budget` as it arrives, and the
+    request holds it until it is answered); the body's read timeout; and one line, never a
+    traceback nor a dropped keep-alive connection, for whatever else fails while answering."""
 
     def __init__(self, app, token: str | None, limits: Limits, budget: ByteBudget):
         self.app, self.token, self.limits, self.budget = app, token, limits, budget
@@ -403,11 +476,8 @@ class GuardMiddleware:
             # content type (tritonclient sends none); KServe would read it as binary.
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
                      + [(b"content-type", b"application/json")]}
-        # A body of unknown length (chunked) may be as big as the limit allows.
-        size = int(length) if length is not None and length.isdigit() else \
-            limit if "transfer-encoding" in headers else 0
-        if size and not await self.budget.acquire(size, self.limits.timeout_s):
-            return await _refuse(send, where, 503, self.budget.busy(), [(b"retry-after", b"1")])
+        held = Held(self.budget)
+        entered = HELD.set(held)
         started = False
 
         async def sending(message):
@@ -416,50 +486,53 @@ class GuardMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, self.reader(scope, receive), sending)
+            await self.app(scope, self.reader(scope, receive, held), sending)
         except Exception as exc:  # noqa: BLE001 - one line for anything, and the connection kept
-            status, message = (exc.status, exc.message) if isinstance(exc, Refused) else refusal(exc)
+            status, message = refusal(exc)
             if started:
                 log_refusal(status, where, message)
             else:
-                await _refuse(send, where, status, message, _closing(status))
+                await _refuse(send, where, status, message, exc.headers if isinstance(exc, Refused) else None)
         finally:
-            self.budget.release(size)
+            held.release()
+            HELD.reset(entered)
 
-    def reader(self, scope, receive):
-        """`receive`, counting the body's bytes against the limit and giving it
-        --read-timeout-s to arrive. FastAPI turns an error raised while it reads a body into its
-        own 400; the refusal noted in the scope's state lets gen's handler answer it instead."""
-        limit, timeout = self.limits.max_body_bytes, self.limits.read_timeout_s
-        seen, deadline, done = 0, None, False
+    def reader(self, scope, receive, held: Held):
+        """`receive`, counting the body's bytes against the limit (413); reserving each part in
+        the budget as it arrives, so a client holds only what it sent (no room within
+        --timeout-s, or stuck with others that all wait for room: 503); and refusing a body
+        that pauses --read-timeout-s (408: a pause, not a deadline, so a slow upload of a big
+        body goes through). FastAPI turns an error raised while it reads a body into its own
+        400; the refusal noted in the scope's state lets gen's handler answer it instead."""
+        limits = self.limits
+        seen, done = 0, False
 
-        def refused(status: int, message: str) -> Refused:
-            scope.setdefault("state", {})["gen_refused"] = (status, message)
-            return Refused(status, message)
+        def refused(status: int, message: str, headers: list | None = None) -> Refused:
+            exc = Refused(status, message, headers)
+            scope.setdefault("state", {})["gen_refused"] = exc
+            return exc
 
         async def read():
-            nonlocal seen, deadline, done
-            if done:  # after the body, an app may wait for the client to go away: no deadline then
+            nonlocal seen, done
+            if done:  # after the body, an app may wait for the client to go away: no timeout then
                 return await receive()
-            loop = asyncio.get_running_loop()
-            deadline = deadline or loop.time() + timeout
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                message = await asyncio.wait_for(receive(), limits.read_timeout_s)
             except asyncio.TimeoutError:
-                raise refused(408, f"request body not received within {timeout:g} s (--read-timeout-s)") from None
+                raise refused(408, f"request body stalled: nothing received for {limits.read_timeout_s:g} s "
+                                   "(--read-timeout-s)", CLOSE) from None
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise refused(413, f"request body is over the limit of {limit} bytes (--max-body-mb)")
+                size = len(message.get("body", b""))
+                seen += size
+                if seen > limits.max_body_bytes:
+                    raise refused(413, f"request body is over the limit of {limits.max_body_bytes} bytes "
+                                       "(--max-body-mb)")
+                if not await held.take(size, limits.timeout_s):
+                    raise refused(503, self.budget.busy(), RETRY)
             done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
         return read
-
-
-def _closing(status: int) -> list:
-    """Headers of a refusal after which the connection closes: a body that stalled (408)."""
-    return [(b"connection", b"close")] if status == 408 else []
 
 
 async def _refuse(send, where: str, status: int, message: str, headers: list | None = None) -> None:
@@ -475,12 +548,13 @@ async def _refuse(send, where: str, status: int, message: str, headers: list | N
 def grpc_server(dataplane, extension, host: str, port: int, token: str | None, limits: Limits, budget: ByteBudget):
     """KServe's gRPC inference servicer (the protocol's GRPCInferenceService) on a grpc.aio
     server bound to `host` (KServe's own binds every interface and has no token), behind the
-    same bearer token, bytes-in-flight budget and one-line refusals as REST. Returns (server,
-    bound port); not started."""
+    same bearer token, bytes-in-flight budget and one-line refusals as REST, and with at most
+    limits.grpc_calls inference calls let in at once. Returns (server, bound port); not started."""
     from concurrent.futures import ThreadPoolExecutor
 
     import grpc
     from grpc import aio
+    from google.protobuf.message import DecodeError
     from grpc_interceptor import AsyncExceptionToStatusInterceptor
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
     from kserve.protocol.grpc.servicer import InferenceServicer
@@ -508,26 +582,65 @@ def grpc_server(dataplane, extension, host: str, port: int, token: str | None, l
             return grpc.unary_unary_rpc_method_handler(
                 refuse(details.method, 401, "missing or wrong bearer token (metadata authorization: Bearer TOKEN)"))
 
+    calls = ByteBudget(limits.grpc_calls)
+
+    class Admission(aio.ServerInterceptor):
+        """An inference call is let in while fewer than limits.grpc_calls are under way (it waits
+        up to --timeout-s, then UNAVAILABLE), and its message must then arrive within
+        --read-timeout-s (else DEADLINE_EXCEEDED, and its place is freed). gRPC's core reads a
+        whole message before a handler sees it, so bodies are bounded by count: calls x
+        --max-body-mb <= --max-inflight-mb. The call is served as client-streaming (the same
+        bytes on the wire) so that gen, not the core, reads its message."""
+
+        async def intercept_service(self, continuation, details):
+            handler = await continuation(details)
+            if handler is None or not details.method.endswith("/ModelInfer"):
+                return handler
+            answer = handler.unary_unary
+
+            async def admitted(requests, context):
+                if not await calls.acquire(1, limits.timeout_s):
+                    await refuse(details.method, 503, f"busy: {calls.limit} gRPC inference calls in flight "
+                                                      "(--max-inflight-mb / --max-body-mb); try again")(None, context)
+                try:
+                    try:
+                        request = await asyncio.wait_for(context.read(), limits.read_timeout_s)
+                    except asyncio.TimeoutError:
+                        late = f"request message not received within {limits.read_timeout_s:g} s (--read-timeout-s)"
+                        await refuse(details.method, 408, late)(None, context)
+                    except DecodeError:
+                        request = aio.EOF
+                    if request is aio.EOF:
+                        await refuse(details.method, 400, "request: not one ModelInferRequest message")(None, context)
+                    return await answer(request, context)
+                finally:
+                    calls.release(1)
+
+            return grpc.stream_unary_rpc_method_handler(admitted, request_deserializer=handler.request_deserializer,
+                                                        response_serializer=handler.response_serializer)
+
     class Answered(AsyncExceptionToStatusInterceptor):
-        """An inference request waits for room in the bytes-in-flight budget; an error is one
-        line in the log and its status code (KServe's interceptor logs a traceback, and maps a
-        503 to INVALID_ARGUMENT)."""
+        """An inference request waits for room in the bytes-in-flight budget (its message's
+        size, and a sample's answer); an error is one line in the log and its status code
+        (KServe's interceptor logs a traceback, and maps a 503 to INVALID_ARGUMENT)."""
 
         async def intercept(self, method, request, context, method_name):
-            size = request.ByteSize() if method_name.endswith("/ModelInfer") else 0
-            if size and not await budget.acquire(size, limits.timeout_s):
-                await refuse(method_name, 503, budget.busy())(request, context)
+            held = Held(budget)
+            entered = HELD.set(held)
             try:
+                if method_name.endswith("/ModelInfer") and not await held.take(request.ByteSize(), limits.timeout_s):
+                    await refuse(method_name, 503, budget.busy())(request, context)
                 return await super().intercept(method, request, context, method_name)
             finally:
-                budget.release(size)
+                held.release()
+                HELD.reset(entered)
 
         async def handle_exception(self, ex, request, context, method_name):
             if isinstance(ex, aio.AbortError):  # the call was answered already
                 raise ex
             await refuse(method_name, *refusal(ex))(request, context)
 
-    server = aio.server(ThreadPoolExecutor(max_workers=4), interceptors=(TokenInterceptor(), Answered()),
+    server = aio.server(ThreadPoolExecutor(max_workers=4), interceptors=(TokenInterceptor(), Admission(), Answered()),
                         options=[("grpc.max_send_message_length", limits.max_body_bytes),
                                  ("grpc.max_receive_message_length", limits.max_body_bytes)])
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane, extension),
@@ -579,7 +692,7 @@ def http_protocol(read_timeout_s: float):
 
         def on_headers_complete(self) -> None:
             self.reading_headers, self.in_body, self.header_bytes = False, True, 0
-            self._expect(None)  # the body has its own deadline (GuardMiddleware)
+            self._expect(None)  # the body has its own timeout (GuardMiddleware)
             super().on_headers_complete()
             if self.draining and self.cycle is not None:
                 self.cycle.keep_alive = False
@@ -633,18 +746,24 @@ def http_server(config, listener, stop_also):
     class Server(uvicorn.Server):
         async def shutdown(self, sockets=None):
             stopping = [asyncio.ensure_future(stop()) for stop in stop_also]
-            loop = asyncio.get_running_loop()
-            queued = []
+            accepted = []
             while True:
                 try:
                     connection, _ = listener.accept()
                 except OSError:  # BlockingIOError: none left
                     break
                 connection.setblocking(False)
-                queued.append(loop.connect_accepted_socket(
-                    lambda: self.config.http_protocol_class(config=self.config, server_state=self.server_state,
-                                                            app_state=self.lifespan.state), connection))
-            await asyncio.gather(*queued, return_exceptions=True)
+                accepted.append(connection)
+            # The port closes right after the last accept, with no await between: only a
+            # connection queued in that instant could be reset unanswered. (uvicorn's shutdown
+            # closes it again, harmlessly.)
+            for server in self.servers:
+                server.close()
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(*(loop.connect_accepted_socket(
+                lambda: self.config.http_protocol_class(config=self.config, server_state=self.server_state,
+                                                        app_state=self.lifespan.state), connection)
+                for connection in accepted), return_exceptions=True)
             await super().shutdown(sockets=sockets)
             await asyncio.gather(*stopping)
 
@@ -724,10 +843,11 @@ def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int 
     from starlette.exceptions import HTTPException
 
     async def refused(request, exc):  # every error's own status, one line in the log, no traceback
-        status, message = request.scope.get("state", {}).get("gen_refused") or refusal(exc)
+        exc = request.scope.get("state", {}).get("gen_refused") or exc  # FastAPI's 400 for gen's refusal
+        status, message = refusal(exc)
         log_refusal(status, f"{request.method} {request.url.path}", message)
         headers = dict(getattr(exc, "headers", None) or {}) if isinstance(exc, HTTPException) else {}
-        headers.update((k.decode(), v.decode()) for k, v in _closing(status))
+        headers.update((k.decode(), v.decode()) for k, v in (exc.headers if isinstance(exc, Refused) else []))
         return JSONResponse(status_code=status, content={"error": message}, headers=headers or None)
 
     for error in (HTTPException, RequestValidationError, InvalidInput, InferenceError, ModelNotFound, ModelNotReady,

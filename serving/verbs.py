@@ -18,6 +18,7 @@ Every bundle is served as one model per verb, named `NAME.VERB` (`digits.score`,
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -90,6 +91,32 @@ def _json_kinds(name: str, data: list) -> tuple[set, list]:
     return kinds, list(flat)
 
 
+def _json_array(datatype: str, data: list, dtype) -> np.ndarray | None:
+    """`data` as an array of `dtype` where numpy's own reading of it is certainly right (the
+    common case, one pass in C): numbers for a numeric datatype, true / false for BOOL, every
+    value within the datatype's range. None where the values need a closer look (strings,
+    null, uneven rows, floats in integer data, or true / false among numbers, which numpy
+    reads as 1 and 0); the caller then finds the value to name."""
+    try:
+        array = np.array(data)
+    except (ValueError, OverflowError, TypeError):  # uneven rows, integers beyond 64 bits
+        return None
+    if array.dtype.kind not in ("b" if datatype == "BOOL" else "iu" if datatype[0] in "IU" else "iuf"):
+        return None
+    if array.dtype.kind != "b" and array.size and ((array == 0) | (array == 1)).any():
+        # a true or false would be read as 1 or 0: only then are the values' types looked at
+        flat = data
+        for _ in range(array.ndim - 1):  # rows numpy found even: lists all the way down to ndim
+            flat = itertools.chain.from_iterable(flat)
+        if bool in set(map(type, flat)):
+            return None
+    if datatype[0] in "IU" and array.size:
+        info = np.iinfo(dtype)
+        if array.min() < info.min or array.max() > info.max:
+            return None
+    return array.astype(dtype, copy=False)
+
+
 def tensor_array(name: str, datatype: str, shape, data=None, raw: bytes | None = None) -> np.ndarray:
     """A request tensor (JSON or gRPC typed `data`, or `raw` bytes) as an array of its declared
     datatype and shape, or one line naming what does not fit: a datatype gen does not serve, a
@@ -109,7 +136,13 @@ def tensor_array(name: str, datatype: str, shape, data=None, raw: bytes | None =
             raise InputError(f"{where}: {len(raw)} bytes of {datatype} data for shape {list(shape)}, "
                              f"which needs {need}")
         return np.frombuffer(raw, dtype=dtype).reshape(shape)
-    kinds, flat = _json_kinds(name, data if isinstance(data, list) else list(data or []))
+    data = data if isinstance(data, list) else list(data or [])
+    array = _json_array(datatype, data, dtype)
+    if array is not None:
+        if array.size != count:
+            raise InputError(f"{where}: {array.size} values for shape {list(shape)}, which needs {count}")
+        return array.reshape(shape)
+    kinds, flat = _json_kinds(name, data)
     allowed = {bool} if datatype == "BOOL" else {int} if datatype[0] in "IU" else {int, float}
     if not kinds <= allowed:
         bad = next(v for v in flat if type(v) not in allowed)

@@ -56,11 +56,45 @@ def shared(bundles, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bounded(bundles, tmp_path_factory):
-    """Bodies of at most 6 MiB, so 12 MiB in flight by default; 2 s to be let in or answered, 8 s for a body to arrive."""
-    s = Server(tmp_path_factory.mktemp("bounded"), str(bundles["ae"]), "--max-body-mb", "6", "--timeout-s", "2", "--grpc-port", "0",
-               "--read-timeout-s", "8")
+    """Bodies of at most 6 MiB, so 12 MiB in flight by default (and 2 gRPC inference calls at
+    once); 2 s to be let in or answered; a body may pause 30 s (longer than any test here takes)."""
+    s = Server(tmp_path_factory.mktemp("bounded"), str(bundles["vae"]), "--name", "digits", "--max-body-mb", "6",
+               "--timeout-s", "2", "--grpc-port", "0", "--read-timeout-s", "30")
     yield s
     s.stop()
+
+
+def head_of(length: int, model: str = "digits.score") -> bytes:
+    """A REST inference request's headers, for a JSON body of `length` bytes."""
+    return (b"POST /v2/models/%s/infer HTTP/1.1\r\nHost: gen\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (model.encode(), length))
+
+
+def until(attempt, tries: int = 30):
+    """attempt() until it returns something true (at most `tries` times); that value, or None."""
+    for _ in range(tries):
+        got = attempt()
+        if got:
+            return got
+    return None
+
+
+def stalled_grpc_call(port: int, release: threading.Event):
+    """A gRPC ModelInfer call whose message never comes (until `release`): its future."""
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    call = channel.stream_unary("/inference.GRPCInferenceService/ModelInfer",
+                                request_serializer=pb.ModelInferRequest.SerializeToString,
+                                response_deserializer=pb.ModelInferResponse.FromString)
+
+    def nothing():
+        release.wait(120)
+        return
+        yield
+
+    return call.future(nothing())
 
 
 # -- 1, 9: refused at start, one line, exit 2 (in-process: serve() is never reached) ----------
@@ -183,11 +217,13 @@ def test_grpc_refusals_are_statuses_and_one_log_line(shared, digits_rows):
     stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(f"127.0.0.1:{shared.grpc_port}"))
     x = digits_rows[:1].astype(np.float32).tobytes()
 
+    def typed_x():
+        return pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 64])
+
     def infer(model="digits.score", raw=(x,), inputs=None):
-        tensor = pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 64])
+        inputs = [typed_x()] * len(raw) if inputs is None else inputs
         with pytest.raises(grpc.RpcError) as caught:
-            stub.ModelInfer(pb.ModelInferRequest(model_name=model, inputs=inputs or [tensor] * len(raw),
-                                                 raw_input_contents=list(raw)))
+            stub.ModelInfer(pb.ModelInferRequest(model_name=model, inputs=inputs, raw_input_contents=list(raw)))
         return caught.value.code(), caught.value.details()
 
     time.sleep(serving.LOG_WINDOW_S * 1.1)  # a new window of the log's rate limit: the next line is logged
@@ -197,11 +233,17 @@ def test_grpc_refusals_are_statuses_and_one_log_line(shared, digits_rows):
                                     "input 'x': 252 bytes of FP32 data for shape [1, 64], which needs 256")
     assert infer(raw=(x + b"\0" * 4,))[1] == "input 'x': 260 bytes of FP32 data for shape [1, 64], which needs 256"
     assert infer(raw=(x, x)) == (grpc.StatusCode.INVALID_ARGUMENT, "input 'x': given twice")
-    typed = pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 64])
+    for inputs, raw in (([typed_x()], (x, x)), ([], (x,)), ([typed_x()] * 2, (x,))):  # raw contents not one per input
+        code, details = infer(raw=raw, inputs=inputs)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
+        assert f"number of inputs ({len(inputs)}) does not match the expected number of raw input contents " \
+               f"({len(raw)})" in details
+    typed = typed_x()
     typed.contents.int64_contents.extend([1] * 64)  # values in the wrong field for FP32
     assert infer(raw=(), inputs=[typed])[1] == "input 'x': 0 values for shape [1, 64], which needs 64"
     log = log_of(shared)
     assert "Traceback" not in log and re.search(r"404 grpc ModelInfer: .*nothing-here", log)
+    assert not re.search(r"ERROR 500 grpc ModelInfer", log)
 
 
 # -- 3, 10: one line per refused request, rate-limited; no traceback, no FastAPI warning -----
@@ -244,7 +286,8 @@ def test_stalled_requests_get_408_and_silent_connections_close(shared, digits_ro
         return data
 
     got = answer(stalled_body)
-    assert got.startswith(b"HTTP/1.1 408 ") and b"request body not received within 2 s (--read-timeout-s)" in got
+    assert got.startswith(b"HTTP/1.1 408 ")
+    assert b"request body stalled: nothing received for 2 s (--read-timeout-s)" in got
     got = answer(stalled_head)
     assert got.startswith(b"HTTP/1.1 408 ") and b"request headers not received within 2 s" in got
     assert answer(silent) == b""
@@ -265,6 +308,21 @@ def test_endless_headers_get_431(shared):
     assert reply.startswith(b"HTTP/1.1 431 ") and b"request headers over 1048576 bytes" in reply
 
 
+def test_a_slow_body_that_keeps_coming_is_read(shared, digits_rows):
+    """--read-timeout-s (2 s here) is the longest pause within a body, not a deadline for all
+    of it: a body sent in parts 0.4 s apart over about 4 s is answered."""
+    body = body_of(digits_rows[:4])
+    sock = socket.create_connection(("127.0.0.1", shared.port), timeout=60)
+    sock.sendall(head_of(len(body)))
+    parts = 10
+    for i in range(parts):
+        time.sleep(0.4)
+        sock.sendall(body[i * len(body) // parts:(i + 1) * len(body) // parts])
+    reply = sock.recv(65536)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:300]
+
+
 # -- 6: bytes in flight bounded across requests --------------------------------------------
 
 def test_concurrent_big_bodies_keep_memory_bounded(bounded):
@@ -279,13 +337,13 @@ def test_concurrent_big_bodies_keep_memory_bounded(bounded):
         return int(status["VmHWM"].split()[0]) / 1024
 
     conn = http.client.HTTPConnection("127.0.0.1", bounded.port, timeout=120)
-    assert call(conn, "/v2/models/ae.score/infer", body)[0] == 200  # warm: one body's worth counts as baseline
+    assert call(conn, "/v2/models/digits.score/infer", body)[0] == 200  # warm: one body's worth counts as baseline
     before = peak_mb()
     statuses = []
 
     def send():
         statuses.append(call(http.client.HTTPConnection("127.0.0.1", bounded.port, timeout=120),
-                             "/v2/models/ae.score/infer", body))
+                             "/v2/models/digits.score/infer", body))
 
     threads = [threading.Thread(target=send) for _ in range(12)]
     for t in threads:
@@ -293,56 +351,151 @@ def test_concurrent_big_bodies_keep_memory_bounded(bounded):
     for t in threads:
         t.join(timeout=300)
     assert len(statuses) == 12 and {s for s, _ in statuses} <= {200, 503} and 200 in [s for s, _ in statuses]
-    assert all(re.match(r"busy|ae.score: no answer within", a["error"]) for s, a in statuses if s == 503)
+    assert all(re.match(r"busy|digits.score: no answer within", a["error"]) for s, a in statuses if s == 503)
     assert peak_mb() - before < 250, (before, peak_mb())
 
 
-def test_a_request_finding_no_room_waits_then_gets_503(bounded, digits_rows):
-    """Two stalled 6 MiB bodies fill the 12 MiB in flight: a small request waits --timeout-s
-    (2 s) for room, then 503 with Retry-After (gRPC: UNAVAILABLE); once they time out (408), it
-    is answered."""
+def test_stalled_headers_claiming_big_bodies_hold_no_room(bounded, digits_rows):
+    """Two connections claim bodies of 6 MiB (the limit; 12 MiB in flight in all) and send
+    none of it: they hold nothing, so requests on REST and gRPC are answered (gen used to
+    reserve what Content-Length claimed, and answered every other request 503 until the
+    stalled ones timed out)."""
     import tritonclient.grpc as grpcclient
 
-    head = (b"POST /v2/models/ae.score/infer HTTP/1.1\r\nHost: gen\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n{\"inputs\": [" % (6 * 2**20))
-    hogs = [socket.create_connection(("127.0.0.1", bounded.port), timeout=30) for _ in range(2)]
+    hogs = [socket.create_connection(("127.0.0.1", bounded.port), timeout=60) for _ in range(2)]
     for hog in hogs:
-        hog.sendall(head)
-    time.sleep(0.5)  # both are let in (they hold the budget) by now, even on a busy machine
-    rpc = {}
+        hog.sendall(head_of(6 * 2**20) + b'{"inputs": [')
+    conn = http.client.HTTPConnection("127.0.0.1", bounded.port, timeout=60)
+    for _ in range(3):  # the hogs' headers are in by the second request, however busy the machine
+        status, answer = call(conn, "/v2/models/digits.score/infer", body_of(digits_rows[:2]))
+        assert status == 200, answer
     x = grpcclient.InferInput("x", [2, 64], "FP32")
     x.set_data_from_numpy(digits_rows[:2].astype(np.float32))
-
-    def grpc_call():
-        try:
-            grpcclient.InferenceServerClient(f"127.0.0.1:{bounded.grpc_port}").infer("ae.score", [x])
-        except Exception as exc:  # noqa: BLE001 - checked below
-            rpc["error"] = str(exc)
-
-    thread = threading.Thread(target=grpc_call)
-    thread.start()
-    conn = http.client.HTTPConnection("127.0.0.1", bounded.port, timeout=30)
-    conn.request("POST", "/v2/models/ae.score/infer", body=body_of(digits_rows[:2]),
-                 headers={"Content-Type": "application/json"})
-    response = conn.getresponse()
-    answer = json.loads(response.read())
-    assert response.status == 503 and response.getheader("retry-after") == "1", answer
-    assert "busy: 12 MiB of request bodies in flight (--max-inflight-mb)" in answer["error"]
-    thread.join(timeout=60)
-    assert "UNAVAILABLE" in rpc["error"] and "busy: 12 MiB" in rpc["error"]
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{bounded.grpc_port}")
+    assert client.infer("digits.score", [x]).as_numpy("score").shape == (2,)
     for hog in hogs:
-        assert hog.recv(65536).startswith(b"HTTP/1.1 408 ")
         hog.close()
-    conn = http.client.HTTPConnection("127.0.0.1", bounded.port, timeout=30)  # the idle one is closed by now
-    assert call(conn, "/v2/models/ae.score/infer", body_of(digits_rows[:2]))[0] == 200
+
+
+def fill(port: int, hogs: int, size: int) -> list:
+    """`hogs` connections that each claim a body of `size` bytes, send all of it but its last
+    byte, and wait: what they sent stays held in the bytes in flight."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(hogs)]
+    for sock in socks:
+        sock.sendall(head_of(size) + b" " * (size - 1))
+    return socks
+
+
+def test_a_request_finding_no_room_waits_then_gets_503(bounded, digits_rows):
+    """Two connections send all but the last byte of 6 MiB bodies and stall: 12 MiB in flight
+    are held. A small request waits --timeout-s (2 s) for room, then 503 with Retry-After
+    (gRPC: UNAVAILABLE); once they go away, it is answered."""
+    import tritonclient.grpc as grpcclient
+
+    hogs = fill(bounded.port, 2, 6 * 2**20)
+
+    def refused():  # 200 until the server has read what the hogs sent
+        conn = http.client.HTTPConnection("127.0.0.1", bounded.port, timeout=60)
+        conn.request("POST", "/v2/models/digits.score/infer", body=body_of(digits_rows[:2]),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        conn.close()
+        return response.status != 200 and (response.status, response.getheader("retry-after"), answer)
+
+    status, retry, answer = until(refused)
+    assert status == 503 and retry == "1", answer
+    assert "busy: 12 MiB of request bodies in flight (--max-inflight-mb)" in answer["error"]
+    x = grpcclient.InferInput("x", [2, 64], "FP32")
+    x.set_data_from_numpy(digits_rows[:2].astype(np.float32))
+    with pytest.raises(Exception, match="busy: 12 MiB") as caught:
+        grpcclient.InferenceServerClient(f"127.0.0.1:{bounded.grpc_port}").infer("digits.score", [x])
+    assert "UNAVAILABLE" in str(caught.value)
+    for hog in hogs:
+        hog.close()  # what they held is given back
+    assert until(lambda: not refused(), tries=10)
+
+
+def test_a_sample_waits_for_room_for_its_answer(bounded):
+    """A sample's answer (n x 64 float32 values) is reserved before it is drawn: with 6 MiB of
+    the 12 MiB held by a stalled body, 24576 samples (6 MiB) do not fit, and are refused 503;
+    fewer are answered. (gen used to reserve the request's few bytes only.)"""
+    hogs = fill(bounded.port, 1, 6 * 2**20)
+
+    def sample(n: int):
+        conn = http.client.HTTPConnection("127.0.0.1", bounded.port, timeout=60)
+        status, answer = call(conn, "/v2/models/digits.sample/infer",
+                              json.dumps({"inputs": [], "parameters": {"n": n}}).encode())
+        conn.close()
+        return status, answer
+
+    status, answer = until(lambda: (got := sample(24576))[0] != 200 and got, tries=5)
+    assert status == 503 and "busy: 12 MiB" in answer["error"], answer
+    status, answer = sample(16)
+    assert status == 200 and answer["outputs"][0]["shape"] == [16, 1, 8, 8]
+    hogs[0].close()
+    assert until(lambda: sample(24576)[0] == 200, tries=10)
+
+
+def test_grpc_inference_calls_are_let_in_by_count(bounded, digits_rows):
+    """gRPC's core reads a whole message before gen sees it, so inference calls are let in by
+    count: 12 MiB / 6 MiB = 2 at once. Two calls whose message never comes hold both places:
+    a third waits 2 s, then UNAVAILABLE; REST is not held up; once they go, it is answered."""
+    import tritonclient.grpc as grpcclient
+
+    release = threading.Event()
+    stalled = [stalled_grpc_call(bounded.grpc_port, release) for _ in range(2)]
+    x = grpcclient.InferInput("x", [2, 64], "FP32")
+    x.set_data_from_numpy(digits_rows[:2].astype(np.float32))
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{bounded.grpc_port}")
+
+    def refused():
+        try:
+            client.infer("digits.score", [x])
+        except Exception as exc:  # noqa: BLE001 - checked below
+            return str(exc)
+        return None
+
+    error = until(refused)
+    assert error is not None and "UNAVAILABLE" in error, error
+    assert "busy: 2 gRPC inference calls in flight (--max-inflight-mb / --max-body-mb)" in error
+    conn = http.client.HTTPConnection("127.0.0.1", bounded.port, timeout=60)
+    assert call(conn, "/v2/models/digits.score/infer", body_of(digits_rows[:2]))[0] == 200
+    for call_ in stalled:
+        call_.cancel()
+    release.set()
+    assert until(lambda: not refused(), tries=10)
+
+
+def test_a_grpc_message_that_never_comes_gets_deadline_exceeded(shared):
+    """--read-timeout-s (2 s here) bounds the wait for a gRPC call's message: the call is
+    answered DEADLINE_EXCEEDED and its place freed (the gRPC core would wait forever). A
+    message that is no ModelInferRequest is INVALID_ARGUMENT, one line, no traceback."""
+    import grpc
+
+    release = threading.Event()
+    future = stalled_grpc_call(shared.grpc_port, release)
+    with pytest.raises(grpc.RpcError) as caught:
+        future.result(timeout=60)
+    release.set()
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert caught.value.details() == "request message not received within 2 s (--read-timeout-s)"
+    garbage = grpc.insecure_channel(f"127.0.0.1:{shared.grpc_port}").unary_unary(
+        "/inference.GRPCInferenceService/ModelInfer")
+    with pytest.raises(grpc.RpcError) as caught:
+        garbage(b"\xff\xff\xff", timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "request: not one ModelInferRequest message"
+    assert "Traceback" not in log_of(shared)
 
 
 # -- 4: SIGTERM: stop accepting, answer every accepted request, exit 0 ----------------------
 
 def test_sigterm_answers_every_accepted_connection_or_refuses_it(bundles, tmp_path, digits_rows):
-    """Clients connect in a loop and send their request up to 0.5 s later; SIGTERM arrives
-    meanwhile. Each connection is answered 200 or refused at connect: none is accepted and
-    then closed unanswered (uvicorn alone closes a connection with no request yet)."""
+    """Clients connect in a loop and send their request up to 0.5 s later; SIGTERM arrives once
+    they have been answered 32 times. Each connection is answered 200 or refused at connect:
+    none is accepted and then closed unanswered (uvicorn alone closes a connection with no
+    request yet)."""
     s = Server(tmp_path, str(bundles["ae"]))
     body = body_of(digits_rows[:1])
     request = (b"POST /v2/models/ae.score/infer HTTP/1.1\r\nHost: gen\r\nContent-Type: application/json\r\n"
@@ -374,7 +527,9 @@ def test_sigterm_answers_every_accepted_connection_or_refuses_it(bundles, tmp_pa
     threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    end = time.monotonic() + 120
+    while outcomes.count("200") < 32 and time.monotonic() < end:  # every client is under way
+        time.sleep(0.05)
     s.proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(timeout=120)
@@ -389,6 +544,12 @@ def test_sigterm_answers_every_accepted_connection_or_refuses_it(bundles, tmp_pa
 def test_tensor_array_and_binary_checks():
     assert tensor_array("x", "FP32", [2, 2], [[1, 2.5], [3, 4]]).dtype == np.float32
     assert tensor_array("b", "BOOL", [2], [True, False]).tolist() == [True, False]
+    rows = np.random.default_rng(0).random((3, 1, 2, 2)).astype(np.float32)
+    got = tensor_array("x", "FP32", [3, 1, 2, 2], rows.tolist())  # nested rows, read by numpy in one pass
+    assert got.dtype == np.float32 and np.array_equal(got, rows)
+    assert tensor_array("x", "FP16", [3], [0, 1, 2.5]).tolist() == [0, 1, 2.5]
+    assert tensor_array("n", "UINT64", [1], [2**64 - 1]).tolist() == [2**64 - 1]
+    assert tensor_array("x", "FP32", [1], [10**20])[0] == np.float32(1e20)
     raw = np.arange(4, dtype=np.float32).tobytes()
     assert tensor_array("x", "FP32", [2, 2], raw=raw).tolist() == [[0, 1], [2, 3]]
     for args, message in ((("FP32", [1], ["1"]), "must be numbers, got '1'"),
@@ -396,7 +557,15 @@ def test_tensor_array_and_binary_checks():
                           (("INT8", [1], [1.5]), "must be integers"), (("BOOL", [1], [1]), "true or false"),
                           (("INT8", [1], [300]), "does not fit INT8"), (("FP32", [-1], [1.0]), "non-negative"),
                           (("FP32", [2, 2], [[1, 2], [3]]), "different lengths"), (("BYTES", [1], [b"a"]), "numeric"),
-                          (("FP32", [3], [1.0, 2.0]), "2 values for shape [3], which needs 3")):
+                          (("FP32", [3], [1.0, 2.0]), "2 values for shape [3], which needs 3"),
+                          # true / false among numbers: numpy alone would read them as 1 and 0
+                          (("FP32", [2, 2], [[0.5, 1], [True, 0]]), "must be numbers, got True"),
+                          (("FP32", [2], [False, 2.5]), "must be numbers, got False"),
+                          (("INT64", [2], [True, 2]), "must be integers, got True"),
+                          (("BOOL", [2], [True, 0]), "true or false, got 0"),
+                          (("UINT8", [2], [1, -1]), "does not fit UINT8"), (("INT64", [1], [2**63]), "does not fit"),
+                          (("FP32", [2], [1.0, None]), "got None"), (("FP32", [2], [[1.0], 2.0]), "different lengths"),
+                          (("FP32", [1, 2], [["1", 2.0]]), "got '1'")):
         with pytest.raises(InputError, match=re.escape(message)):
             tensor_array("x", *args)
     with pytest.raises(InputError, match="12 bytes of FP32 data for shape \\[2, 2\\], which needs 16"):
@@ -432,6 +601,32 @@ def test_byte_budget_lets_in_first_come_first_served_and_times_out():
         budget.release(8)
         budget.release(2)
         assert budget.used == 0 and not budget.waiting
+
+    asyncio.run(scenario())
+
+
+def test_half_received_bodies_waiting_on_each_other_are_not_left_to_time_out():
+    """Two requests hold 4 of 10 bytes each and both wait for 4 more: neither would ever give
+    any back. The younger is refused at once (not after its 60 s timeout), and the older goes on."""
+    import asyncio
+
+    async def scenario():
+        budget = serving.ByteBudget(10)
+        older, younger = serving.Held(budget), serving.Held(budget)
+        assert await older.take(4, 60) and await younger.take(4, 60)
+        first = asyncio.ensure_future(older.take(4, 60))
+        await asyncio.sleep(0.01)
+        assert not first.done()  # the younger may yet finish and give its bytes back
+        assert await asyncio.wait_for(younger.take(4, 60), 30) is False
+        younger.release()
+        assert await asyncio.wait_for(first, 30) is True
+        assert (older.bytes, younger.bytes, budget.used) == (8, 0, 8)
+        older.release()
+        assert budget.used == 0 and not budget.waiting
+        held = serving.Held(budget)
+        assert await held.take(6, 1) and await held.take(100, 1)  # never more than the budget, never waits on itself
+        assert held.bytes == budget.used == 10
+        held.release()
 
     asyncio.run(scenario())
 
