@@ -206,7 +206,8 @@ def setup_section(results: dict) -> list[str]:
         + (f"; torch intra-op threads {threads} (`--threads`)" if threads is not None else "")
         + (f"; epochs set for every family by `--epochs {settings['epochs_override']}`"
            if settings.get("epochs_override") else "; epochs and options from each family's bench preset "
-           "(`family.bench` in the registry)" + ("; `--quick` divides the preset's epochs by 20 (at least 2)"
+           "(`family.bench` in the registry; *default budget* in the table: the preset is `gen train`'s own "
+           "defaults, epochs included, so the figure is what the default command gives)" + ("; `--quick` divides the preset's epochs by 20 (at least 2)"
                                                  if results.get("mode") == "quick" else ""))
         + "; the settings in use per family (from each run's config.yaml) are in the table below.",
         "- **Mode:** " + ("quick smoke run (`--quick`): few classes and epochs, not a result"
@@ -231,7 +232,8 @@ def setup_section(results: dict) -> list[str]:
             rows.append([name, family.get("description", ""), "-", "-",
                          "no one-class run; trained in the GAN section, settings there"])
             continue
-        rows.append([name, family.get("description", ""), family.get("variant") or "-", str(family.get("epochs")),
+        epochs = "default budget" if family.get("epochs") is None else str(family.get("epochs"))
+        rows.append([name, family.get("description", ""), family.get("variant") or "-", epochs,
                      shown or "(no run finished)"])
     out = lines
     if rows:
@@ -973,7 +975,7 @@ def tabular_section(section: dict | None) -> list[str]:
             return "-"
         m = float(sum(values) / len(values))
         text = f"{m:.3f}" + (f" ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else "")
-        return f"**{text}**" if best is not None and m >= best - 1e-12 else text
+        return f"**{text}**" if best is not None and round(m, 3) >= round(best, 3) else text  # best as shown
 
     rows, wins, misses = [], 0, []
     for d in sets:

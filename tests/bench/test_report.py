@@ -385,3 +385,24 @@ def test_a_rerun_on_another_machine_says_so(report):
     text = report.render(results)
     assert "**on another machine**: Other CPU, 16 logical cores, 128 GiB RAM, Linux" in text
     assert text.count("the facts above are those of the original run.") == 1  # the serving rerun, same machine
+
+
+def test_tabular_section_judges_the_default_command_against_the_best_peer(report):
+    section = {"seeds": [0, 1], "models": ["auto"], "wheel": "w==1", "peers": {"KNN": "pyod.models.knn.KNN",
+                                                                            "OCSVM": "pyod.models.ocsvm.OCSVM"},
+               "datasets": [
+                   {"name": "a", "about": "set a", "rows": 100, "features": 4, "auroc": {
+                       "KNN": [0.8, 0.8], "OCSVM": [0.7, 0.7], "gen (default command)": [0.9, 0.7]},
+                    "seconds": {"gen (default command)": [1.0, 3.0]},
+                    "resolved": {"gen (default command)": {"family": "ae", "score": "s", "stopping": None}}},
+                   {"name": "b", "about": "set b", "rows": 50, "features": 3, "auroc": {
+                       "KNN": [0.6, 0.6], "OCSVM": [0.9, 0.9], "gen (default command)": [0.95, 0.95]},
+                    "seconds": {"gen (default command)": [2.0, 2.0]}, "resolved": {}}]}
+    text = "\n".join(report.tabular_section(section))
+    assert "## Defaults on real tables (one-class, 2 seeds)" in text
+    # a: default 0.800 ties KNN's 0.800 (a win); b: 0.950 beats OCSVM's 0.900
+    assert "on 2 of 2 sets." in text and "resolved to family `ae`" in text
+    assert "| **0.950 (0.950-0.950)** |" in text and "0.800 (0.700-0.900)" in text
+    section["datasets"][1]["auroc"]["gen (default command)"] = [0.85, 0.85]
+    text = "\n".join(report.tabular_section(section))
+    assert "on 1 of 2 sets; it misses on b (0.850 against OCSVM's 0.900, 0.050 short)" in text
