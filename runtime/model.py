@@ -474,7 +474,8 @@ def describe(model: GenModel) -> dict:
                    "probe_rows": m.parity.probe_rows},
         "quantization": None if m.quantization is None else asdict(m.quantization),
         "metrics": {"epochs": m.metrics.epochs, "n_fit": m.metrics.n_fit, "train_seconds": m.metrics.train_seconds,
-                    **m.metrics.evaluation},
+                    **m.metrics.evaluation, **({"stopping": m.metrics.stopping} if m.metrics.stopping else {})},
+        "config": m.config,
     }
     if m.data.ratings is not None:
         r = m.data.ratings

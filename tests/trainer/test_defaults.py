@@ -169,3 +169,15 @@ def test_an_option_of_another_family_under_model_auto_names_the_choice():
 
     with pytest.raises(ConfigError, match=r"model auto -> pca .*pass --model"):
         TrainConfig.make(data="digits", hidden=[64])
+
+
+def test_gen_info_shows_the_resolved_config_and_how_training_stopped(tmp_path):
+    from gen.exporters.onnx_export import export_run
+    from gen.runtime.model import describe
+
+    run, info, cfg = _train(tmp_path, data="digits", normal_class=0, model="ae", hidden=[16], latent_dim=4,
+                            epochs=8, patience=2)
+    export_run(run, tmp_path / "bundle")
+    summary = describe(load(tmp_path / "bundle"))
+    assert summary["config"]["latent_dim"] == 4 and summary["config"]["score"] == "recon"
+    assert summary["metrics"]["stopping"]["kept_epoch"] == info["metrics"]["stopping"]["kept_epoch"]
