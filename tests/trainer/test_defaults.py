@@ -99,7 +99,8 @@ def test_latent_scores_match_a_numpy_reference_through_the_bundle(tmp_path, scor
     export_run(run, tmp_path / "bundle")
     model = load(tmp_path / "bundle")
     state = torch.load(run / "checkpoint.pt", weights_only=True)["state_dict"]
-    bank, mean = state["latent_scores.bank"].double().numpy(), state["latent_scores.code_mean"].double().numpy()
+    bank = (state["latent_scores.bank"] + state["latent_scores.bank_mean"]).double().numpy()  # stored centred
+    mean = state["latent_scores.code_mean"].double().numpy()
     precision, scales = state["latent_scores.code_precision"].double().numpy(), state["latent_scores.scales"].numpy()
     probe = rng.normal(size=(17, 6)).astype(np.float32)
     z = model.encode(probe).astype(np.float64)
@@ -181,3 +182,17 @@ def test_gen_info_shows_the_resolved_config_and_how_training_stopped(tmp_path):
     summary = describe(load(tmp_path / "bundle"))
     assert summary["config"]["latent_dim"] == 4 and summary["config"]["score"] == "recon"
     assert summary["metrics"]["stopping"]["kept_epoch"] == info["metrics"]["stopping"]["kept_epoch"]
+
+
+@pytest.mark.parametrize("rows", ["constant", "one column"])
+def test_degenerate_tables_train_and_export_with_the_default_score(tmp_path, rows):
+    """Rows a network reconstructs exactly, or whose codes coincide: the combined score's scales
+    are floored, so the score is not float32 noise and torch and onnxruntime agree at export."""
+    from gen.exporters.onnx_export import export_run
+
+    x = (np.ones((60, 4)) if rows == "constant" else np.random.default_rng(3).normal(size=(60, 1)))
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    run, info, _ = _train(tmp_path, data=str(tmp_path / "x.npy"), epochs=40, patience=5)
+    assert info["fitted"]["latent_score"] == "combined"
+    export_run(run, tmp_path / "bundle")  # raised on the parity check before the floors
+    assert np.isfinite(load(tmp_path / "bundle").score(x[:5].astype(np.float32))).all()

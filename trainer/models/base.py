@@ -118,7 +118,11 @@ class LatentScores(nn.Module):
         self.mode = mode
         rows = max(1, min(BANK_ROWS, int(n_fit or 1))) if mode in ("latent-knn", "combined") else 1
         self.k = min(KNN_K, rows)
+        # The bank is kept centred on its mean (bank_mean), and codes are centred the same way
+        # before |z|^2 - 2 z.b + |b|^2: without it near-identical codes lose their distances to
+        # float32 cancellation.
         self.register_buffer("bank", torch.zeros(rows, latent_dim))
+        self.register_buffer("bank_mean", torch.zeros(latent_dim))
         self.register_buffer("bank_sq", torch.zeros(rows))
         self.register_buffer("code_mean", torch.zeros(latent_dim))
         self.register_buffer("code_precision", torch.eye(latent_dim))
@@ -131,6 +135,7 @@ class LatentScores(nn.Module):
 
     def knn(self, z: torch.Tensor) -> torch.Tensor:
         """Mean Euclidean distance of each code to its k nearest bank codes."""
+        z = z - self.bank_mean
         d2 = (z * z).sum(dim=1, keepdim=True) - 2.0 * (z @ self.bank.t()) + self.bank_sq.unsqueeze(0)
         nearest = torch.topk(d2, self.k, dim=1, largest=False).values
         return torch.sqrt(torch.clamp(nearest, min=0.0)).mean(dim=1)
@@ -151,14 +156,17 @@ class LatentScores(nn.Module):
         return (recon - s[0]) / s[1] + (self.knn(z) - s[2]) / s[3]
 
 
-def _robust(values: np.ndarray) -> tuple[float, float]:
-    """(median, interquartile range) of held-out scores; the range falls back to the standard
-    deviation, then 1, where the quartiles coincide."""
+RECON_SCALE_FLOOR = 1e-4  # model-space squared errors below this are float32 rounding, not signal
+
+
+def _robust(values: np.ndarray, floor: float) -> tuple[float, float]:
+    """(median, interquartile range) of held-out scores, the range at least `floor`: a network
+    that reconstructs a one-column table exactly has errors of float32 rounding (IQR ~1e-7),
+    which divided by their own spread would make the score noise (and differ between torch and
+    onnxruntime by more than the export's parity tolerance)."""
     centre = float(np.median(values))
     spread = float(np.quantile(values, 0.75) - np.quantile(values, 0.25))
-    if not spread > 1e-12:
-        spread = float(values.std()) if values.std() > 1e-12 else 1.0
-    return centre, spread
+    return centre, max(spread, floor)
 
 
 @torch.no_grad()
@@ -175,6 +183,9 @@ def fit_latent_scores(net, x_fit: torch.Tensor, x_cal: torch.Tensor, rng: np.ran
     rows = len(scores.bank)
     pick = np.sort(rng.choice(len(codes), size=rows, replace=False)) if len(codes) > rows else np.arange(rows)
     bank = codes[torch.from_numpy(pick).to(codes.device)]
+    centre = bank.mean(dim=0)
+    bank = bank - centre
+    scores.bank_mean.copy_(centre)
     scores.bank.copy_(bank)
     scores.bank_sq.copy_((bank * bank).sum(dim=1))
     c = codes.double().cpu().numpy()
@@ -188,7 +199,14 @@ def fit_latent_scores(net, x_fit: torch.Tensor, x_cal: torch.Tensor, rng: np.ran
                  for i in range(0, len(x_cal), 1024)]  # batched: a (rows x bank) distance matrix at a time
         recon = torch.cat([p[0] for p in parts]).double().cpu().numpy()
         knn = torch.cat([p[1] for p in parts]).double().cpu().numpy()
-        (rc, rs), (kc, ks) = _robust(recon), _robust(knn)
+        # Reconstruction errors are in model space (unit-variance features, pixels in [0, 1]);
+        # k-NN distances in the code's own units, floored relative to their size and to the
+        # codes' size (identical codes, as constant data gives, have distances of pure rounding).
+        # float32 resolves a code to ~1e-7 of its size, and torch and onnxruntime round apart by
+        # a few of those: a distance spread under 1% of the codes' size is rounding, not signal.
+        code_size = float(np.sqrt((c ** 2).sum(axis=1).mean()))
+        knn_floor = max(1e-3 * abs(float(np.median(knn))), 1e-2 * code_size, 1e-6)
+        (rc, rs), (kc, ks) = _robust(recon, RECON_SCALE_FLOOR), _robust(knn, knn_floor)
         scores.scales.copy_(torch.tensor([rc, rs, kc, ks]))
     scores.fitted.fill_(True)
     scores.active = True
