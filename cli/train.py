@@ -224,7 +224,9 @@ def models(
         options = [{"name": s.name, "default": s.default, "constraint": s.describe(), "help": s.help}
                    for s in family.option_specs()]
         lines = [f"{family.name}: {family.description}", f"serves: {', '.join(family.capabilities)}"
-                 + (f"; score: {family.score_kind}" if family.score_kind else ""), "options (--name value, or YAML keys):"]
+                 + (f"; score: {family.score_kind}" if family.score_kind else "")
+                 + (" by default on images and points; the --score option chooses (auto: by the data's kind)"
+                    if family.score_kind_of else ""), "options (--name value, or YAML keys):"]
         for o in options:
             lines.append(f"  --{o['name'].replace('_', '-'):<14} default {json.dumps(o['default']):<12} {o['constraint']}")
             lines.append(f"    {'':<14} {o['help']}")
