@@ -36,10 +36,22 @@ import numpy as np
 mode, run, bundle, data, batches, min_s = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), float(sys.argv[6])
 device = sys.argv[7] if len(sys.argv) > 7 else "cpu"
 rows = np.load(data)
+stager = None
 if mode.startswith("gen"):
-    from gen.runtime import load
-    model = load(bundle + {"gen-int8": "-int8", "gen-fp16": "-fp16"}.get(mode, ""), device=device)
+    # "gen[-uint8|-int8|-fp16][:option=value,...]": `staging=0` loads without the stager (gen's CUDA
+    # path before issue 27); an upper-case option sets that constant of gen.runtime.staging (ablations)
+    from gen.runtime import load, staging
+    mode, _, opts = mode.partition(":")
+    kwargs = {}
+    for opt in filter(None, opts.split(",")):
+        key, value = opt.split("=")
+        if key == "staging":
+            kwargs["staging"] = bool(int(value))
+        else:
+            setattr(staging, key, int(value))
+    model = load(bundle + {"gen-int8": "-int8", "gen-fp16": "-fp16"}.get(mode, ""), device=device, **kwargs)
     call = model.score
+    stager = model.stager
 elif mode == "ort-plain":  # onnxruntime alone: InferenceSession.run on host arrays, no gen code
     import onnxruntime as ort
     shape = json.load(open(os.path.join(bundle, "manifest.json")))["data"]["shape"]
@@ -117,6 +129,8 @@ for b in batches:
         call(x)
         n += 1
     result[b] = {"rows_per_s": b * n / (time.perf_counter() - start), "calls": n, "check": float(np.asarray(first.numpy() if hasattr(first, "numpy") else first, dtype=np.float64).sum())}
+if stager is not None and stager.kind is not None:
+    result["host_buffers"] = stager.kind  # pinned by onnxruntime or cudart, or pageable
 print(json.dumps(result))
 '''
 
@@ -256,9 +270,9 @@ def _alternatives(modes, run: Path, bundle: Path, rows_file: Path, batches, quic
                                  capture_output=True, text=True, timeout=900)
             if out.returncode != 0:
                 raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed")
-            found[mode] = {int(k): v for k, v in json.loads(out.stdout).items()}
+            found[mode] = {(int(k) if k.isdigit() else k): v for k, v in json.loads(out.stdout).items()}
             _log(f"{mode} on {device}: " + ", ".join(f"batch {b} {v['rows_per_s']:,.0f} rows/s"
-                                                     for b, v in found[mode].items())
+                                                     for b, v in found[mode].items() if isinstance(b, int))
                  + f" ({time.perf_counter() - start:.0f} s)")
         except Exception as exc:  # torch.compile needs a C++ compiler; say what happened
             found[mode] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
@@ -294,25 +308,30 @@ def cuda_device() -> str | None:
 
 
 def cuda_record(gpu: str, workdir: Path, run: Path, bundle: Path, rows_file: Path, batches, quick: bool,
-                uint8: bool, device: str = "cuda") -> dict:
+                uint8: bool, device: str = "cuda", modes=None, files: bool = True) -> dict:
     """The GPU rows of issue 11 on device `gpu`: rows/s of gen (float32 and uint8 rows, the fp16
     bundle), onnxruntime alone and torch eager, host rows in and scores back on the host; and
     `gen score --device cuda` of a 1M-row NPY file, float32 and as uint8 pixels. (`device` "cpu"
     runs the same steps on the CPU: a dry run of the script where no GPU is lent.)"""
-    modes = [m for m in ("gen", "gen-uint8", "gen-fp16", "ort-plain", "ort-bound", "ort-prealloc", "ort-cuda-graph",
-                         "ort-on-device", "torch-eager") if uint8 or m != "gen-uint8"]
+    modes = [m for m in (modes or ("gen", "gen-uint8", "gen-fp16", "ort-plain", "ort-bound", "ort-prealloc",
+                                   "ort-cuda-graph", "ort-on-device", "torch-eager"))
+             if uint8 or not m.startswith("gen-uint8")]
     record = {"device": gpu, "alternatives": _alternatives(modes, run, bundle, rows_file, batches, quick, device),
               "files": {}}
     rows = np.load(rows_file)
     n = 65_536 if quick else 1_048_576
-    for dtype in ("float32", "uint8") if uint8 else ("float32",):
+    for dtype in (("float32", "uint8") if uint8 else ("float32",)) if files else ():
         path = workdir / f"rows-{n}-{dtype}.npy"
         np.save(path, np.resize(rows, (n, rows.shape[1])).astype(dtype))
-        rss, wall = _peak([_gen(), "score", str(bundle), str(path), "--out", str(workdir / "s-gpu.npy"),
-                           "--device", device])
-        record["files"][f"{n}-{dtype}"] = {"peak_rss_mib": rss, "wall_s": wall, "rows_per_s": n / wall, "dtype": dtype}
+        for chunk in (4096, 65536):  # the default --chunk-rows, and bigger chunks for the GPU
+            rss, wall = _peak([_gen(), "score", str(bundle), str(path), "--out", str(workdir / "s-gpu.npy"),
+                               "--device", device, "--chunk-rows", str(chunk)])
+            key = f"{n}-{dtype}" + ("" if chunk == 4096 else f"-chunk{chunk}")
+            record["files"][key] = {"peak_rss_mib": rss, "wall_s": wall, "rows_per_s": n / wall, "dtype": dtype,
+                                    "chunk_rows": chunk}
+            _log(f"gen score {n:,} {dtype} rows on {device}, --chunk-rows {chunk}: {n / wall:,.0f} rows/s with "
+                 f"start-up, peak RSS {rss:.0f} MiB")
         path.unlink()
-        _log(f"gen score {n:,} {dtype} rows on {device}: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
     return record
 
 

@@ -1144,19 +1144,112 @@ def performance_section(section: dict | None) -> list[str]:
     if not cuda:
         out.append(f"- {GPU_LAST}")
         return out
-    out += ["", f"## Runtime performance (CUDA: {cuda['device']})", "",
-            "The same weights on the GPU, host float32 rows in and scores back on the host (uint8 rows: the same "
-            "pixels as bytes, widened on the device); `onnxruntime alone` is `InferenceSession.run` on host arrays "
-            "with no gen code, and the IOBinding columns are onnxruntime alone the ways issue 11 lists (bound per "
-            "batch as gen does; device buffers allocated once and refilled with `update_inplace`; the same under "
-            "a CUDA graph; the input already on the device, compute only: the ceiling), to say which are worth "
-            "building into gen; torch copies each batch to the device and the scores back. rows/s, each "
-            "alternative in its own process.", "", _speed_table(cuda["alternatives"], section["batches"]), ""]
-    out += [f"- Did not run: {names[m]}: {v['error']}" for m, v in cuda["alternatives"].items()
-            if isinstance(v, dict) and "error" in v]
+    return out + cuda_section(cuda, section["batches"])
+
+
+# The CUDA record's modes (bench/gpu_perf.py MODES): gen as it ships, then the ways it was chosen
+CUDA_MAIN = {"gen": "gen public API, float32 rows", "gen-uint8": "gen, uint8 rows", "gen-fp16": "gen, fp16 bundle",
+             "gen:staging=0": "gen before issue 27 (no staging)", "ort-bound": "onnxruntime, IOBinding per batch",
+             "ort-cuda-graph": "onnxruntime, CUDA graph, buffers refilled", "ort-on-device":
+             "onnxruntime, input on the device (ceiling)", "torch-eager": "torch eager, same weights"}
+CUDA_ABLATIONS = {"gen": "gen as it ships (pinned buffers, 8 copy threads, pieces of >= 8 MiB, the piece bound as it is)",
+                  "gen:staging=0": "no staging: whole-array isfinite, then the caller's rows bound (pageable)",
+                  "gen:PINNED=0": "staging into ordinary (pageable) memory",
+                  "gen:DEVICE_INPUT=1": "each piece copied into a device buffer first (`update_inplace`)",
+                  "gen:MIN_PIECE_BYTES=33554432": "pieces of >= 32 MiB (4,096 rows: one piece)",
+                  "gen:FILL_CHUNK_BYTES=1048576": "copy and check 1 MiB at a time (in cache, more GIL round trips)",
+                  "gen-uint8": "uint8 rows as it ships", "gen-uint8:DEVICE_INPUT=1": "uint8, piece copied to the device first",
+                  "gen-uint8:staging=0": "uint8, no staging"}
+
+
+def _rate(alts: dict, mode: str, batch: int) -> float | None:
+    v = alts.get(mode)
+    v = v.get(batch, v.get(str(batch))) if isinstance(v, dict) else None
+    return v["rows_per_s"] if isinstance(v, dict) else None
+
+
+def _small_call_why(alts: dict, b: int) -> str:
+    """Why a batch misses: what the other paths of the same run reached at that size."""
+    old, bound, ceiling = (_rate(alts, m, b) for m in ("gen:staging=0", "ort-bound", "ort-on-device"))
+    if not (old and bound and ceiling):
+        return ""
+    return (f": at {b * 3136 / 1e6:.1f} MB a call, staging does not pay (gen before it {old / 1e6:.2f}M) and "
+            f"onnxruntime bound to the caller's rows reaches {bound / 1e6:.2f}M without any NaN check, against "
+            f"{ceiling / 1e6:.1f}M once the rows are on the device: the host side (the check, the copy threads' "
+            "hand-offs, pageable copies) bounds one call of this size, not the GPU")
+
+
+def cuda_section(cuda: dict, batches: list[int]) -> list[str]:
+    """The GPU rows (bench/gpu_perf.py, one device call): gen against onnxruntime and torch on the
+    same weights, the staging's ablations, files, and issue 27's targets."""
+    alts = cuda["alternatives"]
+    facts = cuda.get("machine", {})
+    link = facts.get("link_gb_per_s") if isinstance(facts.get("link_gb_per_s"), dict) else {}
+    host = facts.get("host_gb_per_s", {})
+    out = ["", f"## Runtime performance (CUDA: {cuda['device']})", "",
+           f"Measured {cuda.get('measured', {}).get('date', '?')[:10]} on a lent {cuda['device']} "
+           f"({facts.get('nvidia_smi', '?')}), host {facts.get('cpu', '?')} with {facts.get('cpu_count', '?')} cores, "
+           f"onnxruntime-gpu {cuda.get('measured', {}).get('onnxruntime', '?')}, torch "
+           f"{cuda.get('measured', {}).get('torch', '?')}; `bench/gpu_perf.py` (one device call). "
+           + (f"The link read in the same run: host to device {link['h2d_pageable']:.1f} GB/s from pageable memory, "
+              f"{link['h2d_pinned']:.1f} GB/s from pinned; on the host, one thread copies "
+              f"{host.get('copy_1_threads', 0):.1f} GB/s and checks `isfinite` at {host.get('isfinite_all_1_thread', 0):.1f} "
+              f"GB/s, eight copy {host.get('copy_8_threads', 0):.1f} GB/s. " if link else "")
+           + "Host float32 rows in (MNIST, 784 values: 3,136 bytes a row), scores back on the host; rows/s, each "
+           "alternative in its own process. gen's pinned buffers came from "
+           f"`{facts.get('gen_host_buffer', '?')}`" + (" (this onnxruntime build lists no CUDA EP device, so its "
+           "host-accessible allocator was not offered)" if facts.get("gen_host_buffer") == "cudart" else "") + ".", ""]
+    main = [m for m in CUDA_MAIN if m in alts]
+    rows = []
+    for b in batches:
+        cells = [f"{b:,}"] + [f"{_rate(alts, m, b):,.0f}" if _rate(alts, m, b) else "did not run" for m in main]
+        g, t = _rate(alts, "gen", b), _rate(alts, "torch-eager", b)
+        rows.append(cells + [f"{g / t:.2f}x" if g and t else "-"])
+    out += [table(["batch", *(CUDA_MAIN[m] for m in main), "gen / torch eager"], rows, ["r"] * (len(main) + 2)), ""]
+    out += [f"- Did not run: {m}: {v['error']}" for m, v in alts.items() if isinstance(v, dict) and "error" in v]
+    abl = [m for m in CUDA_ABLATIONS if m in alts]
+    if len(abl) > 2:
+        out += ["", "How gen's staging was chosen (same run; one setting changed from the default at a time):", "",
+                table(["gen setting", *(f"batch {b:,}" for b in batches)],
+                      [[CUDA_ABLATIONS[m], *(f"{_rate(alts, m, b):,.0f}" if _rate(alts, m, b) else "-" for b in batches)]
+                       for m in abl], ["l"] + ["r"] * len(batches)), ""]
+    if cuda.get("renamed"):
+        out += ["Renamed after the run: " + "; ".join(f"`{a}` is shown as `{b}`" for a, b in cuda["renamed"].items())
+                + " (the default changed to a setting this run measured beside it; the code path shown is the one "
+                "that ships).", ""]
+    for again in cuda.get("reruns", []):
+        ra = again["alternatives"]
+        shown = [m for m in ("gen", "gen-uint8", "gen:staging=0", "torch-eager") if m in ra]
+        host = again.get("machine", {}).get("host_gb_per_s", {})
+        out.append(f"- Again on a second machine of the kind (host: one thread copies {host.get('copy_1_threads', 0):.1f} "
+                   "GB/s): " + "; ".join(f"{CUDA_MAIN.get(m, m)} " + ", ".join(
+                       f"{_rate(ra, m, b) / 1e6:.2f}M" for b in batches if _rate(ra, m, b) and b >= 4096)
+                       for m in shown) + " rows/s at batch 4,096 and 65,536; files: " + ", ".join(
+                       f"{f['dtype']} --chunk-rows {f.get('chunk_rows', 4096):,} {f['rows_per_s']:,.0f}"
+                       for f in again.get("files", {}).values()) + " rows/s.")
+    if cuda.get("reruns"):
+        out.append("")
     for key, f in cuda.get("files", {}).items():
-        out.append(f"- `gen score --device cuda` of a {int(key.split('-')[0]):,}-row {f['dtype']} NPY file: "
-                   f"{f['rows_per_s']:,.0f} rows/s including start-up, peak RSS {f['peak_rss_mib']:.0f} MiB.")
+        out.append(f"- `gen score --device cuda --chunk-rows {f.get('chunk_rows', 4096):,}` of a "
+                   f"{int(key.split('-')[0]):,}-row {f['dtype']} NPY file: {f['rows_per_s']:,.0f} rows/s including "
+                   f"start-up ({f['wall_s']:.2f} s), peak RSS {f['peak_rss_mib']:.0f} MiB.")
+    out += ["", "Issue 27's targets, from the figures above:", ""]
+    for b in (4096, 65536):
+        g, t = _rate(alts, "gen", b), _rate(alts, "torch-eager", b)
+        if g and t:
+            out.append(f"- Public API >= 5M rows/s and >= 2x torch eager at batch {b:,} (float32 host rows): "
+                       f"{g / 1e6:.2f}M rows/s, {g / t:.2f}x: " + ("met" if g >= 5e6 and g >= 2 * t else
+                       f"missed by {max(0, 5e6 - g) / 1e6:.2f}M rows/s" + (f" and {2 - g / t:.2f}x" if g < 2 * t else "")
+                       + _small_call_why(alts, b)) + ".")
+    for b in (4096, 65536):
+        u = _rate(alts, "gen-uint8", b)
+        if u:
+            out.append(f"- >= 20M rows/s from uint8 rows at batch {b:,}: {u / 1e6:.2f}M, "
+                       + ("met" if u >= 20e6 else f"missed by {(20e6 - u) / 1e6:.2f}M") + ".")
+    best = max((f for f in cuda.get("files", {}).values()), key=lambda f: f["rows_per_s"], default=None)
+    if best:
+        out.append(f"- `gen score` of 1M rows >= 1M rows/s: best {best['rows_per_s']:,.0f} rows/s ({best['dtype']}), "
+                   + ("met" if best["rows_per_s"] >= 1e6 else f"missed by {1e6 - best['rows_per_s']:,.0f} rows/s") + ".")
     return out
 
 

@@ -15,7 +15,10 @@ from .execution import GraphRunner, binding_device, default_batch_size
 from .manifest import WIDEN, Manifest
 from .outputs import (MAX_PNG_SAMPLES, SAMPLE_FORMATS, ArrayWriter, ScoreWriter, anomaly_maps, atomic_path,
                       check_disk, check_output, png_bytes, sample_block_rows, save_samples)
-from .readers import Selection, check_array, iter_rows, iter_selected
+from .providers import CUDA
+from .readers import Selection, as_rows, check_array, check_finite, iter_rows, iter_selected
+from . import staging as staging_
+from .staging import Stager
 
 DRIFT_SAMPLE = 10_000  # scores kept for the median that a drift warning shows
 # The families whose score graph returns per-feature errors (they reconstruct rows and score
@@ -74,9 +77,13 @@ class GenModel:
     flat rows to the data's shape. uint8 rows (pixels as MNIST files store them) stay uint8
     until a batch is fed: a bundle's `widen` graph widens them where the graphs run (on the
     GPU under IOBinding, so a quarter of the bytes cross to it), else the host does, per batch.
+
+    On CUDA, `score` stages the rows (`staging.Stager`): pinned host buffers filled by a few
+    threads and checked for NaN/inf as they are filled, while the GPU scores the previous piece.
     """
 
-    def __init__(self, bundle: LoadedBundle, batch_size: int | None = None, io_binding: bool | None = None):
+    def __init__(self, bundle: LoadedBundle, batch_size: int | None = None, io_binding: bool | None = None,
+                 staging: bool | None = None):
         if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
             raise InputError(f"batch_size must be an integer >= 1 (or None: chosen from the row size and device), "
                              f"got {batch_size!r}")
@@ -89,6 +96,13 @@ class GenModel:
             default_batch_size(self.manifest.data.size, bundle.provider)
         self.widen = self.runners.get(WIDEN[0])
         self._size, self._ndim = self.manifest.data.size, 1 + len(self.shape)
+        on_cuda = bundle.provider == CUDA
+        self.stager = Stager(self.shape, pinned=on_cuda) if (staging if staging is not None else on_cuda) else None
+
+    def close(self) -> None:
+        """Release the staging threads and host buffers (the sessions go with the object)."""
+        if self.stager is not None:
+            self.stager.close()
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -242,7 +256,43 @@ class GenModel:
         rows = self._rows(values, "complete input")
         return self.run_batched("complete", {"x": rows, "mask": observed.reshape(rows.shape)}, "completed")
 
+    def _staged_scores(self, rows: np.ndarray, where: str, check: bool) -> np.ndarray | None:
+        """Scores of `rows` through the stager (see `staging`), checking them for NaN/inf on the
+        way when `check` (the first bad one is named as check_array names it); None where the
+        plain path serves instead: no stager, a small call, or the stager busy with another."""
+        if self.stager is None or rows.nbytes < staging_.MIN_STAGED_BYTES or not self.stager.lock.acquire(blocking=False):
+            return None
+        try:
+            spec = self.manifest.scoring
+            runner = self.runners[spec.graph]
+            parts = []
+            for start, staged, finite in self.stager.pieces(rows, self.batch_size, check and rows.dtype != np.uint8):
+                if not finite:
+                    check_finite(rows[start:start + len(staged)], where, first_row=start)
+                    raise InputError(f"{where}: rows {start + 1} to {start + len(staged)} hold NaN or inf")
+                parts.append(runner.run(self._staged_feeds(runner, staged), outputs=[spec.output])[spec.output])
+            return np.concatenate(parts, axis=0).astype(np.float64).reshape(-1)
+        finally:
+            self.stager.lock.release()
+
+    def _staged_feeds(self, runner: GraphRunner, staged: np.ndarray) -> dict:
+        """The feeds of a staged piece: under IOBinding, copied by DMA into a device buffer of
+        its own and bound there (uint8 pieces widened by the `widen` graph on the device); else
+        the pinned rows themselves, as `_widened` feeds any rows."""
+        if runner.device is None or not staging_.DEVICE_INPUT or (staged.dtype == np.uint8 and self.widen is None):
+            return self._widened(runner, {"x": staged})
+        value = self.stager.device_value(staged.shape, staged.dtype, runner.device)
+        value.update_inplace(staged)
+        if staged.dtype == np.uint8:
+            _, source, target = WIDEN
+            value = self.widen.run({source: value}, outputs=[target], keep_on_device=True)[target]
+        return {"x": value}
+
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Scores of checked rows (float32, or uint8)."""
+        staged = self._staged_scores(rows, "score input", check=False)
+        if staged is not None:
+            return staged
         spec = self.manifest.scoring
         runner = self.runners[spec.graph]
         if runner.device is None and len(rows) <= self.batch_size and rows.dtype == np.float32:
@@ -317,6 +367,12 @@ class GenModel:
     def score(self, x: np.ndarray) -> np.ndarray:
         """Raw anomaly score per row; higher means more anomalous."""
         self.require("score")
+        if self.stager is not None:  # the stager checks NaN/inf as it copies: no pass over the rows first
+            rows = as_rows(x, self.shape, "score input", narrow=True)
+            if len(rows):
+                staged = self._staged_scores(rows, "score input", check=True)
+                if staged is not None:
+                    return staged
         return self._score_rows(self._rows(x, "score input"))
 
     def log_prob(self, x: np.ndarray) -> np.ndarray:
@@ -493,14 +549,16 @@ def describe(model: GenModel) -> dict:
 
 
 def load(path: str | Path, device: str = "auto", batch_size: int | None = None, threads: int | None = None,
-         io_binding: bool | None = None, public_key: str | Path | None = None) -> GenModel:
+         io_binding: bool | None = None, public_key: str | Path | None = None, staging: bool | None = None) -> GenModel:
     """Verify and load the bundle at `path`; with `public_key`, only if signed by that key.
 
     device: `auto`, `cpu` or `cuda`. batch_size: rows per onnxruntime call (None: chosen from
     the row size and the provider, `execution.default_batch_size`). threads: cap on
     onnxruntime's intra-op threads. io_binding: None binds inputs/outputs with IOBinding on
-    CUDA only; True always; False never.
+    CUDA only; True always; False never. staging: None stages `score`'s rows through pinned
+    buffers on CUDA only (`gen.runtime.staging`); True always (ordinary memory on CPU); False never.
     """
     if threads is not None and threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
-    return GenModel(open_bundle(path, device, threads, public_key), batch_size=batch_size, io_binding=io_binding)
+    return GenModel(open_bundle(path, device, threads, public_key), batch_size=batch_size, io_binding=io_binding,
+                    staging=staging)
