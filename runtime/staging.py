@@ -37,6 +37,7 @@ THREADS = max(2, min(8, (os.cpu_count() or 2) // 2))  # copy threads (the host s
 TASK_BYTES = 2 << 20  # a copy thread's share of a piece is at least this (each hand-off costs tens of us)
 PIECES = 4  # a call of n rows is cut into about this many pieces, so copies overlap the device's work...
 MIN_PIECE_BYTES = 8 << 20  # ...of at least this many bytes each (and at most the model's batch size)
+MAX_PIECE_BYTES = 64 << 20  # nor more than this (two buffers of it are pinned: large images stay bounded)
 MIN_STAGED_BYTES = 4 << 20  # smaller calls bind the caller's rows directly (latency: no thread hand-off)
 FILL_CHUNK_BYTES = 0  # 0: each thread copies and sums its share in one go (fewest GIL round trips)
 DEVICE_INPUT = False  # True: copy each staged piece into a device buffer (update_inplace) and bind that;
@@ -163,8 +164,9 @@ class Stager:
 
     def piece_rows(self, n: int, batch_rows: int, row_bytes: int) -> int:
         """Rows per piece for a call of `n` rows of `row_bytes`: about n / PIECES, at least
-        MIN_PIECE_BYTES' worth, at most `batch_rows`."""
-        return max(1, min(batch_rows, n, max(-(-MIN_PIECE_BYTES // row_bytes), -(-n // PIECES))))
+        MIN_PIECE_BYTES' worth, at most `batch_rows` and MAX_PIECE_BYTES' worth (one row at least)."""
+        most = min(batch_rows, n, max(1, MAX_PIECE_BYTES // row_bytes))
+        return max(1, min(most, max(-(-MIN_PIECE_BYTES // row_bytes), -(-n // PIECES))))
 
     def _slots(self, dtype: np.dtype, rows: int, batch_rows: int) -> list[HostBuffer]:
         """The two buffers of `dtype`, holding at least `rows` rows (grown by powers of two up

@@ -81,6 +81,9 @@ def test_piece_sizes_follow_the_call_and_the_batch():
     assert stager.piece_rows(300, 16384, row) == 300
     assert stager.piece_rows(1, 16384, row) == 1
     assert stager.piece_rows(65536, 16384, 784) == 16384  # uint8 rows: the batch caps it
+    image = 3 * 224 * 224 * 4  # 602 KB rows: 111 a piece, so two pinned buffers stay near 128 MiB
+    assert stager.piece_rows(65536, 1024, image) == 111 and stager.piece_rows(10, 1024, image) == 10
+    assert stager.piece_rows(4, 1024, 100 << 20) == 1  # a row beyond the cap still goes, one at a time
 
 
 @pytest.mark.parametrize("chunk", [0, 64])
