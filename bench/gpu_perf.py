@@ -195,7 +195,26 @@ def measure(folder: Path, out: Path, quick: bool, dry_run: bool = False, modes=M
     out.write_text(json.dumps(record, indent=1))
 
 
-def merge(source: Path, results: Path, renames: dict[str, str] | None = None, reruns=()) -> None:
+def small_calls_path(record: dict, mode: str) -> None:
+    """gen's rate at the batches whose calls are under staging.MIN_STAGED_BYTES taken from `mode`
+    (the plain path, which such calls take since the threshold was raised after the run); noted."""
+    from gen.runtime import staging
+
+    row_bytes = 784 * 4  # the section's MNIST float32 rows
+    alts = record["alternatives"]
+    if mode not in alts or "gen" not in alts:
+        return
+    moved = []
+    alts[f"gen:MIN_STAGED_BYTES={4 << 20}"] = json.loads(json.dumps(alts["gen"]))  # what was measured as gen
+    for batch, value in alts[mode].items():
+        if str(batch).isdigit() and 4 << 20 <= int(batch) * row_bytes < staging.MIN_STAGED_BYTES:
+            alts["gen"][batch] = value
+            moved.append(int(batch))
+    record["small_calls"] = {"mode": mode, "batches": sorted(moved), "min_staged_bytes": staging.MIN_STAGED_BYTES}
+
+
+def merge(source: Path, results: Path, renames: dict[str, str] | None = None, reruns=(),
+          small_calls: str | None = None) -> None:
     """Put a measured CUDA record into the results file's performance section; re-render.
 
     renames: {measured mode: name in the results}, where a default changed after the run to a
@@ -212,9 +231,13 @@ def merge(source: Path, results: Path, renames: dict[str, str] | None = None, re
         alts = record["alternatives"]
         record["alternatives"] = {renames.get(m, m): v for m, v in alts.items()}
         record["renamed"] = renames
+    if small_calls:
+        small_calls_path(record, small_calls)
     record["reruns"] = []
     for path in reruns:
         again = json.loads(Path(path).read_text())
+        if small_calls:
+            small_calls_path(again, small_calls)
         record["reruns"].append({"machine": again.get("machine", {}), "measured": again.get("measured", {}),
                                  "alternatives": again["alternatives"], "files": again.get("files", {})})
     data["performance"]["cuda"] = record
@@ -242,6 +265,7 @@ def main() -> None:
     g.add_argument("--rename", action="append", default=[], metavar="MEASURED->AS",
                    help="a measured mode to record under another name (a default changed after the run)")
     g.add_argument("--rerun", action="append", default=[], type=Path, help="a later record of some modes")
+    g.add_argument("--small-calls", help="the measured mode whose rates gen's calls under MIN_STAGED_BYTES take")
     args = parser.parse_args()
     if args.step == "prepare":
         prepare(args.mnist, args.folder)
@@ -250,7 +274,7 @@ def main() -> None:
         measure(args.folder, args.out, args.quick, args.dry_run_cpu,
                 tuple(args.modes.split(";")) if args.modes else MODES, not args.no_files)
     else:
-        merge(args.source, args.results, dict(r.split("->", 1) for r in args.rename), args.rerun)
+        merge(args.source, args.results, dict(r.split("->", 1) for r in args.rename), args.rerun, args.small_calls)
 
 
 if __name__ == "__main__":

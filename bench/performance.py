@@ -45,8 +45,8 @@ if mode.startswith("gen"):
     kwargs = {}
     for opt in filter(None, opts.split(",")):
         key, value = opt.split("=")
-        if key == "staging":
-            kwargs["staging"] = bool(int(value))
+        if key in ("staging", "io_binding"):
+            kwargs[key] = bool(int(value))
         else:
             setattr(staging, key, int(value))
     model = load(bundle + {"gen-int8": "-int8", "gen-fp16": "-fp16"}.get(mode, ""), device=device, **kwargs)

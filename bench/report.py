@@ -1152,7 +1152,8 @@ CUDA_MAIN = {"gen": "gen public API, float32 rows", "gen-uint8": "gen, uint8 row
              "gen:staging=0": "gen before issue 27 (no staging)", "ort-bound": "onnxruntime, IOBinding per batch",
              "ort-cuda-graph": "onnxruntime, CUDA graph, buffers refilled", "ort-on-device":
              "onnxruntime, input on the device (ceiling)", "torch-eager": "torch eager, same weights"}
-CUDA_ABLATIONS = {"gen": "gen as it ships (pinned buffers, 8 copy threads, pieces of >= 8 MiB, the piece bound as it is)",
+CUDA_ABLATIONS = {"gen": "gen as it ships (calls from 16 MiB staged: pinned buffers, 8 copy threads, pieces of >= 8 MiB)",
+                  "gen:MIN_STAGED_BYTES=4194304": "calls from 4 MiB staged (4,096 rows: 12.8 MB, staged)",
                   "gen:staging=0": "no staging: whole-array isfinite, then the caller's rows bound (pageable)",
                   "gen:PINNED=0": "staging into ordinary (pageable) memory",
                   "gen:DEVICE_INPUT=1": "each piece copied into a device buffer first (`update_inplace`)",
@@ -1168,12 +1169,20 @@ def _rate(alts: dict, mode: str, batch: int) -> float | None:
     return v["rows_per_s"] if isinstance(v, dict) else None
 
 
+def _met_on(g: float, t: float, others: list) -> str:
+    """'met', or on how many of the machines measured it was met when reruns exist."""
+    pairs = [(g, t), *((og, ot) for og, ot in others if og and ot)]
+    hits = sum(1 for a, b in pairs if a >= 5e6 and a >= 2 * b)
+    return "met" if hits == len(pairs) else f"met here, on {hits} of the {len(pairs)} machines measured"
+
+
 def _small_call_why(alts: dict, b: int) -> str:
     """Why a batch misses: what the other paths of the same run reached at that size."""
-    old, bound, ceiling = (_rate(alts, m, b) for m in ("gen:staging=0", "ort-bound", "ort-on-device"))
-    if not (old and bound and ceiling):
+    staged, bound, ceiling = (_rate(alts, m, b) for m in ("gen:MIN_STAGED_BYTES=4194304", "ort-bound",
+                                                           "ort-on-device"))
+    if not (staged and bound and ceiling):
         return ""
-    return (f": at {b * 3136 / 1e6:.1f} MB a call, staging does not pay (gen before it {old / 1e6:.2f}M) and "
+    return (f": at {b * 3136 / 1e6:.1f} MB a call staging does not pay (staged: {staged / 1e6:.2f}M), and "
             f"onnxruntime bound to the caller's rows reaches {bound / 1e6:.2f}M without any NaN check, against "
             f"{ceiling / 1e6:.1f}M once the rows are on the device: the host side (the check, the copy threads' "
             "hand-offs, pageable copies) bounds one call of this size, not the GPU")
@@ -1217,16 +1226,23 @@ def cuda_section(cuda: dict, batches: list[int]) -> list[str]:
         out += ["Renamed after the run: " + "; ".join(f"`{a}` is shown as `{b}`" for a, b in cuda["renamed"].items())
                 + " (the default changed to a setting this run measured beside it; the code path shown is the one "
                 "that ships).", ""]
-    for again in cuda.get("reruns", []):
+    small = cuda.get("small_calls")
+    if small and small.get("batches"):
+        out += [f"gen's figures at batch {join_words([f'{b:,}' for b in small['batches']])} are those of `{small['mode']}`: "
+                f"calls under {small['min_staged_bytes'] / 2**20:.0f} MiB take that plain path since the threshold was "
+                "raised after these runs (staging was slower there on 3 of 4 machines; the staged figures are in the "
+                "ablation table).", ""]
+    for nth, again in zip(("second", "third", "fourth", "fifth"), cuda.get("reruns", [])):
         ra = again["alternatives"]
         shown = [m for m in ("gen", "gen-uint8", "gen:staging=0", "torch-eager") if m in ra]
         host = again.get("machine", {}).get("host_gb_per_s", {})
-        out.append(f"- Again on a second machine of the kind (host: one thread copies {host.get('copy_1_threads', 0):.1f} "
-                   "GB/s): " + "; ".join(f"{CUDA_MAIN.get(m, m)} " + ", ".join(
+        files = ", ".join(f"{f['dtype']} --chunk-rows {f.get('chunk_rows', 4096):,} {f['rows_per_s']:,.0f}"
+                          for f in again.get("files", {}).values())
+        out.append(f"- Again on a {nth} machine of the kind (host: eight threads copy "
+                   f"{host.get('copy_8_threads', 0):.1f} GB/s): " + "; ".join(f"{CUDA_MAIN.get(m, m)} " + ", ".join(
                        f"{_rate(ra, m, b) / 1e6:.2f}M" for b in batches if _rate(ra, m, b) and b >= 4096)
-                       for m in shown) + " rows/s at batch 4,096 and 65,536; files: " + ", ".join(
-                       f"{f['dtype']} --chunk-rows {f.get('chunk_rows', 4096):,} {f['rows_per_s']:,.0f}"
-                       for f in again.get("files", {}).values()) + " rows/s.")
+                       for m in shown) + " rows/s at batch 4,096 and 65,536" + (f"; files: {files} rows/s" if files
+                                                                               else "") + ".")
     if cuda.get("reruns"):
         out.append("")
     for key, f in cuda.get("files", {}).items():
@@ -1237,8 +1253,12 @@ def cuda_section(cuda: dict, batches: list[int]) -> list[str]:
     for b in (4096, 65536):
         g, t = _rate(alts, "gen", b), _rate(alts, "torch-eager", b)
         if g and t:
+            others = [(_rate(r["alternatives"], "gen", b), _rate(r["alternatives"], "torch-eager", b))
+                      for r in cuda.get("reruns", [])]
+            elsewhere = ", ".join(f"{og / 1e6:.2f}M ({og / ot:.2f}x)" for og, ot in others if og and ot)
             out.append(f"- Public API >= 5M rows/s and >= 2x torch eager at batch {b:,} (float32 host rows): "
-                       f"{g / 1e6:.2f}M rows/s, {g / t:.2f}x: " + ("met" if g >= 5e6 and g >= 2 * t else
+                       f"{g / 1e6:.2f}M rows/s, {g / t:.2f}x" + (f"; on the other machines {elsewhere}" if elsewhere
+                                                                  else "") + ": " + (_met_on(g, t, others) if g >= 5e6 and g >= 2 * t else
                        f"missed by {max(0, 5e6 - g) / 1e6:.2f}M rows/s" + (f" and {2 - g / t:.2f}x" if g < 2 * t else "")
                        + _small_call_why(alts, b)) + ".")
     for b in (4096, 65536):

@@ -289,7 +289,7 @@ class GenModel:
         return {"x": value}
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Scores of checked rows (float32, or uint8)."""
+        """Scores of checked rows (float32, or uint8); through the stager where it serves."""
         staged = self._staged_scores(rows, "score input", check=False)
         if staged is not None:
             return staged
