@@ -3,8 +3,11 @@
 Families that declare `stops_early` (their score on held-out normal rows is the loss they
 minimise: the autoencoders and the VAE) train up to a ceiling of epochs set by the number of
 optimiser steps an epoch makes, and stop once the mean score of the held-out validation rows
-has not improved for `patience` epochs; the weights of the best epoch are restored. Other
-families train DEFAULT_EPOCHS epochs, as before. An explicit `--epochs N` trains exactly N
+has not improved for `patience` epochs; the weights of the best epoch are restored. Families
+that declare `trains_by_steps` (the RBMs: their free energy is no loss to stop on) train that
+ceiling in full: 30 epochs of a 300-row class are 150 steps, and an RBM that short scored
+MNIST-5k at 0.90 mean AUROC against 0.95 after 1,000 steps. Other families train
+DEFAULT_EPOCHS epochs, as before. An explicit `--epochs N` trains exactly N
 epochs and keeps the last, unless `--patience` is given too (then N is the ceiling).
 
 The rule, in optimiser steps so that it holds for 300 rows and for a million:
@@ -41,17 +44,22 @@ class Budget:
         return asdict(self)
 
 
-def plan(n_fit: int, rows_per_step: int, epochs: int | None, patience: int | None, stops_early: bool) -> Budget:
+def plan(n_fit: int, rows_per_step: int, epochs: int | None, patience: int | None, stops_early: bool,
+         by_steps: bool = False) -> Budget:
     """The budget of a run of `n_fit` fitting rows, `rows_per_step` rows per optimiser step,
-    given the run's `epochs` and `patience` options (None: not given)."""
+    given the run's `epochs` and `patience` options (None: not given). `by_steps`: a family that
+    does not stop early but trains the steps' ceiling in full (the RBMs)."""
     steps = max(1, math.ceil(n_fit / max(1, rows_per_step)))
     if epochs is not None:
         return Budget(epochs, patience if stops_early else None, steps,
                       "--epochs" + (" with --patience" if patience and stops_early else ""))
-    if not stops_early:
-        return Budget(DEFAULT_EPOCHS, None, steps, f"{DEFAULT_EPOCHS} epochs (this family does not stop early)")
     ceiling = max(DEFAULT_EPOCHS, math.ceil(MIN_STEPS / steps))
     ceiling = max(1, min(ceiling, math.ceil(MAX_STEPS / steps)))
+    if not stops_early:
+        if by_steps:
+            return Budget(ceiling, None, steps, f"max({DEFAULT_EPOCHS} epochs, {MIN_STEPS} steps), at most "
+                                                f"{MAX_STEPS} steps (this family trains its budget in full)")
+        return Budget(DEFAULT_EPOCHS, None, steps, f"{DEFAULT_EPOCHS} epochs (this family does not stop early)")
     wait = patience if patience is not None else max(MIN_PATIENCE, math.ceil(PATIENCE_STEPS / steps))
     return Budget(ceiling, wait, steps,
                   f"at most max({DEFAULT_EPOCHS}, {MIN_STEPS} steps) and {MAX_STEPS} steps; "

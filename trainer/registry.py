@@ -79,6 +79,8 @@ class Family:
       family (the one-class suites in BENCHMARKS.md chose them); at most one family per kind.
     stops_early: the mean score of held-out normal rows is the loss the family minimises, so
       without --epochs it trains on a budget from the data and stops early (trainer/budget.py).
+    trains_by_steps: a family that does not stop early but, without --epochs, trains the same
+      ceiling of optimiser steps as those that do (trainer/budget.py), in full.
     score_graph: (graph role, output name) that computes the anomaly score.
     log_partition(net, options, x_fit, data): log Z of an energy-based model (exact or
       estimated) such that -score - log Z is log p of the raw rows, stored in the manifest so
@@ -112,6 +114,7 @@ class Family:
     prepare: Callable[[Any, DataSpec, Any], DataSpec] | None = None
     fit_options: Callable[[Any, DataSpec, Any], Any] | None = None
     stops_early: bool = False
+    trains_by_steps: bool = False
     fit_score: Callable[..., dict] | None = None
     score_kind_of: Callable[[Any], str] | None = None
     default_for: tuple[str, ...] = ()

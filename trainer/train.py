@@ -335,7 +335,7 @@ def _fit(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Gen
     for that many epochs and the best epoch's weights are restored (trainer/budget.py)."""
     rows_per_step = cfg.run.batch_size * getattr(trainer, "batches_per_step", 1)
     plan = budget.plan(len(x_fit), rows_per_step, cfg.run.epochs, cfg.run.patience,
-                       cfg.family.stops_early and validate is not None)
+                       cfg.family.stops_early and validate is not None, cfg.family.trains_by_steps)
     history = []
     start_all = time.perf_counter()
     if hasattr(trainer, "fit"):  # its own schedule: closed form (PCA, one record) or AdaGAN's sequence

@@ -50,6 +50,11 @@ def test_budget_follows_the_rows():
     assert large.patience == budget.MIN_PATIENCE
     assert budget.plan(300, 64, 7, None, True) == budget.Budget(7, None, 5, "--epochs")
     assert budget.plan(300, 64, None, None, False).max_epochs == budget.DEFAULT_EPOCHS
+    # a family that trains by steps (the RBMs) gets the same ceiling, trained in full
+    steps = budget.plan(300, 64, None, None, False, by_steps=True)
+    assert (steps.max_epochs, steps.patience) == (small.max_epochs, None)
+    assert budget.plan(300, 64, 7, None, False, by_steps=True).max_epochs == 7  # --epochs still rules
+    assert registry.get("rbm").trains_by_steps and not registry.get("gan").trains_by_steps
 
 
 def test_a_run_records_why_it_stopped(tmp_path):
@@ -85,35 +90,56 @@ def test_an_explicit_impossible_size_is_still_refused(tmp_path):
         _train(tmp_path, model="pca", data=str(tmp_path / "x.npy"), latent_dim=9)
 
 
-@pytest.mark.parametrize("score", ["latent-knn", "mahalanobis", "combined"])
-def test_latent_scores_match_a_numpy_reference_through_the_bundle(tmp_path, score):
-    """The exported score graph (onnxruntime, no torch at scoring) equals numpy on the same
-    memory bank, Gaussian and scales."""
-    from gen.exporters.onnx_export import export_run
+def encoder_families() -> list[str]:
+    """Every registered family that encodes, reconstructs and scores rows (the autoencoders, PCA,
+    the VAE): each offers the latent scores. (The DBM encodes too, but its score is a free
+    energy that log p(v) = -F - log Z is read from, so it keeps it.)"""
+    return [f.name for f in registry.families().values() if {"encode", "reconstruct", "score"} <= set(f.capabilities)]
 
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(200, 6)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    run, info, _ = _train(tmp_path, model="ae", data=str(tmp_path / "x.npy"), hidden=[16], latent_dim=3,
-                          epochs=3, score=score)
+
+def test_every_family_with_an_encoder_offers_the_latent_scores():
+    assert {"ae", "ae-naive", "ae-tied", "conv-ae", "linear-ae", "pca", "vae"} <= set(encoder_families())
+    for name in encoder_families():
+        fields = {spec.name: spec for spec in registry.get(name).option_specs()}
+        assert "score" in fields, name
+        assert registry.get(name).fit_score is not None and registry.get(name).score_kind_of is not None, name
+
+
+@pytest.mark.parametrize("family", encoder_families())
+@pytest.mark.parametrize("score", ["latent-knn", "mahalanobis", "combined"])
+def test_latent_scores_match_a_numpy_reference_through_the_bundle(tmp_path, family, score):
+    """The exported score graph (onnxruntime, no torch at scoring) equals numpy on the same
+    memory bank, Gaussian and scales, for every family with an encoder; `combined` adds the
+    family's own score (reconstruction error, a VAE's negative ELBO) scaled the same way."""
+    from gen.exporters.onnx_export import export_run
+    from sklearn.datasets import load_digits
+
+    preset = registry.get(family).test
+    run, info, cfg = _train(tmp_path, model=family, data="digits", normal_class=0, epochs=preset.epochs,
+                            score=score, **preset.options)
     export_run(run, tmp_path / "bundle")
     model = load(tmp_path / "bundle")
     state = torch.load(run / "checkpoint.pt", weights_only=True)["state_dict"]
     bank = (state["latent_scores.bank"] + state["latent_scores.bank_mean"]).double().numpy()  # stored centred
     mean = state["latent_scores.code_mean"].double().numpy()
     precision, scales = state["latent_scores.code_precision"].double().numpy(), state["latent_scores.scales"].numpy()
-    probe = rng.normal(size=(17, 6)).astype(np.float32)
+    probe = load_digits().data[::37].astype(np.float32)
     z = model.encode(probe).astype(np.float64)
     d = np.sqrt(np.clip(((z[:, None, :] - bank[None]) ** 2).sum(-1), 0, None))
     knn = np.sort(d, axis=1)[:, :min(5, len(bank))].mean(axis=1)
-    scale = np.asarray(model.manifest.data.preprocessing.scale, dtype=np.float64)  # errors are in model space
-    recon = (((model.reconstruct(probe) - probe) / scale) ** 2).mean(axis=1)
+    errors = model.errors(probe).reshape(len(probe), -1).astype(np.float64)  # model space, what the score sums
+    if family == "vae":  # the negative ELBO: NLL terms summed plus kl_weight times the KL of the posterior
+        logvar = model.runners["encoder"].run({"x": probe.reshape(len(probe), *model.shape)})["logvar"]
+        kl = 0.5 * (z ** 2 + np.exp(logvar) - 1.0 - logvar).sum(axis=1)
+        own = errors.sum(axis=1) + cfg["kl_weight"] * kl
+    else:
+        own = errors.mean(axis=1)
     diff = z - mean
     want = {"latent-knn": knn, "mahalanobis": np.sqrt(np.einsum("ij,jk,ik->i", diff, precision, diff)),
-            "combined": (recon - scales[0]) / scales[1] + (knn - scales[2]) / scales[3]}[score]
+            "combined": (own - scales[0]) / scales[1] + (knn - scales[2]) / scales[3]}[score]
     np.testing.assert_allclose(model.score(probe), want, rtol=2e-3, atol=2e-3)
     assert info["fitted"]["latent_score"] == score and len(bank) == info["fitted"]["memory_bank_rows"]
-    assert model.manifest.scoring.kind != "reconstruction_mse"
+    assert model.manifest.scoring.kind not in ("reconstruction_mse", "negative_elbo")
 
 
 def test_default_family_per_data_kind(tmp_path):

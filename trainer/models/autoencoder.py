@@ -21,8 +21,8 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .base import (SCORE_HELP, SCORES, LatentScores, Reconstruction, fit_latent_scores, reconstruction_graphs,
-                   resolve_by_range, resolve_score, score_kind)
+from .base import (LatentScores, Reconstruction, fit_latent_scores, reconstruction_graphs, resolve_by_range,
+                   resolve_score, score_kind, score_option)
 
 LOSS = Choice("auto", "mse", "bce")
 LOSS_HELP = "Reconstruction loss: bce for data in [0, 1], mse otherwise; auto picks by the data."
@@ -33,6 +33,7 @@ class NaiveOptions:
     latent_dim: int = option(16, "Code size (one ReLU code layer, no hidden layer).", Interval(int, 1, None))
     loss: str = option("auto", LOSS_HELP, LOSS)
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
+    score: str = score_option()
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Options:
     latent_dim: int = option(16, "Code size (a linear code layer).", Interval(int, 1, None))
     loss: str = option("auto", LOSS_HELP, LOSS)
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
-    score: str = option("auto", SCORE_HELP, Choice("auto", *SCORES))
+    score: str = score_option()
 
 
 class AutoEncoder(Reconstruction, nn.Module):
@@ -122,7 +123,7 @@ def resolve(options, data: DataSpec):
     """loss=auto -> bce for data in [0, 1], else mse; bce on other data is refused; score=auto
     -> combined for tables, recon otherwise."""
     options = resolve_by_range(options, data, "loss", "bce", "mse")
-    return resolve_score(options, data) if hasattr(options, "score") else options
+    return resolve_score(options, data)
 
 
 
@@ -131,13 +132,12 @@ def _family(name: str, description: str, options: type, variant: str, demo: Pres
     return register(Family(
         name=name, description=description, options=options,
         build=lambda o, data: AutoEncoder(data.shape, getattr(o, "hidden", []), o.latent_dim, name, data.unit_range,
-                                          getattr(o, "score", "recon"), data.n_train),
+                                          o.score, data.n_train),
         trainer=Trainer, graphs=reconstruction_graphs, capabilities=("sample", "reconstruct", "encode", "score"),
         score_kind="reconstruction_mse", sampler=lambda net, o: AncestralSampler(graph="decoder"),
         latent_prior="gaussian", stops_early=True,
-        fit_score=(lambda net, o, x_fit, x_cal, rng: fit_latent_scores(net, x_fit, x_cal, rng))
-        if options is Options else None,
-        score_kind_of=score_kind if options is Options else None, variant=lambda o: f"{variant}, {o.loss} loss", resolve=resolve,
+        fit_score=lambda net, o, x_fit, x_cal, rng: fit_latent_scores(net, x_fit, x_cal, rng),
+        score_kind_of=score_kind, variant=lambda o: f"{variant}, {o.loss} loss", resolve=resolve,
         test=Preset(30, {"latent_dim": 4, **({"hidden": [32]} if options is Options else {})}),
         demo=demo, bench=Preset(None) if demo is not None else None, default_for=("tabular", "points") if name == "ae" else (),
     ))

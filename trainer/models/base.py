@@ -65,7 +65,7 @@ class Reconstruction:
         latent = getattr(self, "latent_scores", None)
         if latent is None or latent.mode == "recon":
             return recon, errors
-        return latent.combine(recon, self.encode(x)), errors
+        return latent.combine(recon, code(self, x)), errors
 
 
 def reconstruction_graphs(net, data: DataSpec, score: str = "score_and_errors") -> dict[str, GraphDef]:
@@ -82,12 +82,12 @@ def reconstruction_graphs(net, data: DataSpec, score: str = "score_and_errors") 
 
 
 SCORES = ("recon", "latent-knn", "mahalanobis", "combined")
-SCORE_HELP = ("Anomaly score: recon (mean squared reconstruction error), latent-knn (mean distance of the "
-              "code to its k nearest training codes, a memory bank inside the score graph), mahalanobis "
-              "(of the code, under a Gaussian fitted to the training codes), combined (reconstruction error "
-              "plus latent k-NN distance, each scaled by its median and interquartile range on held-out "
-              "normal rows); auto: combined for tables, recon for images and points (chosen by the one-class "
-              "suites in BENCHMARKS.md).")
+SCORE_HELP = ("Anomaly score: recon (the family's own: mean squared reconstruction error, a VAE's negative "
+              "ELBO), latent-knn (mean distance of the code to its k nearest training codes, a memory bank "
+              "inside the score graph), mahalanobis (of the code, under a Gaussian fitted to the training "
+              "codes), combined (the own score plus latent k-NN distance, each scaled by its median and "
+              "interquartile range on held-out normal rows); auto: combined for tables, recon for images and "
+              "points (chosen by the one-class suites in BENCHMARKS.md).")
 BANK_ROWS = 2048  # training codes kept in the memory bank at most (a seeded sample of the fitting rows)
 KNN_K = 5
 
@@ -99,10 +99,33 @@ def resolve_score(options, data: DataSpec):
     return options
 
 
-def score_kind(options) -> str:
-    """The manifest's score kind for a reconstruction family with a `score` option."""
-    return {"recon": "reconstruction_mse", "latent-knn": "latent_knn_distance",
-            "mahalanobis": "latent_mahalanobis", "combined": "reconstruction_plus_latent_knn"}[options.score]
+def score_option():
+    """The `score` option of every family with an encoder (a field for its options dataclass)."""
+    from ..options import Choice, option
+
+    return option("auto", SCORE_HELP, Choice("auto", *SCORES))
+
+
+def score_kind(options, own: str = "reconstruction_mse") -> str:
+    """The manifest's score kind for a family with a `score` option whose own score (what
+    score=recon means: reconstruction error, a VAE's negative ELBO) is of kind `own`."""
+    combined = "reconstruction_plus_latent_knn" if own == "reconstruction_mse" else f"{own}_plus_latent_knn"
+    return {"recon": own, "latent-knn": "latent_knn_distance", "mahalanobis": "latent_mahalanobis",
+            "combined": combined}[options.score]
+
+
+def code(net, x: torch.Tensor) -> torch.Tensor:
+    """The code of rows x: what `encode` returns, or its first part (a VAE's posterior mean)."""
+    z = net.encode(x)
+    return z[0] if isinstance(z, tuple) else z
+
+
+def own_score(net, x: torch.Tensor) -> torch.Tensor:
+    """The family's own row score (score=recon): `net.own_score` where the network defines it,
+    else the mean of its per-feature reconstruction errors."""
+    if hasattr(net, "own_score"):
+        return net.own_score(x)
+    return net.errors(x).flatten(1).mean(dim=1)
 
 
 class LatentScores(nn.Module):
@@ -179,7 +202,7 @@ def fit_latent_scores(net, x_fit: torch.Tensor, x_cal: torch.Tensor, rng: np.ran
     if scores is None:
         return {}
     net.eval()
-    codes = torch.cat([net.encode(x_fit[i:i + 1024]) for i in range(0, len(x_fit), 1024)])  # (n_fit, latent)
+    codes = torch.cat([code(net, x_fit[i:i + 1024]) for i in range(0, len(x_fit), 1024)])  # (n_fit, latent)
     rows = len(scores.bank)
     pick = np.sort(rng.choice(len(codes), size=rows, replace=False)) if len(codes) > rows else np.arange(rows)
     bank = codes[torch.from_numpy(pick).to(codes.device)]
@@ -195,11 +218,11 @@ def fit_latent_scores(net, x_fit: torch.Tensor, x_cal: torch.Tensor, rng: np.ran
     scores.code_mean.copy_(torch.from_numpy(mean))
     scores.code_precision.copy_(torch.from_numpy(np.linalg.pinv(cov + ridge * np.eye(len(cov)))))
     if len(x_cal):
-        parts = [(net.errors(x_cal[i:i + 1024]).flatten(1).mean(dim=1), scores.knn(net.encode(x_cal[i:i + 1024])))
+        parts = [(own_score(net, x_cal[i:i + 1024]), scores.knn(code(net, x_cal[i:i + 1024])))
                  for i in range(0, len(x_cal), 1024)]  # batched: a (rows x bank) distance matrix at a time
         recon = torch.cat([p[0] for p in parts]).double().cpu().numpy()
         knn = torch.cat([p[1] for p in parts]).double().cpu().numpy()
-        # Reconstruction errors are in model space (unit-variance features, pixels in [0, 1]);
+        # Own scores are in model space (unit-variance features, pixels in [0, 1]);
         # k-NN distances in the code's own units, floored relative to their size and to the
         # codes' size (identical codes, as constant data gives, have distances of pure rounding).
         # float32 resolves a code to ~1e-7 of its size, and torch and onnxruntime round apart by

@@ -28,7 +28,8 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..options import Interval, ListOf, option
 from ..registry import Family, Preset, register
 from .autoencoder import LOSS, LOSS_HELP, Trainer
-from .base import Reconstruction, reconstruction_graphs, resolve_by_range
+from .base import (LatentScores, Reconstruction, fit_latent_scores, reconstruction_graphs, resolve_by_range,
+                   resolve_score, score_kind, score_option)
 
 STRIDE = 2
 
@@ -43,6 +44,7 @@ class Options:
                          Interval(int, 1, None))
     loss: str = option("auto", LOSS_HELP, LOSS)
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
+    score: str = score_option()
 
 
 def conv_size(n: int, kernel: int) -> int:
@@ -58,8 +60,11 @@ def output_padding(n_in: int, target: int, kernel: int) -> int:
 
 
 class ConvAutoEncoder(Reconstruction, nn.Module):
-    def __init__(self, shape: list[int], channels: list[int], latent_dim: int, kernel: int, unit_range: bool):
+    def __init__(self, shape: list[int], channels: list[int], latent_dim: int, kernel: int, unit_range: bool,
+                 score: str = "recon", n_fit: int = 1):
         super().__init__()
+        # Only a latent score keeps buffers, so run folders from before `--score` (recon) load as they were.
+        self.latent_scores = LatentScores(score, latent_dim, n_fit) if score != "recon" else None
         self.shape, self.latent_dim, self.unit_range = list(shape), latent_dim, unit_range
         c, h, w = shape
         # sizes[i]: the (H, W) that convolution i takes in; sizes[-1] what the last one returns.
@@ -109,7 +114,7 @@ def resolve(options, data: DataSpec):
         raise ConfigError(f"model conv-ae needs (C, H, W) images; {data.source} rows have shape {list(data.shape)}")
     if not options.channels:
         raise ConfigError("channels=[]: conv-ae needs at least one convolution (for none, use model ae)")
-    return resolve_by_range(options, data, "loss", "bce", "mse")
+    return resolve_score(resolve_by_range(options, data, "loss", "bce", "mse"), data)
 
 
 
@@ -119,11 +124,13 @@ register(Family(
     description="Convolutional autoencoder: strided convolutions down, transposed convolutions up; "
                 "scores by reconstruction error.",
     options=Options,
-    build=lambda o, data: ConvAutoEncoder(data.shape, o.channels, o.latent_dim, o.kernel, data.unit_range),
+    build=lambda o, data: ConvAutoEncoder(data.shape, o.channels, o.latent_dim, o.kernel, data.unit_range, o.score,
+                                          data.n_train),
     trainer=Trainer, graphs=reconstruction_graphs, capabilities=("sample", "reconstruct", "encode", "score"),
     score_kind="reconstruction_mse", sampler=lambda net, o: AncestralSampler(graph="decoder"),
     latent_prior="gaussian", stops_early=True, variant=lambda o: f"conv {'-'.join(map(str, o.channels))}, {o.loss} loss",
-    resolve=resolve, data_kinds=("image",),
+    resolve=resolve, data_kinds=("image",), score_kind_of=score_kind,
+    fit_score=lambda net, o, x_fit, x_cal, rng: fit_latent_scores(net, x_fit, x_cal, rng),
     test=Preset(25, {"channels": [8, 16], "latent_dim": 4}),
     # Chosen on MNIST-5k one-class AUROC (28x28: a third stride-2 layer, down to 4x4, helps there;
     # on 8x8 digits it squeezes the map to 1x1 and [32, 64] with latent_dim 16 does better).

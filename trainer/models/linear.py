@@ -27,7 +27,7 @@ from gen.runtime.manifest import AncestralSampler
 
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .base import reconstruction_graphs
+from .base import LatentScores, fit_latent_scores, reconstruction_graphs, resolve_score, score_kind, score_option
 
 
 EXPLAINED = 0.8  # the default keeps the fewest components that explain this share of the variance
@@ -40,19 +40,23 @@ class PCAOptions:
                                    "variance (in model space), at most min(rows, features) - 1, so that "
                                    "some variance is left to score. A closed-form fit: epochs are ignored.",
                              Interval(int, 1, None), optional=True)
+    score: str = score_option()
 
 
 @dataclass
 class Options:
     latent_dim: int = option(16, "Code size (a linear code layer).", Interval(int, 1, None))
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
+    score: str = score_option()
 
 
 class LinearAE(nn.Module):
     """z = x W_e^T + b_e; x' = z W_d^T + b_d, reshaped to the data's shape."""
 
-    def __init__(self, shape: list[int], latent_dim: int):
+    def __init__(self, shape: list[int], latent_dim: int, score: str = "recon", n_fit: int = 1):
         super().__init__()
+        # Only a latent score keeps buffers, so run folders from before `--score` (recon) load as they were.
+        self.latent_scores = LatentScores(score, latent_dim, n_fit) if score != "recon" else None
         self.shape, self.latent_dim = list(shape), latent_dim
         features = int(np.prod(shape))
         self.encoder = nn.Linear(features, latent_dim)
@@ -67,19 +71,27 @@ class LinearAE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
+    def errors(self, x: torch.Tensor) -> torch.Tensor:
+        """The squared error of every feature, in the data's shape."""
+        return (self(x) - x) ** 2
+
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-row mean squared reconstruction error (higher = more anomalous), and the squared
-        error of every feature in the data's shape (its mean over features is the score)."""
-        errors = (self(x) - x) ** 2
-        return errors.flatten(1).mean(dim=1), errors
+        """Per-row mean squared reconstruction error (higher = more anomalous; with a latent
+        score, combined with the code's, see LatentScores), and the squared error of every
+        feature in the data's shape (their mean over features is the reconstruction error)."""
+        errors = self.errors(x)
+        recon = errors.flatten(1).mean(dim=1)
+        if self.latent_scores is None:
+            return recon, errors
+        return self.latent_scores.combine(recon, self.encode(x)), errors
 
 
 class PCA(LinearAE):
     """A LinearAE whose weights come from the SVD; it also keeps the explained variances
     (float64, for the manifest's `fitted`; no graph reads them)."""
 
-    def __init__(self, shape: list[int], latent_dim: int):
-        super().__init__(shape, latent_dim)
+    def __init__(self, shape: list[int], latent_dim: int, score: str = "recon", n_fit: int = 1):
+        super().__init__(shape, latent_dim, score, n_fit)
         self.register_buffer("explained_variance", torch.zeros(latent_dim, dtype=torch.float64))
         self.register_buffer("explained_variance_ratio", torch.zeros(latent_dim, dtype=torch.float64))
 
@@ -189,7 +201,10 @@ def _family(name: str, description: str, options: type, network: type, trainer, 
             default_for: tuple[str, ...] = ()) -> Family:
     return register(Family(
         name=name, description=description, options=options,
-        build=lambda o, data: network(data.shape, o.latent_dim), trainer=trainer, graphs=lambda net, data: reconstruction_graphs(net, data, "score"),
+        build=lambda o, data: network(data.shape, o.latent_dim, o.score, data.n_train), trainer=trainer,
+        graphs=lambda net, data: reconstruction_graphs(net, data, "score"),
+        resolve=lambda o, data: resolve_score(o, data), score_kind_of=score_kind,
+        fit_score=lambda net, o, x_fit, x_cal, rng: fit_latent_scores(net, x_fit, x_cal, rng),
         capabilities=("sample", "reconstruct", "encode", "score"), score_kind="reconstruction_mse",
         sampler=lambda net, o: AncestralSampler(graph="decoder"), latent_prior="gaussian",
         variant=lambda o: variant, fitted=fit, fit_options=fit_options, stops_early=stops_early,

@@ -30,7 +30,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .base import mlp, resolve_by_range
+from .base import LatentScores, fit_latent_scores, mlp, resolve_by_range, resolve_score, score_kind, score_option
 
 
 @dataclass
@@ -43,11 +43,15 @@ class Options:
     kl_weight: float = option(1.0, "Weight of the KL term (> 0: without it this is not a VAE).",
                               Interval(float, 0, None, "neither"))
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
+    score: str = score_option()
 
 
 class VAE(nn.Module):
-    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, decoder: str, kl_weight: float):
+    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, decoder: str, kl_weight: float,
+                 score: str = "recon", n_fit: int = 1):
         super().__init__()
+        # Only a latent score keeps buffers, so run folders from before `--score` (recon) load as they were.
+        self.latent_scores = LatentScores(score, latent_dim, n_fit) if score != "recon" else None
         self.shape, self.dim, self.latent_dim = list(shape), int(np.prod(shape)), latent_dim
         self.decoder_kind, self.kl_weight = decoder, kl_weight
         self.body = mlp([self.dim, *hidden], last_act=nn.ReLU()) if hidden else nn.Identity()
@@ -87,16 +91,25 @@ class VAE(nn.Module):
         return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Negative ELBO at the posterior mean (higher = more anomalous)."""
+        """The row score of the score graph (higher = more anomalous)."""
         return self.score_parts(x)[0]
+
+    def own_score(self, x: torch.Tensor) -> torch.Tensor:
+        """Negative ELBO at the posterior mean: the score without a latent score."""
+        mu, logvar = self.encode(x)
+        return self.nll(self.decoder_net(mu), x) + self.kl_weight * self.kl(mu, logvar)
 
     def score_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The score graph: (score, per-feature NLL terms in the data's shape, KL per row), with
-        score = errors summed over features + kl_weight * kl."""
+        score = errors summed over features + kl_weight * kl (the negative ELBO at the posterior
+        mean), or that combined with the posterior mean's latent score (see LatentScores)."""
         mu, logvar = self.encode(x)
         errors = self.nll_terms(self.decoder_net(mu), x)
         kl = self.kl(mu, logvar)
-        return errors.sum(dim=1) + self.kl_weight * kl, errors.reshape(-1, *self.shape), kl
+        elbo = errors.sum(dim=1) + self.kl_weight * kl
+        if self.latent_scores is not None:
+            elbo = self.latent_scores.combine(elbo, mu)
+        return elbo, errors.reshape(-1, *self.shape), kl
 
 
 class Trainer:
@@ -122,8 +135,9 @@ class Trainer:
 
 
 def resolve(options: Options, data: DataSpec) -> Options:
-    """decoder=auto -> bernoulli for data in [0, 1], else gaussian; bernoulli on other data is refused."""
-    return resolve_by_range(options, data, "decoder", "bernoulli", "gaussian")
+    """decoder=auto -> bernoulli for data in [0, 1], else gaussian; bernoulli on other data is
+    refused; score=auto -> combined for tables, recon (the negative ELBO) otherwise."""
+    return resolve_score(resolve_by_range(options, data, "decoder", "bernoulli", "gaussian"), data)
 
 
 def graphs(net: VAE, data: DataSpec) -> dict[str, GraphDef]:
@@ -140,10 +154,11 @@ def graphs(net: VAE, data: DataSpec) -> dict[str, GraphDef]:
 register(Family(
     name="vae", description="Variational autoencoder (ELBO, closed-form KL); scores by the negative ELBO.",
     options=Options,
-    build=lambda o, data: VAE(data.shape, o.hidden, o.latent_dim, o.decoder, o.kl_weight),
+    build=lambda o, data: VAE(data.shape, o.hidden, o.latent_dim, o.decoder, o.kl_weight, o.score, data.n_train),
     trainer=Trainer, graphs=graphs, capabilities=("sample", "reconstruct", "encode", "score"),
     score_kind="negative_elbo", sampler=lambda net, o: AncestralSampler(graph="decoder"), latent_prior="normal",
-    stops_early=True,
+    stops_early=True, score_kind_of=lambda o: score_kind(o, own="negative_elbo"),
+    fit_score=lambda net, o, x_fit, x_cal, rng: fit_latent_scores(net, x_fit, x_cal, rng),
     variant=lambda o: f"{o.decoder} decoder", resolve=resolve,
     test=Preset(30, {"hidden": [32], "latent_dim": 4}), demo=Preset(100), bench=Preset(None),
 ))
