@@ -222,3 +222,17 @@ def test_degenerate_tables_train_and_export_with_the_default_score(tmp_path, row
     assert info["fitted"]["latent_score"] == "combined"
     export_run(run, tmp_path / "bundle")  # raised on the parity check before the floors
     assert np.isfinite(load(tmp_path / "bundle").score(x[:5].astype(np.float32))).all()
+
+
+def test_conv_depth_follows_the_image_size(tmp_path):
+    """conv-ae's default convolutions halve the map until its smaller side is at most 4 (at
+    least two, channels 32, 64, 128, 256 and 256 again), resolved and recorded."""
+    from gen.trainer.models.conv_ae import channels_for
+
+    assert channels_for((8, 8), 3) == [32, 64]  # digits: 8 -> 4 -> 2
+    assert channels_for((28, 28), 3) == [32, 64, 128]  # MNIST: 28 -> 14 -> 7 -> 4
+    assert channels_for((64, 48), 3) == [32, 64, 128, 256]  # the smaller side decides
+    assert channels_for((224, 224), 3) == [32, 64, 128, 256, 256, 256]  # at most six, 256 channels at most
+    assert channels_for((1, 1), 3) == [32] and channels_for((2, 2), 3) == [32]  # tiny maps still get one
+    _, _, cfg = _train(tmp_path, model="conv-ae", data="digits", normal_class=0, epochs=1, latent_dim=4)
+    assert cfg["channels"] == [32, 64]

@@ -16,7 +16,7 @@ sampling decodes codes drawn from a Gaussian fitted to the training codes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +36,11 @@ STRIDE = 2
 
 @dataclass
 class Options:
-    channels: list[int] = option([32, 64], "Output channels of each stride-2 convolution of the encoder "
-                                 "(the decoder mirrors them with transposed convolutions).",
-                                 ListOf(Interval(int, 1, None)))
+    channels: list[int] = option(None, "Output channels of each stride-2 convolution of the encoder "
+                                 "(the decoder mirrors them with transposed convolutions). Default: from the "
+                                 "image size, 32, 64, 128, 256 (then 256 again) halving the map until its smaller side is at "
+                                 "most 4, and at least two convolutions (8x8: 32,64; 28x28: 32,64,128).",
+                                 ListOf(Interval(int, 1, None)), optional=True)
     latent_dim: int = option(16, "Code size (a linear code layer after the convolutions).", Interval(int, 1, None))
     kernel: int = option(3, "Kernel size of every (transposed) convolution; padding kernel // 2.",
                          Interval(int, 1, None))
@@ -50,6 +52,15 @@ class Options:
 def conv_size(n: int, kernel: int) -> int:
     """Height or width after a stride-2 convolution padded by kernel // 2 (ceil(n / 2) for odd kernels)."""
     return (n + 2 * (kernel // 2) - kernel) // STRIDE + 1
+
+
+def channels_for(size, kernel: int) -> list[int]:
+    """The default convolutions for images of (H, W) `size`: 32, 64, 128, 256, 256, ... channels, one per
+    stride-2 halving until the smaller side is at most 4 (at least two, at most six)."""
+    side, layers = min(size), 0
+    while layers < 6 and (layers < 2 or side > 4) and conv_size(side, kernel) >= 1 and side > 1:
+        side, layers = conv_size(side, kernel), layers + 1
+    return [min(256, 32 * 2 ** i) for i in range(max(1, layers))]
 
 
 def output_padding(n_in: int, target: int, kernel: int) -> int:
@@ -112,6 +123,8 @@ def resolve(options, data: DataSpec):
     empty `channels` are refused."""
     if len(data.shape) != 3:
         raise ConfigError(f"model conv-ae needs (C, H, W) images; {data.source} rows have shape {list(data.shape)}")
+    if options.channels is None:
+        options = replace(options, channels=channels_for(data.shape[1:], options.kernel))
     if not options.channels:
         raise ConfigError("channels=[]: conv-ae needs at least one convolution (for none, use model ae)")
     return resolve_score(resolve_by_range(options, data, "loss", "bce", "mse"), data)
