@@ -16,7 +16,7 @@ import numpy as np
 
 from gen.runtime.errors import InputError
 from gen.runtime.ratings import RatingsTable, read_ratings
-from gen.runtime.readers import read_idx, read_table
+from gen.runtime.readers import check_finite, read_idx, read_table
 
 BUILTIN = ("digits", "ring8", "grid25", "lowrank")
 RATINGS_NAMES = ("u.data", "ratings.dat", "ratings.csv")
@@ -46,8 +46,71 @@ class RatingsData:
     y: None = None
 
 
+# Rows handed over in memory (`gen.trainer.api.fit`), by the spec that names them for one run.
+ARRAY_NAME = "array"
+_IN_MEMORY: dict[str, Dataset] = {}
+
+
+def from_arrays(x, y=None, names: list[str] | None = None) -> Dataset:
+    """A Dataset from rows in memory: a numpy array ((N, D) rows, (N, H, W) or (N, C, H, W)
+    images), a pandas DataFrame or a pyarrow Table (numeric columns; their names kept), with
+    optional integer labels `y`. Checked as a file's rows are: numeric, finite in float32, at
+    least one row; a one-line InputError names what is wrong."""
+    if hasattr(x, "column_names") and hasattr(x, "to_pandas"):  # a pyarrow Table (its .columns are arrays)
+        names = [str(c) for c in x.column_names] if names is None else names
+        x = x.to_pandas()
+    if hasattr(x, "columns") and hasattr(x, "to_numpy"):  # a pandas DataFrame
+        names = [str(c) for c in x.columns] if names is None else names
+        x = x.to_numpy()
+    array = np.asarray(x)
+    if array.dtype.kind not in "fiub":
+        raise InputError(f"rows: expected numeric values, got dtype {array.dtype}")
+    if array.ndim == 3:
+        array = array[:, None]  # (N, H, W) images: one channel
+    if array.ndim not in (2, 4) or len(array) == 0:
+        raise InputError(f"rows: expected a non-empty (N, D) table or (N, [C,] H, W) images, got shape {array.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        rows = np.ascontiguousarray(array, dtype=np.float32)
+    check_finite(rows.reshape(len(rows), -1), "rows")
+    labels = None
+    if y is not None:
+        labels = np.asarray(y)
+        if labels.shape != (len(rows),) or labels.dtype.kind not in "iubf" or \
+                (labels.dtype.kind == "f" and not np.all(labels == np.round(labels))):
+            raise InputError(f"y: expected {len(rows)} integer labels, got shape {labels.shape} and dtype {labels.dtype}")
+        labels = labels.astype(np.int64)
+    if names is not None and (rows.ndim != 2 or len(names) != rows.shape[1]):
+        raise InputError(f"names: expected {rows.shape[1] if rows.ndim == 2 else 'no'} column names, got {len(names)}")
+    if rows.ndim == 4:
+        return Dataset(rows, labels, "image", "array", (float(rows.min()), float(rows.max())))
+    return Dataset(rows, labels, "tabular", "array", names=list(names) if names is not None else None)
+
+
+class in_memory:
+    """`with in_memory(dataset) as spec:` names `dataset` by `spec` (a `--data` value) for
+    the training inside the block."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self.spec = ""
+
+    def __enter__(self) -> str:
+        n = 1  # "array" in config.yaml; "array:2" ... only while another fit holds "array"
+        while (spec := ARRAY_NAME if n == 1 else f"{ARRAY_NAME}:{n}") in _IN_MEMORY:
+            n += 1
+        self.spec = spec
+        _IN_MEMORY[spec] = self.dataset
+        return spec
+
+    def __exit__(self, *exc) -> None:
+        _IN_MEMORY.pop(self.spec, None)
+
+
 def load_dataset(spec: str, label_column: str | None = None, seed: int = 0) -> Dataset:
-    """Load `spec`: a built-in name or a path to a file in a supported format."""
+    """Load `spec`: a built-in name, a path to a file in a supported format, or rows handed
+    over in memory (`in_memory`)."""
+    if spec in _IN_MEMORY:
+        return _IN_MEMORY[spec]
     kind = source_format(spec, label_column)
     if kind == "digits":
         return digits()
@@ -72,6 +135,8 @@ def source_format(spec: str, label_column: str | None = None) -> str:
     file format (ratings, idx, npy or table). A missing file, a folder, a file that cannot be
     opened, a format gen does not read, and a label column where there are no named columns
     are refused in one line. It needs no torch: `gen train` checks --data with it first."""
+    if spec in _IN_MEMORY:
+        return "array"
     if label_column is not None and not spec.lower().endswith((".csv", ".parquet")):
         raise InputError(f"--label-column {label_column!r}: only a CSV or Parquet file has named columns; "
                          f"{spec} does not")
@@ -108,6 +173,8 @@ def data_kind(spec: str) -> str:
     `source_format` without reading the rows (a .npy by its header only), so that `--model
     auto` can pick a family before the data is loaded. A spec that `source_format` refuses is
     reported as tabular here and refused by `load_dataset`, with its own message."""
+    if spec in _IN_MEMORY:
+        return _IN_MEMORY[spec].kind
     try:
         fmt = source_format(spec)
     except InputError:

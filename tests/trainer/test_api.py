@@ -1,0 +1,94 @@
+"""Training from Python on rows in memory (issue 24): `gen.trainer.api.fit` takes numpy arrays,
+pandas and pyarrow tables through the same code path as `gen train`, so the same rows give the
+same model whichever way they come."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gen.cli.main import app
+from gen.runtime import ConfigError, InputError, load
+from gen.trainer.api import fit
+
+
+@pytest.fixture
+def rows():
+    return np.random.default_rng(3).normal(size=(240, 6)).astype(np.float32)
+
+
+def test_fit_on_an_array_equals_gen_train_on_the_same_rows(tmp_path, rows):
+    np.save(tmp_path / "rows.npy", rows)
+    result = CliRunner().invoke(app, ["train", "--model", "ae", "--data", str(tmp_path / "rows.npy"), "--epochs", "3",
+                                      "--hidden", "16", "--latent-dim", "3", "--seed", "4",
+                                      "--out", str(tmp_path / "cli"), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    run = fit(rows, model="ae", epochs=3, hidden=[16], latent_dim=3, seed=4, threads=1, out=tmp_path / "api")
+    cli, api = load(_export(tmp_path / "cli", tmp_path / "b-cli")), load(run.export(tmp_path / "b-api"))
+    for graph in ("score.onnx", "encoder.onnx", "decoder.onnx"):  # the same weights, byte for byte
+        assert (tmp_path / "b-cli" / graph).read_bytes() == (tmp_path / "b-api" / graph).read_bytes()
+    np.testing.assert_array_equal(api.score(rows), cli.score(rows))
+    assert api.threshold == cli.threshold and api.manifest.data.source == "array"
+    assert yaml.safe_load((run.folder / "config.yaml").read_text())["data"] == "array"
+    assert run.family == "ae" and run.info["metrics"]["epochs"] == 3
+
+
+def _export(run, out):
+    from gen.exporters.onnx_export import export_run
+
+    export_run(run, out)
+    return out
+
+
+def test_tables_keep_their_column_names_and_labels_pick_the_normal_class(tmp_path, rows):
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame(rows, columns=[f"c{i}" for i in range(6)])
+    y = np.arange(len(rows)) % 2
+    run = fit(frame, y=y, normal_class=0, model="pca", out=tmp_path / "run")
+    model = load(run.export(tmp_path / "bundle"))
+    assert model.feature_names == [f"c{i}" for i in range(6)]
+    assert "auroc" in run.info["metrics"]["evaluation"]  # labels: measured on the held-out rows
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame)
+    again = fit(table, model="pca", out=tmp_path / "arrow")
+    assert load(again.export(tmp_path / "b2")).feature_names == [f"c{i}" for i in range(6)]
+
+
+def test_images_in_memory_train_as_images(tmp_path):
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[:300] / 16.0  # (N, 8, 8): one channel added
+    run = fit(images, model="auto", out=tmp_path / "run")
+    assert run.family == "pca" and run.info["data"]["kind"] == "image" and run.info["data"]["shape"] == [1, 8, 8]
+
+
+def test_a_temporary_run_goes_with_cleanup(rows):
+    run = fit(rows, model="pca")
+    assert run.temporary and (run.folder / "run.json").exists()
+    run.cleanup()
+    assert not run.folder.exists()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.array([["a", "b"]]), "expected numeric values"),
+    (np.zeros((0, 3)), "expected a non-empty"),
+    (np.zeros(5), "expected a non-empty"),
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), "row 1, column 2: value is nan"),
+])
+def test_bad_rows_are_refused_in_one_line(bad, message):
+    with pytest.raises(InputError, match=message):
+        fit(bad, model="pca")
+
+
+def test_labels_and_options_are_checked(rows):
+    with pytest.raises(InputError, match="y: expected 240 integer labels"):
+        fit(rows, y=np.zeros(3), model="pca")
+    with pytest.raises(InputError, match="y: expected 240 integer labels"):
+        fit(rows, y=np.full(240, 0.5), model="pca")
+    with pytest.raises(ConfigError, match="the rows are the first argument"):
+        fit(rows, data="digits")
+    with pytest.raises(ConfigError, match="latent_dm"):
+        fit(rows, model="pca", latent_dm=3)

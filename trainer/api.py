@@ -1,0 +1,77 @@
+"""Training from Python on rows in memory: `fit(x, model=..., **options) -> Run`, the same code
+path as `gen train` (TrainConfig, then `train`), with the rows handed over instead of read
+from a file. A Run is the run folder: export it to a bundle and serve that bundle torch-free.
+
+    from gen.trainer.api import fit
+    run = fit(x, model="ae", epochs=20, seed=0)        # x: numpy array, pandas or pyarrow table
+    bundle = run.export("artifacts/ae")                # then gen.runtime.load(bundle) anywhere
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gen.runtime.errors import ConfigError
+
+from .config import TrainConfig
+from .data import from_arrays, in_memory
+
+
+@dataclass
+class Run:
+    """A trained run folder (config.yaml, run.json, checkpoint.pt). `temporary`: the folder was
+    made by `fit` (no `out` given) and goes with `cleanup()`."""
+
+    folder: Path
+    temporary: bool = False
+    _info: dict | None = field(default=None, repr=False)
+
+    @property
+    def info(self) -> dict:
+        """run.json: the family, the resolved config, metrics, how training stopped, the threshold."""
+        if self._info is None:
+            self._info = json.loads((self.folder / "run.json").read_text())
+        return self._info
+
+    @property
+    def family(self) -> str:
+        return self.info["family"]
+
+    def export(self, out: str | Path, sign_key: str | Path | None = None, quantize: str | None = None,
+               precision: str = "fp32", force: bool = True) -> Path:
+        """Write the bundle folder `out` (exporters.onnx_export.export_run: ONNX graphs checked
+        and compared with torch on a probe batch); return its path."""
+        from gen.exporters.onnx_export import export_run
+
+        export_run(self.folder, out, force=force, sign_key=sign_key, quantize=quantize, precision=precision)
+        return Path(out)
+
+    def cleanup(self) -> None:
+        """Remove a temporary run folder (one `fit` made without `out`)."""
+        if self.temporary:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def fit(x, model: str = "auto", y=None, *, out: str | Path | None = None, names: list[str] | None = None,
+        quiet: bool = True, **options) -> Run:
+    """Train `model` on rows `x` (numpy (N, D) or (N, [C,] H, W) images, pandas DataFrame,
+    pyarrow Table) with labels `y` (optional: with `normal_class`, one class is normal and
+    the AUROC is measured on the held-out rows as for a labelled file), and the family's and
+    run's options as keywords (`gen train`'s flags: epochs, seed, latent_dim, ...). `out`: the
+    run folder (default: a temporary one, see `Run.cleanup`). Same rows, options and seed as a
+    `gen train --data FILE` of those rows: the same weights and scores."""
+    if "data" in options:
+        raise ConfigError("fit: the rows are the first argument; `data` is for `gen train` (a file or a built-in name)")
+    dataset = from_arrays(x, y, names)
+    temporary = out is None
+    folder = Path(tempfile.mkdtemp(prefix="gen-run-")) / "run" if temporary else Path(out)
+    with in_memory(dataset) as spec:
+        cfg = TrainConfig.make(model=model, data=spec, out=str(folder), quiet=quiet, **options)
+        from .train import train
+
+        train(cfg)
+    return Run(folder, temporary)
