@@ -1,5 +1,6 @@
-"""Package discovery for the `gen` namespace: each top folder installs as one `gen.*`
-package with all its sub-packages, found here rather than listed by hand in pyproject.toml.
+"""Package discovery for `gen`: each top folder installs as one `gen.*` package with all its
+sub-packages (api/ is `gen` itself: gen.fit, gen.Detector, gen.load), found here rather than
+listed by hand in pyproject.toml.
 The version is read from runtime/version.py, the one place it is written. Everything else
 (metadata, dependencies, extras) lives in pyproject.toml."""
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-ROOTS = {"trainer": "gen.trainer", "exporters": "gen.exporters", "runtime": "gen.runtime", "cli": "gen.cli",
+ROOTS = {"api": "gen", "trainer": "gen.trainer", "exporters": "gen.exporters", "runtime": "gen.runtime", "cli": "gen.cli",
          "pipelines": "gen.pipelines", "serving": "gen.serving"}
 
 packages = []

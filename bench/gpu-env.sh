@@ -8,6 +8,7 @@ if [ ! -d /tmp/site/onnxruntime ]; then
 fi
 mkdir -p /tmp/src/gen /tmp/bin
 for p in trainer exporters runtime cli pipelines serving; do ln -sfn "$PWD/$p" "/tmp/src/gen/$p"; done
+for f in api/*.py; do ln -sfn "$PWD/$f" "/tmp/src/gen/$(basename "$f")"; done  # api/ is gen itself
 printf '#!/usr/bin/env python3\nimport sys\nfrom gen.cli.main import main\nsys.exit(main())\n' > /tmp/bin/gen
 chmod +x /tmp/bin/gen
 export PYTHONPATH=/tmp/src:/tmp/site PATH=/tmp/bin:$PATH PYTHONUNBUFFERED=1

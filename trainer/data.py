@@ -46,7 +46,7 @@ class RatingsData:
     y: None = None
 
 
-# Rows handed over in memory (`gen.trainer.api.fit`), by the spec that names them for one run.
+# Rows handed over in memory (`gen.fit`), by the spec that names them for one run.
 ARRAY_NAME = "array"
 _IN_MEMORY: dict[str, Dataset] = {}
 

@@ -16,8 +16,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
+from gen import Detector
 from gen.runtime import GenWarning
-from gen.trainer.detector import Detector
 
 # Float32 inference: onnxruntime's matrix products round a row's score differently by the
 # batch it is in (about 3e-7 relative, measured), and these two checks demand 1e-7.
@@ -111,7 +111,7 @@ def test_a_loaded_detector_scores_without_torch(tmp_path):
     x, test, _ = data()
     Detector(model="pca").fit(x).save(tmp_path / "det")
     np.save(tmp_path / "test.npy", test)
-    code = ("import sys, numpy as np\nfrom gen.trainer.detector import Detector\n"
+    code = ("import sys, numpy as np\nfrom gen import Detector\n"
             f"det = Detector.load({str(tmp_path / 'det')!r})\n"
             f"print(int(det.predict(np.load({str(tmp_path / 'test.npy')!r})).sum()), 'torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -1,4 +1,4 @@
-"""Training from Python on rows in memory (issue 24): `gen.trainer.api.fit` takes numpy arrays,
+"""Training from Python on rows in memory (issue 24): `gen.fit` takes numpy arrays,
 pandas and pyarrow tables through the same code path as `gen train`, so the same rows give the
 same model whichever way they come."""
 
@@ -9,9 +9,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from gen import fit
 from gen.cli.main import app
 from gen.runtime import ConfigError, InputError, load
-from gen.trainer.api import fit
 
 
 @pytest.fixture
@@ -92,3 +92,19 @@ def test_labels_and_options_are_checked(rows):
         fit(rows, data="digits")
     with pytest.raises(ConfigError, match="latent_dm"):
         fit(rows, model="pca", latent_dm=3)
+
+
+def test_import_gen_is_light_and_lazy():
+    """`import gen` imports neither torch nor onnxruntime; `gen.load` brings the runtime only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gen\nassert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules\n"
+            "gen.load; assert 'torch' not in sys.modules\nprint(sorted(gen.__all__), gen.__version__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "['Detector', 'GenModel', 'Run', '__version__', 'fit', 'load']" in out
+    import gen
+
+    assert callable(gen.fit) and gen.Run.__name__ == "Run" and gen.Detector.__name__ == "Detector"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        gen.nope

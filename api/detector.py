@@ -1,8 +1,8 @@
 """`Detector`: gen's anomaly families as a scikit-learn estimator with PyOD's attributes
-(issue 24). `fit(X)` trains through `gen.trainer.api.fit` (the same path as `gen train`),
+(issue 24). `fit(X)` trains through `gen.fit` (the same path as `gen train`),
 exports a bundle and serves it with the runtime; every method after that is onnxruntime only.
 
-    from gen.trainer.detector import Detector
+    from gen import Detector
     det = Detector(model="ae", contamination=0.05).fit(X_train)
     det.decision_function(X)     # anomaly scores, higher = more anomalous (PyOD's convention)
     det.predict(X)               # 1 = anomaly, 0 = normal (PyOD's convention)
@@ -51,7 +51,7 @@ class Detector(BaseEstimator):
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Train on rows X (y is ignored); then `decision_scores_`, `threshold_`, `labels_`."""
-        from .api import fit
+        from .fitting import fit
 
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
         folder = Path(tempfile.mkdtemp(prefix="gen-detector-"))

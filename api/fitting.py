@@ -2,8 +2,8 @@
 path as `gen train` (TrainConfig, then `train`), with the rows handed over instead of read
 from a file. A Run is the run folder: export it to a bundle and serve that bundle torch-free.
 
-    from gen.trainer.api import fit
-    run = fit(x, model="ae", epochs=20, seed=0)        # x: numpy array, pandas or pyarrow table
+    import gen
+    run = gen.fit(x, model="ae", epochs=20, seed=0)    # x: numpy array, pandas or pyarrow table
     bundle = run.export("artifacts/ae")                # then gen.runtime.load(bundle) anywhere
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from gen.runtime.errors import ConfigError
 
-from .config import TrainConfig
-from .data import from_arrays, in_memory
+from gen.trainer.config import TrainConfig
+from gen.trainer.data import from_arrays, in_memory
 
 
 @dataclass
@@ -71,7 +71,7 @@ def fit(x, model: str = "auto", y=None, *, out: str | Path | None = None, names:
     folder = Path(tempfile.mkdtemp(prefix="gen-run-")) / "run" if temporary else Path(out)
     with in_memory(dataset) as spec:
         cfg = TrainConfig.make(model=model, data=spec, out=str(folder), quiet=quiet, **options)
-        from .train import train
+        from gen.trainer.train import train
 
         train(cfg)
     return Run(folder, temporary)
