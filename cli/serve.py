@@ -185,9 +185,8 @@ def score(
             rows = model.score_file(input, out, chunk_rows=chunk_rows, on_chunk=progress, explain=explain or 0,
                                     maps=maps, maps_rows=maps_rows or 16, stats=stats, columns=columns,
                                     keep_columns=keep_columns)
-        drift = check_drift(model, [(str(input), rows, stats["flagged"], stats["median"])])
         summary = {"out": str(out), "rows": rows, "flagged": stats["flagged"], "threshold": model.threshold,
-                   "provider": model.provider, "drift": drift}
+                   "provider": model.provider, "drift": stats["drift"]}  # score_file tested it (and warned)
         lines = [f"{plural(rows, 'row')} scored -> {out} (threshold {model.threshold:.6g}, provider {model.provider})"]
         if maps is not None:
             summary["maps"] = str(maps)
@@ -196,25 +195,10 @@ def score(
 
 
 def check_drift(model, files: list[tuple[str, int, int, float | None]]) -> list[dict]:
-    """Test each file's flagged share against the calibration (gen.runtime.drift); warn, in one
-    line, naming the files whose share chance does not explain."""
-    import warnings
+    """gen.runtime.drift.check_drift for `model`'s calibration (the folder and Ray paths)."""
+    from gen.runtime.drift import check_drift as check
 
-    from gen.runtime import GenWarning
-    from gen.runtime.drift import describe_drift, flagged_share_test
-
-    drifted = []
-    for name, rows, flagged, median in files:
-        test = flagged_share_test(rows, flagged, model.manifest.scoring)
-        if test is not None and test["drift"]:
-            drifted.append({"file": name, **test, "median": median})
-    if drifted:
-        first = drifted[0]
-        more = f" (and {len(drifted) - 1} more: {', '.join(d['file'] for d in drifted[1:4])}" \
-               f"{', ...' if len(drifted) > 4 else ''})" if len(drifted) > 1 else ""
-        warnings.warn(describe_drift(first["file"], first, first["median"], model.manifest.scoring) + more,
-                      GenWarning, stacklevel=2)
-    return drifted
+    return check(model.manifest.scoring, files, stacklevel=3)
 
 
 class Engine(str, Enum):

@@ -40,3 +40,26 @@ def describe_drift(where: str, test: dict, median: float | None, scoring) -> str
                if median is not None and normal_median is not None else "")
     return (f"{where}: {test['share']:.2%} of rows flagged where the calibration expects about "
             f"{test['expected']:.2%} (p = {test['p_value']:.1e} < {LEVEL:g}): the data may have drifted{medians}")
+
+
+def check_drift(scoring, files: list[tuple[str, int, int, float | None]], warn: bool = True,
+                stacklevel: int = 2) -> list[dict]:
+    """Test each (name, rows, flagged, median score) against the calibration `scoring`; return
+    the drifted ones ({file, share, expected, p_value, drift, median}) and, with `warn`, say so
+    in one GenWarning naming the first and how many more (what `gen score` prints)."""
+    import warnings
+
+    from .errors import GenWarning
+
+    drifted = []
+    for name, rows, flagged, median in files:
+        test = flagged_share_test(rows, flagged, scoring)
+        if test is not None and test["drift"]:
+            drifted.append({"file": name, **test, "median": median})
+    if drifted and warn:
+        first = drifted[0]
+        more = f" (and {len(drifted) - 1} more: {', '.join(d['file'] for d in drifted[1:4])}" \
+               f"{', ...' if len(drifted) > 4 else ''})" if len(drifted) > 1 else ""
+        warnings.warn(describe_drift(first["file"], first, first["median"], scoring) + more, GenWarning,
+                      stacklevel=stacklevel + 1)
+    return drifted

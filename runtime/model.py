@@ -10,6 +10,7 @@ import numpy as np
 
 from . import samplers
 from .bundle import LoadedBundle, open_bundle
+from .drift import check_drift
 from .errors import InputError, NotSupported
 from .execution import GraphRunner, binding_device, default_batch_size
 from .manifest import WIDEN, Manifest
@@ -405,7 +406,7 @@ class GenModel:
     def score_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,
                    on_chunk: Callable[[int], None] | None = None, explain: int = 0,
                    maps: str | Path | None = None, maps_rows: int = 16, stats: dict | None = None,
-                   columns=None, keep_columns=None) -> int:
+                   columns=None, keep_columns=None, warn_drift: bool = True) -> int:
         """Score every row of a CSV/NPY/Parquet file into `out` (CSV/NPY/Parquet), chunk by
         chunk so memory stays flat; the output appears only when all rows succeeded.
 
@@ -414,8 +415,11 @@ class GenModel:
         `maps_rows` highest-scoring rows, one line each: input, reconstruction (where the
         bundle reconstructs) and error heat map; written with `out`, or neither is. Both need
         a bundle with per-feature errors, and are checked before any row is read. `stats`, a
-        dict, receives the counts `rows` and `flagged` and the median of the first
-        DRIFT_SAMPLE scores (`median`), for the drift check (`gen.runtime.drift`).
+        dict, receives the counts `rows` and `flagged`, the median of the first DRIFT_SAMPLE
+        scores (`median`) and the drift test's verdict (`drift`: [] or the file's test): a
+        flagged share that the calibration does not explain is also warned about, one
+        GenWarning (`gen.runtime.drift`), as `gen score` prints it (`warn_drift=False`: the
+        caller warns once for many files, as folder jobs do).
 
         columns: the feature columns of a wider table, by name (a list, or text "a,b"; default
         every column). keep_columns: columns copied to the output before the scores (ids,
@@ -482,9 +486,10 @@ class GenModel:
         except BaseException:
             writer.abort()
             raise
+        median = float(np.median(np.concatenate(head))) if head else None
+        drift = check_drift(self.manifest.scoring, [(str(path), writer.rows, flagged, median)], warn=warn_drift)
         if stats is not None:
-            stats.update(rows=writer.rows, flagged=flagged,
-                         median=float(np.median(np.concatenate(head))) if head else None)
+            stats.update(rows=writer.rows, flagged=flagged, median=median, drift=drift)
         return writer.rows
 
     def encode_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,

@@ -52,3 +52,24 @@ def test_cli_warns_on_shifted_data_and_not_on_normal_rows(bundles, digits, tmp_p
     warning = [line for line in result.output.splitlines() if line.startswith("warning: ")]
     assert len(warning) == 1 and "shifted.npy" in warning[0] and "may have drifted" in warning[0]
     assert "median score" in warning[0]
+
+
+def test_score_file_returns_and_warns_the_drift_itself(bundles, tmp_path):
+    """A Python caller of score_file gets the warning the CLI prints, and the verdict in `stats`;
+    warn_drift=False (folder jobs, which warn once at the end) keeps only the verdict."""
+    import warnings
+
+    from gen.runtime import GenWarning, load
+
+    shifted = tmp_path / "shifted.npy"
+    np.save(shifted, np.random.default_rng(0).uniform(0, 16, (400, 64)).astype(np.float32))
+    model = load(bundles["ae"], device="cpu")
+    stats: dict = {}
+    with pytest.warns(GenWarning, match="shifted.npy: .* may have drifted"):
+        model.score_file(shifted, tmp_path / "s.csv", stats=stats)
+    assert stats["drift"] and stats["drift"][0]["file"] == str(shifted) and stats["drift"][0]["share"] > 0.5
+    quiet: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GenWarning)
+        model.score_file(shifted, tmp_path / "t.csv", stats=quiet, warn_drift=False)
+    assert quiet["drift"] == stats["drift"]
