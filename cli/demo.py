@@ -28,7 +28,7 @@ def demo_plan() -> tuple[list[str], list[str]]:
 def score_summary(scorer: str, n_digits: int, digits_flagged: int, n_noise: int, noise_flagged: int) -> str:
     """The demo's line on the batch it scored: how many of the held-out digits and of the noise
     rows the `scorer` bundle flagged."""
-    from gen.cli.serve import plural
+    from gen.cli.bundle import plural
 
     return (f"== scored {plural(n_digits + n_noise, 'row')} ({plural(n_digits, 'held-out digit')} + "
             f"{plural(n_noise, 'noise row')}) with the {scorer} bundle: {plural(digits_flagged, 'digit')} flagged, "

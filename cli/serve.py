@@ -1,382 +1,96 @@
-"""Serving commands: sample, score, encode, info. numpy + onnxruntime only (no torch)."""
+"""`gen serve`: bundles on the Open Inference Protocol (gen.serving). No torch."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from enum import Enum
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .errors import reported
-from .options import BatchOpt, BundleArg, Device, DeviceOpt, JsonOpt, PublicKeyOpt, ThreadsOpt, emit
+from .options import Device, DeviceOpt, PublicKeyOpt, ThreadsOpt
 
 
-def sample(
-    bundle: BundleArg,
-    out: Annotated[Path, typer.Option(help="Output: .png (grid or scatter, at most 4,096 samples), .npy (the samples' own shape) or .csv (flat rows); .npy and .csv are written block by block, in memory that does not grow with --n.")],
-    n: Annotated[int, typer.Option(help="Number of samples.", min=1)] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of the numpy Generator that draws the noise.", min=0, max=2**63 - 1)] = 0,
+def serve(
+    bundles: Annotated[list[Path], typer.Argument(help="Bundle folders; each is a model named by its folder "
+                                                       "(or --name), one per verb: NAME.score, NAME.sample, ...")],
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port (0: any free port).", min=0, max=65535)] = 8080,
+    grpc_port: Annotated[Optional[int], typer.Option(
+        help="Also serve the protocol's gRPC service on this port (0: any free port); default: REST only.",
+        min=0, max=65535)] = None,
+    name: Annotated[Optional[list[str]], typer.Option(
+        help="Model name of each bundle, in order (default: the folder's name).")] = None,
     device: DeviceOpt = Device.auto,
-    steps: Annotated[Optional[int], typer.Option(help="Gibbs sampler: steps per chain (default: the bundle's).", min=1)] = None,
-    burn_in: Annotated[Optional[int], typer.Option(help="Gibbs sampler: steps before the first kept sample (default: steps - thin).", min=0)] = None,
-    thin: Annotated[Optional[int], typer.Option(help="Gibbs sampler: steps between kept samples of a chain.", min=1)] = None,
-    chains: Annotated[Optional[int], typer.Option(help="Gibbs sampler: parallel chains (default: as few as give N samples).", min=1)] = None,
-    refine: Annotated[Optional[Refine], typer.Option(
-        help="GAN bundles: discriminator-guided sampling, drs (rejection sampling) or mh (Metropolis-Hastings), "
-             "with the discriminator calibrated at training.")] = None,
-    refine_steps: Annotated[Optional[int], typer.Option(
-        help="--refine mh: proposals per chain (default 50).", min=1)] = None,
-    drs_quantile: Annotated[Optional[float], typer.Option(
-        help="--refine drs: quantile of F(x) per round used as gamma (default 0.95; higher keeps fewer, "
-             "better samples).", min=0.0, max=0.999)] = None,
-    code: Annotated[Optional[list[str]], typer.Option(
-        help="InfoGAN bundles: hold a latent code fixed, NAME=VALUE (repeatable): --code cat=3 --code c1=0.5; "
-             "`gen info` lists the codes.", metavar="NAME=VALUE")] = None,
-    batch_size: BatchOpt = None,
     threads: ThreadsOpt = None,
+    max_batch: Annotated[int, typer.Option(
+        help="Adaptive batching: rows gathered from concurrent requests into one onnxruntime call (0: off).",
+        min=0)] = 4096,
+    max_delay_ms: Annotated[float, typer.Option(
+        help="Adaptive batching: how long a request waits for others to join its batch (0: off).",
+        min=0.0)] = 5.0,
+    max_request_rows: Annotated[int, typer.Option(help="Rows (or samples) one request may hold.", min=1)] = 65536,
+    max_body_mb: Annotated[float, typer.Option(help="Request body limit in MiB (413 beyond).", min=0.001)] = 64.0,
+    max_inflight_mb: Annotated[Optional[float], typer.Option(
+        help="Request bytes read or answered at once, all requests together, in MiB: REST bodies as their bytes "
+             "arrive, and sample answers; a request waits for room (up to --timeout-s, then 503). gRPC inference "
+             "calls are let in by count: this over --max-body-mb at once. Default: twice --max-body-mb.",
+        min=0.001)] = None,
+    timeout_s: Annotated[float, typer.Option(
+        help="A request not answered in this time (or not let in, see --max-inflight-mb) gets 503.",
+        min=0.001)] = 30.0,
+    read_timeout_s: Annotated[float, typer.Option(
+        help="A request's headers must arrive within this many seconds, and its body may pause no longer (a gRPC "
+             "call's message must arrive within it); 408 beyond.",
+        min=0.001)] = 30.0,
+    token: Annotated[Optional[str], typer.Option(
+        envvar="GEN_SERVE_TOKEN", help="Require `Authorization: Bearer TOKEN` on every route but liveness "
+                                       "(also read from $GEN_SERVE_TOKEN).")] = None,
+    grace_s: Annotated[float, typer.Option(help="On SIGTERM, how long in-flight requests may take to finish.",
+                                           min=0.0)] = 30.0,
+    ready_file: Annotated[Optional[Path], typer.Option(
+        help='Write {"http": PORT, "grpc": PORT} to this file once the server listens (scripts, tests).')] = None,
     public_key: PublicKeyOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
-    """Draw N samples from a bundle with the sampler it declares. Same seed, same samples."""
-    with reported():
-        from gen.runtime import load
-        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
-                     public_key=public_key)
-        options = {k: v for k, v in {"steps": steps, "burn_in": burn_in, "thin": thin, "chains": chains,
-                                     "refine": refine.value if refine else None, "refine_steps": refine_steps,
-                                     "drs_quantile": drs_quantile, "codes": parse_codes(code)}.items()
-                   if v is not None}
-        path = model.sample_file(n, out, seed=seed, **options)
-        kind = model.manifest.sampler.kind
-        emit({"out": str(path), "n": n, "seed": seed, "sampler": kind, "refine": refine.value if refine else None,
-              "provider": model.provider}, as_json,
-             [f"{plural(n, 'sample')} -> {path} ({kind} sampler{f', refined by {refine.value}' if refine else ''}, "
-              f"provider {model.provider})"])
-
-
-class Refine(str, Enum):
-    drs = "drs"
-    mh = "mh"
-
-
-def parse_codes(items: list[str] | None) -> dict[str, str] | None:
-    """--code NAME=VALUE items as {name: value} (values checked against the bundle's codes)."""
-    if not items:
-        return None
-    codes = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            from gen.runtime.errors import InputError
-
-            raise InputError(f"--code {item!r}: expected NAME=VALUE, e.g. --code cat=3")
-        codes[name.strip()] = value.strip()
-    return codes
-
-
-def plural(n: int, word: str) -> str:
-    """`n word`, the word in the plural unless n is 1: "1 row", "2,048 rows"."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
-@contextlib.contextmanager
-def row_progress(verb: str, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A spinner counting the rows done on stderr (only on a terminal, never with --json);
-    yields the callback a streaming verb reports its progress to."""
-    import sys
-
-    from gen.runtime.outputs import on_terminal
-
-    if quiet or not on_terminal(sys.stderr):  # a log or a pipe: the summary line says it all
-        yield lambda done: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    with Progress(SpinnerColumn(), TextColumn(f"{verb}: {{task.completed:,}} rows"), TimeElapsedColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task(verb, total=None)
-        yield lambda done: bar.update(task, completed=done)
-
-
-ChunkOpt = Annotated[int, typer.Option(help="Rows read from the input at a time.", min=1)]
-
-
-def score(
-    bundle: BundleArg,
-    input: Annotated[Path, typer.Argument(help="Rows to score: .csv, .npy or .parquet (raw units); - reads CSV "
-                                                "or NPY from standard input; a folder (partition folders "
-                                                "included) or a quoted glob scores every such file into the "
-                                                "--out folder, one output per input.")],
-    out: Annotated[Path, typer.Option(help="Output: .csv, .npy or .parquet (index, score, normal_quantile, flag); "
-                                           "- writes CSV to standard output (the summary goes to stderr).")],
-    explain: Annotated[Optional[int], typer.Option(
-        help="Add each row's K largest per-feature errors: columns top1_feature, top1_error, ... topK_error "
-             "(bundles with per-feature errors: autoencoders, PCA, VAE).", min=1, metavar="K")] = None,
-    maps: Annotated[Optional[Path], typer.Option(
-        help="Also write a .png anomaly map of the highest-scoring rows (image bundles): input, "
-             "reconstruction, error heat map.")] = None,
-    maps_rows: Annotated[Optional[int], typer.Option(
-        help="Rows shown in --maps, the highest-scoring ones (default: 16).", min=1)] = None,
-    device: DeviceOpt = Device.auto,
-    batch_size: BatchOpt = None,
-    threads: ThreadsOpt = None,
-    chunk_rows: ChunkOpt = 4096,
-    workers: Annotated[Optional[int], typer.Option(
-        help="Folder or glob input: worker processes, each loading the bundle once (default: one per "
-             "core).", min=1)] = None,
-    skip_bad: Annotated[bool, typer.Option(
-        help="Folder or glob input: list a bad file (in the summary and the output folder's "
-             ".gen-errors.json) and go on with the others; the exit code is then 2.")] = False,
-    resume: Annotated[bool, typer.Option(
-        help="Folder or glob input: skip files a previous run into the same --out finished (per the output "
-             "folder's ledger: the output's SHA-256, the input's size, times and inode as read).")] = False,
-    columns: Annotated[Optional[str], typer.Option(
-        help="The feature columns of a wider table, by name, in the model's order (CSV with a header, or "
-             "Parquet); default: every column not kept.", metavar="A,B,...")] = None,
-    keep_columns: Annotated[Optional[str], typer.Option(
-        help="Columns copied from input to output before the scores (ids, timestamps), so a pipeline can "
-             "join back; .csv and .parquet outputs.", metavar="A,B,...")] = None,
-    single: Annotated[bool, typer.Option(
-        help="Folder or glob input: write one .csv or .parquet file --out, the inputs' rows in order after "
-             "a first column `source` naming each row's file.")] = False,
-    engine: Annotated[Engine, typer.Option(
-        help="Folder or glob input: local (a pool of worker processes) or ray (Ray Data on the cluster at "
-             "--address, or a local one; Parquet or CSV with a header; needs gen[ray]).")] = "local",
-    address: Annotated[Optional[str], typer.Option(
-        help="--engine ray: the Ray cluster to run on (e.g. ray://head:10001 or auto); default: start a "
-             "local one. Inputs and --out must be on storage every node sees.")] = None,
-    public_key: PublicKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Score rows for anomaly (higher = more anomalous) and flag those above the threshold."""
+    """Serve bundles over the Open Inference Protocol (KServe's v2 REST: /v2/health/live, /v2/models/NAME,
+    /v2/models/NAME/infer) with adaptive batching, until SIGTERM or Ctrl-C (in-flight requests finish)."""
     with reported():
         from gen.runtime import InputError, load
-        from gen.runtime.batch import is_many
+        from gen.serving.server import Limits, check_token, import_kserve, serve as run
+        from gen.serving.verbs import check_name
 
-        if maps_rows is not None and maps is None:
-            raise InputError("--maps-rows applies only with --maps")
-        many = is_many(input)
-        if not many and (workers is not None or resume or skip_bad or single or engine != Engine.local):
-            raise InputError("--workers, --resume, --skip-bad, --single and --engine apply to a folder or glob input")
-        if address is not None and engine != Engine.ray:
-            raise InputError("--address applies with --engine ray")
-        if engine == Engine.ray:
-            if explain or maps is not None or resume or skip_bad or single:
-                raise InputError("--engine ray writes a new output folder; --explain, --maps, --resume, --skip-bad "
-                                 "and --single are the local engine's")
-            score_on_ray(bundle, input, out, address, columns, keep_columns, device.value, workers, batch_size,
-                         threads, public_key, as_json)
-            return
-        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
-                     public_key=public_key)
-        if many:
-            if explain or maps is not None:
-                raise InputError("--explain and --maps score one file at a time; give a single input file")
-            score_folder(model, input, out, workers, chunk_rows, threads, public_key, as_json, resume, skip_bad,
-                         columns, keep_columns, single)
-            return
-        stats: dict = {}
-        with row_progress("scoring", as_json) as progress:
-            rows = model.score_file(input, out, chunk_rows=chunk_rows, on_chunk=progress, explain=explain or 0,
-                                    maps=maps, maps_rows=maps_rows or 16, stats=stats, columns=columns,
-                                    keep_columns=keep_columns)
-        summary = {"out": str(out), "rows": rows, "flagged": stats["flagged"], "threshold": model.threshold,
-                   "provider": model.provider, "drift": stats["drift"]}  # score_file tested it (and warned)
-        lines = [f"{plural(rows, 'row')} scored -> {out} (threshold {model.threshold:.6g}, provider {model.provider})"]
-        if maps is not None:
-            summary["maps"] = str(maps)
-            lines.append(f"anomaly maps of the {plural(min(rows, maps_rows or 16), 'highest-scoring row')} -> {maps}")
-        emit(summary, as_json, lines, err=str(out) == "-")
+        if token is None and "GEN_SERVE_TOKEN" in os.environ:
+            token = os.environ["GEN_SERVE_TOKEN"]  # click reads an empty variable as unset: serving everyone
+        check_token(token)
+        names = list(name or [])
+        if names and len(names) != len(bundles):
+            raise InputError(f"--name: {len(names)} names for {len(bundles)} bundles; give one per bundle or none")
+        for n in names:
+            check_name(n)
+        for b in bundles if not names else []:
+            check_name(Path(b).resolve().name, "bundle folder", "; name it with --name")
+        names = names or [Path(b).resolve().name for b in bundles]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise InputError(f"two bundles are both named {dup!r}; name them with --name")
+        if ready_file is not None and not ready_file.parent.is_dir():
+            raise InputError(f"--ready-file {ready_file}: folder {ready_file.parent} does not exist")
+        limits = Limits(max_batch=max_batch, max_delay_ms=max_delay_ms, max_request_rows=max_request_rows,
+                        max_body_bytes=int(max_body_mb * (1 << 20)),
+                        max_inflight_bytes=int((max_inflight_mb or 2 * max_body_mb) * (1 << 20)),
+                        timeout_s=timeout_s, read_timeout_s=read_timeout_s)
+        import_kserve()  # a missing extra is one line before any bundle loads
+        models = [(n, load(b, device=device.value, threads=threads, public_key=public_key))
+                  for n, b in zip(names, bundles)]
+        def banner(bound_http, bound_grpc):
+            typer.echo(f"serving {', '.join(n for n, _ in models)} on http://{host}:{bound_http}"
+                       + (f" and grpc {host}:{bound_grpc}" if bound_grpc is not None else "") + " "
+                       f"(Open Inference Protocol v2; provider {models[0][1].provider}"
+                       f"{'; bearer token required' if token else ''})", err=True)
+
+        run(models, host=host, port=port, token=token, limits=limits, grace_s=grace_s, ready_file=ready_file,
+            grpc_port=grpc_port, banner=banner)
 
 
-def check_drift(model, files: list[tuple[str, int, int, float | None]]) -> list[dict]:
-    """gen.runtime.drift.check_drift for `model`'s calibration (the folder and Ray paths)."""
-    from gen.runtime.drift import check_drift as check
-
-    return check(model.manifest.scoring, files, stacklevel=3)
-
-
-class Engine(str, Enum):
-    local = "local"
-    ray = "ray"
-
-
-def score_on_ray(bundle, source, out, address, columns, keep_columns, device, workers, batch_size, threads,
-                 public_key, as_json) -> None:
-    """`gen score --engine ray`: Ray Data reads, scores (an actor pool) and writes; a summary."""
-    from gen.pipelines.ray import score_files
-
-    r = score_files(bundle, source, out, address=address, columns=columns, keep_columns=keep_columns,
-                    device=device, workers=workers, batch_size=batch_size, threads=threads or 1,
-                    public_key=public_key)
-    share = r["flagged"] / r["rows"] if r["rows"] else 0.0
-    rate = r["rows"] / r["seconds"] if r["seconds"] > 0 else float("nan")
-    from gen.runtime import load
-
-    model = load(bundle, device="cpu", public_key=public_key)
-    drift = check_drift(model, [(f"{source} (all files)", r["rows"], r["flagged"], None)])
-    emit({**r, "out": str(out), "engine": "ray", "flagged_share": share, "rows_per_s": rate,
-          "threshold": model.threshold, "drift": drift}, as_json,
-         [f"{plural(r['files'], 'file')}, {plural(r['rows'], 'row')} scored on Ray -> {out}/ "
-          f"({plural(len(r['outputs']), 'output file')}; {r['flagged']:,} flagged, {share:.2%}; {rate:,.0f} rows/s)"])
-
-
-def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json, resume=False,
-                 skip_bad=False, columns=None, keep_columns=None, single=False) -> None:
-    """`gen score` on a folder or glob: one output per input file (or one file with
-    --single), a summary at the end."""
-    from gen.runtime.batch import score_many, score_single
-
-    run = score_single if single else score_many
-    result = run(model, source, out, workers=workers, chunk_rows=chunk_rows, threads=threads,
-                 public_key=public_key, resume=resume, skip_bad=skip_bad, columns=columns,
-                 keep_columns=keep_columns)
-    scored = result.scored  # the rate and the counts of the line are this run's; the JSON's totals are the folder's
-    drift = check_drift(model, [(f.input, f.rows, f.flagged, f.median) for f in result.files])
-    rows, flagged = sum(f.rows for f in scored), sum(f.flagged for f in scored)
-    share = result.flagged / result.rows if result.rows else 0.0
-    rate = rows / result.seconds if scored and result.seconds > 0 else None  # this run's rows only
-    summary = {"out": str(out), "files": len(result.files), "rows": result.rows, "flagged": result.flagged,
-               "flagged_share": share, "files_scored": len(scored), "rows_scored": rows, "seconds": result.seconds,
-               "rows_per_s": rate, "workers": result.workers, "workers_requested": result.requested,
-               "resumed": result.resumed,
-               "worker_peak_rss_mib": max((f.rss_mib for f in scored if f.rss_mib is not None), default=None),
-               "failed": result.failed,
-               "threshold": model.threshold, "provider": model.provider, "drift": drift,
-               "outputs": [{"input": f.input, "output": f.output, "rows": f.rows, "flagged": f.flagged}
-                           for f in result.files]}
-    where = f"{out}{'' if single else '/'}"
-    done = f"{plural(result.resumed, 'file')} already done"
-    if not scored and result.resumed:
-        line = (f"nothing to score: {done} -> {where} ({plural(result.rows, 'row')}, {result.flagged:,} flagged, "
-                f"{share:.2%})")
-    else:
-        asked = f", {result.requested} asked for" if result.requested not in (None, result.workers) else ""
-        line = (f"{plural(len(scored), 'file')}, {plural(rows, 'row')} scored -> {where} ({flagged:,} flagged, "
-                f"{flagged / rows if rows else 0.0:.2%}; "
-                + (f"{rate:,.0f} rows/s with {plural(result.workers, 'worker')}{asked}; " if rate is not None else "")
-                + f"provider {model.provider})" + (f"; {done}, skipped" if result.resumed else ""))
-    emit(summary, as_json, [line])
-    if result.failed:
-        report = result.errors
-        typer.echo(f"error: {plural(len(result.failed), 'bad file')} skipped (listed in {report}): "
-                   f"{result.failed[0]['error']}", err=True)
-        raise typer.Exit(2)
-
-
-def encode(
-    bundle: BundleArg,
-    input: Annotated[Path, typer.Argument(help="Rows to encode: .csv, .npy or .parquet (raw units); - reads "
-                                                "standard input.")],
-    out: Annotated[Path, typer.Option(help="Output codes: .npy (N, latent) or .csv (columns z0, z1, ...); - "
-                                           "writes CSV to standard output.")],
-    device: DeviceOpt = Device.auto,
-    batch_size: BatchOpt = None,
-    threads: ThreadsOpt = None,
-    chunk_rows: ChunkOpt = 4096,
-    public_key: PublicKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Encode rows to latent codes (the posterior mean for a VAE), streaming like score."""
-    with reported():
-        from gen.runtime import load
-
-        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
-                     public_key=public_key)
-        with row_progress("encoding", as_json) as progress:
-            rows = model.encode_file(input, out, chunk_rows=chunk_rows, on_chunk=progress)
-        dim = int(model.manifest.graphs["encoder"].port("z", outputs=True).shape[1])
-        emit({"out": str(out), "rows": rows, "dim": dim, "provider": model.provider},
-             as_json, [f"{plural(rows, 'code')} of dimension {dim} -> {out}"], err=str(out) == "-")
-
-
-def info(
-    bundle: BundleArg,
-    device: DeviceOpt = Device.auto,
-    public_key: PublicKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Verify a bundle and summarise it: family, capabilities, graphs, sampler, calibration, provider."""
-    with reported():
-        from gen.runtime import load
-        from gen.runtime.model import describe
-
-        s = describe(load(bundle, device=device.value, public_key=public_key))
-        lines = [f"{s['family']} ({s['variant']}) - gen {s['gen_version']}, format {s['format_version']}, "
-                 f"created {s['created']}",
-                 f"capabilities: {', '.join(s['capabilities'])}",
-                 f"provider: {s['provider']}",
-                 f"data: {s['data']['source']}, {s['data']['kind']} rows of shape {s['data']['shape']} "
-                 f"(raw range {s['data']['raw_range']})",
-                 "graphs: " + ", ".join(f"{role} ({', '.join(g['inputs'])} -> {', '.join(g['outputs'])})"
-                                        for role, g in s["graphs"].items())]
-        if s["sampler"]:
-            latent = s["latent"]
-            lines.append(f"sampler: {s['sampler']}" + (f", latent dim {latent['dim']} ({latent['prior']} prior)"
-                                                       if latent else ""))
-            if latent and latent["codes"]:
-                lines.append("codes (--code NAME=VALUE): " + ", ".join(
-                    f"{c['name']} (0..{c['size'] - 1})" if c["kind"] == "categorical"
-                    else f"{c['name']} (uniform {c['low']:g}..{c['high']:g})" for c in latent["codes"]))
-            if s["refine"]:
-                r = s["refine"]
-                lines.append(f"--refine drs|mh: {r['graph']} calibrated on {r['n_real']} held-out rows vs "
-                             f"{r['n_fake']} generated (balanced accuracy {r['accuracy']:.3f})")
-        if "scoring" in s:
-            c = s["scoring"]
-            lines.append(f"scoring: {c['kind']}, threshold {c['threshold']:.6g} "
-                         f"(contamination {c['contamination']}, {c['n_calibration']} held-out rows)")
-            if c["log_partition"]:
-                z = c["log_partition"]
-                lines.append(f"log Z: {z['value']:.4f} ± {z['std']:.2g} ({z['method']}; {z['detail']})")
-        lines.append(f"export parity: max |torch - onnxruntime| {s['parity']['max_abs_diff']:.2g} "
-                     f"on {s['parity']['probe_rows']} probe rows")
-        if s.get("quantization"):
-            q = s["quantization"]
-            lines.append(f"quantized: {', '.join(q['graphs'])} ({q['method']}); max score difference "
-                         f"{q['max_rel_score_diff']:.2%}, flags agree on {q['flag_agreement']:.1%} of "
-                         f"{q['n_rows']} held-out rows"
-                         + (f", AUROC {q['auroc_float']:.4f} -> {q['auroc_quantized']:.4f}"
-                            if q['auroc_float'] is not None else ""))
-        if "auroc" in s["metrics"]:
-            lines.append(f"one-class AUROC at training: {s['metrics']['auroc']:.4f}")
-        if "ratings" in s:
-            r, ev = s["ratings"], s["metrics"]
-            rows, cols = ("items", "users") if r["orientation"] == "item" else ("users", "items")
-            lines.append(f"ratings: {r['orientation']}-based ({r[rows]} {rows} as rows, {r[cols]} {cols} as columns), "
-                         f"{r['n_ratings']} training ratings in [{r['rating_range'][0]:g}, {r['rating_range'][1]:g}], "
-                         f"global mean {r['global_mean']:.4f}")
-            if "rmse" in ev:
-                lines.append(f"held-out test at training: RMSE {ev['rmse']:.4f}, MAE {ev['mae']:.4f} "
-                             f"(global mean {ev['rmse_global_mean']:.4f}, bias baseline {ev['rmse_bias_baseline']:.4f})")
-        emit(s, as_json, lines)
-
-
-def verify(
-    bundle: BundleArg,
-    public_key: PublicKeyOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Verify a bundle whole without serving it: its files, SHA256SUMS, manifest, graphs and,
-    with --public-key, its signature."""
-    with reported():
-        from gen.runtime import load
-        from gen.runtime.signing import SIGNATURE
-
-        model = load(bundle, device="cpu", public_key=public_key)
-        files = sorted(p.name for p in bundle.iterdir())
-        signed = SIGNATURE in files
-        signature = ("valid, by " + str(public_key) if public_key is not None
-                     else "present, not checked (give --public-key)" if signed else "none")
-        emit({"bundle": str(bundle), "verified": True, "format_version": model.manifest.format_version,
-              "files": files, "signed": signed, "signature_checked": public_key is not None},
-             as_json, [f"{bundle}: verified ({model.manifest.family}, format {model.manifest.format_version}, "
-                       f"{len(files)} files match SHA256SUMS and the manifest); signature: {signature}"])
-
-
-COMMANDS = (sample, score, encode, info, verify)
+COMMANDS = (serve,)
