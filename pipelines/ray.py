@@ -123,7 +123,7 @@ def _score_files(bundle, source, out, *, address, columns, keep_columns, device,
                  public_key, ship) -> dict:
     from gen.runtime.batch import expand
     from gen.runtime.outputs import make_folder, make_temp
-    from gen.runtime.readers import _is_number, os_reason
+    from gen.runtime.readers import is_number, os_reason
 
     root, files = expand(source)
     for f in files:
@@ -145,7 +145,7 @@ def _score_files(bundle, source, out, *, address, columns, keep_columns, device,
                     first = next((line for line in fh if line.strip()), "")
             except OSError as exc:
                 raise InputError(f"{f}: cannot read ({os_reason(exc)})") from None
-            if first and all(_is_number(c) for c in first.strip().split(",")):
+            if first and all(is_number(c) for c in first.strip().split(",")):
                 raise InputError(f"{f}: line 1: --engine ray reads CSV files with a header line naming the "
                                  "columns; this file starts with numbers")
     out = Path(out)

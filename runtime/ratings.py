@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .readers import is_number
 
 USER_COLUMNS = ("user", "userid", "user_id")
 ITEM_COLUMNS = ("item", "itemid", "item_id", "movie", "movieid", "movie_id")
@@ -90,7 +91,7 @@ def read_ratings(path: str | Path) -> RatingsTable:
     sep, layout = _layout(numbered[0][1])
     cols = (0, 1, 2)
     first = [c.strip() for c in _split(numbered[0][1], sep)]
-    if sep is None and not _is_number(first[2] if len(first) > 2 else ""):
+    if sep is None and not is_number(first[2] if len(first) > 2 else ""):
         names = [c.lower() for c in first]
         cols = tuple(_find(names, options, path) for options in (USER_COLUMNS, ITEM_COLUMNS, RATING_COLUMNS))
         numbered = numbered[1:]
@@ -124,14 +125,6 @@ def read_ratings(path: str | Path) -> RatingsTable:
                          np.asarray(ratings, dtype=np.float64), np.asarray(where, dtype=np.int64),
                          "int" if all_int else "str", str(path))
     return _deduplicate(table)
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
 
 
 def _find(names: list[str], options: tuple[str, ...], path: Path) -> int:

@@ -43,7 +43,8 @@ def _shape_text(shape) -> str:
     return "x".join(str(s) for s in shape)
 
 
-def _is_number(cell: str) -> bool:
+def is_number(cell: str) -> bool:
+    """Whether a CSV cell reads as a number (a header's cells do not)."""
     try:
         float(cell)
     except ValueError:
@@ -288,7 +289,7 @@ def _csv_selected(f, path, chunk_rows: int, selection: Selection, width: int):
     texts: list[list[str]] = []
     for line, row in _csv_rows(f, path):
         if header is None:
-            if all(_is_number(c) for c in row):
+            if all(is_number(c) for c in row):
                 raise InputError(f"{path}: line {line}: --columns and --keep-columns need a header line "
                                  "naming the columns; this file starts with numbers")
             header = [c.strip() for c in row]
@@ -412,7 +413,7 @@ def _csv_stream(f, path, chunk_rows: int, width: int | None):
     buffer: list[list[float]] = []
     start = 0
     for line, row in _csv_rows(f, path):
-        if header is None and not buffer and start == 0 and not all(_is_number(c) for c in row):
+        if header is None and not buffer and start == 0 and not all(is_number(c) for c in row):
             header = [c.strip() for c in row]
             if width is not None and len(header) != width:
                 raise InputError(f"{path}: header has {len(header)} columns, expected {width}")
