@@ -75,7 +75,7 @@ def _ais_check(run_dir: Path, x_fit: np.ndarray, n_betas: int) -> dict:
     """log Z of a trained model again, by AIS with more betas and another seed: AIS is biased
     low for too short a schedule, so a higher value here means the bundle's figure is optimistic."""
     from gen.trainer.protocols import likelihood
-    from gen.trainer.train import load_run
+    from gen.trainer.run_folder import load_run
 
     _, _, _, net = load_run(run_dir)
     marginals = x_fit.mean(axis=0)

@@ -108,7 +108,8 @@ elif mode.startswith("ort-"):
 else:
     import torch
     torch.set_num_threads(os.cpu_count())
-    from gen.trainer.train import load_run, with_tuned_discriminator
+    from gen.trainer.refine import with_tuned_discriminator
+    from gen.trainer.run_folder import load_run
     from gen.trainer.graphs import RawUnits
     cfg, info, spec, net = load_run(run)
     graph = with_tuned_discriminator(cfg.family, net, None, spec)["score"]

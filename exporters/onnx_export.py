@@ -28,7 +28,8 @@ from gen.runtime.outputs import staged_folder
 from gen.runtime.providers import import_onnxruntime
 from gen.runtime.version import gen_version
 from gen.trainer.graphs import GraphDef, Port, RawUnits
-from gen.trainer.train import PROBE, load_run, with_tuned_discriminator
+from gen.trainer.refine import with_tuned_discriminator
+from gen.trainer.run_folder import PROBE, load_run
 
 OPSET = 18
 PRECISIONS = ("fp32", "fp16")

@@ -11,7 +11,7 @@ from gen.exporters import ExportError, export_run
 from gen.exporters import onnx_export
 from gen.runtime.errors import BundleError, InputError
 from gen.runtime.manifest import FORMAT_VERSION
-from gen.trainer.train import load_run
+from gen.trainer.run_folder import load_run
 
 
 

@@ -175,7 +175,7 @@ def test_a_run_folder_from_before_latent_scores_loads_and_exports(tmp_path):
     """An ae run written before `--score` existed: no `score` key in config.yaml, no latent
     buffers in the checkpoint. It loads as a reconstruction-error model and exports."""
     from gen.exporters.onnx_export import export_run
-    from gen.trainer.train import load_run
+    from gen.trainer.run_folder import load_run
 
     x = np.random.default_rng(2).normal(size=(80, 5)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)

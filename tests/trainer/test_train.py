@@ -9,7 +9,8 @@ import torch
 from gen.runtime.errors import DeviceError, InputError
 from gen.trainer.config import TrainConfig
 from gen.trainer.protocols.one_class import protocol_split
-from gen.trainer.train import load_run, train
+from gen.trainer.run_folder import load_run
+from gen.trainer.train import train
 
 
 def tiny(tmp_path, name, **kw):

@@ -1,0 +1,53 @@
+"""The run folder (what `gen train` writes and `gen export` reads): its file names, and
+`load_run`, which rebuilds the trained network from it (weights_only=True: no pickle)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from gen.runtime.errors import BundleError, InputError
+from gen.runtime.manifest import DataSpec, parse
+
+from .config import TrainConfig, read_yaml
+
+CHECKPOINT = "checkpoint.pt"
+RUN_INFO = "run.json"
+PROBE = "probe.npy"
+PREVIEW = "preview.png"
+PREVIEW_N = 64
+PROBE_ROWS = 32
+
+
+def load_run(run_dir: str | Path) -> tuple[TrainConfig, dict, DataSpec, torch.nn.Module]:
+    """Rebuild a trained network from its run folder (weights_only=True: no pickle)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: run folder not found")
+    for name in (CHECKPOINT, RUN_INFO, "config.yaml"):
+        if not (run_dir / name).is_file():
+            raise InputError(f"{run_dir}: not a run folder (missing {name})")
+    raw = read_yaml(run_dir / "config.yaml")
+    cfg = TrainConfig.from_dict(raw, where=str(run_dir / "config.yaml"))
+    if hasattr(cfg.options, "score") and "score" not in raw:  # a run from before `--score`: reconstruction error
+        cfg.options = replace(cfg.options, score="recon")
+    try:
+        info = json.loads((run_dir / RUN_INFO).read_text())
+        data = parse(DataSpec, info["data"], str(run_dir / RUN_INFO), "data")
+    except (json.JSONDecodeError, KeyError, TypeError, BundleError) as exc:
+        raise InputError(f"{run_dir / RUN_INFO}: not a run description of this gen ({exc})") from None
+    net = cfg.family.build(cfg.options, data)
+    try:
+        state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["state_dict"])
+        if "discriminator_state_dict" in state and cfg.family.discriminator is not None:
+            tuned = cfg.family.build(cfg.options, data)
+            tuned.load_state_dict(state["discriminator_state_dict"])
+            net.__dict__["tuned_discriminator"] = tuned.eval()  # not a submodule: kept out of net's state
+    except Exception as exc:  # torch raises many types for a damaged or foreign checkpoint
+        raise InputError(f"{run_dir / CHECKPOINT}: cannot load the checkpoint "
+                         f"({str(exc).splitlines()[0]})") from None
+    return cfg, info, data, net.eval()
