@@ -275,7 +275,8 @@ class MixtureSampler:
 
 
 SamplerSpec = Union[AncestralSampler, GibbsSampler, MixtureSampler]
-SAMPLERS: dict[str, type] = {"ancestral": AncestralSampler, "gibbs": GibbsSampler, "mixture": MixtureSampler}
+# The sampler kinds a manifest may declare are the ones gen.runtime.samplers implements (its
+# MODULES, each naming its spec class as SPEC): one list, read when a manifest is parsed.
 
 
 @dataclass
@@ -765,10 +766,12 @@ def parse(kind: Any, raw: Any, where: str, path: str = "") -> Any:
 
 
 def _parse_sampler(raw: Any, where: str, label: str) -> SamplerSpec:
+    from .samplers import SPECS  # here: the samplers import this module's spec classes
+
     kind = raw.get("kind") if isinstance(raw, dict) else None
-    if not isinstance(kind, str) or kind not in SAMPLERS:
-        raise BundleError(f"{where}: {label}.kind: expected one of {', '.join(SAMPLERS)}, got {_show(kind)}")
-    return parse(SAMPLERS[kind], raw, where, label)
+    if not isinstance(kind, str) or kind not in SPECS:
+        raise BundleError(f"{where}: {label}.kind: expected one of {', '.join(SPECS)}, got {_show(kind)}")
+    return parse(SPECS[kind], raw, where, label)
 
 
 def _show(raw: Any) -> str:

@@ -6,7 +6,7 @@
 - `refine` (not a sampler kind: a layer over ancestral and mixture samplers of GAN bundles):
   discriminator rejection sampling or Metropolis-Hastings with the calibrated discriminator.
 
-Each module has `sample(model, spec, n, rng, **options) -> np.ndarray` (raw units, shape
+Each module has `SPEC` (its manifest dataclass) and `sample(model, spec, n, rng, **options) -> np.ndarray` (raw units, shape
 (n, *data.shape)). `model` is a `gen.runtime.GenModel`, or anything offering the same few
 members: `manifest.latent`, `batch_size`, `runners[role].run(feeds, outputs, keep_on_device)`
 with `runners[role].device`, `port_shape(role, name)` and `run_batched(role, feeds, output)`.
@@ -22,7 +22,11 @@ import numpy as np
 from ..errors import InputError
 from . import ancestral, gibbs, mixture, refine as refining
 
-SAMPLERS = {"ancestral": ancestral, "gibbs": gibbs, "mixture": mixture}
+# The one list of sampler kinds: each module's SPEC is its manifest dataclass, whose `kind`
+# default names it; a new kind is a module here (and its dataclass in gen.runtime.manifest).
+MODULES = (ancestral, gibbs, mixture)
+SAMPLERS = {module.SPEC.__dataclass_fields__["kind"].default: module for module in MODULES}
+SPECS = {kind: module.SPEC for kind, module in SAMPLERS.items()}
 
 
 def draw(model, n: int, rng: np.random.Generator, refine: str | None = None, refine_steps: int | None = None,

@@ -7,6 +7,8 @@ import numpy as np
 from ..errors import BundleError, InputError
 from ..manifest import AncestralSampler, CodeSpec, LatentSpec
 
+SPEC = AncestralSampler  # the manifest's spec of this sampler kind
+
 
 def draw_latent(spec: LatentSpec, n: int, rng: np.random.Generator) -> np.ndarray:
     """Draw (n, dim) float32 codes from the bundle's latent prior. Training's preview.png

@@ -15,6 +15,8 @@ import numpy as np
 from ..errors import InputError
 from ..manifest import GibbsSampler
 
+SPEC = GibbsSampler  # the manifest's spec of this sampler kind
+
 OPTIONS = ("steps", "burn_in", "thin", "chains", "init")
 
 

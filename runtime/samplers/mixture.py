@@ -8,6 +8,8 @@ import numpy as np
 from ..manifest import MixtureSampler
 from .ancestral import draw_latent
 
+SPEC = MixtureSampler  # the manifest's spec of this sampler kind
+
 
 def sample(model, spec: MixtureSampler, n: int, rng: np.random.Generator, **options) -> np.ndarray:
     """n samples in draw order: components first (one draw per sample), then the codes, so a

@@ -417,3 +417,17 @@ def test_draw_passes_options_through():
     model = rbm_model()
     with pytest.raises(InputError, match="temperature"):
         samplers.draw(model, 4, np.random.default_rng(0), steps=3, temperature=2)
+
+
+def test_one_list_of_sampler_kinds_serves_dispatch_and_the_manifest():
+    """The kinds a manifest may declare are exactly the sampler modules (samplers.MODULES), each
+    naming its manifest dataclass: a kind no module implements is refused when parsed."""
+    from gen.runtime.errors import BundleError
+    from gen.runtime.manifest import _parse_sampler
+
+    assert set(samplers.SPECS) == set(samplers.SAMPLERS) == {"ancestral", "gibbs", "mixture"}
+    for kind, module in samplers.SAMPLERS.items():
+        assert module.SPEC.__dataclass_fields__["kind"].default == kind and module in samplers.MODULES
+    assert _parse_sampler({"kind": "ancestral", "graph": "decoder"}, "m", "sampler").graph == "decoder"
+    with pytest.raises(BundleError, match="sampler.kind: expected one of ancestral, gibbs, mixture"):
+        _parse_sampler({"kind": "langevin"}, "m", "sampler")
