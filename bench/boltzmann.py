@@ -77,7 +77,7 @@ def _ais_check(run_dir: Path, x_fit: np.ndarray, n_betas: int) -> dict:
     from gen.trainer.protocols import likelihood
     from gen.trainer.run_folder import load_run
 
-    _, _, _, net = load_run(run_dir)
+    net = load_run(run_dir).net
     marginals = x_fit.mean(axis=0)
     start = time.perf_counter()
     if hasattr(net, "W2"):

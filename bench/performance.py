@@ -111,8 +111,9 @@ else:
     from gen.trainer.refine import with_tuned_discriminator
     from gen.trainer.run_folder import load_run
     from gen.trainer.graphs import RawUnits
-    cfg, info, spec, net = load_run(run)
-    graph = with_tuned_discriminator(cfg.family, net, None, spec)["score"]
+    loaded = load_run(run)
+    spec = loaded.data
+    graph = with_tuned_discriminator(loaded.cfg.family, loaded.net, None, spec)["score"]
     module = RawUnits(graph, spec.preprocessing, spec.shape).eval()
     module = module.to(device)
     if mode == "torch-compile":

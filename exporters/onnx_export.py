@@ -161,13 +161,13 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
         from gen.runtime.signing import check_signing_available
 
         check_signing_available(sign_key)  # before the export's work, not after it
-    cfg, info, data, net = load_run(run_dir)
+    loaded = load_run(run_dir)
+    cfg, info, data, net = loaded.cfg, loaded.info, loaded.data, loaded.net
     where = str(run_dir / "run.json")
     probe_rows = np.load(run_dir / PROBE, allow_pickle=False)
     with staged_folder(out, MANIFEST, "bundle", error=BundleError, replace=force) as staging:
         graphs, parities = {}, {}
-        tuned = getattr(net, "tuned_discriminator", None)
-        for role, graph in with_tuned_discriminator(cfg.family, net, tuned, data).items():
+        for role, graph in with_tuned_discriminator(cfg.family, net, loaded.tuned, data).items():
             path = staging / f"{role}.onnx"
             module = RawUnits(graph, data.preprocessing, data.shape).eval()
             try:

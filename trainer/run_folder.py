@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,7 +22,20 @@ PREVIEW_N = 64
 PROBE_ROWS = 32
 
 
-def load_run(run_dir: str | Path) -> tuple[TrainConfig, dict, DataSpec, torch.nn.Module]:
+@dataclass
+class LoadedRun:
+    """A run folder read back: its config, run.json (`info`), the data spec the network was
+    built for, the trained network, and the fine-tuned copy of a GAN's discriminator that
+    refined sampling reads (None where the run has none)."""
+
+    cfg: TrainConfig
+    info: dict
+    data: DataSpec
+    net: torch.nn.Module
+    tuned: torch.nn.Module | None = None
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
     """Rebuild a trained network from its run folder (weights_only=True: no pickle)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -39,15 +52,15 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, dict, DataSpec, torch.nn
         data = parse(DataSpec, info["data"], str(run_dir / RUN_INFO), "data")
     except (json.JSONDecodeError, KeyError, TypeError, BundleError) as exc:
         raise InputError(f"{run_dir / RUN_INFO}: not a run description of this gen ({exc})") from None
-    net = cfg.family.build(cfg.options, data)
+    net, tuned = cfg.family.build(cfg.options, data), None
     try:
         state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
         net.load_state_dict(state["state_dict"])
         if "discriminator_state_dict" in state and cfg.family.discriminator is not None:
             tuned = cfg.family.build(cfg.options, data)
             tuned.load_state_dict(state["discriminator_state_dict"])
-            net.__dict__["tuned_discriminator"] = tuned.eval()  # not a submodule: kept out of net's state
+            tuned.eval()
     except Exception as exc:  # torch raises many types for a damaged or foreign checkpoint
         raise InputError(f"{run_dir / CHECKPOINT}: cannot load the checkpoint "
                          f"({str(exc).splitlines()[0]})") from None
-    return cfg, info, data, net.eval()
+    return LoadedRun(cfg, info, data, net.eval(), tuned)

@@ -61,7 +61,8 @@ def test_tabular_preprocessing_is_per_feature_inside_the_graph(tmp_path):
     model = load(bundle, device="cpu")  # compared with torch on CPU (CUDA would use TF32)
     prep = model.manifest.data.preprocessing
     assert len(prep.offset) == len(prep.scale) == 3 and prep.model_range is None
-    _, _, data, net = load_run(run)
+    loaded = load_run(run)
+    data, net = loaded.data, loaded.net
     want = net.score(torch.from_numpy((rows[:10] - np.float32(prep.offset)) / np.float32(prep.scale))).detach().numpy()
     np.testing.assert_allclose(model.score(rows[:10]), want, rtol=1e-5, atol=1e-6)
 
@@ -91,7 +92,7 @@ def test_runtime_score_equals_training_score(runs, bundles, digits_rows):
     """The exported score is the score calibrated at training (anomalib's complaint, avoided)."""
     from gen.runtime import load
 
-    _, _, _, net = load_run(runs["vae"])
+    net = load_run(runs["vae"]).net
     model = load(bundles["vae"], device="cpu")  # compared with torch on CPU (CUDA would use TF32)
     with torch.no_grad():
         want = net.score(torch.from_numpy(digits_rows[:50].reshape(50, 1, 8, 8) / 16.0)).numpy()

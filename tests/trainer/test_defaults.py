@@ -185,7 +185,8 @@ def test_a_run_folder_from_before_latent_scores_loads_and_exports(tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert not any(k.startswith("latent_scores.") for k in state["state_dict"])
-    loaded_cfg, _, _, net = load_run(run)
+    loaded = load_run(run)
+    loaded_cfg, net = loaded.cfg, loaded.net
     assert loaded_cfg.options.score == "recon" and net.latent_scores is None
     export_run(run, tmp_path / "bundle")
     assert load(tmp_path / "bundle").score(x[:3]).shape == (3,)

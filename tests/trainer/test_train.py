@@ -33,9 +33,9 @@ def test_run_folder_contents(runs):
 
 
 def test_same_seed_same_model(tmp_path):
-    a = load_run(tiny(tmp_path, "a", seed=5, device="cpu"))[3].state_dict()
-    b = load_run(tiny(tmp_path, "b", seed=5, device="cpu"))[3].state_dict()
-    c = load_run(tiny(tmp_path, "c", seed=6, device="cpu"))[3].state_dict()
+    a = load_run(tiny(tmp_path, "a", seed=5, device="cpu")).net.state_dict()
+    b = load_run(tiny(tmp_path, "b", seed=5, device="cpu")).net.state_dict()
+    c = load_run(tiny(tmp_path, "c", seed=6, device="cpu")).net.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -149,7 +149,8 @@ def test_config_yaml_records_every_option_resolved(tmp_path):
     recorded = yaml.safe_load((run / "config.yaml").read_text())
     assert recorded["decoder"] == "bernoulli" and recorded["lr"] == 1e-3 and recorded["kl_weight"] == 1.0
     assert None not in (recorded["lr"], recorded["decoder"])
-    cfg, info, data, _ = load_run(run)
+    loaded = load_run(run)
+    cfg, info, data = loaded.cfg, loaded.info, loaded.data
     assert cfg.to_dict() == recorded and info["variant"] == "bernoulli decoder"
 
 
