@@ -54,6 +54,15 @@ class Detector(BaseEstimator):
         from .fitting import fit
 
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        if self.model != "auto":  # a family without an anomaly score is refused before any training
+            from gen.runtime.errors import ConfigError
+            from gen.trainer import registry
+
+            family = registry.get(self.model)
+            if family.score_kind is None:
+                scoring = [f.name for f in registry.families().values() if f.score_kind is not None]
+                raise ConfigError(f"Detector(model={self.model!r}): {self.model} gives no anomaly score; "
+                                  f"families that do: {', '.join(scoring)}")
         folder = Path(tempfile.mkdtemp(prefix="gen-detector-"))
         try:
             run = fit(X, model=self.model, out=folder / "run", epochs=self.epochs, seed=self.seed,

@@ -116,3 +116,12 @@ def test_a_loaded_detector_scores_without_torch(tmp_path):
             f"print(int(det.predict(np.load({str(tmp_path / 'test.npy')!r})).sum()), 'torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[1] == "False" and int(out[0]) > 30
+
+
+def test_a_family_without_a_score_is_refused_before_training():
+    from gen.runtime import ConfigError
+
+    with pytest.raises(ConfigError, match="dcgan gives no anomaly score; families that do: .*pca"):
+        Detector(model="dcgan").fit(np.zeros((10, 3), np.float32))
+    with pytest.raises(ConfigError, match="model=.nope.: expected one of ae-naive"):
+        Detector(model="nope").fit(np.zeros((10, 3), np.float32))
