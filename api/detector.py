@@ -83,6 +83,9 @@ class Detector(BaseEstimator):
 
         import weakref
 
+        previous = self.__dict__.get("_cleanup")
+        if previous is not None:  # a refit: the last fit's bundle goes now, not with the detector
+            previous()
         self._folder = folder
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(folder), True)
         self.model_ = load(folder / "bundle", device=self.device)

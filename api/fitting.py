@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from gen.runtime.errors import ConfigError
 
 from gen.trainer.config import TrainConfig
 from gen.trainer.data import from_arrays, in_memory
+
+
+_ONE_AT_A_TIME = threading.Lock()
 
 
 @dataclass
@@ -51,9 +55,9 @@ class Run:
         return Path(out)
 
     def cleanup(self) -> None:
-        """Remove a temporary run folder (one `fit` made without `out`)."""
+        """Remove a temporary run folder (one `fit` made without `out`), and the folder made for it."""
         if self.temporary:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            shutil.rmtree(self.folder.parent, ignore_errors=True)
 
 
 def fit(x, model: str = "auto", y=None, *, out: str | Path | None = None, names: list[str] | None = None,
@@ -63,15 +67,23 @@ def fit(x, model: str = "auto", y=None, *, out: str | Path | None = None, names:
     the AUROC is measured on the held-out rows as for a labelled file), and the family's and
     run's options as keywords (`gen train`'s flags: epochs, seed, latent_dim, ...). `out`: the
     run folder (default: a temporary one, see `Run.cleanup`). Same rows, options and seed as a
-    `gen train --data FILE` of those rows: the same weights and scores."""
+    `gen train --data FILE` of those rows: the same weights and scores. Fits in one process run
+    one at a time (torch's random state is global); use processes to train in parallel."""
     if "data" in options:
         raise ConfigError("fit: the rows are the first argument; `data` is for `gen train` (a file or a built-in name)")
     dataset = from_arrays(x, y, names)
     temporary = out is None
     folder = Path(tempfile.mkdtemp(prefix="gen-run-")) / "run" if temporary else Path(out)
-    with in_memory(dataset) as spec:
-        cfg = TrainConfig.make(model=model, data=spec, out=str(folder), quiet=quiet, **options)
-        from gen.trainer.train import train
+    try:
+        # One fit at a time in a process: torch's random state and thread count are global, so
+        # two runs at once would draw from one stream (and not give the seed's weights).
+        with _ONE_AT_A_TIME, in_memory(dataset) as spec:
+            cfg = TrainConfig.make(model=model, data=spec, out=str(folder), quiet=quiet, **options)
+            from gen.trainer.train import train
 
-        train(cfg)
+            train(cfg)
+    except BaseException:
+        if temporary:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+        raise
     return Run(folder, temporary)

@@ -125,3 +125,11 @@ def test_a_family_without_a_score_is_refused_before_training():
         Detector(model="dcgan").fit(np.zeros((10, 3), np.float32))
     with pytest.raises(ConfigError, match="model=.nope.: expected one of ae-naive"):
         Detector(model="nope").fit(np.zeros((10, 3), np.float32))
+
+
+def test_a_refit_removes_the_last_fits_bundle():
+    x, _, _ = data(n=120)
+    det = Detector(model="pca").fit(x)
+    first = det._folder
+    det.fit(x[::-1].copy())
+    assert not first.exists() and det._folder.exists() and det._folder != first

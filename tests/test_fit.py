@@ -108,3 +108,27 @@ def test_import_gen_is_light_and_lazy():
     assert callable(gen.fit) and gen.Run.__name__ == "Run" and gen.Detector.__name__ == "Detector"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         gen.nope
+
+
+def test_temporary_folders_go_with_cleanup_and_with_a_failed_fit(rows, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp makes its folders
+    run = fit(rows, model="pca")
+    assert run.folder.parent.parent == tmp_path
+    run.cleanup()
+    with pytest.raises(ConfigError):
+        fit(rows, model="pca", nonsense=1)
+    assert list(tmp_path.iterdir()) == []  # neither the run's folder nor the failed one's is left
+
+
+def test_dataframes_of_mixed_numeric_columns_and_missing_values():
+    pandas = pytest.importorskip("pandas")
+    from gen.trainer.data import from_arrays
+
+    mixed = from_arrays(pandas.DataFrame({"a": [1, 2, 3], "b": [True, False, True], "c": [0.5, 1.5, 2.5]}))
+    assert mixed.x.dtype == np.float32 and mixed.x[:, 1].tolist() == [1.0, 0.0, 1.0] and mixed.names == ["a", "b", "c"]
+    with pytest.raises(InputError, match="row 2, column 1: value is nan"):
+        from_arrays(pandas.DataFrame({"n": pandas.array([1, None, 3], dtype="Int64")}))
+    with pytest.raises(InputError, match="column 'name' holds object values; expected numbers"):
+        from_arrays(pandas.DataFrame({"x": [1.0, 2.0], "name": ["a", "b"]}))

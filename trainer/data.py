@@ -9,6 +9,7 @@ know (kind, source, value range, column names).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class RatingsData:
 # Rows handed over in memory (`gen.fit`), by the spec that names them for one run.
 ARRAY_NAME = "array"
 _IN_MEMORY: dict[str, Dataset] = {}
+_NAMING = threading.Lock()
 
 
 def from_arrays(x, y=None, names: list[str] | None = None) -> Dataset:
@@ -59,9 +61,15 @@ def from_arrays(x, y=None, names: list[str] | None = None) -> Dataset:
     if hasattr(x, "column_names") and hasattr(x, "to_pandas"):  # a pyarrow Table (its .columns are arrays)
         names = [str(c) for c in x.column_names] if names is None else names
         x = x.to_pandas()
-    if hasattr(x, "columns") and hasattr(x, "to_numpy"):  # a pandas DataFrame
+    if hasattr(x, "columns") and hasattr(x, "to_numpy") and hasattr(x, "dtypes"):  # a pandas DataFrame
+        import pandas as pd
+
+        for column, dtype in zip(x.columns, x.dtypes):
+            if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
+                raise InputError(f"rows: column {column!r} holds {dtype} values; expected numbers")
         names = [str(c) for c in x.columns] if names is None else names
-        x = x.to_numpy()
+        # float64 first (bools, nullable Int64 with its missing values as NaN, for check_finite)
+        x = x.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
     array = np.asarray(x)
     if array.dtype.kind not in "fiub":
         raise InputError(f"rows: expected numeric values, got dtype {array.dtype}")
@@ -95,15 +103,17 @@ class in_memory:
         self.spec = ""
 
     def __enter__(self) -> str:
-        n = 1  # "array" in config.yaml; "array:2" ... only while another fit holds "array"
-        while (spec := ARRAY_NAME if n == 1 else f"{ARRAY_NAME}:{n}") in _IN_MEMORY:
-            n += 1
-        self.spec = spec
-        _IN_MEMORY[spec] = self.dataset
+        with _NAMING:
+            n = 1  # "array" in config.yaml; "array:2" ... only while another run holds "array"
+            while (spec := ARRAY_NAME if n == 1 else f"{ARRAY_NAME}:{n}") in _IN_MEMORY:
+                n += 1
+            self.spec = spec
+            _IN_MEMORY[spec] = self.dataset
         return spec
 
     def __exit__(self, *exc) -> None:
-        _IN_MEMORY.pop(self.spec, None)
+        with _NAMING:
+            _IN_MEMORY.pop(self.spec, None)
 
 
 def load_dataset(spec: str, label_column: str | None = None, seed: int = 0) -> Dataset:
