@@ -22,8 +22,7 @@ import torch
 
 from gen.runtime.bundle import sha256_file, write_digests
 from gen.runtime.errors import BundleError, ConfigError, ExportError
-from gen.runtime.manifest import (MANIFEST, WIDEN, GraphParity, GraphSpec, LatentSpec, Manifest, MetricsSpec,
-                                  ParitySpec, RefineSpec, SamplerSpec, ScoringSpec, TensorSpec, parse)
+from gen.runtime.manifest import MANIFEST, WIDEN, GraphParity, GraphSpec, Manifest, ParitySpec, TensorSpec
 from gen.runtime.outputs import staged_folder
 from gen.runtime.providers import import_onnxruntime
 from gen.runtime.version import gen_version
@@ -162,8 +161,7 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
 
         check_signing_available(sign_key)  # before the export's work, not after it
     loaded = load_run(run_dir)
-    cfg, info, data, net = loaded.cfg, loaded.info, loaded.data, loaded.net
-    where = str(run_dir / "run.json")
+    cfg, data, net = loaded.cfg, loaded.data, loaded.net
     probe_rows = np.load(run_dir / PROBE, allow_pickle=False)
     with staged_folder(out, MANIFEST, "bundle", error=BundleError, replace=force) as staging:
         graphs, parities = {}, {}
@@ -192,7 +190,7 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
                                      file_bytes=path.stat().st_size)
         if data.kind == "image" and any(p.kind == "data" for g in graphs.values() for p in g.inputs):
             graphs[WIDEN[0]], parities[WIDEN[0]] = export_widen(staging, list(data.shape), probe_rows)
-        scoring = parse(ScoringSpec | None, info["scoring"], where, "scoring")
+        scoring = loaded.run.scoring
         quantization = None
         if narrow is not None:
             from .quantize import quantize_scoring
@@ -204,15 +202,12 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
                                               inputs=graph.inputs, outputs=graph.outputs,
                                               file_bytes=(staging / graph.file).stat().st_size)
         manifest = Manifest(
-            family=cfg.family.name, variant=info["variant"], gen_version=gen_version(),
+            family=cfg.family.name, variant=loaded.run.variant, gen_version=gen_version(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seed=cfg.run.seed,
-            config=cfg.to_dict(), data=data, graphs=graphs, capabilities=list(info["capabilities"]),
-            sampler=parse(SamplerSpec | None, info["sampler"], where, "sampler"),
-            latent=parse(LatentSpec | None, info["latent"], where, "latent"),
+            config=cfg.to_dict(), data=data, graphs=graphs, capabilities=list(loaded.run.capabilities),
+            sampler=loaded.run.sampler, latent=loaded.run.latent,
             scoring=scoring, quantization=quantization,
-            metrics=parse(MetricsSpec, info["metrics"], where, "metrics"),
-            fitted=info.get("fitted") or {},
-            refine=parse(RefineSpec | None, info.get("refine"), where, "refine"),
+            metrics=loaded.run.metrics, fitted=loaded.run.fitted, refine=loaded.run.refine,
             parity=ParitySpec(graphs=parities, probe_rows=int(len(probe_rows)), tolerance=PARITY_TOLERANCE,
                               state_tolerance=STATE_TOLERANCE),
         )

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from gen.runtime.errors import BundleError, InputError
-from gen.runtime.manifest import DataSpec, parse
+from gen.runtime.manifest import (DataSpec, LatentSpec, MetricsSpec, RefineSpec, SamplerSpec, ScoringSpec,
+                                  parse)
 
 from .config import TrainConfig, read_yaml
 
@@ -23,16 +24,53 @@ PROBE_ROWS = 32
 
 
 @dataclass
+class RunInfo:
+    """run.json, typed: read with the manifest's own parser, so a bundle's parts come from a
+    run record that was checked once, where it was read."""
+
+    family: str
+    variant: str
+    capabilities: list[str]
+    data: DataSpec
+    sampler: SamplerSpec | None
+    latent: LatentSpec | None
+    scoring: ScoringSpec | None
+    metrics: MetricsSpec
+    fitted: dict
+    refine: RefineSpec | None
+    model_choice: str | None = None
+
+    @classmethod
+    def read(cls, raw: dict, where: str) -> RunInfo:
+        if not isinstance(raw, dict):
+            raise BundleError(f"{where}: expected a mapping")
+        fitted = raw.get("fitted") or {}
+        if not isinstance(fitted, dict):
+            raise BundleError(f"{where}: fitted: expected a mapping")
+        return cls(family=parse(str, raw["family"], where, "family"),
+                   variant=parse(str, raw["variant"], where, "variant"),
+                   capabilities=parse(list[str], raw["capabilities"], where, "capabilities"),
+                   data=parse(DataSpec, raw["data"], where, "data"),
+                   sampler=parse(SamplerSpec | None, raw.get("sampler"), where, "sampler"),
+                   latent=parse(LatentSpec | None, raw.get("latent"), where, "latent"),
+                   scoring=parse(ScoringSpec | None, raw.get("scoring"), where, "scoring"),
+                   metrics=parse(MetricsSpec, raw["metrics"], where, "metrics"),
+                   fitted=fitted, refine=parse(RefineSpec | None, raw.get("refine"), where, "refine"),
+                   model_choice=raw.get("model_choice") if isinstance(raw.get("model_choice"), str) else None)
+
+
+@dataclass
 class LoadedRun:
     """A run folder read back: its config, run.json (`info`), the data spec the network was
     built for, the trained network, and the fine-tuned copy of a GAN's discriminator that
     refined sampling reads (None where the run has none)."""
 
     cfg: TrainConfig
-    info: dict
+    info: dict  # run.json as written (bench and tests read figures from it)
     data: DataSpec
     net: torch.nn.Module
     tuned: torch.nn.Module | None = None
+    run: RunInfo | None = None  # the same, typed
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -49,7 +87,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         cfg.options = replace(cfg.options, score="recon")
     try:
         info = json.loads((run_dir / RUN_INFO).read_text())
-        data = parse(DataSpec, info["data"], str(run_dir / RUN_INFO), "data")
+        run = RunInfo.read(info, str(run_dir / RUN_INFO))
+        data = run.data
     except (json.JSONDecodeError, KeyError, TypeError, BundleError) as exc:
         raise InputError(f"{run_dir / RUN_INFO}: not a run description of this gen ({exc})") from None
     net, tuned = cfg.family.build(cfg.options, data), None
@@ -63,4 +102,4 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     except Exception as exc:  # torch raises many types for a damaged or foreign checkpoint
         raise InputError(f"{run_dir / CHECKPOINT}: cannot load the checkpoint "
                          f"({str(exc).splitlines()[0]})") from None
-    return LoadedRun(cfg, info, data, net.eval(), tuned)
+    return LoadedRun(cfg, info, data, net.eval(), tuned, run)

@@ -192,3 +192,22 @@ def test_run_and_bundle_folders_follow_the_umask(runs, bundles):
     os.umask(mask)
     for folder in (runs["ae"], bundles["ae"]):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask
+
+
+def test_load_run_reads_a_typed_run_record(tmp_path):
+    """run.json comes back typed (the manifest's parser), and a record the exporter could not
+    use is refused where it is read, in one line."""
+    import json
+
+    from gen.runtime import InputError
+    from gen.runtime.manifest import MetricsSpec
+
+    run = tiny(tmp_path, "a", seed=5, device="cpu")
+    loaded = load_run(run)
+    assert loaded.run.family == loaded.cfg.family.name and isinstance(loaded.run.metrics, MetricsSpec)
+    assert loaded.run.data == loaded.data and loaded.run.scoring.threshold == loaded.info["scoring"]["threshold"]
+    info = json.loads((run / "run.json").read_text())
+    info["metrics"]["epochs"] = "three"
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(InputError, match="run.json: not a run description of this gen .*metrics.epochs"):
+        load_run(run)
