@@ -50,3 +50,25 @@ def test_a_new_family_is_covered_by_the_contract_test_with_no_other_edit():
     assert counts.get("passed", 0) + counts.get("skipped", 0) == len(checks) and "failed" not in counts, summary
     assert counts["passed"] >= len(checks) - 2, summary
     assert "throwaway" not in registry.names()  # it lives only in that test run
+
+
+def test_trainer_hooks_are_read_in_one_place():
+    """A trainer's optional parts (Trainer protocol) come with their defaults from hooks()."""
+    from gen.trainer.registry import TrainerHooks, hooks
+
+    class Plain:
+        def step(self, x):
+            return {}
+
+    class Own:
+        batches_per_step = 2
+
+        def step(self, x):
+            return {}
+
+        def fit(self, x, epochs, batch_size, rng):
+            return {"loss": 0.0}
+
+    assert hooks(Plain()) == TrainerHooks()
+    own = hooks(Own())
+    assert own.batches_per_step == 2 and own.fit is not None and own.fit_start is None

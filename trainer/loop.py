@@ -13,7 +13,7 @@ import torch
 
 from gen.runtime.errors import ConfigError
 
-from . import budget
+from . import budget, registry
 from .config import TrainConfig
 from .progress import phase
 
@@ -23,13 +23,14 @@ def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.rand
     """Train; (per-epoch records, seconds, how training stopped). With `validate` (the mean
     score of held-out normal rows) and a patience, training stops once it has not improved
     for that many epochs and the best epoch's weights are restored (trainer/budget.py)."""
-    rows_per_step = cfg.run.batch_size * getattr(trainer, "batches_per_step", 1)
+    parts = registry.hooks(trainer)
+    rows_per_step = cfg.run.batch_size * parts.batches_per_step
     plan = budget.plan(len(x_fit), rows_per_step, cfg.run.epochs, cfg.run.patience,
                        cfg.family.stops_early and validate is not None, cfg.family.trains_by_steps)
     history = []
     start_all = time.perf_counter()
-    if hasattr(trainer, "fit"):  # its own schedule: closed form (PCA, one record) or AdaGAN's sequence
-        figures = trainer.fit(x_fit, epochs=plan.max_epochs, batch_size=cfg.run.batch_size, rng=rng)
+    if parts.fit is not None:  # its own schedule: closed form (PCA, one record) or AdaGAN's sequence
+        figures = parts.fit(x_fit, epochs=plan.max_epochs, batch_size=cfg.run.batch_size, rng=rng)
         records = figures if isinstance(figures, list) else [figures]
         seconds = round(time.perf_counter() - start_all, 4)
         history = [{"epoch": i + 1, **r, **({"seconds": seconds} if i == len(records) - 1 else {})}
@@ -40,8 +41,8 @@ def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.rand
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         return history, time.perf_counter() - start_all, {"rule": "the family's own schedule",
                                                           "kept_epoch": len(history), "stopped": "done"}
-    if hasattr(trainer, "fit_start"):  # e.g. a DBM's greedy layer-wise pretraining, before joint training
-        trainer.fit_start(x_fit, cfg.run.batch_size)
+    if parts.fit_start is not None:  # e.g. a DBM's greedy layer-wise pretraining, before joint training
+        parts.fit_start(x_fit, cfg.run.batch_size)
     epochs = phase(f"{cfg.family.name} on {name}", plan.max_epochs, "epochs")
     with epochs as progress, open(out / "metrics.jsonl", "w") as log:
         stopper = budget.EarlyStopping(plan.patience)

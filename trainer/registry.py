@@ -21,18 +21,35 @@ from . import options as opts
 
 class Trainer(Protocol):
     """What the training loop drives: `step` on a batch of `batches_per_step * batch_size`
-    model-space rows, returning the losses to log. A trainer may also define
-    `fit_start(x_fit, batch_size)`, called once with all fitting rows before the first epoch
-    (a DBM's greedy layer-wise pretraining), or `fit(x_fit, epochs, batch_size, rng)`, called
-    once instead of the epoch loop, for a model with its own schedule: a closed form (PCA's
-    SVD; it returns the figures to log) or a sequence (AdaGAN's components; it returns one
-    record per epoch).
+    model-space rows, returning the losses to log. Two optional hooks (`TrainerHooks` gives
+    their defaults; `hooks(trainer)` reads a trainer's):
+    - `fit_start(x_fit, batch_size)`, called once with all fitting rows before the first epoch
+      (a DBM's greedy layer-wise pretraining);
+    - `fit(x_fit, epochs, batch_size, rng)`, called once instead of the epoch loop, for a model
+      with its own schedule: a closed form (PCA's SVD; it returns the figures to log) or a
+      sequence (AdaGAN's components; it returns one record per epoch).
 
     Ratings rows (families that train on ratings) hold NaN where no rating was observed."""
 
     batches_per_step: int
 
     def step(self, x) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class TrainerHooks:
+    """A trainer's optional parts, each with its default: rows per step in batches (1), a
+    fit-start hook (none), its own schedule instead of the epoch loop (none)."""
+
+    batches_per_step: int = 1
+    fit_start: Callable[[Any, int], None] | None = None
+    fit: Callable[..., Any] | None = None
+
+
+def hooks(trainer: Trainer) -> TrainerHooks:
+    """The optional parts `trainer` defines (see Trainer), defaults for the others."""
+    return TrainerHooks(batches_per_step=int(getattr(trainer, "batches_per_step", 1)),
+                        fit_start=getattr(trainer, "fit_start", None), fit=getattr(trainer, "fit", None))
 
 
 @dataclass(frozen=True)
