@@ -42,9 +42,7 @@ def sample(
 ) -> None:
     """Draw N samples from a bundle with the sampler it declares. Same seed, same samples."""
     with reported():
-        from gen.runtime import load
-        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
-                     public_key=public_key)
+        model = open_bundle(bundle, device, batch_size, threads, public_key)
         options = {k: v for k, v in {"steps": steps, "burn_in": burn_in, "thin": thin, "chains": chains,
                                      "refine": refine.value if refine else None, "refine_steps": refine_steps,
                                      "drs_quantile": drs_quantile, "codes": parse_codes(code)}.items()
@@ -75,6 +73,13 @@ def parse_codes(items: list[str] | None) -> dict[str, str] | None:
             raise InputError(f"--code {item!r}: expected NAME=VALUE, e.g. --code cat=3")
         codes[name.strip()] = value.strip()
     return codes
+
+
+def open_bundle(bundle, device, batch_size, threads, public_key):
+    """The bundle as the command's options load it (gen.runtime.load: verified, signed if asked)."""
+    from gen.runtime import load
+
+    return load(bundle, device=device.value, batch_size=batch_size, threads=threads, public_key=public_key)
 
 
 def plural(n: int, word: str) -> str:
@@ -155,7 +160,7 @@ def score(
 ) -> None:
     """Score rows for anomaly (higher = more anomalous) and flag those above the threshold."""
     with reported():
-        from gen.runtime import InputError, load
+        from gen.runtime import InputError
         from gen.runtime.batch import is_many
 
         if maps_rows is not None and maps is None:
@@ -172,8 +177,7 @@ def score(
             score_on_ray(bundle, input, out, address, columns, keep_columns, device.value, workers, batch_size,
                          threads, public_key, as_json)
             return
-        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
-                     public_key=public_key)
+        model = open_bundle(bundle, device, batch_size, threads, public_key)
         if many:
             if explain or maps is not None:
                 raise InputError("--explain and --maps score one file at a time; give a single input file")
@@ -284,10 +288,7 @@ def encode(
 ) -> None:
     """Encode rows to latent codes (the posterior mean for a VAE), streaming like score."""
     with reported():
-        from gen.runtime import load
-
-        model = load(bundle, device=device.value, batch_size=batch_size, threads=threads,
-                     public_key=public_key)
+        model = open_bundle(bundle, device, batch_size, threads, public_key)
         with row_progress("encoding", as_json) as progress:
             rows = model.encode_file(input, out, chunk_rows=chunk_rows, on_chunk=progress)
         dim = int(model.manifest.graphs["encoder"].port("z", outputs=True).shape[1])
