@@ -11,6 +11,14 @@ so the model is trained and exported here and carried there with the rows; the m
     #   source bench/gpu-env.sh; python3 bench/gpu_perf.py measure .gpu-perf --out $OUT/cuda.json
     .venv/bin/python bench/gpu_perf.py merge /work/.device/.../cuda.json
         # -> bench/results.json performance.cuda, then BENCHMARKS.md re-rendered
+        # --rerun OTHER.json: a later call's figures beside the main ones (another machine);
+        # --rename "MEASURED->AS": a default changed after the run to a setting it measured;
+        # --small-calls MODE: gen's rate at calls under staging.MIN_STAGED_BYTES taken from MODE
+    # (`measure --modes "gen;gen:THREADS=4" --no-files` reruns some modes in a shorter call)
+    # The record of 2026-12-04 was merged with:
+    #   merge cuda.json --rename "gen->gen:DEVICE_INPUT=1" --rename "gen:DEVICE_INPUT=0->gen"
+    #     --rename "gen-uint8->gen-uint8:DEVICE_INPUT=1" --rename "gen-uint8:DEVICE_INPUT=0->gen-uint8"
+    #     --rerun cuda4.json --rerun cuda5.json --small-calls gen:staging=0
 """
 
 from __future__ import annotations
