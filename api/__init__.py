@@ -22,11 +22,23 @@ _LAZY = {"fit": ("gen.fitting", "fit"), "Run": ("gen.fitting", "Run"), "Detector
 __all__ = sorted(_LAZY)
 
 
+# What each name needs beyond the runtime, and the extra that installs it.
+_EXTRAS = {"torch": "train", "sklearn": "train", "onnx": "train", "onnxruntime": "cpu"}
+
+
 def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'gen' has no attribute {name!r}")
     module, attr = _LAZY[name]
-    value = getattr(importlib.import_module(module), attr)
+    try:
+        value = getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in _EXTRAS:
+            raise
+        from gen.runtime.errors import MissingDependency
+
+        raise MissingDependency(f"gen.{name} needs {missing}: pip install 'gen[{_EXTRAS[missing]}]'") from exc
     globals()[name] = value
     return value
 

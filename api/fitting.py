@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gen.runtime.errors import ConfigError
+from gen.runtime.errors import ConfigError, MissingDependency
 
 from gen.trainer.config import TrainConfig
 from gen.trainer.data import from_arrays, in_memory
@@ -78,9 +78,13 @@ def fit(x, model: str = "auto", y=None, *, out: str | Path | None = None, names:
         # One fit at a time in a process: torch's random state and thread count are global, so
         # two runs at once would draw from one stream (and not give the seed's weights).
         with _ONE_AT_A_TIME, in_memory(dataset) as spec:
-            cfg = TrainConfig.make(model=model, data=spec, out=str(folder), quiet=quiet, **options)
-            from gen.trainer.train import train
-
+            try:  # the families (TrainConfig reads them) and the loop need torch
+                cfg = TrainConfig.make(model=model, data=spec, out=str(folder), quiet=quiet, **options)
+                from gen.trainer.train import train
+            except ModuleNotFoundError as exc:
+                if (exc.name or "").split(".")[0] != "torch":
+                    raise
+                raise MissingDependency("gen.fit trains with torch: pip install 'gen[train]'") from exc
             train(cfg)
     except BaseException:
         if temporary:

@@ -132,3 +132,32 @@ def test_dataframes_of_mixed_numeric_columns_and_missing_values():
         from_arrays(pandas.DataFrame({"n": pandas.array([1, None, 3], dtype="Int64")}))
     with pytest.raises(InputError, match="column 'name' holds object values; expected numbers"):
         from_arrays(pandas.DataFrame({"x": [1.0, 2.0], "name": ["a", "b"]}))
+
+
+def test_a_missing_training_stack_is_one_line(monkeypatch, rows):
+    """Without torch (a runtime-only install) gen.fit says which extra to install; without
+    scikit-learn gen.Detector does; gen.load still works."""
+    import builtins
+    import sys
+
+    import gen
+    from gen.runtime import MissingDependency
+
+    real = builtins.__import__
+
+    def without(*names):
+        def guarded(name, *args, **kwargs):
+            if name.split(".")[0] in names:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return real(name, *args, **kwargs)
+        return guarded
+
+    for module in [m for m in sys.modules if m.startswith(("gen.trainer.train", "gen.detector"))]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.delitem(gen.__dict__, "Detector", raising=False)
+    monkeypatch.setattr(builtins, "__import__", without("torch", "sklearn"))
+    with pytest.raises(MissingDependency, match=r"gen.fit trains with torch: pip install 'gen\[train\]'"):
+        fit(rows, model="pca")
+    with pytest.raises(MissingDependency, match=r"gen.Detector needs sklearn: pip install 'gen\[train\]'"):
+        gen.Detector
+    assert callable(gen.load)
