@@ -207,7 +207,10 @@ def setup_section(results: dict) -> list[str]:
         + (f"; epochs set for every family by `--epochs {settings['epochs_override']}`"
            if settings.get("epochs_override") else "; epochs and options from each family's bench preset "
            "(`family.bench` in the registry; *default budget* in the table: the preset is `gen train`'s own "
-           "defaults, epochs included, so the figure is what the default command gives)" + ("; `--quick` divides the preset's epochs by 20 (at least 2)"
+           "defaults, epochs included, so the figure is what the default command gives; the one option a "
+           "preset sets, rbm's `log_z none`, skips the AIS estimate of log Z, which runs after training and "
+           "changes no weight, threshold or AUROC, only the bundle's log_p column: "
+           "tests/trainer/models/test_rbm.py checks it)" + ("; `--quick` divides the preset's epochs by 20 (at least 2)"
                                                  if results.get("mode") == "quick" else ""))
         + "; the settings in use per family (from each run's config.yaml) are in the table below.",
         "- **Mode:** " + ("quick smoke run (`--quick`): few classes and epochs, not a result"

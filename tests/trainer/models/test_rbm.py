@@ -561,3 +561,26 @@ def test_divergence_inside_a_step_is_one_line(tmp_path):
         train(TrainConfig.make(model="rbm", data="digits", n_hidden=8, lr=1e30, epochs=2, device="cpu",
                                quiet=True, out=str(tmp_path / "run")))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_log_z_changes_no_weight_threshold_or_auroc(tmp_path):
+    """The one-class bench trains rbm with log_z=none (AIS costs minutes per MNIST class); its
+    AUROC is still the default command's: log Z is estimated after training, from the weights,
+    with its own random stream, and the score (the free energy) does not contain it."""
+    import json
+
+    from gen.trainer.train import train
+
+    runs = {}
+    for log_z in ("auto", "none"):
+        out = tmp_path / log_z
+        train(TrainConfig.make(model="rbm", data="digits", normal_class=0, n_hidden=24, epochs=3, ais_betas=50,
+                               ais_chains=4, log_z=log_z, out=str(out), quiet=True, threads=1))
+        runs[log_z] = (torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"],
+                       json.loads((out / "run.json").read_text()))
+    (auto_state, auto_info), (none_state, none_info) = runs["auto"], runs["none"]
+    assert auto_info["scoring"]["log_partition"]["method"] == "ais"  # 24 hidden units: beyond enumeration
+    assert none_info["scoring"]["log_partition"] is None
+    assert all(torch.equal(auto_state[k], none_state[k]) for k in auto_state)
+    assert auto_info["scoring"]["threshold"] == none_info["scoring"]["threshold"]
+    assert auto_info["metrics"]["evaluation"]["auroc"] == none_info["metrics"]["evaluation"]["auroc"]
