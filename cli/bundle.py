@@ -42,7 +42,7 @@ def sample(
 ) -> None:
     """Draw N samples from a bundle with the sampler it declares. Same seed, same samples."""
     with reported():
-        model = open_bundle(bundle, device, batch_size, threads, public_key)
+        model = load_for_command(bundle, device, batch_size, threads, public_key)
         options = {k: v for k, v in {"steps": steps, "burn_in": burn_in, "thin": thin, "chains": chains,
                                      "refine": refine.value if refine else None, "refine_steps": refine_steps,
                                      "drs_quantile": drs_quantile, "codes": parse_codes(code)}.items()
@@ -75,7 +75,7 @@ def parse_codes(items: list[str] | None) -> dict[str, str] | None:
     return codes
 
 
-def open_bundle(bundle, device, batch_size, threads, public_key):
+def load_for_command(bundle, device, batch_size, threads, public_key):
     """The bundle as the command's options load it (gen.runtime.load: verified, signed if asked)."""
     from gen.runtime import load
 
@@ -177,7 +177,7 @@ def score(
             score_on_ray(bundle, input, out, address, columns, keep_columns, device.value, workers, batch_size,
                          threads, public_key, as_json)
             return
-        model = open_bundle(bundle, device, batch_size, threads, public_key)
+        model = load_for_command(bundle, device, batch_size, threads, public_key)
         if many:
             if explain or maps is not None:
                 raise InputError("--explain and --maps score one file at a time; give a single input file")
@@ -288,7 +288,7 @@ def encode(
 ) -> None:
     """Encode rows to latent codes (the posterior mean for a VAE), streaming like score."""
     with reported():
-        model = open_bundle(bundle, device, batch_size, threads, public_key)
+        model = load_for_command(bundle, device, batch_size, threads, public_key)
         with row_progress("encoding", as_json) as progress:
             rows = model.encode_file(input, out, chunk_rows=chunk_rows, on_chunk=progress)
         dim = int(model.manifest.graphs["encoder"].port("z", outputs=True).shape[1])
