@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from gen.runtime import NotSupported, load
 from gen.runtime.manifest import FORMAT_VERSION, VERBS
 from gen.trainer import registry
 from gen.trainer.options import check_value
 from tests.runtime.test_torch_free import BLOCK_TORCH
+from tests.pooling import reference_score
 from tests.verbs import N, verb_outputs
 
 FAMILIES = registry.names()
@@ -200,9 +202,10 @@ def test_preview_is_what_gen_sample_draws(name, runs, bundles):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_reconstruction_errors_average_to_the_score(name, bundles, family_rows):
-    """Every reconstruction-MSE family's score graph returns per-feature errors (anomaly maps,
-    `gen score --explain`) in the rows' shape, and a row's score is their mean."""
+def test_reconstruction_errors_pool_to_the_score(name, runs, bundles, family_rows):
+    """Every reconstruction family's score graph returns per-feature errors (anomaly maps,
+    `gen score --explain`) in the rows' shape, and a row's score is what its `pool` makes of
+    them (their mean; on images by default their smoothed energy), by a scipy reference."""
     if registry.get(name).score_kind != "reconstruction_mse":
         pytest.skip(f"{name} does not score by reconstruction error")
     model = load(bundles[name], device="cpu")
@@ -210,6 +213,8 @@ def test_reconstruction_errors_average_to_the_score(name, bundles, family_rows):
     rows = family_rows[name][:20]
     errors = model.errors(rows)
     assert errors.shape == (20, *model.shape)
-    np.testing.assert_allclose(errors.reshape(20, -1).astype(np.float64).mean(axis=1), model.score(rows), rtol=1e-5)
+    pool = yaml.safe_load((runs[name] / "config.yaml").read_text())["pool"]
+    assert pool == ("smooth" if len(model.shape) == 3 else "mean"), f"{name}: pool=auto resolved to {pool}"
+    np.testing.assert_allclose(model.score(rows), reference_score(errors, pool), rtol=1e-4)
     top = model.explain(rows, k=1)
     np.testing.assert_array_equal(top.errors[:, 0], errors.reshape(20, -1).max(axis=1))

@@ -85,6 +85,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     cfg = TrainConfig.from_dict(raw, where=str(run_dir / "config.yaml"))
     if hasattr(cfg.options, "score") and "score" not in raw:  # a run from before `--score`: reconstruction error
         cfg.options = replace(cfg.options, score="recon")
+    if hasattr(cfg.options, "pool") and "pool" not in raw:  # a run from before `--pool`: the mean
+        cfg.options = replace(cfg.options, pool="mean")
     try:
         info = json.loads((run_dir / RUN_INFO).read_text())
         run = RunInfo.read(info, str(run_dir / RUN_INFO))

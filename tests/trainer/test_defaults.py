@@ -16,6 +16,7 @@ from gen.trainer import budget, registry
 from gen.trainer.config import TrainConfig
 from gen.trainer.data import data_kind
 from gen.trainer.train import train
+from tests.pooling import reference_score
 
 
 def _train(tmp_path, name="run", **options):
@@ -127,13 +128,14 @@ def test_latent_scores_match_a_numpy_reference_through_the_bundle(tmp_path, fami
     z = model.encode(probe).astype(np.float64)
     d = np.sqrt(np.clip(((z[:, None, :] - bank[None]) ** 2).sum(-1), 0, None))
     knn = np.sort(d, axis=1)[:, :min(5, len(bank))].mean(axis=1)
-    errors = model.errors(probe).reshape(len(probe), -1).astype(np.float64)  # model space, what the score sums
+    errors = model.errors(probe).astype(np.float64)  # model space, what the score pools
     if family == "vae":  # the negative ELBO: NLL terms summed plus kl_weight times the KL of the posterior
         logvar = model.runners["encoder"].run({"x": probe.reshape(len(probe), *model.shape)})["logvar"]
         kl = 0.5 * (z ** 2 + np.exp(logvar) - 1.0 - logvar).sum(axis=1)
-        own = errors.sum(axis=1) + cfg["kl_weight"] * kl
-    else:
-        own = errors.mean(axis=1)
+        own = errors.reshape(len(probe), -1).sum(axis=1) + cfg["kl_weight"] * kl
+    else:  # the reconstruction error, pooled as the run's `pool` says (digits: smooth)
+        assert cfg["pool"] == "smooth"
+        own = reference_score(errors, cfg["pool"])
     diff = z - mean
     want = {"latent-knn": knn, "mahalanobis": np.sqrt(np.einsum("ij,jk,ik->i", diff, precision, diff)),
             "combined": (own - scales[0]) / scales[1] + (knn - scales[2]) / scales[3]}[score]
@@ -190,6 +192,42 @@ def test_a_run_folder_from_before_latent_scores_loads_and_exports(tmp_path):
     assert loaded_cfg.options.score == "recon" and net.latent_scores is None
     export_run(run, tmp_path / "bundle")
     assert load(tmp_path / "bundle").score(x[:3]).shape == (3,)
+
+
+def test_an_image_run_from_before_pool_keeps_the_mean_it_was_calibrated_on(tmp_path):
+    """A pca run on images written before `--pool` existed (no `pool` key in config.yaml) loads
+    and exports with the mean of the errors, the score its threshold was set on; a new run on
+    the same images pools by smoothed energy."""
+    from gen.exporters.onnx_export import export_run
+    from gen.trainer.run_folder import load_run
+
+    run, _, cfg = _train(tmp_path, model="pca", data="digits", normal_class=0, latent_dim=4)
+    assert cfg["pool"] == "smooth"
+    cfg.pop("pool")
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert load_run(run).cfg.options.pool == "mean" and load_run(run).net.error_pool is None
+    export_run(run, tmp_path / "bundle")
+    model = load(tmp_path / "bundle")
+    probe = np.random.default_rng(0).uniform(0, 16, size=(6, 64)).astype(np.float32)
+    np.testing.assert_allclose(model.score(probe), reference_score(model.errors(probe), "mean"), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 28, 20), (2, 5, 40)])
+def test_smoothed_energy_matches_scipy(shape):
+    """pool=smooth on multichannel, non-square and small images: each channel blurred by a
+    Gaussian of max(1, shorter side / 16) pixels with zero padding, then the root mean square."""
+    from gen.trainer.models.base import SmoothedEnergy, smoothing_sigma
+
+    assert smoothing_sigma(shape) == max(1.0, min(shape[1:]) / 16)
+    errors = np.random.default_rng(1).exponential(size=(4, *shape)).astype(np.float32)
+    got = SmoothedEnergy(shape)(torch.from_numpy(errors)).numpy()
+    np.testing.assert_allclose(got, reference_score(errors, "smooth"), rtol=1e-5)
+    # energy that clusters scores above the same total error scattered
+    clustered, scattered = np.zeros((1, *shape), np.float32), np.zeros((1, *shape), np.float32)
+    clustered[0, 0, :2, :2] = 1.0
+    scattered[0, 0, 0, 0] = scattered[0, 0, -1, -1] = scattered[0, 0, 0, -1] = scattered[0, 0, -1, 0] = 1.0
+    energy = SmoothedEnergy(shape)
+    assert energy(torch.from_numpy(clustered)) > energy(torch.from_numpy(scattered))
 
 
 def test_an_option_of_another_family_under_model_auto_names_the_choice():

@@ -21,8 +21,8 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .base import (LatentScores, Reconstruction, fit_latent_scores, reconstruction_graphs, resolve_by_range,
-                   resolve_score, score_kind, score_option)
+from .base import (LatentScores, Reconstruction, fit_latent_scores, reconstruction_graphs, error_pool,
+                   pool_option, resolve_by_range, resolve_score, score_kind, score_option)
 
 LOSS = Choice("auto", "mse", "bce")
 LOSS_HELP = "Reconstruction loss: bce for data in [0, 1], mse otherwise; auto picks by the data."
@@ -34,6 +34,7 @@ class NaiveOptions:
     loss: str = option("auto", LOSS_HELP, LOSS)
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
     score: str = score_option()
+    pool: str = pool_option()
 
 
 @dataclass
@@ -44,12 +45,14 @@ class Options:
     loss: str = option("auto", LOSS_HELP, LOSS)
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
     score: str = score_option()
+    pool: str = pool_option()
 
 
 class AutoEncoder(Reconstruction, nn.Module):
     def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, variant: str, unit_range: bool,
-                 score: str = "recon", n_fit: int = 1):
+                 score: str = "recon", n_fit: int = 1, pool: str = "mean"):
         super().__init__()
+        self.error_pool = error_pool(pool, shape)
         # Only a latent score keeps buffers, so run folders from before `--score` (recon) load as they were.
         self.latent_scores = LatentScores(score, latent_dim, n_fit) if score != "recon" else None
         self.variant, self.unit_range = variant, unit_range
@@ -132,7 +135,7 @@ def _family(name: str, description: str, options: type, variant: str, demo: Pres
     return register(Family(
         name=name, description=description, options=options,
         build=lambda o, data: AutoEncoder(data.shape, getattr(o, "hidden", []), o.latent_dim, name, data.unit_range,
-                                          o.score, data.n_train),
+                                          o.score, data.n_train, o.pool),
         trainer=Trainer, graphs=reconstruction_graphs, capabilities=("sample", "reconstruct", "encode", "score"),
         score_kind="reconstruction_mse", sampler=lambda net, o: AncestralSampler(graph="decoder"),
         latent_prior="gaussian", stops_early=True,

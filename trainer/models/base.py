@@ -53,15 +53,16 @@ class Reconstruction:
         return d * d
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean squared reconstruction error per row (higher = more anomalous)."""
-        return self.errors(x).flatten(1).mean(dim=1)
+        """Reconstruction error per row (higher = more anomalous): the per-feature squared
+        errors pooled by `pool` (their mean, or their smoothed energy on images)."""
+        return pool(self, self.errors(x))
 
     def score_and_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The score graph: the row score and the per-feature errors (their mean is the
         reconstruction error; a network with `latent_scores` combines it with its code's
         scores, see LatentScores)."""
         errors = self.errors(x)
-        recon = errors.flatten(1).mean(dim=1)
+        recon = pool(self, errors)
         latent = getattr(self, "latent_scores", None)
         if latent is None or latent.mode == "recon":
             return recon, errors
@@ -93,7 +94,9 @@ KNN_K = 5
 
 
 def resolve_score(options, data: DataSpec):
-    """score=auto -> combined for tabular data, recon otherwise."""
+    """score=auto -> combined for tabular data, recon otherwise; and pool (where the family has it)."""
+    if hasattr(options, "pool"):
+        options = resolve_pool(options, data)
     if options.score == "auto":
         return replace(options, score="combined" if data.kind == "tabular" else "recon")
     return options
@@ -109,6 +112,8 @@ def score_option():
 def score_kind(options, own: str = "reconstruction_mse") -> str:
     """The manifest's score kind for a family with a `score` option whose own score (what
     score=recon means: reconstruction error, a VAE's negative ELBO) is of kind `own`."""
+    if own == "reconstruction_mse" and getattr(options, "pool", "mean") == "smooth":
+        own = "reconstruction_smoothed_rms"
     combined = "reconstruction_plus_latent_knn" if own == "reconstruction_mse" else f"{own}_plus_latent_knn"
     return {"recon": own, "latent-knn": "latent_knn_distance", "mahalanobis": "latent_mahalanobis",
             "combined": combined}[options.score]
@@ -125,7 +130,87 @@ def own_score(net, x: torch.Tensor) -> torch.Tensor:
     else the mean of its per-feature reconstruction errors."""
     if hasattr(net, "own_score"):
         return net.own_score(x)
-    return net.errors(x).flatten(1).mean(dim=1)
+    return pool(net, net.errors(x))
+
+
+POOLS = ("mean", "smooth")
+POOL_HELP = ("How a row's per-feature squared reconstruction errors become its reconstruction score: mean "
+             "(their mean, the MSE), smooth (images: the root mean square of the error map after a Gaussian "
+             "blur of max(1, shorter side / 16) pixels, zero beyond the border, so that errors which cluster, "
+             "as a missing or extra stroke does, count more than the same error scattered); auto: smooth for "
+             "images, mean otherwise (chosen by the one-class suites in BENCHMARKS.md).")
+SMOOTH_SIDES = 16  # the blur's standard deviation is the image's shorter side over this, at least one pixel
+SMOOTH_TRUNCATE = 2.0  # the kernel reaches this many standard deviations (as scipy's truncate)
+
+
+def pool_option():
+    """The `pool` option of every family scored by reconstruction error (a field for its options dataclass)."""
+    from ..options import Choice, option
+
+    return option("auto", POOL_HELP, Choice("auto", *POOLS))
+
+
+def resolve_pool(options, data: DataSpec):
+    """pool=auto -> smooth for (C, H, W) images, mean otherwise; smooth on other rows is refused."""
+    images = data.kind == "image" and len(data.shape) == 3
+    if options.pool == "smooth" and not images:
+        raise ConfigError(f"pool=smooth needs (C, H, W) images; these rows have shape {list(data.shape)} "
+                          "(use pool=mean)")
+    if options.pool == "auto":
+        return replace(options, pool="smooth" if images else "mean")
+    return options
+
+
+def smoothing_sigma(shape) -> float:
+    """The blur of pool=smooth for images of `shape` (C, H, W), in pixels."""
+    return max(1.0, min(int(shape[-2]), int(shape[-1])) / SMOOTH_SIDES)
+
+
+class SmoothedEnergy(nn.Module):
+    """sqrt(mean((G * e)^2)) of a row's error map e (C, H, W), G a Gaussian of
+    `smoothing_sigma(shape)` pixels applied to each channel with zero beyond the border. The
+    blur is separable, so it is two products with fixed banded matrices, e @ B_w then (the map
+    transposed, which leaves its energy unchanged) @ B_h: two MatMul nodes in the exported
+    score graph (onnxruntime's Conv kept memory per run and grew with the file's length). The
+    matrices are rebuilt from the shape, not kept in checkpoints."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = [int(s) for s in shape]
+        sigma = smoothing_sigma(shape)
+        radius = int(SMOOTH_TRUNCATE * sigma + 0.5)
+        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+        taps /= taps.sum()
+
+        def banded(n: int) -> torch.Tensor:
+            """(n, n) with [i, j] = taps[j - i + radius]: x @ banded blurs x's last axis."""
+            m = np.zeros((n, n))
+            for i in range(n):
+                for j in range(max(0, i - radius), min(n, i + radius + 1)):
+                    m[i, j] = taps[j - i + radius]
+            return torch.tensor(m.T, dtype=torch.float32)
+
+        self.register_buffer("along_w", banded(self.shape[-1]), persistent=False)
+        self.register_buffer("along_h", banded(self.shape[-2]), persistent=False)
+
+    def forward(self, errors: torch.Tensor) -> torch.Tensor:
+        n = errors.shape[0]
+        h, w = self.shape[-2:]
+        b = errors.reshape(-1, h, w) @ self.along_w  # blurred along the width
+        b = b.transpose(1, 2) @ self.along_h  # then along the height, in (W, H) layout
+        return torch.sqrt((b * b).reshape(n, -1).mean(dim=1))
+
+
+def error_pool(pool_name: str, shape) -> SmoothedEnergy | None:
+    """The module a network keeps as `error_pool` for option pool (None: the mean)."""
+    return SmoothedEnergy(shape) if pool_name == "smooth" else None
+
+
+def pool(net, errors: torch.Tensor) -> torch.Tensor:
+    """The reconstruction score of per-feature squared errors (n, *shape): `net.error_pool`
+    where the network keeps one (pool=smooth), else their mean."""
+    smooth = getattr(net, "error_pool", None)
+    return errors.flatten(1).mean(dim=1) if smooth is None else smooth(errors)
 
 
 class LatentScores(nn.Module):

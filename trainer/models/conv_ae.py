@@ -28,8 +28,8 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..options import Interval, ListOf, option
 from ..registry import Family, Preset, register
 from .autoencoder import LOSS, LOSS_HELP, Trainer
-from .base import (LatentScores, Reconstruction, fit_latent_scores, reconstruction_graphs, resolve_by_range,
-                   resolve_score, score_kind, score_option)
+from .base import (LatentScores, Reconstruction, fit_latent_scores, reconstruction_graphs, error_pool,
+                   pool_option, resolve_by_range, resolve_score, score_kind, score_option)
 
 STRIDE = 2
 
@@ -47,6 +47,7 @@ class Options:
     loss: str = option("auto", LOSS_HELP, LOSS)
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
     score: str = score_option()
+    pool: str = pool_option()
 
 
 def conv_size(n: int, kernel: int) -> int:
@@ -72,8 +73,9 @@ def output_padding(n_in: int, target: int, kernel: int) -> int:
 
 class ConvAutoEncoder(Reconstruction, nn.Module):
     def __init__(self, shape: list[int], channels: list[int], latent_dim: int, kernel: int, unit_range: bool,
-                 score: str = "recon", n_fit: int = 1):
+                 score: str = "recon", n_fit: int = 1, pool: str = "mean"):
         super().__init__()
+        self.error_pool = error_pool(pool, shape)
         # Only a latent score keeps buffers, so run folders from before `--score` (recon) load as they were.
         self.latent_scores = LatentScores(score, latent_dim, n_fit) if score != "recon" else None
         self.shape, self.latent_dim, self.unit_range = list(shape), latent_dim, unit_range
@@ -138,7 +140,7 @@ register(Family(
                 "scores by reconstruction error.",
     options=Options,
     build=lambda o, data: ConvAutoEncoder(data.shape, o.channels, o.latent_dim, o.kernel, data.unit_range, o.score,
-                                          data.n_train),
+                                          data.n_train, o.pool),
     trainer=Trainer, graphs=reconstruction_graphs, capabilities=("sample", "reconstruct", "encode", "score"),
     score_kind="reconstruction_mse", sampler=lambda net, o: AncestralSampler(graph="decoder"),
     latent_prior="gaussian", stops_early=True, variant=lambda o: f"conv {'-'.join(map(str, o.channels))}, {o.loss} loss",

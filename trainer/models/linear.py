@@ -27,7 +27,8 @@ from gen.runtime.manifest import AncestralSampler
 
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .base import LatentScores, fit_latent_scores, reconstruction_graphs, resolve_score, score_kind, score_option
+from .base import (LatentScores, error_pool, fit_latent_scores, pool, pool_option, reconstruction_graphs, resolve_score,
+                   score_kind, score_option)
 
 
 EXPLAINED = 0.8  # the default keeps the fewest components that explain this share of the variance
@@ -41,6 +42,7 @@ class PCAOptions:
                                    "some variance is left to score. A closed-form fit: epochs are ignored.",
                              Interval(int, 1, None), optional=True)
     score: str = score_option()
+    pool: str = pool_option()
 
 
 @dataclass
@@ -48,13 +50,16 @@ class Options:
     latent_dim: int = option(16, "Code size (a linear code layer).", Interval(int, 1, None))
     lr: float = option(1e-3, "Adam learning rate.", Interval(float, 0, None, "neither"))
     score: str = score_option()
+    pool: str = pool_option()
 
 
 class LinearAE(nn.Module):
     """z = x W_e^T + b_e; x' = z W_d^T + b_d, reshaped to the data's shape."""
 
-    def __init__(self, shape: list[int], latent_dim: int, score: str = "recon", n_fit: int = 1):
+    def __init__(self, shape: list[int], latent_dim: int, score: str = "recon", n_fit: int = 1,
+                 pool: str = "mean"):
         super().__init__()
+        self.error_pool = error_pool(pool, shape)
         # Only a latent score keeps buffers, so run folders from before `--score` (recon) load as they were.
         self.latent_scores = LatentScores(score, latent_dim, n_fit) if score != "recon" else None
         self.shape, self.latent_dim = list(shape), latent_dim
@@ -80,7 +85,7 @@ class LinearAE(nn.Module):
         score, combined with the code's, see LatentScores), and the squared error of every
         feature in the data's shape (their mean over features is the reconstruction error)."""
         errors = self.errors(x)
-        recon = errors.flatten(1).mean(dim=1)
+        recon = pool(self, errors)
         if self.latent_scores is None:
             return recon, errors
         return self.latent_scores.combine(recon, self.encode(x)), errors
@@ -90,8 +95,9 @@ class PCA(LinearAE):
     """A LinearAE whose weights come from the SVD; it also keeps the explained variances
     (float64, for the manifest's `fitted`; no graph reads them)."""
 
-    def __init__(self, shape: list[int], latent_dim: int, score: str = "recon", n_fit: int = 1):
-        super().__init__(shape, latent_dim, score, n_fit)
+    def __init__(self, shape: list[int], latent_dim: int, score: str = "recon", n_fit: int = 1,
+                 pool: str = "mean"):
+        super().__init__(shape, latent_dim, score, n_fit, pool)
         self.register_buffer("explained_variance", torch.zeros(latent_dim, dtype=torch.float64))
         self.register_buffer("explained_variance_ratio", torch.zeros(latent_dim, dtype=torch.float64))
 
@@ -201,7 +207,7 @@ def _family(name: str, description: str, options: type, network: type, trainer, 
             default_for: tuple[str, ...] = ()) -> Family:
     return register(Family(
         name=name, description=description, options=options,
-        build=lambda o, data: network(data.shape, o.latent_dim, o.score, data.n_train), trainer=trainer,
+        build=lambda o, data: network(data.shape, o.latent_dim, o.score, data.n_train, o.pool), trainer=trainer,
         graphs=lambda net, data: reconstruction_graphs(net, data, "score"),
         resolve=lambda o, data: resolve_score(o, data), score_kind_of=score_kind,
         fit_score=lambda net, o, x_fit, x_cal, rng: fit_latent_scores(net, x_fit, x_cal, rng),

@@ -1,5 +1,6 @@
 """The maths of the MLP autoencoders (ae-naive, ae, ae-tied), checked against their definition."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +10,7 @@ from gen.runtime.manifest import DataSpec, PreprocessSpec
 from gen.trainer.config import TrainConfig
 from gen.trainer.models import autoencoder
 from gen.trainer import registry
+from tests.pooling import reference_score
 
 IMAGES = DataSpec("test", "image", [1, 3, 4], preprocessing=PreprocessSpec(0.0, 1.0, [0.0, 1.0]))
 TABLE = DataSpec("test", "tabular", [12])
@@ -52,7 +54,7 @@ def test_tied_autoencoder_decodes_with_transposed_encoder_weights():
 
 
 def test_images_keep_their_shape_and_score_is_mean_squared_error():
-    ae, _ = net("ae", IMAGES, hidden=[8], latent_dim=2)
+    ae, _ = net("ae", IMAGES, hidden=[8], latent_dim=2, pool="mean")
     x = torch.rand(5, 1, 3, 4)
     recon = ae(x)
     assert recon.shape == (5, 1, 3, 4) and recon.min() >= 0 and recon.max() <= 1  # sigmoid for [0, 1] data
@@ -87,13 +89,22 @@ def test_mse_on_image_data_fits_what_the_decoder_returns():
 
 
 @pytest.mark.parametrize("model", ["ae-naive", "ae", "ae-tied"])
-def test_score_graph_returns_per_feature_errors_that_average_to_the_score(model):
-    ae, _ = net(model, IMAGES, latent_dim=2)
+@pytest.mark.parametrize("pool", ["auto", "mean", "smooth"])
+def test_score_graph_returns_per_feature_errors_that_pool_to_the_score(model, pool):
+    ae, options = net(model, IMAGES, latent_dim=2, pool=pool)
+    assert options.pool == ("smooth" if pool == "auto" else pool)  # images: auto is smooth
     x = torch.rand(5, 1, 3, 4)
     score, errors = ae.score_and_errors(x)
     assert errors.shape == x.shape
     torch.testing.assert_close(errors, (ae(x) - x) ** 2)
-    torch.testing.assert_close(errors.flatten(1).mean(1), score)
+    want = reference_score(errors.detach().numpy(), options.pool)
+    np.testing.assert_allclose(score.detach().numpy(), want, rtol=1e-5)
     torch.testing.assert_close(score, ae.score(x))
     outputs = registry.get(model).graphs(ae, IMAGES)["score"].outputs
     assert [(p.name, p.shape) for p in outputs] == [("score", []), ("errors", [1, 3, 4])]
+
+
+def test_pool_smooth_is_refused_on_tables_and_auto_is_the_mean_there():
+    with pytest.raises(ConfigError, match="pool=smooth needs \\(C, H, W\\) images; these rows have shape \\[12\\]"):
+        net("ae", TABLE, pool="smooth")
+    assert net("ae", TABLE)[1].pool == "mean" and net("ae", TABLE)[0].error_pool is None
