@@ -201,17 +201,30 @@ def _train(gen: str, workdir: Path, name: str, model: str, data: str, epochs: in
 
 
 def score_graph_flops(bundle: Path) -> int:
-    """Multiply-adds x 2 per row of the score graph's MatMul / Gemm nodes with a weight matrix."""
+    """Multiply-adds x 2 per row of the score graph's MatMul / Gemm nodes with a weight matrix,
+    from onnx's shape inference at batch 1: a MatMul of a (rows, K) activation by a (K, N)
+    weight counts rows x K x N (the error pooling's (H, W) @ (W, W) counts H of them)."""
     import onnx
 
-    graph = onnx.load(str(bundle / "score.onnx")).graph
+    model = onnx.load(str(bundle / "score.onnx"))
+    for port in model.graph.input:
+        port.type.tensor_type.shape.dim[0].dim_value = 1
+    model = onnx.shape_inference.infer_shapes(model)
+    graph = model.graph
     weights = {t.name: list(t.dims) for t in graph.initializer}
+    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
+              for v in [*graph.value_info, *graph.input]}
     flops = 0
     for node in graph.node:
         if node.op_type in ("MatMul", "Gemm"):
             dims = next((weights[i] for i in node.input if i in weights and len(weights[i]) == 2), None)
-            if dims is not None:
-                flops += 2 * dims[0] * dims[1]
+            if dims is None:
+                continue
+            other = next((shapes.get(i) for i in node.input[:2] if i not in weights), None)
+            rows = 1
+            for d in (other or [1])[:-1]:
+                rows *= d
+            flops += 2 * rows * dims[0] * dims[1]
     return flops
 
 
@@ -293,6 +306,39 @@ def repeats(run: Path, bundle: Path, rows_file: Path, quick: bool, rounds: int =
             for b in (1, 4096):
                 if isinstance(got.get(b), dict):
                     found[mode][b].append(got[b]["rows_per_s"])
+    return found
+
+
+FILE_WORKER = r"""
+import json, sys, time
+import numpy as np
+from gen.runtime import load
+mode, bundle, path, out = sys.argv[1:5]
+model = load(bundle, device="cpu")
+x = np.load(path, mmap_mode="r")
+start = time.perf_counter()
+if mode == "in-process":  # the API on the same rows, read from the same file chunk by chunk
+    for i in range(0, len(x), 4096):
+        model.score(np.asarray(x[i:i + 4096]))
+else:
+    model.score_file(path, out, pipelined=mode == "pipelined", warn_drift=False)
+print(json.dumps({"rows_per_s": len(x) / (time.perf_counter() - start)}))
+"""
+FILE_MODES = ("in-process", "serial", "pipelined")
+
+
+def file_path_rates(bundle: Path, path: Path, out: Path, rounds: int) -> dict:
+    """rows/s of scoring the file `path` after load, three ways, in `rounds` rounds of fresh
+    processes taking turns: `model.score` on 4,096-row chunks of it (in-process), and
+    `score_file` (what `gen score` runs) serial and pipelined. Start-up is not counted."""
+    found: dict = {mode: [] for mode in FILE_MODES}
+    for _ in range(rounds):
+        for mode in FILE_MODES:
+            done = subprocess.run([sys.executable, "-c", FILE_WORKER, mode, str(bundle), str(path), str(out)],
+                                  capture_output=True, text=True, timeout=900, check=True)
+            found[mode].append(json.loads(done.stdout)["rows_per_s"])
+    _log("file path, rows/s after load (median): " + ", ".join(
+        f"{mode} {statistics.median(v):,.0f}" for mode, v in found.items()))
     return found
 
 
@@ -389,6 +435,9 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
                            "--device", "cpu"])
         files[n if dtype == "float32" else f"{n}-{dtype}"] = {"peak_rss_mib": rss, "wall_s": wall,
                                                                "rows_per_s": n / wall, "dtype": dtype}
+        if n == 200_000 and dtype == "float32":
+            record["file_path"] = {"rows": n, "dtype": dtype,
+                                   "rates": file_path_rates(bundle, path, workdir / "s-file.npy", 2 if quick else 5)}
         path.unlink()
         _log(f"gen score {n:,} {dtype} rows: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
     record["gen_score_files"] = files

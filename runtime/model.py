@@ -16,6 +16,7 @@ from .execution import GraphRunner, binding_device, default_batch_size
 from .manifest import WIDEN, Manifest
 from .outputs import (MAX_PNG_SAMPLES, SAMPLE_FORMATS, ArrayWriter, ScoreWriter, anomaly_maps, atomic_path,
                       check_disk, check_output, png_bytes, sample_block_rows, save_samples)
+from .pipeline import stages
 from .providers import CUDA
 from .readers import Selection, as_rows, check_array, check_finite, iter_rows, iter_selected
 from . import staging as staging_
@@ -406,7 +407,7 @@ class GenModel:
     def score_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,
                    on_chunk: Callable[[int], None] | None = None, explain: int = 0,
                    maps: str | Path | None = None, maps_rows: int = 16, stats: dict | None = None,
-                   columns=None, keep_columns=None, warn_drift: bool = True) -> int:
+                   columns=None, keep_columns=None, warn_drift: bool = True, pipelined: bool = True) -> int:
         """Score every row of a CSV/NPY/Parquet file into `out` (CSV/NPY/Parquet), chunk by
         chunk so memory stays flat; the output appears only when all rows succeeded.
 
@@ -425,6 +426,10 @@ class GenModel:
         every column). keep_columns: columns copied to the output before the scores (ids,
         timestamps), so a pipeline can join back; every column not kept is then a feature
         unless `columns` names them. Both need named columns (CSV with a header, or Parquet).
+
+        pipelined (default): the next chunk is read and the previous one written on background
+        threads while this one is scored (`gen.runtime.pipeline`: at most three chunks in
+        memory, the same bytes out); False does each step in turn in this thread.
         """
         selection = Selection.of(columns, keep_columns)
         self.require("score")
@@ -453,27 +458,31 @@ class GenModel:
         chunks = (((rows, {}) for rows in iter_rows(path, self.shape, chunk_rows, narrow=True)) if selection is None
                   else iter_selected(path, self.shape, selection, chunk_rows))
         top = TopRows(int(maps_rows)) if maps is not None else None
-        flagged, in_head, head = 0, 0, []
+        flagged, in_head, head, done = 0, 0, [], 0
+        reader, output = stages(chunks, pipelined)
         try:
-            for chunk, kept in chunks:
-                if k or top is not None:
-                    scores, errors = self._score_and_errors(chunk)
-                else:
-                    scores, errors = self._score_rows(chunk), None
-                extra = {"log_p": -scores - log_z.value} if log_z is not None else {}
-                if k:
-                    best = self._top_features(errors, k, names)
-                    extra.update(top_features=best.features, top_errors=best.errors)
-                if top is not None:
-                    top.add(writer.rows, scores, chunk, errors)
-                flags = scores > self.threshold
-                flagged += int(flags.sum())
-                if in_head < DRIFT_SAMPLE:
-                    head.append(scores[:DRIFT_SAMPLE - in_head])
-                    in_head += len(head[-1])
-                writer.write(scores, self.normal_quantile(scores), flags, kept=kept, **extra)
-                if on_chunk is not None:
-                    on_chunk(writer.rows)
+            with reader:
+                for chunk, kept in reader:
+                    if k or top is not None:
+                        scores, errors = self._score_and_errors(chunk)
+                    else:
+                        scores, errors = self._score_rows(chunk), None
+                    extra = {"log_p": -scores - log_z.value} if log_z is not None else {}
+                    if k:
+                        best = self._top_features(errors, k, names)
+                        extra.update(top_features=best.features, top_errors=best.errors)
+                    if top is not None:
+                        top.add(done, scores, chunk, errors)
+                    flags = scores > self.threshold
+                    flagged += int(flags.sum())
+                    if in_head < DRIFT_SAMPLE:
+                        head.append(scores[:DRIFT_SAMPLE - in_head])
+                        in_head += len(head[-1])
+                    output.submit(writer.write, scores, self.normal_quantile(scores), flags, kept=kept, **extra)
+                    done += len(chunk)
+                    if on_chunk is not None:
+                        on_chunk(done)
+            output.finish()
             if top is None:
                 writer.close()
             else:
@@ -484,6 +493,7 @@ class GenModel:
                     tmp.write_bytes(picture)
                     writer.close()
         except BaseException:
+            output.stop()
             writer.abort()
             raise
         median = float(np.median(np.concatenate(head))) if head else None
@@ -493,21 +503,28 @@ class GenModel:
         return writer.rows
 
     def encode_file(self, path: str | Path, out: str | Path, chunk_rows: int = 4096,
-                    on_chunk: Callable[[int], None] | None = None) -> int:
+                    on_chunk: Callable[[int], None] | None = None, pipelined: bool = True) -> int:
         """Encode every row of a CSV/NPY/Parquet file into `out`: NPY (an (N, latent) float32
         array) or CSV (columns z0, z1, ...), chunk by chunk so memory stays flat; the output
-        appears only when all rows succeeded. Returns the number of rows."""
+        appears only when all rows succeeded. Returns the number of rows. `pipelined` as for
+        `score_file`."""
         self.require("encode")
         check_output(out, (path,), self.bundle.folder)
         dim = int(np.prod(self.manifest.graphs["encoder"].port("z", outputs=True).shape[1:]))
         writer = ArrayWriter(out, [f"z{i}" for i in range(dim)])
+        reader, output = stages(iter_rows(path, self.shape, chunk_rows, narrow=True), pipelined)
+        done = 0
         try:
-            for chunk in iter_rows(path, self.shape, chunk_rows, narrow=True):
-                writer.write(self.run_batched("encoder", {"x": chunk}, "z").reshape(len(chunk), dim))
-                if on_chunk is not None:
-                    on_chunk(writer.rows)
+            with reader:
+                for chunk in reader:
+                    output.submit(writer.write, self.run_batched("encoder", {"x": chunk}, "z").reshape(len(chunk), dim))
+                    done += len(chunk)
+                    if on_chunk is not None:
+                        on_chunk(done)
+            output.finish()
             writer.close()
         except BaseException:
+            output.stop()
             writer.abort()
             raise
         return writer.rows

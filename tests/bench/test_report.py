@@ -360,6 +360,17 @@ def test_performance_section_compares_gen_with_torch_and_marks_gpu_rows(report):
     assert "batch 1: median 3.00x, 2.90x-3.10x over 3 pairs; batch 4,096: median 2.00x, 2.00x-2.00x" in repeated
     assert "8.00x" not in repeated and "4.00x (torch eager: median of 4 processes, 200,000 rows/s)" in repeated
     del results["performance"]["repeats"]
+    # issue 29: the file path against the API after load, medians of alternating processes
+    results["performance"]["file_path"] = {"rows": 200_000, "dtype": "float32", "rates": {
+        "in-process": [100_000.0, 110_000.0, 90_000.0], "serial": [60_000.0, 61_000.0, 59_000.0],
+        "pipelined": [95_000.0, 80_000.0, 96_000.0]}}
+    piped = report.render(results)
+    assert ("`model.score` on 4,096-row chunks read from the file 100,000 rows/s; `score_file` (what `gen score` "
+            "runs) 95,000 pipelined (95% of it) and 60,000 serial (60%)") in piped
+    assert "within 10% of the in-process API's rows/s (issue 29, after load): 95%, met." in piped
+    results["performance"]["file_path"]["rates"]["pipelined"] = [85_000.0]
+    assert "(issue 29, after load): 85%, missed by 5%: on two cores" in report.render(results)
+    del results["performance"]["file_path"]
     assert "Runtime performance (CUDA" not in text
     results["performance"]["batches"] = [4096, 65536]
     rates = {"gen": (1.9e6, 5.5e6), "gen:staging=0": (2.1e6, 1.1e6), "gen:PINNED=0": (1.3e6, 1.9e6),
@@ -435,3 +446,21 @@ def test_tabular_section_judges_the_default_command_against_the_best_peer(report
     section["datasets"][1]["auroc"]["gen (default command)"] = [0.85, 0.85]
     text = "\n".join(report.tabular_section(section))
     assert "on 1 of 2 sets; it misses on b (0.850 against OCSVM's 0.900, 0.050 short)" in text
+
+
+def test_one_class_seeds_table_gives_each_seed_mean_and_the_spread(report):
+    """A family trained with several seeds gets one row: each seed's mean over the classes, and
+    their mean (min-max); a seed missing a class is left out, not averaged in."""
+    results = synthetic()
+    ae = results["datasets"][0]["methods"][0]
+    ae["auroc_by_seed"] = {"0": dict(ae["auroc"]), "1": {"0": 0.8, "1": 0.8, "2": 0.8},
+                           "2": {"0": 0.5, "1": 0.5}}  # seed 2 misses class 2
+    text = report.render(results)
+    assert "Mean AUROC over the 3 classes for each training seed" in text
+    assert "| family | seed 0 | seed 1 | mean over seeds (min-max) |" in text
+    assert "| ae (runtime bundle) | 0.800 | 0.800 | **0.800** (0.800-0.800) |" in text
+    assert "best: PCA-16 reconstruction, 0.700" in text
+    ae["auroc_by_seed"]["1"] = {"0": 0.6, "1": 0.6, "2": 0.6}
+    assert "| ae (runtime bundle) | 0.800 | 0.600 | **0.700** (0.600-0.800) |" in report.render(results)
+    del ae["auroc_by_seed"]
+    assert "for each training seed" not in report.render(results)
