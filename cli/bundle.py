@@ -160,117 +160,28 @@ def score(
 ) -> None:
     """Score rows for anomaly (higher = more anomalous) and flag those above the threshold."""
     with reported():
-        from gen.runtime import InputError
         from gen.runtime.batch import is_many
+        from gen.runtime.jobs import score_job, score_line
 
-        if maps_rows is not None and maps is None:
-            raise InputError("--maps-rows applies only with --maps")
-        many = is_many(input)
-        if not many and (workers is not None or resume or skip_bad or single or engine != Engine.local):
-            raise InputError("--workers, --resume, --skip-bad, --single and --engine apply to a folder or glob input")
-        if address is not None and engine != Engine.ray:
-            raise InputError("--address applies with --engine ray")
-        if engine == Engine.ray:
-            if explain or maps is not None or resume or skip_bad or single:
-                raise InputError("--engine ray writes a new output folder; --explain, --maps, --resume, --skip-bad "
-                                 "and --single are the local engine's")
-            score_on_ray(bundle, input, out, address, columns, keep_columns, device.value, workers, batch_size,
-                         threads, public_key, as_json)
-            return
-        model = load_for_command(bundle, device, batch_size, threads, public_key)
-        if many:
-            if explain or maps is not None:
-                raise InputError("--explain and --maps score one file at a time; give a single input file")
-            score_folder(model, input, out, workers, chunk_rows, threads, public_key, as_json, resume, skip_bad,
-                         columns, keep_columns, single)
-            return
-        stats: dict = {}
-        with row_progress("scoring", as_json) as progress:
-            rows = model.score_file(input, out, chunk_rows=chunk_rows, on_chunk=progress, explain=explain or 0,
-                                    maps=maps, maps_rows=maps_rows or 16, stats=stats, columns=columns,
-                                    keep_columns=keep_columns)
-        summary = {"out": str(out), "rows": rows, "flagged": stats["flagged"], "threshold": model.threshold,
-                   "provider": model.provider, "drift": stats["drift"]}  # score_file tested it (and warned)
-        lines = [f"{plural(rows, 'row')} scored -> {out} (threshold {model.threshold:.6g}, provider {model.provider})"]
-        if maps is not None:
-            summary["maps"] = str(maps)
-            lines.append(f"anomaly maps of the {plural(min(rows, maps_rows or 16), 'highest-scoring row')} -> {maps}")
+        with row_progress("scoring", as_json or is_many(input)) as progress:  # folder jobs: the summary line
+            summary = score_job(bundle, input, out, explain=explain or 0, maps=maps, maps_rows=maps_rows,
+                                chunk_rows=chunk_rows, workers=workers, skip_bad=skip_bad, resume=resume,
+                                columns=columns, keep_columns=keep_columns, single=single, engine=engine.value,
+                                address=address, device=device.value, batch_size=batch_size, threads=threads,
+                                public_key=public_key, on_chunk=progress)
+        lines = [score_line(summary)]
+        if summary.get("maps"):
+            lines.append(f"anomaly maps of the {plural(summary['maps_rows'], 'highest-scoring row')} -> {maps}")
         emit(summary, as_json, lines, err=str(out) == "-")
-
-
-def check_drift(model, files: list[tuple[str, int, int, float | None]]) -> list[dict]:
-    """gen.runtime.drift.check_drift for `model`'s calibration (the folder and Ray paths)."""
-    from gen.runtime.drift import check_drift as check
-
-    return check(model.manifest.scoring, files, stacklevel=3)
+        if summary.get("failed"):
+            typer.echo(f"error: {plural(len(summary['failed']), 'bad file')} skipped (listed in {summary['errors']}): "
+                       f"{summary['failed'][0]['error']}", err=True)
+            raise typer.Exit(2)
 
 
 class Engine(str, Enum):
     local = "local"
     ray = "ray"
-
-
-def score_on_ray(bundle, source, out, address, columns, keep_columns, device, workers, batch_size, threads,
-                 public_key, as_json) -> None:
-    """`gen score --engine ray`: Ray Data reads, scores (an actor pool) and writes; a summary."""
-    from gen.pipelines.ray import score_files
-
-    r = score_files(bundle, source, out, address=address, columns=columns, keep_columns=keep_columns,
-                    device=device, workers=workers, batch_size=batch_size, threads=threads or 1,
-                    public_key=public_key)
-    share = r["flagged"] / r["rows"] if r["rows"] else 0.0
-    rate = r["rows"] / r["seconds"] if r["seconds"] > 0 else float("nan")
-    from gen.runtime import load
-
-    model = load(bundle, device="cpu", public_key=public_key)
-    drift = check_drift(model, [(f"{source} (all files)", r["rows"], r["flagged"], None)])
-    emit({**r, "out": str(out), "engine": "ray", "flagged_share": share, "rows_per_s": rate,
-          "threshold": model.threshold, "drift": drift}, as_json,
-         [f"{plural(r['files'], 'file')}, {plural(r['rows'], 'row')} scored on Ray -> {out}/ "
-          f"({plural(len(r['outputs']), 'output file')}; {r['flagged']:,} flagged, {share:.2%}; {rate:,.0f} rows/s)"])
-
-
-def score_folder(model, source, out, workers, chunk_rows, threads, public_key, as_json, resume=False,
-                 skip_bad=False, columns=None, keep_columns=None, single=False) -> None:
-    """`gen score` on a folder or glob: one output per input file (or one file with
-    --single), a summary at the end."""
-    from gen.runtime.batch import score_many, score_single
-
-    run = score_single if single else score_many
-    result = run(model, source, out, workers=workers, chunk_rows=chunk_rows, threads=threads,
-                 public_key=public_key, resume=resume, skip_bad=skip_bad, columns=columns,
-                 keep_columns=keep_columns)
-    scored = result.scored  # the rate and the counts of the line are this run's; the JSON's totals are the folder's
-    drift = check_drift(model, [(f.input, f.rows, f.flagged, f.median) for f in result.files])
-    rows, flagged = sum(f.rows for f in scored), sum(f.flagged for f in scored)
-    share = result.flagged / result.rows if result.rows else 0.0
-    rate = rows / result.seconds if scored and result.seconds > 0 else None  # this run's rows only
-    summary = {"out": str(out), "files": len(result.files), "rows": result.rows, "flagged": result.flagged,
-               "flagged_share": share, "files_scored": len(scored), "rows_scored": rows, "seconds": result.seconds,
-               "rows_per_s": rate, "workers": result.workers, "workers_requested": result.requested,
-               "resumed": result.resumed,
-               "worker_peak_rss_mib": max((f.rss_mib for f in scored if f.rss_mib is not None), default=None),
-               "failed": result.failed,
-               "threshold": model.threshold, "provider": model.provider, "drift": drift,
-               "outputs": [{"input": f.input, "output": f.output, "rows": f.rows, "flagged": f.flagged}
-                           for f in result.files]}
-    where = f"{out}{'' if single else '/'}"
-    done = f"{plural(result.resumed, 'file')} already done"
-    if not scored and result.resumed:
-        line = (f"nothing to score: {done} -> {where} ({plural(result.rows, 'row')}, {result.flagged:,} flagged, "
-                f"{share:.2%})")
-    else:
-        asked = f", {result.requested} asked for" if result.requested not in (None, result.workers) else ""
-        line = (f"{plural(len(scored), 'file')}, {plural(rows, 'row')} scored -> {where} ({flagged:,} flagged, "
-                f"{flagged / rows if rows else 0.0:.2%}; "
-                + (f"{rate:,.0f} rows/s with {plural(result.workers, 'worker')}{asked}; " if rate is not None else "")
-                + f"provider {model.provider})" + (f"; {done}, skipped" if result.resumed else ""))
-    emit(summary, as_json, [line])
-    if result.failed:
-        report = result.errors
-        typer.echo(f"error: {plural(len(result.failed), 'bad file')} skipped (listed in {report}): "
-                   f"{result.failed[0]['error']}", err=True)
-        raise typer.Exit(2)
 
 
 def encode(
