@@ -42,13 +42,24 @@ def _scores(path: Path, output: str, rows: np.ndarray, shape: list[int]) -> np.n
     return np.concatenate(parts).astype(np.float64).reshape(-1)
 
 
+def error_pool_nodes(path: Path) -> list[str]:
+    """The nodes of the error pooling (pool=smooth: MatMuls by the fixed blur matrices). They stay
+    float32 under int8: quantizing them would scale each batch's error map by its own range, so
+    a row's score would depend on the other rows of its batch."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return [n.name for n in graph.node if n.op_type == "MatMul" and any("error_pool." in i for i in n.input)]
+
+
 def _narrow(method: str, source: Path, target: Path) -> None:
     """Write the `method` version of the graph at `source` to `target`."""
     if method == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         logging.getLogger("root").setLevel(logging.ERROR)  # its "consider pre-processing" advice
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         nodes_to_exclude=error_pool_nodes(source))
         return
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16

@@ -336,9 +336,10 @@ class GenModel:
 
     def errors(self, x: np.ndarray) -> np.ndarray:
         """Per-feature errors of rows `x`, (n, *data.shape) float32: the terms the row's score
-        is made of, in the score's units (model space, not raw units). For reconstruction MSE
-        families their mean over a row's features is its score; for a VAE their sum plus
-        kl_weight times the row's KL is (see the family's docstring)."""
+        is made of, in the score's units (model space, not raw units). For the autoencoders and
+        PCA the row's reconstruction score pools them (their mean on tables; on images by
+        default their smoothed energy, the family option `pool`); for a VAE their sum plus
+        kl_weight times the row's KL is the score (see the family's docstring)."""
         self.require_errors()
         return self._score_and_errors(self._rows(x, "errors input"))[1]
 
@@ -458,9 +459,9 @@ class GenModel:
         chunks = (((rows, {}) for rows in iter_rows(path, self.shape, chunk_rows, narrow=True)) if selection is None
                   else iter_selected(path, self.shape, selection, chunk_rows))
         top = TopRows(int(maps_rows)) if maps is not None else None
-        flagged, in_head, head, done = 0, 0, [], 0
-        reader, output = stages(chunks, pipelined)
+        flagged, in_head, head, done, output = 0, 0, [], 0, None
         try:
+            reader, output = stages(chunks, pipelined)
             with reader:
                 for chunk, kept in reader:
                     if k or top is not None:
@@ -493,8 +494,11 @@ class GenModel:
                     tmp.write_bytes(picture)
                     writer.close()
         except BaseException:
-            output.stop()
-            writer.abort()
+            try:
+                if output is not None:
+                    output.stop()
+            finally:  # a second signal in stop() must not skip the abort
+                writer.abort()
             raise
         median = float(np.median(np.concatenate(head))) if head else None
         drift = check_drift(self.manifest.scoring, [(str(path), writer.rows, flagged, median)], warn=warn_drift)
@@ -512,9 +516,9 @@ class GenModel:
         check_output(out, (path,), self.bundle.folder)
         dim = int(np.prod(self.manifest.graphs["encoder"].port("z", outputs=True).shape[1:]))
         writer = ArrayWriter(out, [f"z{i}" for i in range(dim)])
-        reader, output = stages(iter_rows(path, self.shape, chunk_rows, narrow=True), pipelined)
-        done = 0
+        done, output = 0, None
         try:
+            reader, output = stages(iter_rows(path, self.shape, chunk_rows, narrow=True), pipelined)
             with reader:
                 for chunk in reader:
                     output.submit(writer.write, self.run_batched("encoder", {"x": chunk}, "z").reshape(len(chunk), dim))
@@ -524,8 +528,11 @@ class GenModel:
             output.finish()
             writer.close()
         except BaseException:
-            output.stop()
-            writer.abort()
+            try:
+                if output is not None:
+                    output.stop()
+            finally:
+                writer.abort()
             raise
         return writer.rows
 

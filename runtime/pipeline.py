@@ -6,7 +6,11 @@ Both queues hold one item, so at most three input chunks are alive at a time (on
 one waiting, one being scored) and the writer is at most one chunk behind: memory stays flat
 whatever the file's size or the writer's speed. Order is kept (one reader, one writer, FIFO).
 A reader or writer error stops the job in the calling thread with the same exception, so the
-one-line messages and the no-partial-output rule of the serial path hold unchanged.
+one-line messages and the no-partial-output rule of the serial path hold unchanged. When the job
+stops early (an error, SIGTERM, Ctrl-C) the threads are told to stop and waited for at most
+STOP_WAIT_S: a reader blocked on a quiet pipe, or a writer on a stalled one, must not hold the
+signal's exit hostage (the serial path stopped at once). Such a thread ends by itself once its
+read or write returns, closing its source; it is a daemon, so it never keeps the process alive.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from functools import partial
 from typing import Any, Callable, Iterable, Iterator
 
 _DONE = object()
+STOP_WAIT_S = 1.0  # how long an early stop waits for a thread blocked in a read or a write
+POLL_S = 0.1  # how often a reader blocked on a full queue looks whether it was told to stop
 
 
 class _Failure:
@@ -37,15 +43,30 @@ class Prefetch:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
+    def _put(self, item) -> bool:
+        """Queue `item`; False (not queued) once told to stop."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def _run(self) -> None:
         try:
             for item in self._items:
-                self._queue.put(item)
-                if self._stop.is_set():
-                    return
-            self._queue.put(_DONE)
+                if not self._put(item):
+                    break
+            else:
+                self._put(_DONE)
+                return
         except BaseException as exc:  # handed to the consumer, raised there
-            self._queue.put(_Failure(exc))
+            self._put(_Failure(exc))
+            return
+        close = getattr(self._items, "close", None)  # told to stop: release the source (its files) here,
+        if close is not None:                        # in the thread that runs it
+            close()
 
     def __iter__(self) -> Iterator:
         while True:
@@ -57,16 +78,15 @@ class Prefetch:
             yield item
 
     def close(self) -> None:
-        """Stop reading ahead and release the generator (safe to call twice)."""
+        """Stop reading ahead; the reader closes its source as it stops (safe to call twice).
+        Waits for it at most STOP_WAIT_S (it may be blocked in a read)."""
         self._stop.set()
-        while self._thread.is_alive():  # drain, so that a reader blocked on a full queue wakes
+        while True:  # empty the queue, so that nothing read ahead stays referenced
             try:
                 self._queue.get_nowait()
             except queue.Empty:
-                self._thread.join(0.01)
-        close = getattr(self._items, "close", None)
-        if close is not None:
-            close()  # the generator's finally blocks run here, after its thread has stopped
+                break
+        self._thread.join(STOP_WAIT_S)
 
     def __enter__(self) -> Prefetch:
         return self
@@ -113,16 +133,19 @@ class WriteBehind:
         self._raise()
 
     def stop(self) -> None:
-        """Drop the writes not started, wait for the one running (on failure, before the
-        output is aborted); errors are not raised."""
+        """Drop the writes not started and wait for the one running, at most STOP_WAIT_S (on
+        failure, before the output is aborted); errors are not raised."""
         while True:
             try:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
         if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:  # only this thread puts, and it just emptied the queue
+                pass
+            self._thread.join(STOP_WAIT_S)
 
 
 class Serial:
@@ -161,6 +184,11 @@ class _Plain:
 
 def stages(items: Iterable, pipelined: bool) -> tuple[Prefetch | _Plain, WriteBehind | Serial]:
     """The reader and the writer of a file job: background threads, or the caller's own."""
-    if pipelined:
-        return Prefetch(items), WriteBehind()
-    return _Plain(items), Serial()
+    if not pipelined:
+        return _Plain(items), Serial()
+    writer = WriteBehind()
+    try:
+        return Prefetch(items), writer
+    except BaseException:
+        writer.stop()
+        raise

@@ -34,6 +34,28 @@ def test_int8_score_graph_is_recorded_recalibrated_and_close(runs, bundles, tmp_
     assert info.exit_code == 0 and "quantized: score" in info.output
 
 
+def test_int8_keeps_the_error_pooling_float_so_a_score_does_not_depend_on_its_batch(runs, tmp_path, digits_rows):
+    """Digits are images: the ae's score pools the error map by the blur's MatMuls (pool=smooth),
+    which int8 leaves in float32. Quantizing them would scale each batch's error map by its own
+    range: a normal row's score would move when an anomalous row joins its batch."""
+    from gen.exporters.quantize import error_pool_nodes
+
+    out = tmp_path / "q"
+    export_run(runs["ae"], out, quantize="int8")
+    graph = onnx.load(str(out / "score.onnx")).graph
+    pooling = [n for n in graph.node if any("error_pool." in i for i in n.input)]
+    assert len(pooling) == 2 and {n.op_type for n in pooling} == {"MatMul"}
+    assert error_pool_nodes(out / "score.onnx") == [n.name for n in pooling]
+    model = load(out, device="cpu", batch_size=None)
+    normal = digits_rows[:8]
+    odd = np.full((1, 64), 16.0, dtype=np.float32)  # every pixel on: far from any digit
+    alone = model.score(normal)
+    together = model.score(np.concatenate([normal, odd]))[:8]
+    # the Gemms' int8 inputs still scale by the batch's range (~2e-3 here), so this bound is loose; the
+    # structure above is what shows the pooling is not quantized (it would be 4 integer nodes)
+    np.testing.assert_allclose(together, alone, rtol=2e-2)
+
+
 def test_quantization_refusals(runs, tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["export", str(runs["autorec"]), "--out", str(tmp_path / "a"), "--quantize",
                                       "int8"])

@@ -172,3 +172,42 @@ def test_write_behind_keeps_order_and_raises_the_first_error():
         for i in range(10):
             writer.submit(out.append, i)
         writer.finish()
+
+
+def test_an_early_stop_does_not_wait_for_a_reader_or_writer_blocked_on_a_quiet_pipe():
+    """SIGTERM or Ctrl-C (an exception in the consumer) while the reader waits on a producer that
+    sends nothing more, or the writer on a stalled pipe: the job stops within STOP_WAIT_S, and
+    the stuck thread ends by itself, closing its source, once its read returns."""
+    from gen.runtime.pipeline import STOP_WAIT_S
+
+    release, closed = threading.Event(), []
+
+    def quiet():
+        try:
+            yield 1
+            release.wait(20)  # a live producer that sends nothing more
+            yield 2
+        finally:
+            closed.append(True)
+
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with Prefetch(quiet()) as items:
+            for _ in items:
+                raise KeyboardInterrupt
+    assert time.perf_counter() - start < STOP_WAIT_S + 1.0 and closed == []
+    release.set()
+    for _ in range(100):
+        if closed:
+            break
+        time.sleep(0.05)
+    assert closed == [True]
+
+    stalled = threading.Event()
+    writer = WriteBehind()
+    writer.submit(stalled.wait, 20)  # a write blocked on a full pipe
+    writer.submit(lambda: None)
+    start = time.perf_counter()
+    writer.stop()
+    assert time.perf_counter() - start < STOP_WAIT_S + 1.0
+    stalled.set()

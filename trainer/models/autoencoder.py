@@ -2,9 +2,9 @@
 and standard with tied weights (the decoder reuses the encoder's transposed weights).
 
 Trained on reconstruction (BCE for data in [0, 1], MSE otherwise). The anomaly score is the
-per-row mean squared reconstruction error in model space; the score graph also returns the
-per-feature squared errors (output `errors`, the data's shape), whose mean over a row's
-features is its score (the anomaly map). Sampling decodes codes drawn from a Gaussian fitted
+per-row reconstruction error in model space: the per-feature squared errors pooled by `pool`
+(their mean on tables; on images by default their smoothed energy, see base.SmoothedEnergy);
+the score graph also returns those errors (output `errors`, the data's shape: the anomaly map). Sampling decodes codes drawn from a Gaussian fitted
 to the training codes.
 """
 

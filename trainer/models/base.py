@@ -58,8 +58,8 @@ class Reconstruction:
         return pool(self, self.errors(x))
 
     def score_and_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The score graph: the row score and the per-feature errors (their mean is the
-        reconstruction error; a network with `latent_scores` combines it with its code's
+        """The score graph: the row score and the per-feature errors (pooled by `pool`, they
+        are the reconstruction error; a network with `latent_scores` combines it with its code's
         scores, see LatentScores)."""
         errors = self.errors(x)
         recon = pool(self, errors)
@@ -83,7 +83,7 @@ def reconstruction_graphs(net, data: DataSpec, score: str = "score_and_errors") 
 
 
 SCORES = ("recon", "latent-knn", "mahalanobis", "combined")
-SCORE_HELP = ("Anomaly score: recon (the family's own: mean squared reconstruction error, a VAE's negative "
+SCORE_HELP = ("Anomaly score: recon (the family's own: the reconstruction error, pooled as --pool says, a VAE's negative "
               "ELBO), latent-knn (mean distance of the code to its k nearest training codes, a memory bank "
               "inside the score graph), mahalanobis (of the code, under a Gaussian fitted to the training "
               "codes), combined (the own score plus latent k-NN distance, each scaled by its median and "
@@ -127,7 +127,7 @@ def code(net, x: torch.Tensor) -> torch.Tensor:
 
 def own_score(net, x: torch.Tensor) -> torch.Tensor:
     """The family's own row score (score=recon): `net.own_score` where the network defines it,
-    else the mean of its per-feature reconstruction errors."""
+    else its per-feature reconstruction errors pooled by `pool`."""
     if hasattr(net, "own_score"):
         return net.own_score(x)
     return pool(net, net.errors(x))

@@ -9,8 +9,8 @@ convolution took in (28 -> 14 -> 7 -> 4 and back 4 -> 7 -> 14 -> 28), so odd and
 images come back in their own shape.
 
 Trained, scored and sampled as the MLP autoencoder (`ae`): BCE for data in [0, 1], MSE
-otherwise; the score is the per-row mean squared reconstruction error in model space, and the
-score graph also returns the per-pixel squared errors (output `errors`, the data's shape);
+otherwise; the score is the per-row reconstruction error in model space (the per-pixel squared
+errors pooled by `pool`: by default their smoothed energy), and the score graph also returns the per-pixel squared errors (output `errors`, the data's shape);
 sampling decodes codes drawn from a Gaussian fitted to the training codes.
 """
 

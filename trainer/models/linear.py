@@ -8,7 +8,8 @@ that loss spans the principal subspace (Baldi & Hornik, 1989), though its basis 
 subspace is arbitrary, so the learned decoder's columns span what PCA's components span.
 
 Both work in model space (pixels scaled to [0, 1], tabular features z-scored) and score by the
-per-row mean squared reconstruction error; the score graph also returns the per-feature
+per-row reconstruction error (the squared errors pooled by `pool`: their mean on tables, their
+smoothed energy on images by default); the score graph also returns the per-feature
 squared errors (an anomaly map). Sampling decodes codes drawn from a Gaussian fitted to the
 training codes (for PCA: independent, with the explained variances).
 """
@@ -81,9 +82,9 @@ class LinearAE(nn.Module):
         return (self(x) - x) ** 2
 
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-row mean squared reconstruction error (higher = more anomalous; with a latent
-        score, combined with the code's, see LatentScores), and the squared error of every
-        feature in the data's shape (their mean over features is the reconstruction error)."""
+        """Per-row reconstruction error (higher = more anomalous; the squared errors pooled by
+        `pool`; with a latent score, combined with the code's, see LatentScores), and the
+        squared error of every feature in the data's shape."""
         errors = self.errors(x)
         recon = pool(self, errors)
         if self.latent_scores is None:
