@@ -45,6 +45,12 @@ class Run:
     def family(self) -> str:
         return self.info["family"]
 
+    def summary(self) -> tuple[dict, list[str]]:
+        """What `gen train` reports for this run: the JSON summary and its lines of text."""
+        from gen.trainer.run_folder import run_summary
+
+        return run_summary(self.folder)
+
     def export(self, out: str | Path, sign_key: str | Path | None = None, quantize: str | None = None,
                precision: str = "fp32", force: bool = True) -> Path:
         """Write the bundle folder `out` (exporters.onnx_export.export_run: ONNX graphs checked

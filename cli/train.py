@@ -58,29 +58,14 @@ def _train(ctx: typer.Context, config: Optional[Path] = None, as_json: bool = Fa
         from gen.trainer.config import TrainConfig
         from gen.trainer.train import train as run_training
 
+        from gen.trainer.run_folder import run_summary
+
         cfg = TrainConfig.from_dict(raw, where=where)
         start = time.perf_counter()
         run_dir = run_training(cfg)
         seconds = time.perf_counter() - start  # the whole run: pretraining, log Z, calibration, preview
-        info = json.loads((run_dir / "run.json").read_text())
-        metrics, evaluation = info["metrics"], info["metrics"]["evaluation"]
-        lines = [f"run folder: {run_dir} ({cfg.family.name}, {info['variant']}; trained on {metrics['device']} "
-                 f"in {seconds:.1f} s, {metrics['train_seconds']:.1f} s of it fitting)"]
-        if cfg.chosen:
-            lines.insert(0, cfg.chosen)
-        stopping = metrics.get("stopping") or {}
-        if stopping.get("stopped") in ("patience", "ceiling") and stopping.get("patience"):
-            lines.append(f"budget: kept epoch {stopping['kept_epoch']} of {metrics['epochs']} trained "
-                         f"(ceiling {stopping['max_epochs']}, stopped by {stopping['stopped']}; see run.json "
-                         "metrics.stopping)")
-        if "auroc" in evaluation:
-            lines.append(f"one-class AUROC (normal class {cfg.run.normal_class}): {evaluation['auroc']:.4f}")
-        if "rmse" in evaluation:
-            lines.append(f"held-out test ratings ({evaluation['n_test']:,}): RMSE {evaluation['rmse']:.4f}, "
-                         f"MAE {evaluation['mae']:.4f} (RMSE of the global mean {evaluation['rmse_global_mean']:.4f}, "
-                         f"of the user/item bias baseline {evaluation['rmse_bias_baseline']:.4f})")
-        emit({"run": str(run_dir), "config": cfg.to_dict(), "metrics": metrics, "seconds": round(seconds, 3),
-              "model_choice": cfg.chosen}, as_json, lines)
+        summary, lines = run_summary(run_dir, seconds)
+        emit(summary, as_json, lines)
 
 
 def _metavar(constraint) -> str:

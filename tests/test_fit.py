@@ -33,6 +33,8 @@ def test_fit_on_an_array_equals_gen_train_on_the_same_rows(tmp_path, rows):
     assert api.threshold == cli.threshold and api.manifest.data.source == "array"
     assert yaml.safe_load((run.folder / "config.yaml").read_text())["data"] == "array"
     assert run.family == "ae" and run.info["metrics"]["epochs"] == 3
+    for line in run.summary()[1]:  # the CLI's lines come from the same library call
+        assert line.split(" (")[0].replace(str(run.folder), str(tmp_path / "cli")) in result.output
 
 
 def _export(run, out):
@@ -50,6 +52,11 @@ def test_tables_keep_their_column_names_and_labels_pick_the_normal_class(tmp_pat
     model = load(run.export(tmp_path / "bundle"))
     assert model.feature_names == [f"c{i}" for i in range(6)]
     assert "auroc" in run.info["metrics"]["evaluation"]  # labels: measured on the held-out rows
+    summary, lines = run.summary()  # what `gen train` prints, from the library
+    auroc = run.info["metrics"]["evaluation"]["auroc"]
+    assert lines[-1] == f"one-class AUROC (normal class 0): {auroc:.4f}"
+    assert lines[0].startswith(f"run folder: {run.folder} (pca, closed form (SVD); trained on cpu ")
+    assert summary["config"]["model"] == "pca" and summary["metrics"]["evaluation"]["auroc"] == auroc
     import pyarrow as pa
 
     table = pa.Table.from_pandas(frame)

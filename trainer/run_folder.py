@@ -105,3 +105,34 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         raise InputError(f"{run_dir / CHECKPOINT}: cannot load the checkpoint "
                          f"({str(exc).splitlines()[0]})") from None
     return LoadedRun(cfg, info, data, net.eval(), tuned, run)
+
+
+def run_summary(run_dir: str | Path, seconds: float | None = None) -> tuple[dict, list[str]]:
+    """What `gen train` reports for a finished run folder: the JSON summary (run, config,
+    metrics, seconds, model_choice) and its lines of text (the family chosen under model auto,
+    the run folder and time, the budget's stop, the one-class AUROC or the completion RMSE).
+    `seconds`: the whole run's wall time where the caller measured it."""
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / RUN_INFO).read_text())
+    config = read_yaml(run_dir / "config.yaml")
+    metrics = info["metrics"]
+    evaluation = metrics.get("evaluation") or {}
+    took = f"in {seconds:.1f} s, " if seconds is not None else ""
+    lines = [f"run folder: {run_dir} ({info['family']}, {info['variant']}; trained on {metrics['device']} "
+             f"{took}{metrics['train_seconds']:.1f} s {'of it ' if took else ''}fitting)"]
+    if info.get("model_choice"):
+        lines.insert(0, info["model_choice"])
+    stopping = metrics.get("stopping") or {}
+    if stopping.get("stopped") in ("patience", "ceiling") and stopping.get("patience"):
+        lines.append(f"budget: kept epoch {stopping['kept_epoch']} of {metrics['epochs']} trained "
+                     f"(ceiling {stopping['max_epochs']}, stopped by {stopping['stopped']}; see run.json "
+                     "metrics.stopping)")
+    if "auroc" in evaluation:
+        lines.append(f"one-class AUROC (normal class {config.get('normal_class')}): {evaluation['auroc']:.4f}")
+    if "rmse" in evaluation:
+        lines.append(f"held-out test ratings ({evaluation['n_test']:,}): RMSE {evaluation['rmse']:.4f}, "
+                     f"MAE {evaluation['mae']:.4f} (RMSE of the global mean {evaluation['rmse_global_mean']:.4f}, "
+                     f"of the user/item bias baseline {evaluation['rmse_bias_baseline']:.4f})")
+    summary = {"run": str(run_dir), "config": config, "metrics": metrics,
+               "seconds": None if seconds is None else round(seconds, 3), "model_choice": info.get("model_choice")}
+    return summary, lines
