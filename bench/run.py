@@ -231,7 +231,7 @@ def baseline_scores(x_normal: np.ndarray, x_test: np.ndarray) -> dict[str, tuple
 
 
 def run_family(name: str, family: dict, data_spec: str, normal_class: int, threads: int, workdir: Path,
-               x_test: np.ndarray, y_test: np.ndarray) -> tuple[dict, Path, dict]:
+               x_test: np.ndarray, y_test: np.ndarray, seed: int = SEED) -> tuple[dict, Path, dict]:
     """Train -> export -> load with the runtime -> score the test rows.
     Returns the figures, the bundle folder and the run's resolved config."""
     import yaml
@@ -243,10 +243,10 @@ def run_family(name: str, family: dict, data_spec: str, normal_class: int, threa
     from gen.trainer.protocols.one_class import one_class_auroc
     from gen.trainer.train import train
 
-    tag = f"{name}-{normal_class}"
+    tag = f"{name}-{normal_class}" + (f"-seed{seed}" if seed != SEED else "")
     bundle_dir = workdir / "bundles" / tag
     cfg = TrainConfig.make(model=name, data=data_spec, normal_class=normal_class, epochs=family["epochs"],
-                           seed=SEED, out=str(workdir / "runs" / tag), quiet=True, threads=threads,
+                           seed=seed, out=str(workdir / "runs" / tag), quiet=True, threads=threads,
                            **family["options"])
     with warnings.catch_warnings(record=True) as caught:  # recorded with the figures, not printed
         warnings.simplefilter("always", GenWarning)
@@ -284,9 +284,12 @@ def run_family(name: str, family: dict, data_spec: str, normal_class: int, threa
 
 
 def one_class_benchmark(data_spec: str, label: str, families: dict, classes: tuple[int, ...], threads: int,
-                        workdir: Path) -> tuple[dict, dict[str, dict[int, Path]]]:
+                        workdir: Path, seeds: tuple[int, ...] = (SEED,)) -> tuple[dict, dict[str, dict[int, Path]]]:
     """Every (class, family) pair plus the baselines; failures are recorded, not hidden.
-    Returns the section's results and the bundle folders {family: {class: path}}."""
+    Each family also trains with every other seed of `seeds` (the split stays DESIGN.md's: a
+    seed drives the fit/calibration partition, initialisation and batches), kept per seed in
+    `auroc_by_seed`; the tables' per-class cells are seed SEED's.
+    Returns the section's results and the bundle folders {family: {class: path}} of seed SEED."""
     from gen.trainer.data import load_dataset
     from gen.trainer.protocols.one_class import one_class_auroc, protocol_split
 
@@ -298,10 +301,10 @@ def one_class_benchmark(data_spec: str, label: str, families: dict, classes: tup
               "kind": data.kind, "n": int(len(data.x)), "shape": [int(s) for s in data.shape],
               "dim": int(np.prod(data.shape)), "n_test": int(len(test_idx)),
               "test_counts": {str(int(c)): int(k) for c, k in zip(labels, counts)},
-              "classes": [int(d) for d in classes], "families": list(families),
+              "classes": [int(d) for d in classes], "families": list(families), "seeds": [int(s) for s in seeds],
               "methods": [], "runs": {}, "failures": [], "seconds": None}
-    models = {name: {"name": f"{name} (runtime bundle)", "kind": "model", "family": name, "auroc": {}, "fit_s": {}}
-              for name in families}
+    models = {name: {"name": f"{name} (runtime bundle)", "kind": "model", "family": name, "auroc": {}, "fit_s": {},
+                     "auroc_by_seed": {}} for name in families}
     baselines: dict[str, dict] = {}
     detectors: dict[str, dict] = {}
     bundles: dict[str, dict[int, Path]] = {}
@@ -353,9 +356,24 @@ def one_class_benchmark(data_spec: str, label: str, families: dict, classes: tup
             bundles.setdefault(name, {})[d] = bundle
             if family["config"] is None:
                 family.update(resolved)
+            models[name]["auroc_by_seed"].setdefault(str(SEED), {})[str(d)] = figures["runtime_auroc"]
             log(f"{label} {name} class {d}: runtime AUROC {figures['runtime_auroc']:.4f} "
                 f"(trainer {figures['trainer_auroc']:.4f}), train {figures['train_s']:.1f}s, "
                 f"export {figures['export_s']:.1f}s")
+            for seed in seeds:
+                if seed == SEED:
+                    continue
+                try:
+                    other, _, _ = run_family(name, family, data_spec, d, threads, workdir / label, x_test, y_test,
+                                             seed=seed)
+                except Exception as exc:
+                    first_line = (str(exc).strip().splitlines() or [""])[0]
+                    message = f"{name}, class {d}, seed {seed}: {type(exc).__name__}: {first_line}"
+                    result["failures"].append(message)
+                    log(f"{label} {message}")
+                    continue
+                models[name]["auroc_by_seed"].setdefault(str(seed), {})[str(d)] = other["runtime_auroc"]
+                log(f"{label} {name} class {d} seed {seed}: runtime AUROC {other['runtime_auroc']:.4f}")
     result["seconds"] = time.perf_counter() - start
     result["methods"] = list(models.values()) + list(detectors.values()) + list(baselines.values())
     return result, bundles
@@ -531,6 +549,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--completion-seeds", default=None,
                         help="split seeds of the completion section, comma-separated; must include the "
                              "protocol's seed 0 (default 0,1,2; with --quick 0)")
+    parser.add_argument("--one-class-seeds", default=None,
+                        help="training seeds of the digits and MNIST-5k sections, comma-separated; must include "
+                             "0, whose per-class figures fill the tables (default 0,1,2; with --quick 0)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs for every family (default: each family's bench preset)")
     parser.add_argument("--gan-jobs", type=int, default=2,
@@ -557,6 +578,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--completion-seeds {args.completion_seeds}: {exc}")
     if 0 not in args.seeds:
         parser.error(f"--completion-seeds {args.completion_seeds}: must include 0, the protocol's seed")
+    try:
+        args.one_class_seeds = tuple(parse_seeds(args.one_class_seeds or ("0" if args.quick else "0,1,2")))
+    except ValueError as exc:
+        parser.error(f"--one-class-seeds {args.one_class_seeds}: {exc}")
+    if 0 not in args.one_class_seeds:
+        parser.error(f"--one-class-seeds {args.one_class_seeds}: must include 0, the seed of the tables")
     if args.merge and not args.results.is_file():
         parser.error(f"--merge: no results file at {args.results} to merge into")
     return args
@@ -574,6 +601,11 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     for key in ("tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving", "performance"):
         if key in sections:
             merged[key] = new.get(key)
+    kept = (old.get("performance") or {}).get("cuda")
+    if "performance" in sections and merged.get("performance") is not None and kept is not None \
+            and "cuda" not in merged["performance"]:
+        # a rerun on a machine without a GPU keeps the GPU record of a lent machine (it carries its own date)
+        merged["performance"]["cuda"] = kept
     families = merged.setdefault("families", {})
     for name, family in new.get("families", {}).items():
         if name not in families or family.get("config") is not None:
@@ -671,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         digit_bundles: dict[str, dict[int, Path]] = {}
         if "digits" in sections:
             digits, digit_bundles = one_class_benchmark("digits", "sklearn digits", scoring, classes, args.threads,
-                                                        workdir)
+                                                        workdir, args.one_class_seeds)
             results["datasets"].append(digits)
         elif "sampling" in sections and samplers:
             log(f"sampling without the digits section: training class-{first} digits bundles of "
@@ -682,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         if "mnist" in sections:
             if mnist is not None:
                 section, _ = one_class_benchmark(str(mnist), "MNIST-5k", mnist_families, classes, args.threads,
-                                                 workdir)
+                                                 workdir, args.one_class_seeds)
                 results["datasets"].append(section)
                 if set(mnist_families) != set(scoring):
                     notes["mnist"].append(f"MNIST-5k ran only the {', '.join(mnist_families)} families "

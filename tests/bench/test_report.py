@@ -464,3 +464,19 @@ def test_one_class_seeds_table_gives_each_seed_mean_and_the_spread(report):
     assert "| ae (runtime bundle) | 0.800 | 0.600 | **0.700** (0.600-0.800) |" in report.render(results)
     del ae["auroc_by_seed"]
     assert "for each training seed" not in report.render(results)
+
+
+def test_merging_a_cpu_performance_rerun_keeps_the_gpu_record_and_parses_one_class_seeds():
+    run = load("run")
+    old, new = synthetic(), synthetic()
+    old["performance"] = {"data": "MNIST-5k", "cuda": {"device": "NVIDIA H200", "measured": {"date": "then"}}}
+    new["performance"] = {"data": "MNIST-5k"}  # this machine has no GPU
+    new.update(command="python bench/run.py --only performance --merge", mode="full", wall_s=1.0)
+    merged = run.merge_results(old, new, ("performance",))
+    assert merged["performance"]["cuda"]["device"] == "NVIDIA H200"
+    new["performance"]["cuda"] = {"device": "NVIDIA B200"}  # a rerun with a GPU replaces it
+    assert run.merge_results(old, new, ("performance",))["performance"]["cuda"]["device"] == "NVIDIA B200"
+    assert run.parse_args([]).one_class_seeds == (0, 1, 2)
+    assert run.parse_args(["--quick"]).one_class_seeds == (0,)
+    with pytest.raises(SystemExit):
+        run.parse_args(["--one-class-seeds", "1,2"])  # seed 0 fills the tables
