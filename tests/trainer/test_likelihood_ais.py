@@ -259,3 +259,49 @@ def test_dbm_mean_field_refuses_bad_arguments():
                               np.zeros((2, 3)))
     with pytest.raises(ValueError, match="c1"):
         dbm_mean_field(np.zeros((2, 4)), W1, W2, b, c1[:1], c2)
+
+
+# -- the convergence rule: a log Z is recorded only when doubling the schedule settles it -------
+
+def _strong_rbm():
+    rng = np.random.default_rng(0)
+    return rng.normal(0, 1.5, size=(30, 10)), rng.normal(0, 1, 30), rng.normal(0, 1, 10)
+
+
+def test_the_convergence_rule_refuses_a_too_short_schedule_on_a_model_with_known_log_z():
+    """AIS with 10, 20 and 40 betas on an RBM whose log Z is known by enumeration lands 2-3 nats
+    low, and two of those land within a nat of each other by chance: the rule counts their
+    standard errors, so it refuses; from 500 betas it accepts, within a nat of the truth."""
+    from gen.trainer.protocols.likelihood import NotConverged, converged_ais
+
+    W, b, c = _strong_rbm()
+    exact = exact_log_partition(W, b, c)
+    marginals = np.full(30, 0.5)
+
+    def estimate(n_betas, seed):
+        return ais_log_partition(W, b, c, marginals, n_betas=n_betas, n_chains=100, seed=seed)
+
+    with pytest.raises(NotConverged, match="did not settle log Z within 1 nat") as caught:
+        converged_ais(estimate, 10)
+    assert [n for n, _, _ in caught.value.runs] == [10, 20, 40]
+    assert np.mean([exact - v for _, v, _ in caught.value.runs]) > 1.0  # short schedules are biased low
+    value, std, runs = converged_ais(estimate, 500)
+    assert abs(value - exact) < 1.0 and [n for n, _, _ in runs][:2] == [500, 1000] and std > 0
+
+
+def test_the_convergence_rule_doubles_until_two_schedules_agree():
+    from gen.trainer.protocols.likelihood import NotConverged, convergence_detail, converged_ais
+
+    seen = []
+    values = {100: (10.0, 0.1), 200: (12.0, 0.1), 400: (12.3, 0.1)}
+
+    def estimate(n_betas, seed):
+        seen.append((n_betas, seed))
+        return values[n_betas]
+
+    value, std, runs = converged_ais(estimate, 100)
+    assert (value, std) == (12.3, 0.1) and seen == [(100, 0), (200, 1), (400, 2)]
+    assert convergence_detail(runs).startswith("400 betas; converged: 200 -> 400 betas moved log Z by +0.30 nats")
+    values[400] = (13.5, 0.1)
+    with pytest.raises(NotConverged):
+        converged_ais(estimate, 100)

@@ -50,7 +50,7 @@ from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, option
 from ..progress import phase
 from ..registry import Family, Preset, register
-from .rbm import prepare_bernoulli
+from .rbm import ais_log_partition_checked, prepare_bernoulli
 
 EXACT_UNITS = 20  # log Z by enumerating the 2^n_hidden1 states of the first hidden layer; AIS beyond
 
@@ -344,13 +344,15 @@ def log_partition(net: DBM, options: Options, x_fit: torch.Tensor, data: DataSpe
         value = likelihood.dbm_exact_log_partition(W1, W2, b, c1, c2)
         return LogPartition(float(value), 0.0, "exact", f"enumeration of 2^{net.n_hidden1} states of h1; {BOUND}")
     marginals = x_fit.flatten(1).double().mean(0).cpu().numpy()
-    with phase("dbm: log Z by AIS", options.ais_betas - 1, "steps") as progress:
-        value, std = likelihood.dbm_ais_log_partition(W1, W2, b, c1, c2, marginals, n_betas=options.ais_betas,
-                                                      n_chains=options.ais_chains, seed=0, dtype=np.float32,
-                                                      progress=progress.update)
-    return LogPartition(float(value), float(std), "ais",
-                        f"{options.ais_betas} betas, {options.ais_chains} chains, base-rate model from the "
-                        f"training marginals; {BOUND}")
+
+    def estimate(n_betas: int, seed: int) -> tuple[float, float]:
+        with phase(f"dbm: log Z by AIS, {n_betas:,} betas", n_betas - 1, "steps") as progress:
+            return likelihood.dbm_ais_log_partition(W1, W2, b, c1, c2, marginals, n_betas=n_betas,
+                                                    n_chains=options.ais_chains, seed=seed, dtype=np.float32,
+                                                    progress=progress.update)
+
+    return ais_log_partition_checked("dbm", estimate, options,
+                                     f"base-rate model from the training marginals; {BOUND}")
 
 
 register(Family(

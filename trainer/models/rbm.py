@@ -268,12 +268,31 @@ def log_partition(net: RBM, options, x_fit: torch.Tensor, data: DataSpec | None 
         return LogPartition(likelihood.exact_log_partition(W, b, c), 0.0, "exact",
                             f"enumeration of 2^{min(net.n_visible, net.n_hidden)} states of the smaller layer")
     marginals = x_fit.flatten(1).double().mean(0).cpu().numpy()
-    with phase("rbm: log Z by AIS", options.ais_betas - 1, "steps") as progress:
-        value, std = likelihood.ais_log_partition(W, b, c, marginals, n_betas=options.ais_betas,
-                                                  n_chains=options.ais_chains, seed=0, dtype=np.float32,
-                                                  progress=progress.update)
-    return LogPartition(value, std, "ais", f"{options.ais_betas} betas, {options.ais_chains} chains, "
-                                           "base-rate model from the training marginals")
+
+    def estimate(n_betas: int, seed: int) -> tuple[float, float]:
+        with phase(f"rbm: log Z by AIS, {n_betas:,} betas", n_betas - 1, "steps") as progress:
+            return likelihood.ais_log_partition(W, b, c, marginals, n_betas=n_betas, n_chains=options.ais_chains,
+                                                seed=seed, dtype=np.float32, progress=progress.update)
+
+    return ais_log_partition_checked("rbm", estimate, options, "base-rate model from the training marginals")
+
+
+def ais_log_partition_checked(family: str, estimate, options, about: str) -> LogPartition | None:
+    """log Z by AIS under the convergence rule (likelihood.converged_ais: doubling the
+    schedule moves it by less than a nat), or None (no log Z, so no log_p column) with a
+    warning naming the estimates when the rule fails."""
+    import warnings
+
+    from gen.runtime.errors import GenWarning
+
+    try:
+        value, std, runs = likelihood.converged_ais(estimate, options.ais_betas)
+    except likelihood.NotConverged as exc:
+        warnings.warn(GenWarning(f"{family}: log Z is not recorded (no log_p column): {exc}; raise --ais-betas "
+                                 "or --ais-chains"), stacklevel=2)
+        return None
+    return LogPartition(value, std, "ais", f"{likelihood.convergence_detail(runs)}, {options.ais_chains} chains, "
+                                           f"{about}")
 
 
 def _register(name: str, description: str, options: type, gaussian: bool, resolve, prepare,

@@ -489,3 +489,47 @@ def dbm_ais_log_partition(W1: np.ndarray, W2: np.ndarray, b: np.ndarray, c1: np.
     log_w = _ais_log_weights(W1, W2, b - b_base, b_base, c1, c2, betas, n_chains,
                              np.random.default_rng(seed), dt, progress)
     return _ais_estimate(log_z_base, log_w)
+
+
+# -- when an AIS estimate may be recorded -----------------------------------------------------
+
+AIS_TOLERANCE = 1.0  # nats: doubling the schedule must move log Z by less than this
+AIS_DOUBLINGS = 2  # schedules tried: n, 2n, 4n betas (7n in all) before giving up
+
+
+class NotConverged(Exception):
+    """AIS estimates that kept moving as the schedule doubled: `runs` is [(n_betas, log Z, std)]."""
+
+    def __init__(self, runs: list[tuple[int, float, float]], tolerance: float):
+        self.runs, self.tolerance = runs, tolerance
+        moves = ", ".join(f"{n:,} betas {v:.2f} +/- {s:.2f}" for n, v, s in runs)
+        super().__init__(f"AIS did not converge: doubling the schedule did not settle log Z within {tolerance:g} "
+                         f"nat ({moves})")
+
+
+def converged_ais(estimate: Callable[[int, int], tuple[float, float]], n_betas: int,
+                  tolerance: float = AIS_TOLERANCE, doublings: int = AIS_DOUBLINGS
+                  ) -> tuple[float, float, list[tuple[int, float, float]]]:
+    """log Z by AIS only where the schedule is long enough: `estimate(n_betas, seed)` -> (log
+    Z, std) is run with `n_betas`, then twice as many (another seed), and so on up to
+    `doublings` times, until two schedules in a row agree within `tolerance` nats, counting
+    two standard errors of their difference against them (|a - b| + 2 sqrt(sa^2 + sb^2) <
+    tolerance: two noisy short schedules can land close by chance). AIS is biased low when the
+    schedule is too short, so a value that still moves when the schedule doubles is not a
+    measurement. Returns (the longer schedule's log Z, its std, every run); raises
+    NotConverged with every run when no pair agrees."""
+    runs = [(n_betas, *estimate(n_betas, 0))]
+    for i in range(doublings):
+        n = runs[-1][0] * 2
+        runs.append((n, *estimate(n, i + 1)))
+        (_, a, sa), (_, b, sb) = runs[-2], runs[-1]
+        if abs(b - a) + 2.0 * float(np.hypot(sa, sb)) < tolerance:
+            return b, sb, runs
+    raise NotConverged(runs, tolerance)
+
+
+def convergence_detail(runs: list[tuple[int, float, float]]) -> str:
+    """The manifest's words for a converged estimate: the schedules and the last move."""
+    (n0, v0, _), (n1, v1, _) = runs[-2], runs[-1]
+    return (f"{n1:,} betas; converged: {n0:,} -> {n1:,} betas moved log Z by {v1 - v0:+.2f} nats "
+            f"(with two standard errors < {AIS_TOLERANCE:g})" + (f" after {len(runs) - 2} longer schedule(s)" if len(runs) > 2 else ""))

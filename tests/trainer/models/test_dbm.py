@@ -311,7 +311,7 @@ def test_log_partition_hook(monkeypatch):
         return 12.5
 
     def ais(*args, **kwargs):
-        calls["ais"] = (args, kwargs)
+        calls.setdefault("ais", []).append((args, dict(kwargs)))
         return 30.0, 0.25
 
     monkeypatch.setattr(likelihood, "dbm_exact_log_partition", exact, raising=False)
@@ -327,8 +327,9 @@ def test_log_partition_hook(monkeypatch):
     model, options = net(n_hidden1=5, n_hidden2=3, log_z="ais", ais_betas=100, ais_chains=7)
     log_z = family.log_partition(model, options, x)
     assert (log_z.value, log_z.std, log_z.method) == (30.0, 0.25, "ais") and "lower bound" in log_z.detail
-    args, kwargs = calls["ais"]
+    (args, kwargs), (_, again) = calls["ais"]  # the schedule, then twice as long: they agree, so recorded
     torch.testing.assert_close(torch.from_numpy(args[5]), x.flatten(1).double().mean(0))
     progress = kwargs.pop("progress")  # the run's "dbm: log Z by AIS" phase hears of the betas done
     assert kwargs == {"n_betas": 100, "n_chains": 7, "seed": 0, "dtype": np.float32} and callable(progress)
+    assert (again["n_betas"], again["seed"]) == (200, 1) and "converged: 100 -> 200 betas" in log_z.detail
     assert family.log_partition(*net(n_hidden1=5, log_z="none"), x) is None

@@ -584,3 +584,23 @@ def test_log_z_changes_no_weight_threshold_or_auroc(tmp_path):
     assert all(torch.equal(auto_state[k], none_state[k]) for k in auto_state)
     assert auto_info["scoring"]["threshold"] == none_info["scoring"]["threshold"]
     assert auto_info["metrics"]["evaluation"]["auroc"] == none_info["metrics"]["evaluation"]["auroc"]
+
+
+def test_an_ais_log_z_that_does_not_settle_is_not_recorded(monkeypatch):
+    """log_z=ais under the convergence rule: estimates that keep moving as the schedule doubles
+    give no log Z (so no log_p column) and one warning naming them; estimates that agree are
+    recorded with the schedule that settled them."""
+    from gen.runtime.errors import GenWarning
+    from gen.trainer.protocols import likelihood
+
+    big = DataSpec("test", "image", [1, 5, 5], preprocessing=PreprocessSpec(0.0, 1.0, [0.0, 1.0]))
+    model, options = net("rbm", big, n_hidden=21, ais_betas=50, ais_chains=4)
+    x = (torch.rand(30, 1, 5, 5) < 0.4).float()
+    drift = {50: 10.0, 100: 13.0, 200: 16.0}  # still rising by 3 nats at each doubling
+    monkeypatch.setattr(likelihood, "ais_log_partition", lambda *a, n_betas, **k: (drift[n_betas], 0.05))
+    with pytest.warns(GenWarning, match=r"rbm: log Z is not recorded \(no log_p column\): AIS did not converge"):
+        assert rbm.log_partition(model, options, x) is None
+    drift[200] = 13.2
+    spec = rbm.log_partition(model, options, x)
+    assert (spec.value, spec.std, spec.method) == (13.2, 0.05, "ais")
+    assert spec.detail.startswith("200 betas; converged: 100 -> 200 betas moved log Z by +0.20 nats")
