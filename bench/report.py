@@ -864,6 +864,15 @@ def boltzmann_section(section: dict | None) -> list[str]:
                          f"{check['value']:.2f} ± {check['std']:.2f} with {check['n_betas']} betas and another seed "
                          f"({shift:+.2f} nats; AIS is biased low when the schedule is too short, so a rise means the "
                          "log-likelihood above is optimistic by about that much).")
+    for name, m in section["models"].items():
+        if m.get("log_z") is None and (m.get("options") or {}).get("log_z") == "ais":
+            notes.append(f"{name}: no log Z was recorded, so no log-likelihood: its AIS estimate did not settle as "
+                         f"the schedule doubled ({(m.get('options') or {}).get('ais_betas', '?')} betas and up to four "
+                         "times as many; the convergence rule, README \"Log-likelihoods\").")
+        elif m.get("log_z") and "converged:" in (m["log_z"].get("detail") or ""):
+            detail = m["log_z"]["detail"]
+            head = detail.split("), ", 1)[0] + (")" if "), " in detail else "")  # the schedules, not the chains
+            notes.append(f"{name}: log Z recorded under the convergence rule: {head}.")
     if section.get("dbm_error"):
         notes.append(f"The DBM run failed: {section['dbm_error']}.")
     out += [""] + [f"- {n}" for n in notes]

@@ -210,6 +210,18 @@ def test_boltzmann_section_states_targets_from_the_figures(report):
     text = "\n".join(report.boltzmann_section(boltzmann_section(-199.0, -135.5, -140.0)))
     assert "missed by 4.0 nats" in text and "missed by 5.5 nats" in text and "does not beat it" in text
     assert report.boltzmann_section(None) == []
+    # the AIS convergence rule: a refused log Z leaves no likelihood, and the report says why
+    section = boltzmann_section(-150.0, -120.0, -118.0)
+    dbm = section["models"]["dbm 500-1000"]
+    dbm.update(log_z=None, test_ll=None, train_ll=None, options={"log_z": "ais", "ais_betas": 14500})
+    section["models"]["rbm-500 (pcd)"]["log_z"]["detail"] = "29,000 betas; converged: 14,500 -> 29,000 betas moved " \
+        "log Z by +0.40 nats (with two standard errors < 1), 100 chains, base-rate model"
+    text = "\n".join(report.boltzmann_section(section))
+    assert ("dbm 500-1000: no log Z was recorded, so no log-likelihood: its AIS estimate did not settle as the "
+            "schedule doubled (14500 betas and up to four times as many") in text
+    assert ("rbm-500 (pcd): log Z recorded under the convergence rule: 29,000 betas; converged: 14,500 -> 29,000 "
+            "betas moved log Z by +0.40 nats (with two standard errors < 1).") in text
+    assert "the DBM is ahead" not in text
 
 
 def gans_results() -> dict:
