@@ -83,8 +83,8 @@ def reconstruction_graphs(net, data: DataSpec, score: str = "score_and_errors") 
 
 
 SCORES = ("recon", "latent-knn", "mahalanobis", "combined")
-SCORE_HELP = ("Anomaly score: recon (the family's own: the reconstruction error, pooled as --pool says, a VAE's negative "
-              "ELBO), latent-knn (mean distance of the code to its k nearest training codes, a memory bank "
+SCORE_HELP = ("Anomaly score: recon (the family's own: the reconstruction error, pooled as --pool says where "
+              "the family has it; a VAE's negative ELBO), latent-knn (mean distance of the code to its k nearest training codes, a memory bank "
               "inside the score graph), mahalanobis (of the code, under a Gaussian fitted to the training "
               "codes), combined (the own score plus latent k-NN distance, each scaled by its median and "
               "interquartile range on held-out normal rows); auto: combined for tables, recon for images and "
