@@ -83,8 +83,11 @@ def load_for_command(bundle, device, batch_size, threads, public_key):
 
 
 def plural(n: int, word: str) -> str:
-    """`n word`, the word in the plural unless n is 1: "1 row", "2,048 rows"."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+    """`n word`, the word in the plural unless n is 1 (gen.runtime.jobs.plural, imported late:
+    the CLI's module imports stay light)."""
+    from gen.runtime.jobs import plural as words
+
+    return words(n, word)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,11 @@ from .errors import InputError
 ENGINES = ("local", "ray")
 
 
+def plural(n: int, word: str) -> str:
+    """`n word`, the word in the plural unless n is 1: "1 row", "2,048 rows"."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def check_score_options(source, *, explain: int = 0, maps=None, maps_rows: int | None = None,
                         workers: int | None = None, resume: bool = False, skip_bad: bool = False,
                         single: bool = False, engine: str = "local", address: str | None = None) -> bool:
@@ -133,9 +138,6 @@ def _folder(model, source, out, workers, chunk_rows, threads, public_key, resume
 
 def score_line(summary: dict) -> str:
     """The one line `gen score` prints for a summary of `score_job`."""
-    def plural(n: int, word: str) -> str:
-        return f"{n:,} {word}{'' if n == 1 else 's'}"
-
     if summary["kind"] == "file":
         return (f"{plural(summary['rows'], 'row')} scored -> {summary['out']} (threshold {summary['threshold']:.6g}, "
                 f"provider {summary['provider']})")
