@@ -223,10 +223,7 @@ def setup_section(results: dict) -> list[str]:
         + (f"; epochs set for every family by `--epochs {settings['epochs_override']}`"
            if settings.get("epochs_override") else "; epochs and options from each family's bench preset "
            "(`family.bench` in the registry; *default budget* in the table: the preset is `gen train`'s own "
-           "defaults, epochs included, so the figure is what the default command gives; the one option a "
-           "preset sets, rbm's `log_z none`, skips the AIS estimate of log Z, which runs after training and "
-           "changes no weight, threshold or AUROC, only the bundle's log_p column: "
-           "tests/trainer/models/test_rbm.py checks it)" + ("; `--quick` divides the preset's epochs by 20 (at least 2)"
+           "defaults, epochs included, so the figure is what the default command gives)" + ("; `--quick` divides the preset's epochs by 20 (at least 2)"
                                                  if results.get("mode") == "quick" else ""))
         + "; the settings in use per family (from each run's config.yaml) are in the table below.",
         "- **Mode:** " + ("quick smoke run (`--quick`): few classes and epochs, not a result"
@@ -236,7 +233,9 @@ def setup_section(results: dict) -> list[str]:
     ]
     for rerun in results.get("reruns", []):
         git = rerun.get("git") or {}
-        lines.append(f"- **Rerun:** {join_words(rerun['sections'])} replaced by `{rerun['command']}` on "
+        what = join_words(rerun["sections"]) + (f" ({join_words(rerun['families'])} rows only)"
+                                                 if rerun.get("families") else "")
+        lines.append(f"- **Rerun:** {what} replaced by `{rerun['command']}` on "
                      f"{when(rerun.get('started'))}" + (f" ({duration(rerun['wall_s'])})" if rerun.get("wall_s") else "")
                      + f", git {git.get('short') or 'unknown'}"
                      + (f" plus uncommitted changes in: {', '.join(git['dirty'])}" if git.get("dirty") else "")

@@ -541,6 +541,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mnist-families", default=None,
                         help="families to run on MNIST-5k, comma-separated (default: every family "
                              "with a bench preset)")
+    parser.add_argument("--one-class-families", default=None,
+                        help="run only these families in the digits and MNIST-5k sections, comma-separated; "
+                             "with --merge only their rows are replaced, the other families' and the peers' are "
+                             "kept (for a change that touches one family)")
     parser.add_argument("--no-boltzmann", action="store_true",
                         help="skip the Boltzmann-machine likelihood section (needs MNIST-5k)")
     parser.add_argument("--movielens", type=Path, default=None,
@@ -589,12 +593,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def splice_families(old: dict, new: dict, families: list[str]) -> dict:
+    """A one-class section `old` with the rows, runs and failures of `families` from `new`."""
+    out = copy.deepcopy(old)
+    fresh = {m.get("family"): m for m in new["methods"] if m["kind"] == "model"}
+    out["methods"] = [fresh.get(m.get("family"), m) if m["kind"] == "model" and m.get("family") in families else m
+                      for m in old["methods"]]
+    for name in families:
+        if name in new.get("runs", {}):
+            out.setdefault("runs", {})[name] = new["runs"][name]
+    out["failures"] = ([f for f in old.get("failures", []) if f.split(",")[0] not in families]
+                       + [f for f in new.get("failures", []) if f.split(",")[0] in families])
+    out["seconds"] = old.get("seconds")
+    return out
+
+
 def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     """`old` with the sections of `new` in place of its own; the rerun is recorded in
     `reruns` (command, time, code, load), the original run's facts stay at the top."""
     merged = copy.deepcopy(old)
     rerun = {DATASET_SECTIONS[s] for s in sections if s in DATASET_SECTIONS}
-    datasets = [d for d in old.get("datasets", []) if d["label"] not in rerun]
+    only = (new.get("settings") or {}).get("one_class_families")
+    if only:  # only these families' rows are new: splice them into the old sections
+        fresh = {d["label"]: d for d in new.get("datasets", [])}
+        for i, d in enumerate(old.get("datasets", [])):
+            if d["label"] in rerun and d["label"] in fresh:
+                merged["datasets"][i] = splice_families(d, fresh[d["label"]], only)
+        rerun = set()
+    datasets = [d for d in merged.get("datasets", []) if d["label"] not in rerun]
     datasets += [d for d in new.get("datasets", []) if d["label"] in rerun]
     order = list(DATASET_SECTIONS.values())
     merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
@@ -612,7 +638,8 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
             families[name] = family
     for key in ("software", "settings"):
         for k, v in new.get(key, {}).items():
-            merged.setdefault(key, {}).setdefault(k, v)
+            if k != "one_class_families":  # what this rerun ran, recorded in `reruns`
+                merged.setdefault(key, {}).setdefault(k, v)
     for kind in ("notes", "failures"):
         by_section = old.get(f"{kind}_by_section")
         if by_section is None:  # an older results file: its notes cannot be told apart by section
@@ -623,7 +650,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
         merged[kind] = [n for s in SECTIONS for n in by_section.get(s, [])]
     merged["sections"] = [s for s in SECTIONS if s in set(old.get("sections", SECTIONS)) | set(sections)]
     merged["reruns"] = list(old.get("reruns", [])) + [{
-        "sections": list(sections), "command": new["command"], "mode": new["mode"], "started": new["started"],
+        "sections": list(sections), "families": only or None, "command": new["command"], "mode": new["mode"], "started": new["started"],
         "finished": new["finished"], "wall_s": new["wall_s"], "git": new["git"],
         "load_start": new["machine"].get("load_start"), "load_end": new["machine"].get("load_end"),
         "machine": {k: new["machine"].get(k) for k in ("cpu", "arch", "cores", "ram_gib", "os", "gpu")}}]
@@ -659,6 +686,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--mnist-families: {', '.join(unknown)} not among the benchmarked families "
                              f"({', '.join(scoring)})")
         mnist_families = {n: f for n, f in scoring.items() if n in wanted}
+    if args.one_class_families is not None:
+        only = [f.strip() for f in args.one_class_families.split(",") if f.strip()]
+        unknown = [f for f in only if f not in scoring]
+        if unknown or not only:
+            raise SystemExit(f"--one-class-families: {', '.join(unknown) or 'none given'} not among the benchmarked "
+                             f"families ({', '.join(scoring)})")
+        scoring = {n: f for n, f in scoring.items() if n in only}
+        mnist_families = {n: f for n, f in mnist_families.items() if n in only}
 
     notes = {s: [] for s in SECTIONS}
     failures = {s: [] for s in SECTIONS}
@@ -690,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         "finished": None, "wall_s": None, "git": code, "machine": machine, "software": software,
         "sections": list(sections),
         "settings": {"seed": SEED, "threads": args.threads, "classes": list(classes), "epochs_override": args.epochs,
+                     "one_class_families": list(scoring) if args.one_class_families else None,
                      "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
         "families": families, "datasets": [], "completion": None, "sampling": None, "gans": None,
         "pipelines": None, "serving": None, "performance": None, "tabular": None,

@@ -492,3 +492,23 @@ def test_merging_a_cpu_performance_rerun_keeps_the_gpu_record_and_parses_one_cla
     assert run.parse_args(["--quick"]).one_class_seeds == (0,)
     with pytest.raises(SystemExit):
         run.parse_args(["--one-class-seeds", "1,2"])  # seed 0 fills the tables
+
+
+def test_a_one_family_rerun_replaces_only_that_familys_rows():
+    run = load("run")
+    old, new = synthetic(), synthetic()
+    old["reruns"] = []
+    new["datasets"][0]["methods"][0] = {**new["datasets"][0]["methods"][0], "auroc": {"0": 1.0, "1": 1.0, "2": 1.0}}
+    new["datasets"][0]["methods"][3] = {**new["datasets"][0]["methods"][3], "auroc": {"0": 0.0, "1": 0.0, "2": 0.0}}
+    new["datasets"][0]["runs"]["ae"] = {"0": run_figures(1.0)}
+    new["settings"]["one_class_families"] = ["ae"]
+    new.update(command="python bench/run.py --only digits --one-class-families ae --merge", wall_s=1.0)
+    merged = run.merge_results(old, new, ("digits",))
+    methods = {m["name"]: m for m in merged["datasets"][0]["methods"]}
+    assert methods["ae (runtime bundle)"]["auroc"] == {"0": 1.0, "1": 1.0, "2": 1.0}  # the rerun family: new
+    assert methods["PCA-16 reconstruction"]["auroc"] == {"0": 0.75, "1": 0.65, "2": 0.7}  # the rest: kept
+    assert methods["gan (runtime bundle)"]["auroc"] == {"0": 0.4, "1": 0.6}
+    assert list(merged["datasets"][0]["runs"]["ae"]) == ["0"] and "gan" in merged["datasets"][0]["runs"]
+    assert merged["reruns"][-1]["families"] == ["ae"] and "one_class_families" not in merged["settings"]
+    report = load("report")
+    assert "- **Rerun:** digits (ae rows only) replaced by" in report.render(merged)

@@ -88,7 +88,7 @@ def test_train_autorec_reports_test_rmse_and_mae(tmp_path):
 
 def test_train_dbm_shows_each_phase_and_the_whole_time(tmp_path):
     result = gen("train", "--model", "dbm", "--epochs", 2, "--n-hidden1", 24, "--n-hidden2", 8,
-                 "--pretrain-epochs", 2, "--n-chains", 8, "--ais-betas", 300, "--ais-chains", 4, "--gibbs-steps", 5,
+                 "--pretrain-epochs", 2, "--n-chains", 8, "--log-z", "ais", "--ais-betas", 300, "--ais-chains", 4, "--gibbs-steps", 5,
                  "--threads", 1, "--out", tmp_path / "run", "--json")
     assert result.exit_code == 0, result.output
     for name in ("dbm: pretraining layer 1 (CD-1)", "dbm: pretraining layer 2 (CD-1)", "dbm on digits",

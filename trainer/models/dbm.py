@@ -75,7 +75,8 @@ class Options:
                            Choice("threshold", "stochastic"))
     threshold: float = option(0.5, "Binarisation threshold (binarize=threshold).", Interval(float, 0, 1, "neither"))
     log_z: str = option("auto", f"log Z for log-likelihood bounds: exact (enumerating h1, <= {EXACT_UNITS} units), "
-                        "ais, none; auto picks exact when n_hidden1 allows it, else ais.",
+                        "ais (recorded only when doubling the schedule settles it), none; auto picks exact when "
+                        "n_hidden1 allows it, else none.",
                         Choice("auto", "exact", "ais", "none"))
     ais_betas: int = option(14500, "AIS intermediate distributions.", Interval(int, 10, None))
     ais_chains: int = option(100, "AIS chains.", Interval(int, 2, None))
@@ -291,9 +292,9 @@ class Trainer:
 
 
 def resolve(options: Options, data: DataSpec) -> Options:
-    """log_z=auto -> exact when h1 can be enumerated, else ais."""
+    """log_z=auto -> exact when h1 can be enumerated, else none (AIS is asked for by name)."""
     if options.log_z == "auto":
-        return replace(options, log_z="exact" if options.n_hidden1 <= EXACT_UNITS else "ais")
+        return replace(options, log_z="exact" if options.n_hidden1 <= EXACT_UNITS else "none")
     if options.log_z == "exact" and options.n_hidden1 > EXACT_UNITS:
         raise ConfigError(f"log_z=exact enumerates the first hidden layer, so it needs n_hidden1 <= {EXACT_UNITS}, "
                           f"got {options.n_hidden1}; use log_z=ais")

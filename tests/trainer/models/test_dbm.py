@@ -98,7 +98,7 @@ def test_family_is_declared():
 
 def test_options_resolve_and_data_must_be_pixels():
     assert net(n_hidden1=20)[1].log_z == "exact"
-    assert net(n_hidden1=21)[1].log_z == "ais"
+    assert net(n_hidden1=21)[1].log_z == "none"  # past enumeration: AIS only when asked for
     with pytest.raises(ConfigError, match="n_hidden1 <= 20"):
         net(n_hidden1=21, log_z="exact")
     family = TrainConfig.make(model="dbm").family
