@@ -19,7 +19,7 @@ from pathlib import Path
 from gen.runtime.errors import ConfigError, MissingDependency
 
 from gen.trainer.config import TrainConfig
-from gen.trainer.data import from_arrays, in_memory
+from gen.trainer.data import ARRAY_NAME, Dataset, from_arrays, in_memory
 
 
 _ONE_AT_A_TIME = threading.Lock()
@@ -33,6 +33,9 @@ class Run:
     folder: Path
     temporary: bool = False
     _info: dict | None = field(default=None, repr=False)
+    # The rows `fit` trained on, while this object lives: a quantized export measures its
+    # cost on their held-out part.
+    _rows: Dataset | None = field(default=None, repr=False)
 
     @property
     def info(self) -> dict:
@@ -57,7 +60,15 @@ class Run:
         and compared with torch on a probe batch); return its path."""
         from gen.exporters.onnx_export import export_run
 
-        export_run(self.folder, out, force=force, sign_key=sign_key, quantize=quantize, precision=precision)
+        if self._rows is None:
+            export_run(self.folder, out, force=force, sign_key=sign_key, quantize=quantize, precision=precision)
+            return Path(out)
+        import yaml
+
+        name = yaml.safe_load((self.folder / "config.yaml").read_text())["data"]
+        # Under the lock no other fit or export holds a name, so the rows get theirs back.
+        with _ONE_AT_A_TIME, in_memory(self._rows, name):
+            export_run(self.folder, out, force=force, sign_key=sign_key, quantize=quantize, precision=precision)
         return Path(out)
 
     def cleanup(self) -> None:
@@ -67,17 +78,19 @@ class Run:
 
 
 def fit(x, model: str = "auto", y=None, *, out: str | Path | None = None, names: list[str] | None = None,
-        quiet: bool = True, **options) -> Run:
+        source: str = ARRAY_NAME, quiet: bool = True, **options) -> Run:
     """Train `model` on rows `x` (numpy (N, D) or (N, [C,] H, W) images, pandas DataFrame,
     pyarrow Table) with labels `y` (optional: with `normal_class`, one class is normal and
     the AUROC is measured on the held-out rows as for a labelled file), and the family's and
     run's options as keywords (`gen train`'s flags: epochs, seed, latent_dim, ...). `out`: the
-    run folder (default: a temporary one, see `Run.cleanup`). Same rows, options and seed as a
-    `gen train --data FILE` of those rows: the same weights and scores. Fits in one process run
+    run folder (default: a temporary one, see `Run.cleanup`). `source`: where the rows came from
+    (a path, a table's name), recorded as the run's data and the bundle's data.source. Same
+    rows, options and seed as a `gen train --data FILE` of those rows: the same weights and
+    scores, and with `source=FILE` and SOURCE_DATE_EPOCH set, the same bundle byte for byte. Fits in one process run
     one at a time (torch's random state is global); use processes to train in parallel."""
     if "data" in options:
         raise ConfigError("fit: the rows are the first argument; `data` is for `gen train` (a file or a built-in name)")
-    dataset = from_arrays(x, y, names)
+    dataset = from_arrays(x, y, names, source)
     temporary = out is None
     folder = Path(tempfile.mkdtemp(prefix="gen-run-")) / "run" if temporary else Path(out)
     try:
@@ -96,4 +109,4 @@ def fit(x, model: str = "auto", y=None, *, out: str | Path | None = None, names:
         if temporary:
             shutil.rmtree(folder.parent, ignore_errors=True)
         raise
-    return Run(folder, temporary)
+    return Run(folder, temporary, _rows=dataset)

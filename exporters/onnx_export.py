@@ -11,7 +11,9 @@ a failed export leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +38,33 @@ PARITY_TOLERANCE = 1e-4
 # Share of discrete chain-state entries (Bernoulli draws) allowed to differ: a flip needs a
 # probability within float rounding (~1e-7) of its uniform noise, so about 1e-7 per entry.
 STATE_TOLERANCE = 1e-3
+# Options of the run, not of the model: where the run folder went and what the console showed.
+# The manifest's config leaves them out, so the same model exports to the same bytes.
+RUN_ONLY = ("out", "quiet")
+
+
+def build_time() -> datetime | None:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org) as a UTC time, or None where it is unset."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None or raw == "":
+        return None
+    try:
+        return datetime.fromtimestamp(int(raw), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r}: expected whole seconds since 1970-01-01 UTC") from None
+
+
+def _stamps(metrics):
+    """The bundle's `created` and metrics: now and as trained; under SOURCE_DATE_EPOCH the
+    epoch, the training time clamped to it and the training duration left out (it changes from
+    run to run), so one run, or the same rows trained again with the same seed, exports the
+    same bytes."""
+    epoch = build_time()
+    if epoch is None:
+        return datetime.now(timezone.utc).isoformat(timespec="seconds"), metrics
+    trained = min(datetime.fromisoformat(metrics.trained_at), epoch)
+    return epoch.isoformat(timespec="seconds"), dataclasses.replace(
+        metrics, train_seconds=None, trained_at=trained.isoformat(timespec="seconds"))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -156,6 +185,7 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
     if precision != "fp32" and quantize is not None:
         raise ConfigError(f"--precision {precision} and --quantize {quantize}: choose one narrow score graph")
     narrow = quantize if quantize is not None else (precision if precision != "fp32" else None)
+    build_time()  # a bad SOURCE_DATE_EPOCH is refused before the export's work
     if sign_key is not None:
         from gen.runtime.signing import check_signing_available
 
@@ -201,13 +231,14 @@ def export_run(run_dir: str | Path, out: str | Path, force: bool = False,
                                               sha256=sha256_file(staging / graph.file), opset=graph.opset,
                                               inputs=graph.inputs, outputs=graph.outputs,
                                               file_bytes=(staging / graph.file).stat().st_size)
+        created, metrics = _stamps(loaded.run.metrics)
         manifest = Manifest(
             family=cfg.family.name, variant=loaded.run.variant, gen_version=gen_version(),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seed=cfg.run.seed,
-            config=cfg.to_dict(), data=data, graphs=graphs, capabilities=list(loaded.run.capabilities),
+            created=created, seed=cfg.run.seed,
+            config={k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY}, data=data, graphs=graphs, capabilities=list(loaded.run.capabilities),
             sampler=loaded.run.sampler, latent=loaded.run.latent,
             scoring=scoring, quantization=quantization,
-            metrics=loaded.run.metrics, fitted=loaded.run.fitted, refine=loaded.run.refine,
+            metrics=metrics, fitted=loaded.run.fitted, refine=loaded.run.refine,
             parity=ParitySpec(graphs=parities, probe_rows=int(len(probe_rows)), tolerance=PARITY_TOLERANCE,
                               state_tolerance=STATE_TOLERANCE),
         )

@@ -386,7 +386,7 @@ class MetricsSpec:
     n_calibration: int
     n_test: int
     device: str
-    train_seconds: float
+    train_seconds: float | None  # None in a reproducible export (SOURCE_DATE_EPOCH): not a fact of the model
     torch_version: str
     trained_at: str
     final: dict[str, float] = field(default_factory=dict)

@@ -19,7 +19,7 @@ def rows():
     return np.random.default_rng(3).normal(size=(240, 6)).astype(np.float32)
 
 
-def test_fit_on_an_array_equals_gen_train_on_the_same_rows(tmp_path, rows):
+def test_fit_on_an_array_equals_gen_train_on_the_same_rows(tmp_path, rows, monkeypatch):
     np.save(tmp_path / "rows.npy", rows)
     result = CliRunner().invoke(app, ["train", "--model", "ae", "--data", str(tmp_path / "rows.npy"), "--epochs", "3",
                                       "--hidden", "16", "--latent-dim", "3", "--seed", "4",
@@ -35,6 +35,45 @@ def test_fit_on_an_array_equals_gen_train_on_the_same_rows(tmp_path, rows):
     assert run.family == "ae" and run.info["metrics"]["epochs"] == 3
     for line in run.summary()[1]:  # the CLI's lines come from the same library call
         assert line.split(" (")[0].replace(str(run.folder), str(tmp_path / "cli")) in result.output
+    # Named by their file and exported under SOURCE_DATE_EPOCH, the rows give the same bundle
+    # byte for byte (the run folders' own times and durations stay in run.json).
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    named = fit(rows, model="ae", epochs=3, hidden=[16], latent_dim=3, seed=4, threads=1, out=tmp_path / "named",
+                source=str(tmp_path / "rows.npy"))
+    _export(tmp_path / "cli", tmp_path / "r-cli")
+    named.export(tmp_path / "r-api")
+    files = sorted(p.name for p in (tmp_path / "r-cli").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "r-api").iterdir()) and "manifest.json" in files
+    for name in files:
+        assert (tmp_path / "r-cli" / name).read_bytes() == (tmp_path / "r-api" / name).read_bytes(), name
+    manifest = load(tmp_path / "r-api").manifest
+    assert manifest.created == "2026-01-01T00:00:00+00:00" and manifest.metrics.train_seconds is None
+    assert manifest.data.source == str(tmp_path / "rows.npy") and "out" not in manifest.config
+    assert named.info["metrics"]["train_seconds"] > 0  # the run folder keeps what it measured
+
+
+def test_a_bad_source_date_epoch_or_source_is_refused_in_one_line(tmp_path, rows, monkeypatch):
+    with pytest.raises(InputError, match="source: expected a one-line name"):
+        fit(rows, model="pca", source="", out=tmp_path / "run")
+    run = fit(rows, model="pca", out=tmp_path / "run")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH='yesterday': expected whole seconds"):
+        run.export(tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_a_quantized_export_measures_its_cost_on_the_rows_fit_held(tmp_path, rows):
+    """int8 export recalibrates on the run's held-out rows: the Run from `fit` still holds them;
+    the same run folder opened later names why it cannot."""
+    from gen.fitting import Run
+
+    run = fit(np.tile(rows, (3, 1)), model="ae", epochs=2, hidden=[16], latent_dim=3, seed=0, threads=1,
+              out=tmp_path / "run")
+    model = load(run.export(tmp_path / "int8", quantize="int8"))
+    assert model.manifest.quantization is not None and model.manifest.data.source == "array"
+    with pytest.raises(InputError, match="handed over in memory .gen.fit. and are no longer held"):
+        Run(tmp_path / "run").export(tmp_path / "again", quantize="int8")
+    assert not (tmp_path / "again").exists()
 
 
 def _export(run, out):

@@ -53,11 +53,14 @@ _IN_MEMORY: dict[str, Dataset] = {}
 _NAMING = threading.Lock()
 
 
-def from_arrays(x, y=None, names: list[str] | None = None) -> Dataset:
+def from_arrays(x, y=None, names: list[str] | None = None, source: str = ARRAY_NAME) -> Dataset:
     """A Dataset from rows in memory: a numpy array ((N, D) rows, (N, H, W) or (N, C, H, W)
     images), a pandas DataFrame or a pyarrow Table (numeric columns; their names kept), with
     optional integer labels `y`. Checked as a file's rows are: numeric, finite in float32, at
-    least one row; a one-line InputError names what is wrong."""
+    least one row; a one-line InputError names what is wrong. `source`: where the rows came
+    from (the run's `data` and the bundle's data.source)."""
+    if not isinstance(source, str) or not source.strip() or "\n" in source:
+        raise InputError(f"source: expected a one-line name for where the rows came from, got {source!r}")
     if hasattr(x, "column_names") and hasattr(x, "to_pandas"):  # a pyarrow Table (its .columns are arrays)
         names = [str(c) for c in x.column_names] if names is None else names
         x = x.to_pandas()
@@ -90,22 +93,24 @@ def from_arrays(x, y=None, names: list[str] | None = None) -> Dataset:
     if names is not None and (rows.ndim != 2 or len(names) != rows.shape[1]):
         raise InputError(f"names: expected {rows.shape[1] if rows.ndim == 2 else 'no'} column names, got {len(names)}")
     if rows.ndim == 4:
-        return Dataset(rows, labels, "image", "array", (float(rows.min()), float(rows.max())))
-    return Dataset(rows, labels, "tabular", "array", names=list(names) if names is not None else None)
+        return Dataset(rows, labels, "image", source, (float(rows.min()), float(rows.max())))
+    return Dataset(rows, labels, "tabular", source, names=list(names) if names is not None else None)
 
 
 class in_memory:
     """`with in_memory(dataset) as spec:` names `dataset` by `spec` (a `--data` value) for
-    the training inside the block."""
+    the training inside the block: `name` (the dataset's source by default), or `name:2` ...
+    while another block holds `name`."""
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: Dataset, name: str | None = None):
         self.dataset = dataset
+        self.name = name or dataset.source
         self.spec = ""
 
     def __enter__(self) -> str:
         with _NAMING:
             n = 1  # "array" in config.yaml; "array:2" ... only while another run holds "array"
-            while (spec := ARRAY_NAME if n == 1 else f"{ARRAY_NAME}:{n}") in _IN_MEMORY:
+            while (spec := self.name if n == 1 else f"{self.name}:{n}") in _IN_MEMORY:
                 n += 1
             self.spec = spec
             _IN_MEMORY[spec] = self.dataset
@@ -153,6 +158,9 @@ def source_format(spec: str, label_column: str | None = None) -> str:
     if spec in BUILTIN:
         return spec
     path = Path(spec)
+    if not path.exists() and spec.split(":")[0] == ARRAY_NAME:
+        raise InputError(f"{spec}: the rows this run was trained on were handed over in memory (gen.fit) and are "
+                         "no longer held; export it through the Run that fit returned, in the same process")
     if not path.exists():
         raise InputError(f"{spec}: not a built-in dataset ({', '.join(BUILTIN)}) and no such file")
     if path.is_dir():
