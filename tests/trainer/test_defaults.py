@@ -263,6 +263,27 @@ def test_degenerate_tables_train_and_export_with_the_default_score(tmp_path, row
     assert np.isfinite(load(tmp_path / "bundle").score(x[:5].astype(np.float32))).all()
 
 
+def test_knn_distance_of_a_repeated_row_is_exact_and_exports(tmp_path):
+    """A code equal to a bank code is at distance 0, not sqrt of the expanded form's rounding
+    (which made tables with repeated rows fail the export's parity check)."""
+    from gen.exporters.onnx_export import export_run
+    from gen.trainer.models.base import LatentScores
+
+    scores = LatentScores("latent-knn", 3, 8)
+    bank = torch.tensor(np.random.default_rng(0).normal(size=(8, 3)) * 50 + 100, dtype=torch.float32)
+    scores.bank_mean.copy_(bank.mean(dim=0))
+    scores.bank.copy_(bank - scores.bank_mean)
+    scores.bank_sq.copy_((scores.bank * scores.bank).sum(dim=1))
+    distances = scores.knn(bank)
+    exact = torch.cdist(bank.double(), bank.double()).sort(dim=1).values[:, :scores.k].mean(dim=1)
+    torch.testing.assert_close(distances.double(), exact, rtol=1e-5, atol=0.0)
+    rows = np.tile(np.random.default_rng(3).normal(size=(240, 6)), (3, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", rows)
+    run, info, _ = _train(tmp_path, data=str(tmp_path / "x.npy"), model="ae", epochs=2, hidden=[16], latent_dim=3)
+    assert info["fitted"]["latent_score"] == "combined"
+    export_run(run, tmp_path / "bundle")  # raised "torch vs onnxruntime differ" before
+
+
 def test_conv_depth_follows_the_image_size(tmp_path):
     """conv-ae's default convolutions halve the map until its smaller side is at most 4 (at
     least two, channels 32, 64, 128, 256 and 256 again), resolved and recorded."""

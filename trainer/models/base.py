@@ -242,11 +242,16 @@ class LatentScores(nn.Module):
         self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "active", bool(module.fitted)))
 
     def knn(self, z: torch.Tensor) -> torch.Tensor:
-        """Mean Euclidean distance of each code to its k nearest bank codes."""
+        """Mean Euclidean distance of each code to its k nearest bank codes: found by the
+        expanded form (one MatMul), then measured as |z - b| on those k alone. The expanded
+        form's rounding (~1e-7 of |z|^2 + |b|^2) would reach the distance through a square root
+        where rows repeat (a code on a bank code): sqrt(1e-6) is 1e-3, and torch and
+        onnxruntime round differently."""
         z = z - self.bank_mean
         d2 = (z * z).sum(dim=1, keepdim=True) - 2.0 * (z @ self.bank.t()) + self.bank_sq.unsqueeze(0)
-        nearest = torch.topk(d2, self.k, dim=1, largest=False).values
-        return torch.sqrt(torch.clamp(nearest, min=0.0)).mean(dim=1)
+        nearest = torch.topk(d2, self.k, dim=1, largest=False).indices  # (n, k)
+        diff = z.unsqueeze(1) - self.bank[nearest]  # (n, k, latent)
+        return torch.sqrt((diff * diff).sum(dim=2)).mean(dim=1)
 
     def mahalanobis(self, z: torch.Tensor) -> torch.Tensor:
         d = z - self.code_mean
