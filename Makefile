@@ -8,11 +8,11 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= train,cpu,parquet,sign,ray,serve,test
+EXTRAS ?= train,cpu,parquet,sign,ray,serve,report,test
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gen-installed
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench setup clean browser
 
 setup: $(STAMP)
 
@@ -28,8 +28,15 @@ $(STAMP): pyproject.toml setup.py
 demo: $(STAMP)
 	$(VENV)/bin/gen demo --out artifacts/demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The browser tests of `gen report` drive Debian's chromium through chromium-driver: installed
+# here where apt-get runs as root; elsewhere those tests skip and say why in one line.
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	   chromium chromium-driver) >/dev/null 2>&1; } || echo "no chromium-driver: the browser tests will skip"
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS),bench]"

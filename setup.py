@@ -19,4 +19,8 @@ for folder, name in ROOTS.items():
 VERSION = re.search(r'^__version__ = "([^"]+)"$', (Path(__file__).parent / "runtime" / "version.py").read_text(),
                     re.MULTILINE).group(1)
 
-setup(version=VERSION, packages=packages, package_dir={name: folder for folder, name in ROOTS.items()})
+# Non-Python files a package reads at run time (the report page's template).
+PACKAGE_DATA = {"gen.runtime": ["templates/*.j2"]}
+
+setup(version=VERSION, packages=packages, package_dir={name: folder for folder, name in ROOTS.items()},
+      package_data=PACKAGE_DATA)

@@ -2,8 +2,8 @@
 the user through one table (`gen.cli.errors`).
 
 torch is imported only inside `train`, `export`, `models` and `demo` (cli/train.py);
-`sample`, `score`, `encode`, `info` and `verify` (cli/bundle.py), `serve` (cli/serve.py) and
-`complete` (cli/complete.py) run on numpy + onnxruntime alone.
+`sample`, `score`, `encode`, `info` and `verify` (cli/bundle.py), `report` (cli/report.py, with
+Jinja2), `serve` (cli/serve.py) and `complete` (cli/complete.py) run on numpy + onnxruntime alone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from gen.runtime.errors import GenWarning
 from gen.runtime.version import __version__
 
-from . import bundle, complete, serve, train
+from . import bundle, complete, report, serve, train
 
 class OneLineErrors(TyperGroup):
     """Usage errors (an unknown option, a value out of range, a missing argument) as one line
@@ -77,7 +77,7 @@ def root(
 
 
 train.register(app)
-for command in (*bundle.COMMANDS, *complete.COMMANDS, *serve.COMMANDS):
+for command in (*bundle.COMMANDS, *report.COMMANDS, *complete.COMMANDS, *serve.COMMANDS):
     app.command()(command)
 
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from gen.runtime.errors import ConfigError, GenError, MissingDependency, UsageError
 
+from . import pages
 from .batching import AdaptiveBatcher
 from .verbs import (DTYPES, ROW_VERBS, check_binary_body, completion_rows, rows_of, run_rows, sample_options,
                     served_verbs, signature, tensor_array)
@@ -460,9 +461,12 @@ class GuardMiddleware:
         if any(path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/") for p in CLOSED_PREFIXES):
             return await _refuse(send, where, 404, f"{path}: not served (gen serve answers the Open Inference "
                                                    "Protocol v2)")
-        if self.token is not None and path not in OPEN_ROUTES:
+        if self.token is not None and path not in OPEN_ROUTES and path != pages.LOGIN:
             given = headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            if not (hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
+                    or pages.is_page(path) and pages.has_page_cookie(headers, self.token)):
+                if pages.is_page(path) and scope.get("method") == "GET":  # a browser: to the token form
+                    return await _redirect(send, pages.LOGIN)
                 return await _refuse(send, where, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
                                      [(b"www-authenticate", b"Bearer")])
         length = headers.get("content-length")
@@ -533,6 +537,13 @@ class GuardMiddleware:
             return message
 
         return read
+
+
+async def _redirect(send, location: str) -> None:
+    """303 to `location` (a page that needs the token sends a browser to the token form)."""
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _refuse(send, where: str, status: int, message: str, headers: list | None = None) -> None:
@@ -853,6 +864,7 @@ def serve(bundles: list[tuple[str, object]], host: str = "127.0.0.1", port: int 
     for error in (HTTPException, RequestValidationError, InvalidInput, InferenceError, ModelNotFound, ModelNotReady,
                   NotImplementedError, UnsupportedProtocol, ServerNotLive, ServerNotReady, Exception):
         app.add_exception_handler(error, refused)
+    pages.add_pages(app, bundles, token, limits.max_body_bytes)
     app.add_middleware(GuardMiddleware, token=token, limits=limits, budget=budget)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=grace_s,
                             access_log=False, lifespan="on", http=http_protocol(limits.read_timeout_s))

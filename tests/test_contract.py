@@ -218,3 +218,24 @@ def test_reconstruction_errors_pool_to_the_score(name, runs, bundles, family_row
     np.testing.assert_allclose(model.score(rows), reference_score(errors, pool), rtol=1e-4)
     top = model.explain(rows, k=1)
     np.testing.assert_array_equal(top.errors[:, 0], errors.reshape(20, -1).max(axis=1))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_bundle_has_a_report_page(name, bundles, family_rows, tmp_path):
+    """`gen report` renders for every family: the card always, calibration where it scores,
+    samples where it samples, and given rows their scores (gen.runtime.report)."""
+    pytest.importorskip("jinja2")
+    from gen.runtime.report import report_html
+
+    model = load(bundles[name], device="cpu")
+    rows = None
+    if "score" in model.capabilities:
+        rows = tmp_path / "rows.npy"
+        np.save(rows, np.asarray(family_rows[name][:60], dtype=np.float32))
+    text = report_html(model, rows, samples=4, top_k=2, table_rows=5)
+    assert 'id="card"' in text and f"gen report: {name}" in text
+    assert ('id="calibration"' in text) == (model.manifest.scoring is not None)
+    assert ('id="samples"' in text) == ("sample" in model.capabilities)
+    if rows is not None:
+        flagged = int(model.flag(np.load(rows)).sum())
+        assert f'<strong id="flagged-count">{flagged:,}</strong> of 60 rows' in text

@@ -47,6 +47,7 @@ def test_wheel_contains_only_gen_packages(wheel):
               for root in roots for p in (ROOT / root).rglob("__init__.py")}
     assert packages == source and {"gen/runtime/samplers", "gen/trainer/protocols"} <= packages
     assert "gen/runtime/model.py" in names and not any("tests" in n for n in names)
+    assert "gen/runtime/templates/report.html.j2" in names  # package data the report reads
 
 
 def test_base_install_has_no_torch_or_onnxruntime(wheel):
