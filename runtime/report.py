@@ -33,6 +33,7 @@ MAX_SAMPLES = 256
 MAX_TABLE_ROWS = 1000
 MAX_TOP_K = 64
 TOP_FEATURES = 5  # per row of a table, in the top rows and the sortable table
+USERS_SHOWN = 5  # a completion bundle's page ranks items for the first users of the ratings file
 
 
 def _environment():
@@ -136,13 +137,28 @@ def _samples(model: GenModel, n: int, seed: int) -> dict | None:
     samples = model.sample(n, seed=seed)
     if data.kind == "image" or data.size == 2:
         return {"n": n, "seed": seed, "image": _png(sample_image(samples, data)),
-                "what": "a grid of samples" if data.kind == "image" else "a scatter of the samples"}
+                "what": "a grid of samples" if data.kind == "image" else "a scatter of the samples",
+                "components": _components(model, n, seed)}
     flat = samples.reshape(n, -1)[:20]
     names = model.feature_names
     shown = min(len(names), 12)
     return {"n": n, "seed": seed, "image": None, "what": "the first samples, in raw units",
             "columns": names[:shown] + (["..."] if shown < len(names) else []),
             "rows": [[f"{v:.4g}" for v in row[:shown]] + (["..."] if shown < len(names) else []) for row in flat]}
+
+
+def _components(model: GenModel, n: int, seed: int) -> list[dict]:
+    """A mixture's (AdaGAN's) components one by one: `n` samples of each generator, same codes."""
+    spec = model.manifest.sampler
+    if spec is None or spec.kind != "mixture":
+        return []
+    from .samplers.ancestral import draw_latent
+
+    z = draw_latent(model.manifest.latent, n, np.random.default_rng(seed))
+    total = float(sum(spec.weights))
+    return [{"k": k, "weight": w / total,
+             "image": _png(sample_image(model.run_batched(role, {spec.input: z}, spec.output), model.manifest.data))}
+            for k, (role, w) in enumerate(zip(spec.graphs, spec.weights))]
 
 
 def _features(model: GenModel, errors: np.ndarray) -> list[str]:
@@ -199,6 +215,30 @@ def _rows(model: GenModel, path, top_k: int, table_rows: int, chunk_rows: int, n
             "top": shown, "table": table, "has_features": features is not None}
 
 
+def _ratings(model: GenModel, path, top_k: int, name: str) -> dict:
+    """A completion bundle's page on a ratings file: the distribution of its ratings and the
+    `top_k` unrated items the model ranks highest for its first few users."""
+    from .completion import Completer
+    from .ratings import read_ratings
+
+    table = read_ratings(path)
+    values, counts = np.unique(table.ratings, return_counts=True)
+    shares = counts / counts.sum()
+    width = float(np.min(np.diff(values))) if len(values) > 1 else 1.0
+    edges = np.concatenate([values - width / 2, [values[-1] + width / 2]])
+    chart = _bars(edges, [("ratings in the file", shares)], [])
+    chart["ticks"] = [{"x": bar["x"] + bar["w"] / 2, "label": f"{v:g}"}
+                      for bar, v in zip(chart["series"][0]["bars"], values[shares > 0])]
+    users = list(dict.fromkeys(table.users.astype(str).tolist()))[:USERS_SHOWN]
+    # the whole file goes in: an item-based model predicts a user's rating of an item from that
+    # item's ratings by everyone (what `gen complete --top-k` does); the page shows a few users
+    top = Completer(model, table).top_k(max(1, top_k))
+    ranked = [{"user": u, "items": [(str(i), float(r)) for uu, i, r in zip(top.users, top.items, top.prediction)
+                                    if str(uu) == u]} for u in users]
+    return {"path": name, "n": len(table), "n_users": len(set(table.users.astype(str).tolist())),
+            "n_items": len(set(table.items.astype(str).tolist())), "chart": chart, "top": ranked}
+
+
 def check_report_options(top_k: int, table_rows: int, samples: int) -> None:
     """The page's sizes, refused in one line before any work."""
     for name, value, most in (("--top-k", top_k, MAX_TOP_K), ("--table-rows", table_rows, MAX_TABLE_ROWS),
@@ -217,14 +257,16 @@ def report_html(model: GenModel, rows=None, *, top_k: int = 8, table_rows: int =
     of the page `gen serve` shows (serving.pages)."""
     check_report_options(top_k, table_rows, samples)
     env = _environment()
-    if rows is not None:
+    ratings = rows is not None and model.manifest.data.ratings is not None
+    if rows is not None and not ratings:
         model.require("score")
+    name = rows_name or str(rows)
     page = {
         "card": _card(model, public_key),
         "calibration": _calibration(model),
         "samples": _samples(model, samples, seed),
-        "rows": None if rows is None else _rows(model, rows, top_k, table_rows, chunk_rows,
-                                                rows_name or str(rows)),
+        "rows": None if rows is None or ratings else _rows(model, rows, top_k, table_rows, chunk_rows, name),
+        "ratings": _ratings(model, rows, top_k, name) if ratings else None,
         "completion": model.manifest.data.ratings,
         "form": form,
     }

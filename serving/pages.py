@@ -24,7 +24,7 @@ UI = "/ui"
 LOGIN = UI + "/login"
 COOKIE = "gen_ui"
 UPLOAD_FIELD = "rows"
-UPLOAD_SUFFIXES = (".csv", ".npy", ".parquet")
+UPLOAD_SUFFIXES = (".csv", ".npy", ".parquet", ".data", ".dat")  # the last two: ratings (u.data)
 
 
 def is_page(path: str) -> bool:

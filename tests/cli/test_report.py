@@ -131,8 +131,34 @@ def test_a_table_page_escapes_its_names_and_lists_the_largest_errors(table_bundl
 def test_pages_without_rows_show_samples_and_completion_bundles_their_ratings(bundles):
     gan = Page(report_html(load(bundles["gan"], device="cpu"), samples=16))
     assert {"card", "samples"} <= gan.ids and "rows" not in gan.ids and len(gan.images) == 1
+    adagan = load(bundles["adagan"], device="cpu")
+    mixture = Page(report_html(adagan, samples=9))  # the mixture, then each component
+    assert len(mixture.images) == 1 + len(adagan.manifest.sampler.graphs) >= 3
+    assert all(png_size(src)[0] > 0 for src in mixture.images)
     autorec = Page(report_html(load(bundles["autorec"], device="cpu")))
     assert "completion" in autorec.ids and "calibration" not in autorec.ids
+
+
+def test_a_completion_page_on_a_ratings_file_ranks_items_for_its_first_users(bundles, tmp_path):
+    from dataclasses import replace
+
+    from gen.runtime.completion import Completer
+    from gen.runtime.ratings import read_ratings
+    from gen.trainer.data import lowrank
+
+    table = lowrank(seed=0).table
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item,rating\n" + "".join(f"{u},{i},{r:g}\n" for u, i, r in
+                                                   zip(table.users[:2000], table.items[:2000], table.ratings[:2000])))
+    model = load(bundles["autorec"], device="cpu")
+    text = report_html(model, path, top_k=3)
+    assert 'id="ranked"' in text and "2,000 ratings by" in text
+    top = Completer(model, read_ratings(path)).top_k(3)  # what `gen complete --top-k 3` gives
+    first = str(top.users[0])
+    mine = top.users.astype(str) == first
+    top = replace(top, items=top.items[mine], prediction=top.prediction[mine])
+    expected = ", ".join(f"{i} ({r:.2f})" for i, r in zip(top.items, top.prediction))
+    assert f"<tr><td>{first}</td><td>{expected}</td></tr>" in text
 
 
 def test_the_same_page_for_the_same_inputs(bundles, digit_rows):
