@@ -87,7 +87,7 @@ def test_an_upload_is_scored_into_the_page_and_bad_ones_are_one_line(server, bun
     assert "rows.npy" in text and str(tmp_path) not in text
     body, headers = multipart("rows", "notes.txt", b"hello")
     status, _, text = call(server, "/ui/digits", body, {**auth, **headers})
-    assert status == 400 and re.search(r'id="upload-error">notes.txt: expected a \.csv, \.npy, \.parquet file', text)
+    assert status == 400 and re.search(r'id="upload-error">notes.txt: expected a \.csv, \.npy, \.parquet, \.data, \.dat file', text)
     np.save(path, np.zeros((4, 65), dtype=np.float32))
     body, headers = multipart("rows", "wide.npy", path.read_bytes())
     status, _, text = call(server, "/ui/digits", body, {**auth, **headers})
