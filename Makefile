@@ -35,7 +35,7 @@ test: $(STAMP) browser
 # here where apt-get runs as root; elsewhere those tests skip and say why in one line.
 browser:
 	@command -v chromedriver >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  (timeout 600 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends \
 	   chromium chromium-driver) >/dev/null 2>&1; } || echo "no chromium-driver: the browser tests will skip"
 
 bench: $(STAMP)

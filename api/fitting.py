@@ -60,7 +60,7 @@ class Run:
         and compared with torch on a probe batch); return its path."""
         from gen.exporters.onnx_export import export_run
 
-        if self._rows is None:
+        if self._rows is None or (quantize is None and precision == "fp32"):  # only a narrow graph reads rows
             export_run(self.folder, out, force=force, sign_key=sign_key, quantize=quantize, precision=precision)
             return Path(out)
         import yaml

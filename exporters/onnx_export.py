@@ -56,15 +56,13 @@ def build_time() -> datetime | None:
 
 def _stamps(metrics):
     """The bundle's `created` and metrics: now and as trained; under SOURCE_DATE_EPOCH the
-    epoch, the training time clamped to it and the training duration left out (it changes from
-    run to run), so one run, or the same rows trained again with the same seed, exports the
-    same bytes."""
+    epoch for both times and the training duration left out (it changes from run to run), so
+    one run, or the same rows trained again with the same seed, exports the same bytes."""
     epoch = build_time()
     if epoch is None:
         return datetime.now(timezone.utc).isoformat(timespec="seconds"), metrics
-    trained = min(datetime.fromisoformat(metrics.trained_at), epoch)
-    return epoch.isoformat(timespec="seconds"), dataclasses.replace(
-        metrics, train_seconds=None, trained_at=trained.isoformat(timespec="seconds"))
+    stamp = epoch.isoformat(timespec="seconds")
+    return stamp, dataclasses.replace(metrics, train_seconds=None, trained_at=stamp)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -35,6 +35,10 @@ Format history (bump FORMAT_VERSION on any change of meaning or layout):
   with the file's (by stat) before it hashes or reads anything, so a file that is not the one
   exported is refused at once, whatever its size. Formats 2 to 7 read unchanged: their graphs
   have no recorded size and are held only to the cap on any graph file (bundle.py).
+- 9: `metrics.train_seconds` may be null: a reproducible export (SOURCE_DATE_EPOCH) leaves the
+  training duration, which changes from run to run, in the run folder's run.json. A gen that
+  reads format 8 refuses such a bundle by its version, not by a field; formats 2 to 8 read
+  unchanged.
 
 What a manifest.json may be, whatever its version: at most MAX_MANIFEST_BYTES (checked before
 it is read), JSON with each key once per object, integers of at most MAX_INT_DIGITS digits and
@@ -55,7 +59,7 @@ import numpy as np
 
 from .errors import BundleError, ExportError
 
-FORMAT_VERSION = 8
+FORMAT_VERSION = 9
 # Bounds on manifest.json, far above what gen writes (tens of KB; a ratings bundle's id maps or
 # PCA's components of wide rows reach a few MB) and low enough that parsing a hostile file
 # cannot exhaust memory or the interpreter's stack.
@@ -86,7 +90,8 @@ WIDEN = ("widen", "x", "x_float32")
 # 2 -> 3 only added optional fields, so a format-2 manifest is a format-3 one as it stands.
 UPGRADES = {2: lambda raw: {**raw, "format_version": 3}, 3: lambda raw: {**raw, "format_version": 4},
             4: lambda raw: {**raw, "format_version": 5}, 5: lambda raw: {**raw, "format_version": 6},
-            6: lambda raw: {**raw, "format_version": 7}, 7: lambda raw: {**raw, "format_version": 8}}
+            6: lambda raw: {**raw, "format_version": 7}, 7: lambda raw: {**raw, "format_version": 8},
+            8: lambda raw: {**raw, "format_version": 9}}
 # Format versions this gen refuses, with the reason a user reads.
 REFUSED_VERSIONS = {
     1: "its graphs take model-space inputs and one input each; re-export the run folder with "

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .drift import LEVEL, flagged_share_test
-from .errors import InputError, MissingDependency
+from .errors import InputError, MissingDependency, OutputError
 from .model import GenModel, TopRows, describe
 from .outputs import anomaly_maps, atomic_path, png_bytes, sample_image
 from .readers import iter_rows
@@ -33,6 +33,7 @@ MAX_SAMPLES = 256
 MAX_TABLE_ROWS = 1000
 MAX_TOP_K = 64
 TOP_FEATURES = 5  # per row of a table, in the top rows and the sortable table
+KEEP_FEATURES = 4096  # tables up to this wide keep the table's rows for their largest errors
 USERS_SHOWN = 5  # a completion bundle's page ranks items for the first users of the ratings file
 
 
@@ -95,13 +96,14 @@ def _edges(lo: float, hi: float) -> np.ndarray:
     return np.linspace(lo, hi, HIST_BINS + 1)
 
 
-def _card(model: GenModel, public_key) -> dict:
+def _card(model: GenModel, public_key, label: str | None) -> dict:
     m = model.manifest
     info = describe(model)
     data = info["data"]
     return {
         "family": m.family, "variant": m.variant, "capabilities": m.capabilities, "gen_version": m.gen_version,
-        "format_version": m.format_version, "created": m.created, "seed": m.seed, "bundle": str(model.bundle.folder),
+        "format_version": m.format_version, "created": m.created, "seed": m.seed,
+        "bundle": label or str(model.bundle.folder),
         "provider": model.provider, "signature": _signature(model, public_key),
         "data": [("source", data["source"]), ("kind", data["kind"]), ("shape", " x ".join(map(str, data["shape"]))),
                  ("raw range", data["raw_range"]), ("normal class", data["normal_class"]),
@@ -171,10 +173,15 @@ def _features(model: GenModel, errors: np.ndarray) -> list[str]:
 
 
 def _rows(model: GenModel, path, top_k: int, table_rows: int, chunk_rows: int, name: str) -> dict:
-    """Score the rows of `path` chunk by chunk (memory: the scores and the top rows only)."""
+    """Score the rows of `path` chunk by chunk. Memory: the scores (8 bytes a row) and the rows
+    with their errors of the top_k (and, for tables of up to KEEP_FEATURES features, of the
+    table's rows too, for their largest errors)."""
     spec = model.manifest.scoring
     has_errors = spec.errors is not None
-    top = TopRows(max(top_k, table_rows, 1))
+    image = model.manifest.data.kind == "image"
+    features_shown = has_errors and not image
+    keep = max(top_k, table_rows) if features_shown and model.manifest.data.size <= KEEP_FEATURES else top_k
+    top = TopRows(max(keep, 1))
     parts, first = [], 0
     for chunk in iter_rows(path, model.shape, chunk_rows, narrow=True):
         if has_errors:
@@ -187,19 +194,25 @@ def _rows(model: GenModel, path, top_k: int, table_rows: int, chunk_rows: int, n
     if first == 0:
         raise InputError(f"{name}: no rows to report on")
     scores = np.concatenate(parts)
+    del parts
+    finite = np.isfinite(scores)
+    good = scores[finite] if not finite.all() else scores
     flagged = int((scores > spec.threshold).sum())
     test = flagged_share_test(len(scores), flagged, spec)
-    lo = min(float(spec.quantile_values[0]), float(scores.min()))
-    hi = max(float(spec.quantile_values[-1]), spec.threshold, float(np.quantile(scores, 0.99)))
+    lo, hi = float(spec.quantile_values[0]), max(float(spec.quantile_values[-1]), spec.threshold)
+    if len(good):
+        lo, hi = min(lo, float(good.min())), max(hi, float(np.quantile(good, 0.99)))
     edges = _edges(lo, hi)
-    counts = np.histogram(np.clip(scores, lo, hi), bins=edges)[0] / len(scores)
-    quantiles = model.normal_quantile(top.scores)
-    features = _features(model, top.errors) if has_errors and model.manifest.data.kind != "image" else None
-    table = [{"row": int(i), "score": float(s), "quantile": float(q), "flagged": bool(s > spec.threshold),
-              "features": features[j] if features else None}
-             for j, (i, s, q) in enumerate(zip(top.index[:table_rows], top.scores[:table_rows], quantiles))]
+    counts = np.histogram(np.clip(good, lo, hi), bins=edges)[0] / len(scores)
+    # the table: the highest scores, ties to the earlier row (not-a-number scores last)
+    n_table = min(max(top_k, table_rows), len(scores))
+    ranked = np.lexsort((np.arange(len(scores)), -np.nan_to_num(scores, nan=-np.inf)))[:n_table]
+    errors_of = dict(zip(top.index.tolist(), _features(model, top.errors))) if features_shown else {}
+    table = [{"row": int(i), "score": float(scores[i]), "quantile": float(q), "flagged": bool(scores[i] > spec.threshold),
+              "features": errors_of.get(int(i), "") if features_shown else None}
+             for i, q in zip(ranked, model.normal_quantile(scores[ranked]))]
     shown = None
-    if top_k and model.manifest.data.kind == "image" and has_errors:
+    if top_k and image and has_errors:
         rows = top.rows[:top_k]
         recon = model.reconstruct(rows) if "reconstruct" in model.capabilities else None
         raw = model.manifest.data.raw_range or (float(rows.min()), float(rows.max()))
@@ -209,10 +222,11 @@ def _rows(model: GenModel, path, top_k: int, table_rows: int, chunk_rows: int, n
     elif top_k:
         shown = {"image": None, "rows": table[:top_k]}
     return {"path": name, "n": len(scores), "flagged": flagged, "share": flagged / len(scores),
-            "median": float(np.median(scores)), "test": test, "level": LEVEL, "threshold": spec.threshold,
+            "median": float(np.median(good)) if len(good) else None, "not_finite": int(len(scores) - len(good)),
+            "test": test, "level": LEVEL, "threshold": spec.threshold,
             "chart": _bars(edges, [("these rows", counts), ("held-out normal rows", _calibration_shares(edges, spec))],
                            [("threshold", spec.threshold)]),
-            "top": shown, "table": table, "has_features": features is not None}
+            "top": shown, "table": table[:table_rows], "has_features": features_shown}
 
 
 def _ratings(model: GenModel, path, top_k: int, name: str) -> dict:
@@ -223,18 +237,25 @@ def _ratings(model: GenModel, path, top_k: int, name: str) -> dict:
 
     table = read_ratings(path)
     values, counts = np.unique(table.ratings, return_counts=True)
-    shares = counts / counts.sum()
     width = float(np.min(np.diff(values))) if len(values) > 1 else 1.0
-    edges = np.concatenate([values - width / 2, [values[-1] + width / 2]])
-    chart = _bars(edges, [("ratings in the file", shares)], [])
-    chart["ticks"] = [{"x": bar["x"] + bar["w"] / 2, "label": f"{v:g}"}
-                      for bar, v in zip(chart["series"][0]["bars"], values[shares > 0])]
+    # one bar per value the file holds, each `width` wide and centred on it, on one axis
+    chart = _bars(np.array([values[0] - width / 2, values[-1] + width / 2]), [("ratings in the file", np.ones(1))], [])
+    span = float(values[-1] - values[0] + width)
+    scale = (chart["width"] - chart["left"] - 8) / span
+    peak = float(counts.max() / counts.sum())
+    height = chart["base"] - chart["top"]
+    bars = [{"x": chart["left"] + (v - values[0]) * scale + 1, "w": max(1.0, width * scale - 2),
+             "y": chart["base"] - c / counts.sum() / peak * height, "h": c / counts.sum() / peak * height,
+             "title": f"rating {v:g}: {c / counts.sum():.1%}"} for v, c in zip(values, counts)]
+    chart.update(series=[{"name": "ratings in the file", "css": "series0", "bars": bars}], peak=f"{peak:.1%}",
+                 ticks=[{"x": b["x"] + b["w"] / 2, "label": f"{v:g}"} for b, v in zip(bars, values)])
     users = list(dict.fromkeys(table.users.astype(str).tolist()))[:USERS_SHOWN]
     # the whole file goes in: an item-based model predicts a user's rating of an item from that
     # item's ratings by everyone (what `gen complete --top-k` does); the page shows a few users
-    top = Completer(model, table).top_k(max(1, top_k))
-    ranked = [{"user": u, "items": [(str(i), float(r)) for uu, i, r in zip(top.users, top.items, top.prediction)
-                                    if str(uu) == u]} for u in users]
+    top = Completer(model, table).top_k(top_k) if top_k else None
+    ranked = [] if top is None else [
+        {"user": u, "items": [(str(i), float(r)) for uu, i, r in zip(top.users, top.items, top.prediction)
+                              if str(uu) == u]} for u in users]
     return {"path": name, "n": len(table), "n_users": len(set(table.users.astype(str).tolist())),
             "n_items": len(set(table.items.astype(str).tolist())), "chart": chart, "top": ranked}
 
@@ -249,12 +270,12 @@ def check_report_options(top_k: int, table_rows: int, samples: int) -> None:
 
 def report_html(model: GenModel, rows=None, *, top_k: int = 8, table_rows: int = 100, samples: int = 64,
                 seed: int = 0, public_key=None, chunk_rows: int = 4096, rows_name: str | None = None,
-                form: dict | None = None) -> str:
+                form: dict | None = None, bundle_name: str | None = None) -> str:
     """The page for `model` (a loaded bundle) and, given `rows` (a CSV, NPY or Parquet file of
     the bundle's rows), their anomalies: the top `top_k` with maps or features, a sortable table of
     the `table_rows` highest scores. `samples` drawn with `seed` for a family that samples.
-    `rows_name`: what the page calls the rows (default: their path); `form`: the upload form
-    of the page `gen serve` shows (serving.pages)."""
+    `rows_name`, `bundle_name`: what the page calls the rows and the bundle (default: their
+    paths); `form`: the upload form of the page `gen serve` shows (serving.pages)."""
     check_report_options(top_k, table_rows, samples)
     env = _environment()
     ratings = rows is not None and model.manifest.data.ratings is not None
@@ -262,7 +283,7 @@ def report_html(model: GenModel, rows=None, *, top_k: int = 8, table_rows: int =
         model.require("score")
     name = rows_name or str(rows)
     page = {
-        "card": _card(model, public_key),
+        "card": _card(model, public_key, bundle_name),
         "calibration": _calibration(model),
         "samples": _samples(model, samples, seed),
         "rows": None if rows is None or ratings else _rows(model, rows, top_k, table_rows, chunk_rows, name),
@@ -277,6 +298,9 @@ def write_report(model: GenModel, out: str | Path, rows=None, **options) -> Path
     """Render the page (`report_html`) and write it to `out` atomically: it appears whole or
     not at all."""
     text = report_html(model, rows, **options)
-    with atomic_path(out) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:  # a folder of that name, a full disk, no permission
+        raise OutputError(f"{out}: cannot write ({exc.strerror or exc})") from None
     return Path(out)

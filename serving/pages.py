@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import hmac
 import html
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -24,6 +25,7 @@ UI = "/ui"
 LOGIN = UI + "/login"
 COOKIE = "gen_ui"
 UPLOAD_FIELD = "rows"
+LOGIN_BYTES = 4096
 UPLOAD_SUFFIXES = (".csv", ".npy", ".parquet", ".data", ".dat")  # the last two: ratings (u.data)
 
 
@@ -89,7 +91,13 @@ def add_pages(app, models: list, token, max_body_bytes: int) -> None:
 
     @app.post(LOGIN, include_in_schema=False)
     async def login(request: Request):
-        given = str((await request.form()).get("token", ""))
+        # open to anyone: a small url-encoded form only, nothing spooled or parsed at length
+        kind = request.headers.get("content-type", "").split(";")[0].strip()
+        length = request.headers.get("content-length", "")
+        if kind != "application/x-www-form-urlencoded" or not length.isdigit() or int(length) > LOGIN_BYTES:
+            return _login(f"expected the token form (url-encoded, at most {LOGIN_BYTES} bytes)", 400)
+        async with request.form(max_files=0, max_fields=1) as fields:
+            given = str(fields.get("token", ""))
         if token is None:
             return RedirectResponse(UI, status_code=303)
         if not hmac.compare_digest(given.encode(), token.encode()):
@@ -104,7 +112,7 @@ def add_pages(app, models: list, token, max_body_bytes: int) -> None:
         if model is None:
             return missing(name)
         if name not in pages:
-            pages[name] = await asyncio.to_thread(report_html, model, form=form(name))
+            pages[name] = await asyncio.to_thread(report_html, model, form=form(name), bundle_name=name)
         return _html(pages[name])
 
     @app.post(UI + "/{name}", include_in_schema=False)
@@ -124,15 +132,23 @@ def add_pages(app, models: list, token, max_body_bytes: int) -> None:
                 error = None
                 with tempfile.TemporaryDirectory(prefix="gen-ui-") as folder:
                     path = Path(folder) / f"upload{suffix}"
-                    path.write_bytes(await upload.read())
+                    await asyncio.to_thread(_save, upload.file, path)
                     try:
                         text = await asyncio.to_thread(report_html, model, path, form=form(name),
-                                                       rows_name=filename)
+                                                       rows_name=filename, bundle_name=name)
                     except GenError as exc:  # the rows' problem, in one line, on the page
                         error = str(exc).replace(str(path), filename)
         if error is not None:
-            return _html(await asyncio.to_thread(report_html, model, form=form(name, error)), 400)
+            return _html(await asyncio.to_thread(report_html, model, form=form(name, error), bundle_name=name),
+                         400)
         return _html(text)
+
+
+def _save(source, path: Path) -> None:
+    """Copy an upload's spooled file to `path` (off the event loop: it may be --max-body-mb)."""
+    source.seek(0)
+    with open(path, "wb") as target:
+        shutil.copyfileobj(source, target, 1 << 20)
 
 
 def _html(text: str, status: int = 200):

@@ -465,7 +465,7 @@ class GuardMiddleware:
             given = headers.get("authorization", "")
             if not (hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
                     or pages.is_page(path) and pages.has_page_cookie(headers, self.token)):
-                if pages.is_page(path) and scope.get("method") == "GET":  # a browser: to the token form
+                if pages.is_page(path) and scope.get("method") == "GET" and not given:  # a browser: to the form
                     return await _redirect(send, pages.LOGIN)
                 return await _refuse(send, where, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
                                      [(b"www-authenticate", b"Bearer")])

@@ -255,7 +255,7 @@ def test_a_huge_manifest_is_refused_by_its_size(bundle_copy, no_hashing):
 
 def test_exported_graphs_record_their_size(bundles):
     manifest = json.loads((bundles["ae"] / "manifest.json").read_text())
-    assert manifest["format_version"] == FORMAT_VERSION == 8
+    assert manifest["format_version"] == FORMAT_VERSION == 9
     for graph in manifest["graphs"].values():
         assert graph["file_bytes"] == (bundles["ae"] / graph["file"]).stat().st_size > 0
 
