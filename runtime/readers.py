@@ -389,8 +389,86 @@ def _npy_stream_chunks(stream, chunk_rows: int, width: int | None):
 
 
 def _csv_chunks(path: Path, chunk_rows: int, width: int | None):
+    """A CSV file's chunks: parsed by pyarrow's CSV reader where pyarrow is installed (C++, tens
+    of times the rate of Python's csv module), else, and from the first block pyarrow does not
+    take whole (anything but plain numbers in the expected columns), by the Python reader, which
+    then names the line and column. Blocks are yielded only once checked, so the rows yielded
+    are the same either way, and the Python reader goes on from the first row not yielded."""
+    done = 0
+    try:
+        import pyarrow.csv  # noqa: F401 - gen[parquet]; without it the Python reader does it all
+    except ModuleNotFoundError:
+        pass
+    else:
+        done = yield from _csv_arrow(path, chunk_rows, width)
+        if done is None:  # the whole file, by pyarrow
+            return
     with open(path, newline="", encoding="utf-8-sig") as f:
-        yield from _csv_stream(f, path, chunk_rows, width)
+        yield from _csv_stream(f, path, chunk_rows, width, skip=done)
+
+
+def _csv_arrow(path: Path, chunk_rows: int, width: int | None):
+    """Yield (header, chunk) from pyarrow's streaming CSV reader; return None when it read the
+    whole file, else how many data rows it yielded before a block it could not take whole
+    (a cell that is not a plain number, NaN, inf or beyond float32, a row of another width, a
+    line of only commas, text that is not UTF-8): the Python reader takes over from there."""
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    header, data_line = _csv_head(path)
+    if data_line is None:
+        return 0  # no data rows: the Python reader says so
+    if header is not None and width is not None and len(header) != width:
+        return 0
+    done = 0
+    try:
+        columns = header or [f"c{j}" for j in range(width or _csv_width(path, data_line))]
+        reader = pv.open_csv(str(path), read_options=pv.ReadOptions(column_names=columns, skip_rows=data_line - 1,
+                                                                      block_size=1 << 22),
+                             parse_options=pv.ParseOptions(ignore_empty_lines=True),
+                             convert_options=pv.ConvertOptions(column_types={c: pa.float64() for c in columns},
+                                                               null_values=[], strings_can_be_null=False,
+                                                               quoted_strings_can_be_null=False))
+        for batch in reader:
+            block = np.empty((batch.num_rows, len(columns)), dtype=np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):
+                for j, column in enumerate(batch.columns):  # column by column into C order: no transpose pass
+                    block[:, j] = column.to_numpy(zero_copy_only=False)
+            # beyond float32 became inf; a value that rounded onto float32's largest may lie beyond
+            # it: the Python reader checks such a block value by value
+            if not np.isfinite(block).all() or (np.abs(block) == FLOAT32_MAX).any():
+                return done
+            for start in range(0, len(block), chunk_rows):
+                yield header, block[start:start + chunk_rows]
+            done += len(block)
+    except (pa.ArrowException, OSError, ValueError):  # parse, conversion or decoding: the Python reader explains
+        return done
+    return None
+
+
+def _csv_head(path: Path) -> tuple[list[str] | None, int | None]:
+    """(header or None, physical line number of the first data row or None), as the Python
+    reader decides them: the first non-empty row is a header when not all its cells are numbers."""
+    header = None
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            for line, row in _csv_rows(f, path):
+                if header is None and not all(is_number(c) for c in row):
+                    header = [c.strip() for c in row]
+                    continue
+                return header, line
+    except InputError:
+        return header, 1  # undecodable or malformed: pyarrow fails too, the Python reader names it
+    return header, None
+
+
+def _csv_width(path: Path, line: int) -> int:
+    """The number of cells on physical line `line` of a CSV file (its first data row)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for number, row in _csv_rows(f, path):
+            if number == line:
+                return len(row)
+    return 0
 
 
 def _csv_rows(f, path):
@@ -407,8 +485,9 @@ def _csv_rows(f, path):
         raise InputError(f"{path}: malformed CSV ({exc})") from None
 
 
-def _csv_stream(f, path, chunk_rows: int, width: int | None):
-    """CSV rows from the text stream `f` (`path` names it in errors)."""
+def _csv_stream(f, path, chunk_rows: int, width: int | None, skip: int = 0):
+    """CSV rows from the text stream `f` (`path` names it in errors), after the first `skip`
+    data rows (checked for their width, not parsed: another reader yielded them)."""
     header: list[str] | None = None
     buffer: list[list[float]] = []
     start = 0
@@ -423,6 +502,10 @@ def _csv_stream(f, path, chunk_rows: int, width: int | None):
             width = len(row)
         if len(row) != width:
             raise InputError(f"{path}: line {line}: expected {width} values, got {len(row)}")
+        if skip:
+            skip -= 1
+            start += 1
+            continue
         buffer.append([_csv_number(cell, path, line, j, header) for j, cell in enumerate(row)])
         if len(buffer) == chunk_rows:
             yield header, np.asarray(buffer, dtype=np.float32)

@@ -158,3 +158,68 @@ def test_rows_of_no_values_are_refused_by_their_shape_not_as_truncated(tmp_path,
     path.write_bytes(header.getvalue())
     with pytest.raises(InputError, match=r"expected rows of shape \(N, 3\), got array of shape \(5, 0\)"):
         read_file(path, SHAPE)
+
+
+def _python_only(monkeypatch):
+    """The CSV reader without pyarrow (a runtime-only install): Python's csv module alone."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow.csv", None)
+
+
+CSV_CASES = {
+    "header, blank lines, CRLF": "f1,f2,f3\r\n1,2,3\r\n\r\n4.5,-5e-3,6\r\n,,\r\n7,8,9\r\n",
+    "no header, quoted cells": '1,"2",3\n4,5,"6.25"\n',
+    "byte order mark": "\ufeffa,b,c\n1,2,3\n",
+    "spaces and underscores Python reads": "1, 2 ,3\n1_000,5,6\n",
+    "beyond float32, rounded onto its largest": "1,2,3\n4,5,3.40282350e38\n",
+    "beyond float32": "1,2,3\n4,5,1e39\n",
+    "nan late": "".join(f"{i},{i},{i}\n" for i in range(5000)) + "1,nan,3\n",
+    "a word late": "".join(f"{i},{i},{i}\n" for i in range(5000)) + "1,2,x\n",
+    "a short row late": "".join(f"{i},{i},{i}\n" for i in range(5000)) + "1,2\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CSV_CASES))
+def test_csv_rows_and_errors_are_the_same_with_and_without_pyarrow(tmp_path, monkeypatch, case):
+    """pyarrow parses a CSV block by block where it can; the rows, their chunks and every
+    one-line error are those of the Python reader, which takes over at the first block that
+    is not plain numbers."""
+    pytest.importorskip("pyarrow.csv")
+    path = tmp_path / "rows.csv"
+    path.write_bytes(CSV_CASES[case].encode("utf-8"))
+
+    def read():
+        chunks = []
+        try:
+            for chunk in iter_file(path, SHAPE, chunk_rows=1000):
+                chunks.append(chunk.copy())
+        except InputError as exc:
+            return chunks, str(exc)
+        return chunks, None
+
+    fast = read()
+    _python_only(monkeypatch)
+    slow = read()
+    assert fast[1] == slow[1]
+    assert [len(c) for c in fast[0]] == [len(c) for c in slow[0]]
+    for a, b in zip(fast[0], slow[0]):
+        np.testing.assert_array_equal(a, b)
+    if case.endswith("late"):
+        assert fast[1] is not None and "line 5001" in fast[1] and sum(len(c) for c in fast[0]) == 5000
+
+
+def test_a_plain_numeric_csv_is_read_by_pyarrow_alone(tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow.csv")
+    from gen.runtime import readers
+
+    rows = np.random.default_rng(0).normal(size=(3000, 3)).astype(np.float32)
+    np.savetxt(tmp_path / "r.csv", rows, delimiter=",", header="a,b,c", comments="", fmt="%.9g")
+
+    def python_reader(*args, **kwargs):
+        raise AssertionError("the Python reader was used")
+
+    monkeypatch.setattr(readers, "_csv_stream", python_reader)
+    chunks = list(iter_file(tmp_path / "r.csv", SHAPE, chunk_rows=1024))
+    assert [len(c) for c in chunks] == [1024, 1024, 952]
+    np.testing.assert_array_equal(np.concatenate(chunks), rows)
