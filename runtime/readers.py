@@ -422,7 +422,8 @@ def _csv_arrow(path: Path, chunk_rows: int, width: int | None):
         return 0
     done = 0
     try:
-        columns = header or [f"c{j}" for j in range(width or _csv_width(path, data_line))]
+        # pyarrow's own column names (a header may repeat a name or leave one empty)
+        columns = [f"c{j}" for j in range(len(header) if header else width or _csv_width(path, data_line))]
         reader = pv.open_csv(str(path), read_options=pv.ReadOptions(column_names=columns, skip_rows=data_line - 1,
                                                                       block_size=1 << 22),
                              parse_options=pv.ParseOptions(ignore_empty_lines=True),

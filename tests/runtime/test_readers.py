@@ -171,6 +171,7 @@ CSV_CASES = {
     "header, blank lines, CRLF": "f1,f2,f3\r\n1,2,3\r\n\r\n4.5,-5e-3,6\r\n,,\r\n7,8,9\r\n",
     "no header, quoted cells": '1,"2",3\n4,5,"6.25"\n',
     "byte order mark": "\ufeffa,b,c\n1,2,3\n",
+    "a header repeating a name and leaving one empty": "a,a,\n1,2,3\n",
     "spaces and underscores Python reads": "1, 2 ,3\n1_000,5,6\n",
     "beyond float32, rounded onto its largest": "1,2,3\n4,5,3.40282350e38\n",
     "beyond float32": "1,2,3\n4,5,1e39\n",
