@@ -342,6 +342,34 @@ def file_path_rates(bundle: Path, path: Path, out: Path, rounds: int) -> dict:
     return found
 
 
+CSV_WORKER = r"""
+import json, sys, time
+if sys.argv[1] == "python":  # a runtime without pyarrow: Python's csv module reads the file
+    sys.modules["pyarrow.csv"] = None
+from gen.runtime import load
+model = load(sys.argv[2], device="cpu")
+start = time.perf_counter()
+n = model.score_file(sys.argv[3], sys.argv[4], warn_drift=False)
+print(json.dumps({"rows_per_s": n / (time.perf_counter() - start)}))
+"""
+CSV_MODES = ("pyarrow", "python")
+
+
+def csv_path_rates(bundle: Path, path: Path, out: Path, rounds: int) -> dict:
+    """rows/s of `score_file` on the CSV file `path` after load, its CSV parsed by pyarrow (as
+    gen does where pyarrow is installed) and by Python's csv module (a runtime without it), in
+    `rounds` rounds of fresh processes taking turns."""
+    found: dict = {mode: [] for mode in CSV_MODES}
+    for _ in range(rounds):
+        for mode in CSV_MODES:
+            done = subprocess.run([sys.executable, "-c", CSV_WORKER, mode, str(bundle), str(path), str(out)],
+                                  capture_output=True, text=True, timeout=900, check=True)
+            found[mode].append(json.loads(done.stdout)["rows_per_s"])
+    _log("CSV file, rows/s after load (median): " + ", ".join(
+        f"{mode} {statistics.median(v):,.0f}" for mode, v in found.items()))
+    return found
+
+
 def cuda_device() -> str | None:
     """The GPU's name when both onnxruntime (CUDA provider) and torch see one, else None."""
     try:
@@ -441,6 +469,12 @@ def perf_benchmark(workdir: Path, mnist: Path | None, quick: bool = False) -> di
         path.unlink()
         _log(f"gen score {n:,} {dtype} rows: {n / wall:,.0f} rows/s with start-up, peak RSS {rss:.0f} MiB")
     record["gen_score_files"] = files
+    csv_rows = 2_000 if quick else 20_000
+    csv_file = workdir / f"rows-{csv_rows}.csv"
+    np.savetxt(csv_file, np.resize(rows, (csv_rows, rows.shape[1])), delimiter=",", fmt="%.9g")
+    record["csv_path"] = {"rows": csv_rows, "features": int(rows.shape[1]),
+                          "rates": csv_path_rates(bundle, csv_file, workdir / "s-csv.npy", 2 if quick else 3)}
+    csv_file.unlink()
     gpu = cuda_device()
     if gpu is not None:
         record["cuda"] = cuda_record(gpu, workdir, run, bundle, rows_file, batches, quick, uint8=mnist is not None)

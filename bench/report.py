@@ -975,6 +975,9 @@ def performance_section(section: dict | None, targets: dict[str, Target] = TARGE
         files=[(int(str(n).split("-")[0]), f) for n, f in section["gen_score_files"].items()],
         file_path={**fp, "median": {mode: statistics.median(v) for mode, v in fp["rates"].items() if v},
                    "runs": len(fp["rates"].get("pipelined") or [])} if fp else None,
+        csv_path={**section["csv_path"], "median": {mode: statistics.median(v) for mode, v in
+                                                   section["csv_path"]["rates"].items() if v},
+                  "runs": len(section["csv_path"]["rates"].get("pyarrow") or [])} if section.get("csv_path") else None,
         install=install if install and "error" not in install else None,
         verdicts=perf_targets(section, targets), cuda=cuda_section(cuda, section["batches"], targets) if cuda else "")
 
