@@ -408,8 +408,8 @@ def _csv_chunks(path: Path, chunk_rows: int, width: int | None):
 
 
 def _csv_arrow(path: Path, chunk_rows: int, width: int | None):
-    """Yield (header, chunk) from pyarrow's streaming CSV reader; return None when it read the
-    whole file, else how many data rows it yielded before a block it could not take whole
+    """Yield (header, chunk) from pyarrow's streaming CSV reader, in chunks of chunk_rows; return
+    None when it read the whole file, else how many data rows it yielded before a block it could not take whole
     (a cell that is not a plain number, NaN, inf or beyond float32, a row of another width, a
     line of only commas, text that is not UTF-8): the Python reader takes over from there."""
     import pyarrow as pa
@@ -420,7 +420,7 @@ def _csv_arrow(path: Path, chunk_rows: int, width: int | None):
         return 0  # no data rows: the Python reader says so
     if header is not None and width is not None and len(header) != width:
         return 0
-    done = 0
+    done, pending = 0, np.zeros((0, 0), dtype=np.float32)
     try:
         # pyarrow's own column names (a header may repeat a name or leave one empty)
         columns = [f"c{j}" for j in range(len(header) if header else width or _csv_width(path, data_line))]
@@ -438,13 +438,21 @@ def _csv_arrow(path: Path, chunk_rows: int, width: int | None):
             # beyond float32 became inf; a value that rounded onto float32's largest may lie beyond
             # it: the Python reader checks such a block value by value
             if not np.isfinite(block).all() or (np.abs(block) == FLOAT32_MAX).any():
-                return done
-            for start in range(0, len(block), chunk_rows):
+                break
+            # chunks of exactly chunk_rows, as the Python reader makes them: a block's last rows
+            # wait for the next block's first
+            block = np.concatenate([pending, block]) if len(pending) else block
+            full = len(block) - len(block) % chunk_rows
+            for start in range(0, full, chunk_rows):
                 yield header, block[start:start + chunk_rows]
-            done += len(block)
+            done, pending = done + full, block[full:].copy()
+        else:
+            if len(pending):
+                yield header, pending
+            return None
     except (pa.ArrowException, OSError, ValueError):  # parse, conversion or decoding: the Python reader explains
-        return done
-    return None
+        pass
+    return done
 
 
 def _csv_head(path: Path) -> tuple[list[str] | None, int | None]:

@@ -178,6 +178,8 @@ CSV_CASES = {
     "nan late": "".join(f"{i},{i},{i}\n" for i in range(5000)) + "1,nan,3\n",
     "a word late": "".join(f"{i},{i},{i}\n" for i in range(5000)) + "1,2,x\n",
     "a short row late": "".join(f"{i},{i},{i}\n" for i in range(5000)) + "1,2\n",
+    "blocks of pyarrow's beyond one, a word in the last": "".join(f"{i},{i}.5,-{i}\n" for i in range(250_000))
+    + "1,2,x\n",
 }
 
 
@@ -208,6 +210,8 @@ def test_csv_rows_and_errors_are_the_same_with_and_without_pyarrow(tmp_path, mon
         np.testing.assert_array_equal(a, b)
     if case.endswith("late"):
         assert fast[1] is not None and "line 5001" in fast[1] and sum(len(c) for c in fast[0]) == 5000
+    if case.startswith("blocks"):
+        assert "line 250001" in fast[1] and len(fast[0]) == 250
 
 
 def test_a_plain_numeric_csv_is_read_by_pyarrow_alone(tmp_path, monkeypatch):
