@@ -39,13 +39,14 @@ def run_demo(out: Path, epochs: int | None = None, seed: int = 0, quiet: bool = 
              echo: Callable[[str], None] = print) -> dict:
     """Train each demo family on its demo data and export it: first the families that sample
     (a PNG grid from each bundle), then score the held-out digits plus 20 rows of uniform
-    noise with the first scoring family, then the completion families (each user's top 5
-    unrated items). Returns the grids, the scores file, the completion files and `order`,
-    the families in the order they ran."""
+    noise with the first scoring family and write the `gen report` page of that batch, then
+    the completion families (each user's top 5 unrated items). Returns the grids, the scores
+    file, the report, the completion files and `order`, the families in the order they ran."""
     from gen.exporters import export_run
     from gen.runtime import load
     from gen.runtime.completion import Completer, write_predictions
     from gen.runtime.outputs import save_csv, save_samples
+    from gen.runtime.report import write_report
     from gen.trainer import registry
     from gen.trainer.config import TrainConfig
     from gen.trainer.data import digits, load_dataset
@@ -83,6 +84,8 @@ def run_demo(out: Path, epochs: int | None = None, seed: int = 0, quiet: bool = 
     models[scorer].score_file(batch_path, scores_path)
     flags = models[scorer].flag(batch)
     echo(score_summary(scorer, len(test), int(flags[:len(test)].sum()), len(noise), int(flags[len(test):].sum())))
+    report = write_report(models[scorer], out / "report.html", batch_path, seed=seed)
+    echo(f"== report on that batch: {report} (one HTML file; open it in a browser)")
 
     completions = []
     for name in completion:
@@ -95,4 +98,5 @@ def run_demo(out: Path, epochs: int | None = None, seed: int = 0, quiet: bool = 
         echo(f"== completed {source} ratings with the {name} bundle: held-out test RMSE "
              f"{ev['rmse']:.3f} (global mean {ev['rmse_global_mean']:.3f}, bias baseline "
              f"{ev['rmse_bias_baseline']:.3f}); top 5 unrated items of {len(set(top.users))} users")
-    return {"grids": grids, "scores": scores_path, "completions": completions, "order": imaging + completion}
+    return {"grids": grids, "scores": scores_path, "report": report, "completions": completions,
+            "order": imaging + completion}

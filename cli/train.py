@@ -232,6 +232,7 @@ def demo(
         result = run_demo(out, epochs=epochs, seed=seed, quiet=quiet, echo=typer.echo)
         typer.echo("sample grids: " + " ".join(str(p) for p in result["grids"]))
         typer.echo(f"scores: {result['scores']}")
+        typer.echo(f"report: {result['report']}")
         if result["completions"]:
             typer.echo("completions: " + " ".join(str(p) for p in result["completions"]))
 

@@ -17,6 +17,9 @@ def test_demo_writes_grids_scores_and_completions(tmp_path):
     with open(result["scores"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 380 and list(rows[0]) == ["index", "score", "normal_quantile", "flag"]
+    flagged = sum(r["flag"] in ("1", "True", "true") for r in rows)
+    page = result["report"].read_text()
+    assert f'<strong id="flagged-count">{flagged:,}</strong> of 380 rows flagged' in page
     (top,) = result["completions"]
     with open(top, newline="") as f:
         predictions = list(csv.DictReader(f))
