@@ -545,6 +545,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run only these families in the digits and MNIST-5k sections, comma-separated; "
                              "with --merge only their rows are replaced, the other families' and the peers' are "
                              "kept (for a change that touches one family)")
+    parser.add_argument("--gan-families", default=None,
+                        help="gans section: rerun only these families (comma-separated) and, with --merge, replace "
+                             "their rows in the results file")
     parser.add_argument("--no-boltzmann", action="store_true",
                         help="skip the Boltzmann-machine likelihood section (needs MNIST-5k)")
     parser.add_argument("--movielens", type=Path, default=None,
@@ -608,6 +611,20 @@ def splice_families(old: dict, new: dict, families: list[str]) -> dict:
     return out
 
 
+def splice_gans(old: dict | None, new: dict | None, families: list[str]) -> dict | None:
+    """A gans section `old` with the point-set and image records of `families` from `new`."""
+    if not old or not new:
+        return new or old
+    out = copy.deepcopy(old)
+    for name in families:
+        if name in (new.get("modes") or {}).get("families", {}):
+            out.setdefault("modes", {}).setdefault("families", {})[name] = new["modes"]["families"][name]
+        for label, ds in ((new.get("images") or {}).get("datasets") or {}).items():
+            if name in ds.get("families", {}) and label in ((out.get("images") or {}).get("datasets") or {}):
+                out["images"]["datasets"][label]["families"][name] = ds["families"][name]
+    return out
+
+
 def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     """`old` with the sections of `new` in place of its own; the rerun is recorded in
     `reruns` (command, time, code, load), the original run's facts stay at the top."""
@@ -624,9 +641,11 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     datasets += [d for d in new.get("datasets", []) if d["label"] in rerun]
     order = list(DATASET_SECTIONS.values())
     merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
+    gans_only = (new.get("settings") or {}).get("gan_families")
     for key in ("tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving", "performance"):
         if key in sections:
-            merged[key] = new.get(key)
+            merged[key] = splice_gans(old.get(key), new.get(key), gans_only) if key == "gans" and gans_only \
+                else new.get(key)
     kept = (old.get("performance") or {}).get("cuda")
     if "performance" in sections and merged.get("performance") is not None and kept is not None \
             and "cuda" not in merged["performance"]:
@@ -638,7 +657,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
             families[name] = family
     for key in ("software", "settings"):
         for k, v in new.get(key, {}).items():
-            if k != "one_class_families":  # what this rerun ran, recorded in `reruns`
+            if k not in ("one_class_families", "gan_families"):  # what this rerun ran, recorded in `reruns`
                 merged.setdefault(key, {}).setdefault(k, v)
     for kind in ("notes", "failures"):
         by_section = old.get(f"{kind}_by_section")
@@ -650,7 +669,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
         merged[kind] = [n for s in SECTIONS for n in by_section.get(s, [])]
     merged["sections"] = [s for s in SECTIONS if s in set(old.get("sections", SECTIONS)) | set(sections)]
     merged["reruns"] = list(old.get("reruns", [])) + [{
-        "sections": list(sections), "families": only or None, "command": new["command"], "mode": new["mode"], "started": new["started"],
+        "sections": list(sections), "families": only or gans_only or None, "command": new["command"], "mode": new["mode"], "started": new["started"],
         "finished": new["finished"], "wall_s": new["wall_s"], "git": new["git"],
         "load_start": new["machine"].get("load_start"), "load_end": new["machine"].get("load_end"),
         "machine": {k: new["machine"].get(k) for k in ("cpu", "arch", "cores", "ram_gib", "os", "gpu")}}]
@@ -726,6 +745,8 @@ def main(argv: list[str] | None = None) -> int:
         "sections": list(sections),
         "settings": {"seed": SEED, "threads": args.threads, "classes": list(classes), "epochs_override": args.epochs,
                      "one_class_families": list(scoring) if args.one_class_families else None,
+                     "gan_families": [f.strip() for f in args.gan_families.split(",") if f.strip()]
+                     if args.gan_families else None,
                      "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
         "families": families, "datasets": [], "completion": None, "sampling": None, "gans": None,
         "pipelines": None, "serving": None, "performance": None, "tabular": None,
@@ -788,6 +809,13 @@ def main(argv: list[str] | None = None) -> int:
 
             gan_families = [n for n, f in families.items() if "sample" in f["capabilities"]
                             and registry_family(n).discriminator is not None]
+            if args.gan_families is not None:
+                wanted = [f.strip() for f in args.gan_families.split(",") if f.strip()]
+                unknown = [f for f in wanted if f not in gan_families]
+                if unknown or not wanted:
+                    raise SystemExit(f"--gan-families: {', '.join(unknown) or 'none given'} not among the GAN "
+                                     f"families ({', '.join(gan_families)})")
+                gan_families = [f for f in gan_families if f in wanted]
             try:
                 results["gans"] = gan_benchmark(gan_families, mnist, args.threads, workdir / "gans", quick=args.quick,
                                                 jobs=args.gan_jobs)

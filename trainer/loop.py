@@ -19,14 +19,14 @@ from .progress import phase
 
 
 def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Generator, name: str,
-         out: Path, validate=None) -> tuple[list[dict], float, dict]:
+         out: Path, validate=None, min_steps: int | None = None) -> tuple[list[dict], float, dict]:
     """Train; (per-epoch records, seconds, how training stopped). With `validate` (the mean
     score of held-out normal rows) and a patience, training stops once it has not improved
     for that many epochs and the best epoch's weights are restored (trainer/budget.py)."""
     parts = registry.hooks(trainer)
     rows_per_step = cfg.run.batch_size * parts.batches_per_step
     plan = budget.plan(len(x_fit), rows_per_step, cfg.run.epochs, cfg.run.patience,
-                       cfg.family.stops_early and validate is not None, cfg.family.trains_by_steps)
+                       cfg.family.stops_early and validate is not None, cfg.family.trains_by_steps, min_steps)
     history = []
     start_all = time.perf_counter()
     if parts.fit is not None:  # its own schedule: closed form (PCA, one record) or AdaGAN's sequence

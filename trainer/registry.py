@@ -98,6 +98,9 @@ class Family:
       without --epochs it trains on a budget from the data and stops early (trainer/budget.py).
     trains_by_steps: a family that does not stop early but, without --epochs, trains the same
       ceiling of optimiser steps as those that do (trainer/budget.py), in full.
+    min_steps(options, data): the optimiser steps a family that does not stop early trains at
+      least, without --epochs, on this data (None: the budget above); e.g. a GAN on
+      low-dimensional rows, which 30 epochs leave far from covering their modes.
     score_graph: (graph role, output name) that computes the anomaly score.
     log_partition(net, options, x_fit, data): log Z of an energy-based model (exact or
       estimated) such that -score - log Z is log p of the raw rows, stored in the manifest so
@@ -132,6 +135,7 @@ class Family:
     fit_options: Callable[[Any, DataSpec, Any], Any] | None = None
     stops_early: bool = False
     trains_by_steps: bool = False
+    min_steps: Callable[[Any, DataSpec], int | None] | None = None
     fit_score: Callable[..., dict] | None = None
     score_kind_of: Callable[[Any], str] | None = None
     default_for: tuple[str, ...] = ()

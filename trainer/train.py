@@ -156,7 +156,9 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
             net.eval()
             return float(batched(val_score, x_val).mean())
 
-    history, seconds, stopping = fit_epochs(cfg, net, trainer, x_fit, rng, Path(data.source).name, out, validate)
+    min_steps = family.min_steps(cfg.options, spec) if family.min_steps is not None else None
+    history, seconds, stopping = fit_epochs(cfg, net, trainer, x_fit, rng, Path(data.source).name, out, validate,
+                                            min_steps)
     net.eval()
     score_fitted = {}
     if family.fit_score is not None:

@@ -518,6 +518,26 @@ def test_a_one_family_rerun_replaces_only_that_familys_rows():
     assert "- **Rerun:** digits (ae rows only) replaced by" in report.render(merged)
 
 
+def test_a_gan_family_rerun_replaces_only_its_point_set_and_image_records():
+    run = load("run")
+
+    def gans(tag: str) -> dict:
+        record = lambda: {"epochs": 400, "options": {}, "tag": tag, "data": {}}  # noqa: E731
+        return {"modes": {"seeds": [0], "families": {"gan": record(), "wgan": record()}},
+                "images": {"datasets": {"digits": {"families": {"gan": {"tag": tag}, "wgan": {"tag": tag}}}}}}
+
+    old, new = synthetic(), synthetic()
+    old["reruns"], old["gans"], new["gans"] = [], gans("old"), gans("new")
+    new["settings"]["gan_families"] = ["gan"]
+    new.update(command="python bench/run.py --only gans --gan-families gan --merge", wall_s=1.0)
+    merged = run.merge_results(old, new, ("gans",))
+    families = merged["gans"]["modes"]["families"]
+    assert families["gan"]["tag"] == "new" and families["wgan"]["tag"] == "old"
+    images = merged["gans"]["images"]["datasets"]["digits"]["families"]
+    assert images["gan"]["tag"] == "new" and images["wgan"]["tag"] == "old"
+    assert merged["reruns"][-1]["families"] == ["gan"] and "gan_families" not in merged["settings"]
+
+
 # -- targets (bench/targets.yaml) and templates (bench/templates/) ------------------------------
 
 def every_target_results() -> dict:

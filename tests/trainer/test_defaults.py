@@ -296,3 +296,24 @@ def test_conv_depth_follows_the_image_size(tmp_path):
     assert channels_for((1, 1), 3) == [32] and channels_for((2, 2), 3) == [32]  # tiny maps still get one
     _, _, cfg = _train(tmp_path, model="conv-ae", data="digits", normal_class=0, epochs=1, latent_dim=4)
     assert cfg["channels"] == [32, 64]
+
+
+def test_a_gan_on_low_dimensional_rows_trains_by_steps_and_its_noise_follows_the_row():
+    """Without --epochs, a GAN on rows of at most 16 values trains 30,000 optimiser steps (30
+    epochs left Grid-25 at 13-16 of 25 modes); its noise has the row's size, at most 32."""
+    from dataclasses import replace
+
+    from gen.runtime.manifest import DataSpec, PreprocessSpec
+    from gen.trainer.models import gan
+
+    family = registry.get("gan")
+    points = DataSpec(source="p", kind="points", shape=[2], preprocessing=PreprocessSpec())
+    images = replace(points, kind="image", shape=[1, 8, 8])
+    options = family.options()
+    assert family.resolve(options, points).latent_dim == 2 and family.resolve(options, images).latent_dim == 32
+    assert family.resolve(replace(options, latent_dim=5), points).latent_dim == 5  # given: kept
+    assert family.min_steps(options, points) == gan.LOW_DIM_STEPS and family.min_steps(options, images) is None
+    plan = budget.plan(7200, 64, None, None, False, min_steps=30_000)
+    assert plan.max_epochs == 266 and plan.patience is None  # 113 steps an epoch and "30000 steps" in plan.rule
+    assert budget.plan(7200, 64, 5, None, False, min_steps=30_000).max_epochs == 5  # --epochs wins
+    assert budget.plan(200_000, 64, None, None, False, min_steps=30_000).max_epochs == budget.DEFAULT_EPOCHS
