@@ -596,6 +596,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def family_list(value: str, allowed, flag: str) -> list[str]:
+    """The comma-separated families of option `flag`, each one of `allowed`."""
+    wanted = [f.strip() for f in value.split(",") if f.strip()]
+    unknown = [f for f in wanted if f not in allowed]
+    if unknown or not wanted:
+        raise SystemExit(f"{flag}: {', '.join(unknown) or 'none given'} not among the benchmarked families "
+                         f"({', '.join(allowed)})")
+    return wanted
+
+
 def splice_families(old: dict, new: dict, families: list[str]) -> dict:
     """A one-class section `old` with the rows, runs and failures of `families` from `new`."""
     out = copy.deepcopy(old)
@@ -699,18 +709,10 @@ def main(argv: list[str] | None = None) -> int:
     scoring = {n: f for n, f in families.items() if "score" in f["capabilities"]}
     mnist_families = scoring
     if args.mnist_families is not None:
-        wanted = [f.strip() for f in args.mnist_families.split(",") if f.strip()]
-        unknown = [f for f in wanted if f not in scoring]
-        if unknown:
-            raise SystemExit(f"--mnist-families: {', '.join(unknown)} not among the benchmarked families "
-                             f"({', '.join(scoring)})")
+        wanted = family_list(args.mnist_families, scoring, "--mnist-families")
         mnist_families = {n: f for n, f in scoring.items() if n in wanted}
     if args.one_class_families is not None:
-        only = [f.strip() for f in args.one_class_families.split(",") if f.strip()]
-        unknown = [f for f in only if f not in scoring]
-        if unknown or not only:
-            raise SystemExit(f"--one-class-families: {', '.join(unknown) or 'none given'} not among the benchmarked "
-                             f"families ({', '.join(scoring)})")
+        only = family_list(args.one_class_families, scoring, "--one-class-families")
         scoring = {n: f for n, f in scoring.items() if n in only}
         mnist_families = {n: f for n, f in mnist_families.items() if n in only}
 
@@ -810,11 +812,7 @@ def main(argv: list[str] | None = None) -> int:
             gan_families = [n for n, f in families.items() if "sample" in f["capabilities"]
                             and registry_family(n).discriminator is not None]
             if args.gan_families is not None:
-                wanted = [f.strip() for f in args.gan_families.split(",") if f.strip()]
-                unknown = [f for f in wanted if f not in gan_families]
-                if unknown or not wanted:
-                    raise SystemExit(f"--gan-families: {', '.join(unknown) or 'none given'} not among the GAN "
-                                     f"families ({', '.join(gan_families)})")
+                wanted = family_list(args.gan_families, gan_families, "--gan-families")
                 gan_families = [f for f in gan_families if f in wanted]
             try:
                 results["gans"] = gan_benchmark(gan_families, mnist, args.threads, workdir / "gans", quick=args.quick,
