@@ -109,14 +109,16 @@ def test_the_served_page_in_a_browser_logs_in_and_scores_an_upload(server, brows
     browser.set_window_size(1280, 1000)
     browser.get(f"http://{server.url}/ui/digits")
     assert browser.current_url.endswith("/ui/login")
-    browser.find_element(By.NAME, "token").send_keys(TOKEN)
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    browser.get(f"http://{server.url}/ui/digits")
-    assert browser.find_element(By.ID, "card").is_displayed()
-    browser.find_element(By.NAME, "rows").send_keys(str(path))
-    browser.find_element(By.CSS_SELECTOR, "#upload button[type=submit]").click()
     from selenium.webdriver.support.ui import WebDriverWait
 
+    browser.find_element(By.NAME, "token").send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    # the form's answer sets the cookie and lands on the index: wait for it before going on
+    WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.CSS_SELECTOR, "a[href='/ui/digits']"))
+    browser.get(f"http://{server.url}/ui/digits")
+    assert WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.ID, "card"))[0].is_displayed()
+    browser.find_element(By.NAME, "rows").send_keys(str(path))
+    browser.find_element(By.CSS_SELECTOR, "#upload button[type=submit]").click()
     flagged = int(load(bundles["ae"], device="cpu").flag(digits_rows[:200]).sum())
     count = WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.ID, "flagged-count"))[0]
     assert count.text == f"{flagged:,}"
