@@ -86,8 +86,9 @@ def fit(x, model: str = "auto", y=None, *, out: str | Path | None = None, names:
     run folder (default: a temporary one, see `Run.cleanup`). `source`: where the rows came from
     (a path, a table's name), recorded as the run's data and the bundle's data.source. Same
     rows, options and seed as a `gen train --data FILE` of those rows: the same weights and
-    scores, and with `source=FILE` and SOURCE_DATE_EPOCH set, the same bundle byte for byte. Fits in one process run
-    one at a time (torch's random state is global); use processes to train in parallel."""
+    scores, and with `source=FILE` and SOURCE_DATE_EPOCH set, the same bundle byte for byte.
+    Fits in one process run one at a time (torch's random state is global); use processes to
+    train in parallel."""
     if "data" in options:
         raise ConfigError("fit: the rows are the first argument; `data` is for `gen train` (a file or a built-in name)")
     dataset = from_arrays(x, y, names, source)

@@ -327,19 +327,25 @@ print(json.dumps({"rows_per_s": len(x) / (time.perf_counter() - start)}))
 FILE_MODES = ("in-process", "serial", "pipelined")
 
 
+def taking_turns(worker: str, modes: tuple[str, ...], args: list[str], rounds: int, label: str) -> dict:
+    """rows/s of `worker` (a script printing {"rows_per_s": ...}) run as `worker MODE *args`,
+    each mode in a fresh process, in `rounds` rounds taking turns; {mode: [rows/s per round]}."""
+    found: dict = {mode: [] for mode in modes}
+    for _ in range(rounds):
+        for mode in modes:
+            done = subprocess.run([sys.executable, "-c", worker, mode, *args],
+                                  capture_output=True, text=True, timeout=900, check=True)
+            found[mode].append(json.loads(done.stdout)["rows_per_s"])
+    _log(f"{label}, rows/s after load (median): " + ", ".join(
+        f"{mode} {statistics.median(v):,.0f}" for mode, v in found.items()))
+    return found
+
+
 def file_path_rates(bundle: Path, path: Path, out: Path, rounds: int) -> dict:
     """rows/s of scoring the file `path` after load, three ways, in `rounds` rounds of fresh
     processes taking turns: `model.score` on 4,096-row chunks of it (in-process), and
     `score_file` (what `gen score` runs) serial and pipelined. Start-up is not counted."""
-    found: dict = {mode: [] for mode in FILE_MODES}
-    for _ in range(rounds):
-        for mode in FILE_MODES:
-            done = subprocess.run([sys.executable, "-c", FILE_WORKER, mode, str(bundle), str(path), str(out)],
-                                  capture_output=True, text=True, timeout=900, check=True)
-            found[mode].append(json.loads(done.stdout)["rows_per_s"])
-    _log("file path, rows/s after load (median): " + ", ".join(
-        f"{mode} {statistics.median(v):,.0f}" for mode, v in found.items()))
-    return found
+    return taking_turns(FILE_WORKER, FILE_MODES, [str(bundle), str(path), str(out)], rounds, "file path")
 
 
 CSV_WORKER = r"""
@@ -359,15 +365,7 @@ def csv_path_rates(bundle: Path, path: Path, out: Path, rounds: int) -> dict:
     """rows/s of `score_file` on the CSV file `path` after load, its CSV parsed by pyarrow (as
     gen does where pyarrow is installed) and by Python's csv module (a runtime without it), in
     `rounds` rounds of fresh processes taking turns."""
-    found: dict = {mode: [] for mode in CSV_MODES}
-    for _ in range(rounds):
-        for mode in CSV_MODES:
-            done = subprocess.run([sys.executable, "-c", CSV_WORKER, mode, str(bundle), str(path), str(out)],
-                                  capture_output=True, text=True, timeout=900, check=True)
-            found[mode].append(json.loads(done.stdout)["rows_per_s"])
-    _log("CSV file, rows/s after load (median): " + ", ".join(
-        f"{mode} {statistics.median(v):,.0f}" for mode, v in found.items()))
-    return found
+    return taking_turns(CSV_WORKER, CSV_MODES, [str(bundle), str(path), str(out)], rounds, "CSV file")
 
 
 def cuda_device() -> str | None:

@@ -415,15 +415,15 @@ def _csv_arrow(path: Path, chunk_rows: int, width: int | None):
     import pyarrow as pa
     import pyarrow.csv as pv
 
-    header, data_line = _csv_head(path)
-    if data_line is None:
-        return 0  # no data rows: the Python reader says so
-    if header is not None and width is not None and len(header) != width:
+    head = _csv_head(path)
+    if head is None:
+        return 0  # no data rows, or a file Python's reader refuses: it says why
+    header, data_line, cells = head
+    if width is not None and cells != width:
         return 0
     done, pending = 0, np.zeros((0, 0), dtype=np.float32)
     try:
-        # pyarrow's own column names (a header may repeat a name or leave one empty)
-        columns = [f"c{j}" for j in range(len(header) if header else width or _csv_width(path, data_line))]
+        columns = [f"c{j}" for j in range(cells)]  # pyarrow's own names: a header may repeat or leave one out
         reader = pv.open_csv(str(path), read_options=pv.ReadOptions(column_names=columns, skip_rows=data_line - 1,
                                                                       block_size=1 << 22),
                              parse_options=pv.ParseOptions(ignore_empty_lines=True),
@@ -455,9 +455,10 @@ def _csv_arrow(path: Path, chunk_rows: int, width: int | None):
     return done
 
 
-def _csv_head(path: Path) -> tuple[list[str] | None, int | None]:
-    """(header or None, physical line number of the first data row or None), as the Python
-    reader decides them: the first non-empty row is a header when not all its cells are numbers."""
+def _csv_head(path: Path) -> tuple[list[str] | None, int, int] | None:
+    """(header or None, physical line number of the first data row, its number of cells), as
+    the Python reader decides them (the first non-empty row is a header when not all its cells
+    are numbers); None where there is no data row or the Python reader refuses the file."""
     header = None
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -465,19 +466,10 @@ def _csv_head(path: Path) -> tuple[list[str] | None, int | None]:
                 if header is None and not all(is_number(c) for c in row):
                     header = [c.strip() for c in row]
                     continue
-                return header, line
+                return header, line, len(header) if header is not None else len(row)
     except InputError:
-        return header, 1  # undecodable or malformed: pyarrow fails too, the Python reader names it
-    return header, None
-
-
-def _csv_width(path: Path, line: int) -> int:
-    """The number of cells on physical line `line` of a CSV file (its first data row)."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for number, row in _csv_rows(f, path):
-            if number == line:
-                return len(row)
-    return 0
+        return None
+    return None
 
 
 def _csv_rows(f, path):

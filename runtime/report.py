@@ -62,25 +62,33 @@ def _signature(model: GenModel, public_key) -> str:
     return ("signed (model.sig); not verified here: give --public-key to verify it" if signed else "not signed")
 
 
-def _bars(edges: np.ndarray, series: list[tuple[str, np.ndarray]], marks: list[tuple[str, float]]) -> dict:
-    """An SVG histogram: bars of each (name, share per bin) series over the same bins, and
-    vertical lines at (label, value) marks; geometry in a 640 x 220 view box."""
+def _bars(lo: float, hi: float, series: list[tuple[str, list[tuple[float, float, float]]]],
+          marks: list[tuple[str, float]], ticks: list[tuple[float, str]] | None = None) -> dict:
+    """An SVG bar chart over [lo, hi]: for each (name, [(start, end, share), ...]) series its
+    bars, vertical lines at (label, value) marks, and `ticks` ((value, label); default five
+    evenly spaced values); geometry in a 640 x 220 view box."""
     width, height, left, bottom, top = 640.0, 220.0, 48.0, 28.0, 10.0
-    lo, hi = float(edges[0]), float(edges[-1])
     span = hi - lo or 1.0
-    peak = max(float(s.max()) for _, s in series) or 1.0
+    peak = max((share for _, bars in series for *_, share in bars), default=0.0) or 1.0
     x = lambda v: left + (float(v) - lo) / span * (width - left - 8)  # noqa: E731
     y = lambda share: height - bottom - share / peak * (height - bottom - top)  # noqa: E731
     out = []
-    for k, (name, shares) in enumerate(series):
-        bars = [{"x": x(edges[i]) + 1 + k * 2, "w": max(1.0, x(edges[i + 1]) - x(edges[i]) - 2),
-                 "y": y(s), "h": height - bottom - y(s), "title": f"{edges[i]:.4g} to {edges[i + 1]:.4g}: {s:.1%}"}
-                for i, s in enumerate(shares) if s > 0]
-        out.append({"name": name, "css": f"series{k}", "bars": bars})
-    ticks = [{"x": x(v), "label": f"{v:.3g}"} for v in np.linspace(lo, hi, 5)]
-    lines = [{"x": x(v), "label": label} for label, v in marks if lo <= v <= hi]
-    return {"series": out, "ticks": ticks, "marks": lines, "peak": f"{peak:.1%}", "width": width, "height": height,
-            "base": height - bottom, "left": left, "top": top}
+    for k, (name, bars) in enumerate(series):
+        shown = [{"x": x(a) + 1 + k * 2, "w": max(1.0, x(b) - x(a) - 2), "y": y(s), "h": height - bottom - y(s),
+                  "title": f"{a:.4g} to {b:.4g}: {s:.1%}"} for a, b, s in bars if s > 0]
+        out.append({"name": name, "css": f"series{k}", "bars": shown})
+    ticks = ticks if ticks is not None else [(v, f"{v:.3g}") for v in np.linspace(lo, hi, 5)]
+    return {"series": out, "ticks": [{"x": x(v), "label": label} for v, label in ticks],
+            "marks": [{"x": x(v), "label": label} for label, v in marks if lo <= v <= hi], "peak": f"{peak:.1%}",
+            "width": width, "height": height, "base": height - bottom, "left": left, "top": top}
+
+
+def _histogram(edges: np.ndarray, series: list[tuple[str, np.ndarray]], threshold: float) -> dict:
+    """_bars of shares per bin of `edges`, the threshold marked."""
+    bins = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    return _bars(float(edges[0]), float(edges[-1]),
+                 [(name, [(a, b, float(s)) for (a, b), s in zip(bins, shares)]) for name, shares in series],
+                 [("threshold", threshold)])
 
 
 def _calibration_shares(edges: np.ndarray, scoring) -> np.ndarray:
@@ -128,8 +136,7 @@ def _calibration(model: GenModel) -> dict | None:
     edges = _edges(float(spec.quantile_values[0]), max(float(spec.quantile_values[-1]), spec.threshold))
     return {"kind": spec.kind, "threshold": spec.threshold, "contamination": spec.contamination,
             "expected": spec.expected_false_alarm_rate, "n": spec.n_calibration,
-            "chart": _bars(edges, [("held-out normal rows", _calibration_shares(edges, spec))],
-                           [("threshold", spec.threshold)])}
+            "chart": _histogram(edges, [("held-out normal rows", _calibration_shares(edges, spec))], spec.threshold)}
 
 
 def _samples(model: GenModel, n: int, seed: int) -> dict | None:
@@ -224,8 +231,8 @@ def _rows(model: GenModel, path, top_k: int, table_rows: int, chunk_rows: int, n
     return {"path": name, "n": len(scores), "flagged": flagged, "share": flagged / len(scores),
             "median": float(np.median(good)) if len(good) else None, "not_finite": int(len(scores) - len(good)),
             "test": test, "level": LEVEL, "threshold": spec.threshold,
-            "chart": _bars(edges, [("these rows", counts), ("held-out normal rows", _calibration_shares(edges, spec))],
-                           [("threshold", spec.threshold)]),
+            "chart": _histogram(edges, [("these rows", counts), ("held-out normal rows",
+                                                                _calibration_shares(edges, spec))], spec.threshold),
             "top": shown, "table": table[:table_rows], "has_features": features_shown}
 
 
@@ -238,17 +245,11 @@ def _ratings(model: GenModel, path, top_k: int, name: str) -> dict:
     table = read_ratings(path)
     values, counts = np.unique(table.ratings, return_counts=True)
     width = float(np.min(np.diff(values))) if len(values) > 1 else 1.0
-    # one bar per value the file holds, each `width` wide and centred on it, on one axis
-    chart = _bars(np.array([values[0] - width / 2, values[-1] + width / 2]), [("ratings in the file", np.ones(1))], [])
-    span = float(values[-1] - values[0] + width)
-    scale = (chart["width"] - chart["left"] - 8) / span
-    peak = float(counts.max() / counts.sum())
-    height = chart["base"] - chart["top"]
-    bars = [{"x": chart["left"] + (v - values[0]) * scale + 1, "w": max(1.0, width * scale - 2),
-             "y": chart["base"] - c / counts.sum() / peak * height, "h": c / counts.sum() / peak * height,
-             "title": f"rating {v:g}: {c / counts.sum():.1%}"} for v, c in zip(values, counts)]
-    chart.update(series=[{"name": "ratings in the file", "css": "series0", "bars": bars}], peak=f"{peak:.1%}",
-                 ticks=[{"x": b["x"] + b["w"] / 2, "label": f"{v:g}"} for b, v in zip(bars, values)])
+    shares = counts / counts.sum()
+    # one bar per value the file holds, each `width` wide and centred on it, labelled by it
+    chart = _bars(float(values[0] - width / 2), float(values[-1] + width / 2),
+                  [("ratings in the file", [(v - width / 2, v + width / 2, s) for v, s in zip(values, shares)])], [],
+                  ticks=[(v, f"{v:g}") for v in values])
     users = list(dict.fromkeys(table.users.astype(str).tolist()))[:USERS_SHOWN]
     # the whole file goes in: an item-based model predicts a user's rating of an item from that
     # item's ratings by everyone (what `gen complete --top-k` does); the page shows a few users
