@@ -713,6 +713,21 @@ def check_numeric_type(arrow_type, where: str, position: int, name: str) -> None
         raise InputError(f"{where}: column {position} ({name}): expected numbers, got {arrow_type}")
 
 
+_ARROW_FLOATS = {"halffloat": "float16", "float": "float32", "double": "float64"}
+
+
+def _arrow_values(col) -> np.ndarray:
+    """An Arrow column without nulls as numpy values: a fixed-width number column read from its
+    data buffer (Array.to_numpy imports pandas, ~95 MB resident, in every process that reads
+    Parquet); other types (booleans, chunked columns) through to_numpy."""
+    name = str(col.type)
+    dtype = _ARROW_FLOATS.get(name, name if name.startswith(("int", "uint")) else None)
+    if dtype is None or not hasattr(col, "buffers") or not hasattr(col, "offset"):
+        return col.to_numpy(zero_copy_only=False)
+    dtype = np.dtype(dtype)
+    return np.frombuffer(col.buffers()[1], dtype=dtype, count=len(col), offset=col.offset * dtype.itemsize)
+
+
 def numeric_columns(columns: list, names: list[str], positions: list[int], where: str, start: int = 0,
                     label: str = "row") -> np.ndarray:
     """Arrow columns (numeric, checked by `check_numeric_type`) as a float32 (n, len) array:
@@ -726,7 +741,7 @@ def numeric_columns(columns: list, names: list[str], positions: list[int], where
     chunk = np.empty((n, len(columns)), dtype=np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         for j, col in enumerate(columns):
-            chunk[:, j] = col.to_numpy(zero_copy_only=False)
+            chunk[:, j] = _arrow_values(col)
     bad = ~np.isfinite(chunk)
     if bad.any():
         r, c = np.argwhere(bad)[0]

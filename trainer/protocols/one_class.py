@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
 
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 101)
 MIN_CALIBRATION_ROWS = 200   # held out even past calibration_fraction, up to MAX_CALIBRATION_SHARE
@@ -23,6 +21,8 @@ def protocol_split(n: int, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray
     """DESIGN.md's fixed split: 80/20, stratified by label when there are labels, random_state=0."""
     index = np.arange(n)
     stratify = y if y is not None and np.unique(y, return_counts=True)[1].min() >= 2 else None
+    from sklearn.model_selection import train_test_split  # here: scikit-learn and scipy weigh ~140 MB resident
+
     train, test = train_test_split(index, test_size=0.2, stratify=stratify, random_state=0)
     return np.sort(train), np.sort(test)
 
@@ -46,4 +46,6 @@ def calibrate(scores: np.ndarray, contamination: float) -> dict:
 
 def one_class_auroc(scores: np.ndarray, y: np.ndarray, normal_class: int) -> float:
     """AUROC of `scores` for anomaly = (label != normal_class)."""
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score((y != normal_class).astype(int), scores))
