@@ -156,21 +156,7 @@ def _score_files(bundle, source, out, *, address, columns, keep_columns, device,
     make_folder(out.parent)
 
     ray = _ray()
-    started = False
-    if not ray.is_initialized():
-        if address is not None:
-            check_reachable(address)
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # gen reports errors itself, in one line
-        try:
-            with _quiet_stderr():  # Ray's C++ core logs its start-up on the process's stderr
-                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
-                         configure_logging=True)
-        except Exception as exc:  # ConnectionError, RuntimeError, ...: one line either way
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if address is not None:
-                raise UsageError(f"--address {address}: cannot join the Ray cluster ({detail})") from None
-            raise GenError(f"ray: cannot start a local Ray instance ({detail})") from None
-        started = True
+    started = connect(address)
     staging = None
     try:
         context = ray.data.DataContext.get_current()
@@ -239,6 +225,27 @@ def _text_columns(keep_columns):
 
     selection = Selection.of(None, keep_columns)
     return pacsv.ConvertOptions(column_types={name: pa.string() for name in (selection.keep if selection else ())})
+
+
+def connect(address: str | None) -> bool:
+    """Join the Ray cluster at `address` (None: start a local one), unless this process is in
+    one already; True when it joined here (the caller shuts it down). Errors are one line."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    if address is not None:
+        check_reachable(address)
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # gen reports errors itself, in one line
+    try:
+        with _quiet_stderr():  # Ray's C++ core logs its start-up on the process's stderr
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
+                     configure_logging=True)
+    except Exception as exc:  # ConnectionError, RuntimeError, ...: one line either way
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if address is not None:
+            raise UsageError(f"--address {address}: cannot join the Ray cluster ({detail})") from None
+        raise GenError(f"ray: cannot start a local Ray instance ({detail})") from None
+    return True
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
