@@ -91,6 +91,10 @@ def fit(x, model: str = "auto", y=None, *, out: str | Path | None = None, names:
     train in parallel."""
     if "data" in options:
         raise ConfigError("fit: the rows are the first argument; `data` is for `gen train` (a file or a built-in name)")
+    for key, alone in (("nproc", 1), ("engine", "local"), ("stream", False)):
+        if options.get(key, alone) != alone:
+            raise ConfigError(f"fit: {key}={options[key]!r}: the rows are in this process's memory; save them to a "
+                              "file and use `gen train` for several processes, a Ray cluster or a stream")
     dataset = from_arrays(x, y, names, source)
     temporary = out is None
     folder = Path(tempfile.mkdtemp(prefix="gen-run-")) / "run" if temporary else Path(out)

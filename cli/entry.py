@@ -34,5 +34,8 @@ def main() -> None:
         outputs = sys.modules.get("gen.runtime.outputs")
         if outputs is not None:  # a temp made just before the signal, before its writer's cleanup
             outputs.remove_live_temps()
-        sys.stderr.write(f"error: interrupted ({exc}); no partial output is left\n")
+        from gen.runtime.errors import launched_by_gen
+
+        if not launched_by_gen():  # a process of `gen train --nproc`: the launcher reports the run
+            sys.stderr.write(f"error: interrupted ({exc}); no partial output is left\n")
         sys.exit(128 + exc.signum)

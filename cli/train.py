@@ -55,6 +55,9 @@ def _train(ctx: typer.Context, config: Optional[Path] = None, as_json: bool = Fa
         raw.update(parse_family_flags(ctx.args))
         where = str(config) if config else "option"
         check_before_torch(raw, where)  # a mistyped path or value is refused now, not after torch loads
+        from gen.runtime.errors import launched_by_gen
+        from gen.trainer import launch
+        from gen.trainer.distributed import PeerLost
         from gen.trainer.config import TrainConfig
         from gen.trainer.train import train as run_training
 
@@ -62,7 +65,17 @@ def _train(ctx: typer.Context, config: Optional[Path] = None, as_json: bool = Fa
 
         cfg = TrainConfig.from_dict(raw, where=where)
         start = time.perf_counter()
-        run_dir = run_training(cfg)
+        if launch.wanted(cfg):  # --nproc N or --engine ray: processes that each run this command
+            run_dir = launch.launch(cfg, as_json)
+        else:
+            try:
+                run_dir = run_training(cfg)
+            except PeerLost:
+                if launched_by_gen():  # the launcher that started this process says it in one line
+                    raise typer.Exit(1) from None
+                raise
+        if run_dir is None:  # a process other than rank 0's, or rank 0's process printed the summary
+            return
         seconds = time.perf_counter() - start  # the whole run: pretraining, log Z, calibration, preview
         summary, lines = run_summary(run_dir, seconds)
         emit(summary, as_json, lines)

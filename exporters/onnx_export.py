@@ -38,9 +38,10 @@ PARITY_TOLERANCE = 1e-4
 # Share of discrete chain-state entries (Bernoulli draws) allowed to differ: a flip needs a
 # probability within float rounding (~1e-7) of its uniform noise, so about 1e-7 per entry.
 STATE_TOLERANCE = 1e-3
-# Options of the run, not of the model: where the run folder went and what the console showed.
-# The manifest's config leaves them out, so the same model exports to the same bytes.
-RUN_ONLY = ("out", "quiet")
+# Options of the run, not of the model: where the run folder went, what the console showed, on
+# which machines the processes ran. The manifest's config leaves them out, so the same model
+# exports to the same bytes.
+RUN_ONLY = ("out", "quiet", "engine", "address")
 
 
 def build_time() -> datetime | None:

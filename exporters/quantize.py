@@ -23,9 +23,8 @@ import numpy as np
 from gen.runtime.errors import ConfigError, ExportError
 from gen.runtime.manifest import QuantizationSpec, ScoringSpec
 from gen.runtime.providers import import_onnxruntime
-from gen.trainer.data import load_dataset
 from gen.trainer.protocols.one_class import calibrate, one_class_auroc
-from gen.trainer.train import split_rows
+from gen.trainer.train import training_rows
 
 METHODS = {"int8": ("--quantize int8", "dynamic int8 weights (onnxruntime quantize_dynamic, QInt8)"),
            "fp16": ("--precision fp16", "float16 weights and activations (onnxruntime.transformers.float16, "
@@ -88,8 +87,7 @@ def quantize_scoring(cfg, staging: Path, scoring: ScoringSpec, shape: list[int],
         raise ConfigError(f"{flag}: the cost is measured on anomaly scores, and the "
                           f"{cfg.family.name} family does not score")
     run = cfg.run
-    data = load_dataset(run.data, run.label_column, seed=run.seed)
-    _, cal_idx, test_idx = split_rows(cfg, data, np.random.default_rng(run.seed))
+    data, _, _, cal_idx, test_idx = training_rows(cfg, np.random.default_rng(run.seed))
     float_path = staging / f"{scoring.graph}.onnx"
     narrow_path = staging / f".{scoring.graph}.{method}.onnx"
     try:

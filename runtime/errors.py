@@ -64,3 +64,16 @@ class MissingDependency(UsageError):
 
 class GenWarning(UserWarning):
     """Something a user should know about a finished step (the CLI prints it as one line)."""
+
+
+# The run id `gen train --nproc N` gives torchrun's agent starts with this. Its processes see it
+# (TORCHELASTIC_RUN_ID) and leave the report of a run's failure (a killed process, a lost peer)
+# to the launcher, which says it in one line.
+LAUNCH_PREFIX = "gen-launch-"
+
+
+def launched_by_gen() -> bool:
+    """Whether this process is one that `gen train --nproc N` started."""
+    import os
+
+    return os.environ.get("TORCHELASTIC_RUN_ID", "").startswith(LAUNCH_PREFIX)

@@ -207,3 +207,9 @@ def test_a_missing_training_stack_is_one_line(monkeypatch, rows):
     with pytest.raises(MissingDependency, match=r"gen.Detector needs sklearn: pip install 'gen\[train\]'"):
         gen.Detector
     assert callable(gen.load)
+
+
+@pytest.mark.parametrize("option", [{"nproc": 2}, {"engine": "ray"}, {"stream": True}])
+def test_fit_trains_in_this_process_and_says_so(rows, option):
+    with pytest.raises(ConfigError, match="the rows are in this process's memory"):
+        fit(rows, model="ae", epochs=1, **option)

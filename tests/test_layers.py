@@ -39,6 +39,8 @@ def imports(path: Path, package: str) -> set[str]:
 def test_no_import_goes_back_up_the_chain(folder):
     bad = []
     for path in sorted((ROOT / folder).rglob("*.py")):
+        if path.relative_to(ROOT).as_posix() == "api/__main__.py":  # `python -m gen` is the console script
+            continue
         for name in imports(path, PACKAGES[folder]):
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[folder]):
                 bad.append(f"{path.relative_to(ROOT)} imports {name}")

@@ -52,6 +52,15 @@ class RunOptions:
                                        "the generator frozen before it is calibrated for --refine (0: as trained).",
                                        Interval(int, 0, None))
     threads: int = option(None, "torch CPU threads (default: torch's choice).", Interval(int, 1, None), optional=True)
+    stream: bool = option(False, "Read the training rows from the file in chunks each epoch, never all at once "
+                          "(a folder or glob of files always streams; trainer/stream.py).", Flag())
+    nproc: int = option(1, "Data-parallel processes: N processes on this machine (torchrun), or N Ray Train "
+                        "workers with --engine ray; each trains on its share of the rows, rank 0 writes the run.",
+                        Interval(int, 1, None))
+    engine: str = option("local", "Where the processes run: local (this machine, torchrun) or ray (Ray Train's "
+                         "TorchTrainer on the cluster of --address, or a local one).", Choice("local", "ray"))
+    address: str = option(None, "--engine ray: the Ray cluster to join (auto, HOST:PORT, ray://HOST:PORT); "
+                          "default: a local one started for the run.", Text(), optional=True)
     quiet: bool = option(False, "No progress bars.", Flag())
 
 

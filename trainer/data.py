@@ -31,6 +31,7 @@ class Dataset:
     source: str
     raw_range: tuple[float, float] | None = None   # known range of raw values (images)
     names: list[str] | None = None                 # feature column names, when the file has them
+    moments: tuple | None = None  # (mean, std) per column of all fitting rows, when x holds a sample of them
 
     @property
     def shape(self) -> list[int]:
@@ -127,6 +128,9 @@ def load_dataset(spec: str, label_column: str | None = None, seed: int = 0) -> D
     if spec in _IN_MEMORY:
         return _IN_MEMORY[spec]
     kind = source_format(spec, label_column)
+    if kind == "files":
+        raise InputError(f"{spec}: a folder or glob of files is streamed, not loaded at once "
+                         "(gen.trainer.train.training_rows)")
     if kind == "digits":
         return digits()
     if kind == "ring8":
@@ -145,6 +149,23 @@ def load_dataset(spec: str, label_column: str | None = None, seed: int = 0) -> D
     return table_file(path, label_column)
 
 
+def streamed_files(spec: str, stream: bool = False) -> list[Path] | None:
+    """The files a run streams its rows from (trainer/stream.py): every CSV / NPY / Parquet
+    file of a folder or glob (as `gen score` finds them), or the one file of `--stream`; None
+    for rows read into memory."""
+    from gen.runtime.batch import expand, is_many
+
+    if spec in _IN_MEMORY or not (stream or is_many(spec)):
+        return None
+    if not is_many(spec):
+        fmt = source_format(spec)
+        if fmt not in ("npy", "table"):
+            raise InputError(f"--stream: {spec} is {'a built-in dataset' if fmt in BUILTIN else f'a {fmt} file'}; "
+                             "only CSV, NPY and Parquet rows are streamed")
+        return [Path(spec)]
+    return expand(spec)[1]
+
+
 def source_format(spec: str, label_column: str | None = None) -> str:
     """What `spec` names, found without reading its rows: a built-in dataset (its name) or a
     file format (ratings, idx, npy or table). A missing file, a folder, a file that cannot be
@@ -152,6 +173,11 @@ def source_format(spec: str, label_column: str | None = None) -> str:
     are refused in one line. It needs no torch: `gen train` checks --data with it first."""
     if spec in _IN_MEMORY:
         return "array"
+    from gen.runtime.batch import expand, is_many
+
+    if is_many(spec):  # a folder or glob of files, streamed (trainer/stream.py)
+        expand(spec)
+        return "files"
     if label_column is not None and not spec.lower().endswith((".csv", ".parquet")):
         raise InputError(f"--label-column {label_column!r}: only a CSV or Parquet file has named columns; "
                          f"{spec} does not")
@@ -199,6 +225,11 @@ def data_kind(spec: str) -> str:
         return "tabular"
     kinds = {"digits": "image", "ring8": "points", "grid25": "points", "lowrank": "ratings", "ratings": "ratings",
              "idx": "image", "table": "tabular"}
+    if fmt == "files":  # by the first file, as the stream reads them
+        from gen.runtime.batch import expand
+
+        first = expand(spec)[1][0]
+        spec, fmt = str(first), ("npy" if first.suffix.lower() == ".npy" else "table")
     if fmt == "npy":
         try:
             return "image" if np.load(spec, mmap_mode="r", allow_pickle=False).ndim == 4 else "tabular"

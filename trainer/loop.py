@@ -15,17 +15,49 @@ from gen.runtime.errors import ConfigError
 
 from . import budget, registry
 from .config import TrainConfig
+from .distributed import Group, synchronise
 from .progress import phase
 
 
+class Batches:
+    """The fitting rows of each epoch, in model space, in steps of `rows_per_step` rows: from
+    rows in memory (`x_fit`; one process's share of a permutation when there are several) or
+    streamed from files (`stream`, a StreamedRows, with `pre` turning raw rows into model
+    space). `rows` is how many rows one process sees per epoch (for the budget)."""
+
+    def __init__(self, x_fit: torch.Tensor, rows_per_step: int, group: Group, stream=None, pre=None):
+        self.x_fit, self.rows_per_step, self.group, self.stream, self.pre = x_fit, rows_per_step, group, stream, pre
+        total = stream.n_fit if stream is not None else len(x_fit)
+        self.rows = total // group.world if group.world > 1 else total
+
+    def epoch(self, rng: np.random.Generator):
+        if self.stream is not None:
+            device = self.x_fit.device
+            for raw in self.stream.epoch(rng, self.rows_per_step, self.group.rank, self.group.world):
+                with torch.no_grad():  # (a yield inside the block would leave gradients off for the step)
+                    rows = self.pre.to_model(torch.from_numpy(raw).to(device))
+                yield rows
+            return
+        order = torch.from_numpy(rng.permutation(len(self.x_fit))).to(self.x_fit.device)
+        if self.group.world > 1:  # this process's share, the same length in every process
+            order = order[self.group.rank::self.group.world][:self.rows]
+        for i in range(0, len(order), self.rows_per_step):
+            yield self.x_fit[order[i:i + self.rows_per_step]]
+
+
 def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Generator, name: str,
-         out: Path, validate=None, min_steps: int | None = None) -> tuple[list[dict], float, dict]:
+               out: Path, validate=None, min_steps: int | None = None, stream=None, pre=None,
+               group: Group = Group()) -> tuple[list[dict], float, dict]:
     """Train; (per-epoch records, seconds, how training stopped). With `validate` (the mean
     score of held-out normal rows) and a patience, training stops once it has not improved
-    for that many epochs and the best epoch's weights are restored (trainer/budget.py)."""
+    for that many epochs and the best epoch's weights are restored (trainer/budget.py).
+    `stream`: fitting rows read from files each epoch (trainer/stream.py; `x_fit` is then a
+    sample of them, for the hooks that take rows); `group`: the processes training together
+    (trainer/distributed.py)."""
     parts = registry.hooks(trainer)
     rows_per_step = cfg.run.batch_size * parts.batches_per_step
-    plan = budget.plan(len(x_fit), rows_per_step, cfg.run.epochs, cfg.run.patience,
+    batches = Batches(x_fit, rows_per_step, group, stream, pre)
+    plan = budget.plan(batches.rows, rows_per_step, cfg.run.epochs, cfg.run.patience,
                        cfg.family.stops_early and validate is not None, cfg.family.trains_by_steps, min_steps)
     history = []
     start_all = time.perf_counter()
@@ -43,6 +75,7 @@ def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.rand
                                                           "kept_epoch": len(history), "stopped": "done"}
     if parts.fit_start is not None:  # e.g. a DBM's greedy layer-wise pretraining, before joint training
         parts.fit_start(x_fit, cfg.run.batch_size)
+    synchronise(net, trainer, group, cfg.run.seed)
     epochs = phase(f"{cfg.family.name} on {name}", plan.max_epochs, "epochs")
     with epochs as progress, open(out / "metrics.jsonl", "w") as log:
         stopper = budget.EarlyStopping(plan.patience)
@@ -50,12 +83,11 @@ def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.rand
         for epoch in range(1, plan.max_epochs + 1):
             net.train()
             start = time.perf_counter()
-            order = torch.from_numpy(rng.permutation(len(x_fit))).to(x_fit.device)
             sums: dict[str, float] = {}
             steps = 0
-            for i in range(0, len(order), rows_per_step):
+            for batch in batches.epoch(rng):
                 try:
-                    losses = trainer.step(x_fit[order[i:i + rows_per_step]])
+                    losses = trainer.step(batch)
                 except RuntimeError:  # e.g. torch.bernoulli on NaN probabilities once weights blew up
                     if all(bool(torch.isfinite(p).all()) for p in net.parameters()):
                         raise
@@ -64,11 +96,11 @@ def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.rand
                 for key, value in losses.items():
                     sums[key] = sums.get(key, 0.0) + value
                 steps += 1
-            means = {k: v / steps for k, v in sums.items()}
+            means = group.mean({k: v / max(steps, 1) for k, v in sums.items()})
             if not all(np.isfinite(v) for v in means.values()):
                 raise ConfigError(f"training diverged at epoch {epoch} (losses {means}); try a smaller lr")
             if validate is not None:
-                means["val_score"] = validate()
+                means["val_score"] = group.broadcast_float(validate())
             record = {"epoch": epoch, **means, "seconds": round(time.perf_counter() - start, 4)}
             history.append(record)
             log.write(json.dumps(record) + "\n")

@@ -14,6 +14,7 @@ data).
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -29,7 +30,8 @@ from gen.runtime.version import gen_version
 
 from . import budget, registry
 from .config import TrainConfig
-from .data import Dataset, RatingsData, load_dataset
+from .data import Dataset, RatingsData, load_dataset, streamed_files
+from .distributed import Group, join, leave, lost_peer
 from .graphs import Preprocess
 from .loop import fit_epochs
 from .progress import reporting, start
@@ -55,23 +57,61 @@ def preprocessing(data: Dataset, fit_rows: np.ndarray) -> PreprocessSpec:
         lo, hi = data.raw_range
         return PreprocessSpec(float(lo), float(hi - lo) if hi > lo else 1.0, [0.0, 1.0])
     if data.kind == "tabular":
-        std = fit_rows.std(axis=0)
-        return PreprocessSpec(fit_rows.mean(axis=0).tolist(), np.where(std > 1e-8, std, 1.0).tolist())
+        mean, std = data.moments if data.moments is not None else (fit_rows.mean(axis=0), fit_rows.std(axis=0))
+        return PreprocessSpec(np.asarray(mean, np.float64).tolist(), np.where(std > 1e-8, std, 1.0).tolist())
     return PreprocessSpec()
 
 
-def train(cfg: TrainConfig) -> Path:
+def train(cfg: TrainConfig, group: Group | None = None) -> Path | None:
     """Train `cfg.family` on `cfg.run.data` and write the run folder `cfg.run.out`; return its path.
 
     The folder appears whole at the end (it is written beside it and renamed), replacing an
     earlier run folder of the same name; a failed run leaves nothing behind. Each phase (a
     family's pretraining, the epochs, log Z, calibration) shows its progress on stderr unless
     the run is quiet (gen.trainer.progress).
+
+    In a process group (torchrun's environment, or Ray Train's workers: `group`, else joined
+    here) every process trains its share of the rows and only rank 0 calibrates and writes the
+    folder; the others return None.
     """
     out = Path(cfg.run.out)
-    with reporting(cfg.run.quiet), staged_folder(out, RUN_INFO, "run folder", error=InputError) as staging:
-        _train_into(cfg, staging)
+    group = group if group is not None else join(resolve_device(cfg.run.device))
+    if cfg.run.nproc > 1 and group.world == 1:
+        raise ConfigError(f"nproc {cfg.run.nproc}: this process is not one of a group; `gen train --nproc "
+                          f"{cfg.run.nproc}` (or torchrun) starts the processes (gen.fit trains in this process)")
+    cfg.run.nproc = group.world  # what ran (torchrun's --nproc-per-node), in config.yaml and the manifest
+    try:
+        if not group.leader:
+            with reporting(True), tempfile.TemporaryDirectory(prefix="gen-rank-") as scratch:
+                _train_into(cfg, Path(scratch), group)
+            return None
+        with reporting(cfg.run.quiet), staged_folder(out, RUN_INFO, "run folder", error=InputError) as staging:
+            _train_into(cfg, staging, group)
+    finally:
+        leave(group)
     return out
+
+
+def training_rows(cfg: TrainConfig, rng: np.random.Generator):
+    """(data, stream, fit, calibration, test indices) of a run on rows (not ratings): the
+    file's rows and the protocol split (`split_rows`), or, for a stream (a folder, a glob,
+    --stream), the rows `gen.trainer.stream.scan` holds and their indices (stream None else)."""
+    run, family = cfg.run, cfg.family
+    files = streamed_files(run.data, run.stream)
+    if files is None:
+        data = load_dataset(run.data, run.label_column, seed=run.seed)
+        if isinstance(data, RatingsData):
+            return data, None, None, None, None
+        return (data, None, *split_rows(cfg, data, rng))
+    from .stream import scan
+
+    held_out = family.score_kind or family.discriminator
+    stream = scan(files, run.data, run.seed, run.label_column, run.normal_class,
+                  run.calibration_fraction if held_out else 0.0)
+    data, (fit_idx, cal_idx, test_idx) = stream.dataset()
+    if held_out and len(cal_idx) < 2:
+        raise InputError(f"{run.data}: {len(cal_idx)} rows fell to calibration; too few rows to fit and calibrate")
+    return data, stream, fit_idx, cal_idx, test_idx
 
 
 def split_rows(cfg: TrainConfig, data: Dataset, rng: np.random.Generator):
@@ -99,14 +139,14 @@ def split_rows(cfg: TrainConfig, data: Dataset, rng: np.random.Generator):
     return np.sort(train_idx[n_cal:]), np.sort(train_idx[:n_cal]), test_idx
 
 
-def _train_into(cfg: TrainConfig, out: Path) -> None:
+def _train_into(cfg: TrainConfig, out: Path, group: Group = Group()) -> None:
     run, family = cfg.run, cfg.family
     device = resolve_device(run.device)
     if run.threads is not None:
         torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)
     rng = np.random.default_rng(run.seed)
-    data = load_dataset(run.data, run.label_column, seed=run.seed)
+    data, stream, fit_idx, cal_idx, test_idx = training_rows(cfg, rng)
     if not family.accepts(data.kind):
         kinds = family.data_kinds or ("image", "tabular", "points")
         raise ConfigError(f"model {family.name} trains on {' or '.join(kinds)} data; {data.source} holds "
@@ -116,15 +156,16 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
             raise InputError(f"--normal-class {run.normal_class}: {data.source} holds ratings, which have no labels")
         rows, spec, test = ratings_rows(cfg, data)
         fit_idx, cal_idx, test_idx = np.arange(len(rows)), np.arange(0), test
+        n_fit = len(fit_idx)
         cfg.options = family.resolve(cfg.options, spec)
     else:
         rows = data.x
-        fit_idx, cal_idx, test_idx = split_rows(cfg, data, rng)
+        n_fit = stream.n_fit if stream is not None else len(fit_idx)
         spec = DataSpec(source=data.source, kind=data.kind, shape=data.shape,
                         raw_range=list(data.raw_range) if data.raw_range else
                         [float(data.x[fit_idx].min()), float(data.x[fit_idx].max())],
                         preprocessing=preprocessing(data, data.x[fit_idx]), feature_names=data.names,
-                        n_train=int(len(fit_idx)), normal_class=run.normal_class)
+                        n_train=int(n_fit), normal_class=run.normal_class)
         cfg.options = family.resolve(cfg.options, spec)
         if family.prepare is not None:
             spec = family.prepare(cfg.options, spec, data.x[fit_idx])
@@ -143,6 +184,11 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
         raise ConfigError(f"cannot build the {family.name} network with these options "
                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     trainer = family.trainer(net, cfg.options)
+    if registry.hooks(trainer).fit is not None and (stream is not None or group.world > 1):
+        raise ConfigError(f"model {family.name} fits on all its rows at once (its own schedule), in one process; "
+                          f"it cannot train " + ("from a stream of files (a folder, a glob, --stream)"
+                                                 if stream is not None else f"in {group.world} processes")
+                          + "; use ae, vae or conv_ae, or one file in one process")
     validate = None
     if family.stops_early and len(cal_idx) and (run.epochs is None or run.patience is not None):
         # The held-out normal rows that calibrate the threshold also pick the epoch (README,
@@ -157,8 +203,16 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
             return float(batched(val_score, x_val).mean())
 
     min_steps = family.min_steps(cfg.options, spec) if family.min_steps is not None else None
-    history, seconds, stopping = fit_epochs(cfg, net, trainer, x_fit, rng, Path(data.source).name, out, validate,
-                                            min_steps)
+    try:
+        history, seconds, stopping = fit_epochs(cfg, net, trainer, x_fit, rng, Path(data.source).name, out,
+                                                validate, min_steps, stream, pre, group)
+    except RuntimeError as exc:  # a collective whose peer has gone: one line, not torch's traceback
+        lost = lost_peer(exc, group)
+        if lost is None:
+            raise
+        raise lost from None
+    if not group.leader:  # rank 0 calibrates and writes the run folder
+        return
     net.eval()
     score_fitted = {}
     if family.fit_score is not None:
@@ -210,7 +264,7 @@ def _train_into(cfg: TrainConfig, out: Path) -> None:
         refine = calibrate_discriminator(graphs, family.discriminator, spec, sampler, latent,
                                          data.x[cal_idx], run.seed, device)
         after.advance(info="discriminator")
-    metrics = MetricsSpec(epochs=len(history), stopping=stopping, n_fit=int(len(fit_idx)), n_calibration=int(len(cal_idx)),
+    metrics = MetricsSpec(epochs=len(history), stopping=stopping, n_fit=int(n_fit), n_calibration=int(len(cal_idx)),
                           n_test=int(len(test_idx)), device=str(device), train_seconds=round(seconds, 3),
                           torch_version=torch.__version__,
                           trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -188,7 +188,7 @@ def test_rbm_refuses_values_outside_unit_range_naming_them(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--data", "missing.npy"], "missing.npy: not a built-in dataset (digits, ring8, grid25, lowrank) and no such file"),
-    (["--data", "."], ".: is a folder"),
+    (["--data", "."], ".: no .csv, .npy, .parquet files found"),  # a folder streams its files
     (["--data", "notes.txt"], "notes.txt: unsupported data format"),
     (["--epochs", "0"], "option epochs=0: expected an integer >= 1"),
     (["--data", "notes.txt", "--label-column", "y"], "only a CSV or Parquet file has named columns"),

@@ -157,3 +157,28 @@ def test_what_ray_prints_on_stdout_stays_out_of_the_json_summary(cluster, bundle
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == 280
     assert "PYTHON worker processes" not in result.output
+
+
+def test_ray_train_writes_a_run_that_exports_and_serves(cluster, partitions, tmp_path):
+    """`gen train --engine ray`: Ray Train's TorchTrainer with two workers on the local cluster,
+    each streaming its share of the partition files; rank 0's run folder comes back whole."""
+    out = tmp_path / "run"
+    result = gen("train", "--model", "ae", "--data", partitions, "--label-column", "id", "--epochs", 2,
+                 "--hidden", 16, "--latent-dim", 3, "--engine", "ray", "--nproc", 2, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "nproc: 2" in (out / "config.yaml").read_text() and "engine" not in gen("export", out, "--out",
+                                                                                     tmp_path / "b").output
+    from gen.runtime import load
+
+    model = load(tmp_path / "b")
+    assert model.manifest.data.feature_names == FEATURES and "engine" not in model.manifest.config
+    table = read_folder(partitions / "date=2026-11-20", "parquet")
+    rows = np.column_stack([table.column(n).to_numpy() for n in FEATURES]).astype(np.float32)
+    assert model.score(rows).shape == (len(rows),)
+
+
+def test_ray_train_reports_a_bad_input_in_one_line(cluster, partitions, tmp_path):
+    result = gen("train", "--model", "ae", "--data", partitions, "--label-column", "nope", "--engine", "ray",
+                 "--nproc", 2, "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 2 and "label column 'nope' not found" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -132,7 +132,10 @@ def test_values_beyond_float32_are_refused_on_both_paths(tmp_path):
 
 
 def test_folder_as_data_is_one_line(tmp_path):
-    with pytest.raises(TrainError, match="is a folder"):
+    with pytest.raises(TrainError, match="no .csv, .npy, .parquet files found"):  # a folder streams its files
+        load_dataset(str(tmp_path))
+    np.save(tmp_path / "a.npy", np.zeros((4, 2), np.float32))
+    with pytest.raises(TrainError, match="a folder or glob of files is streamed"):
         load_dataset(str(tmp_path))
 
 

@@ -1,0 +1,166 @@
+"""Start a data-parallel `gen train`: N processes on this machine through torchrun's elastic
+agent (`--nproc N`), or N Ray Train workers (`--engine ray`, TorchTrainer) on a local or remote
+cluster. Every process runs the ordinary `gen train` (trainer/train.py joins the group that
+torchrun or Ray Train started); rank 0 writes the run folder.
+
+A process that fails (killed, out of memory, an error) fails the run: the launcher stops the
+others, reports it in one line, and no run folder is written (rank 0 writes it beside the
+target and renames it only at the end; a SIGTERM from the agent unwinds that staging folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import yaml
+
+from gen.runtime.errors import LAUNCH_PREFIX, GenError
+from gen.runtime.outputs import remove_stale_temps, staged_folder
+
+from .config import TrainConfig
+from .data import streamed_files
+from .stream import layout
+from .run_folder import RUN_INFO
+
+
+class ProcessFailed(GenError):
+    """A training process failed; the run was stopped and wrote nothing (exit code 1)."""
+
+
+def wanted(cfg: TrainConfig) -> bool:
+    """Whether this `gen train` starts processes (it is not one of them already)."""
+    return (cfg.run.nproc > 1 or cfg.run.engine == "ray") and "TORCHELASTIC_RUN_ID" not in os.environ \
+        and not _in_ray_train()
+
+
+def _in_ray_train() -> bool:
+    try:
+        import ray.train
+
+        ray.train.get_context().get_world_size()
+        return True
+    except Exception:  # no Ray, or not inside a Ray Train worker
+        return False
+
+
+def _config_file(cfg: TrainConfig, folder: Path, **changes) -> Path:
+    """The run's whole configuration as YAML, for the processes to read."""
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump({**cfg.to_dict(), "model": cfg.family.name, **changes}, sort_keys=False))
+    return path
+
+
+def launch(cfg: TrainConfig, as_json: bool = False) -> Path | None:
+    """Run the training in cfg.run.nproc processes (or Ray workers); the run folder's path
+    (None where a torchrun child printed the summary itself)."""
+    files = streamed_files(cfg.run.data, cfg.run.stream)
+    if files is not None:  # the columns and the label column, checked once here rather than in each process
+        layout(files, cfg.run.label_column)
+    if cfg.run.engine == "ray":
+        return _on_ray(cfg)
+    _local(cfg, as_json)
+    return None
+
+
+def _local(cfg: TrainConfig, as_json: bool) -> None:
+    """torchrun's elastic agent, in this process: `python -m gen train --config FILE` in each of
+    N processes, rendezvous on a free local port, no restarts."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    n = cfg.run.nproc
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):  # gen reports failures itself
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    with tempfile.TemporaryDirectory(prefix="gen-launch-") as tmp:
+        config = _config_file(cfg, Path(tmp))
+        launch_config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n,
+                                     run_id=LAUNCH_PREFIX + uuid.uuid4().hex,
+                                     rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                                     monitor_interval=0.2, start_method="spawn")
+        args = ["-m", "gen", "train", "--config", str(config)] + (["--json"] if as_json else [])
+        try:
+            elastic_launch(launch_config, sys.executable)(*args)
+        except ChildFailedError as exc:
+            remove_stale_temps(Path(cfg.run.out).parent)  # rank 0's staging folder, where kill -9 left it
+            rank, failure = exc.get_first_failure()
+            raise ProcessFailed(f"rank {rank} of {n} {_how(failure.exitcode)}; the others were stopped and "
+                                f"no run folder was written ({cfg.run.out})") from None
+
+
+def _how(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    if code == 2:
+        return "stopped on the error above (exit code 2)"
+    return f"failed with exit code {code}"
+
+
+def _ray_worker(config: dict) -> None:
+    """One Ray Train worker: the ordinary training into a local folder; rank 0 reports it as
+    the checkpoint that the driver copies to --out."""
+    import ray.train
+
+    from .train import train
+
+    rank = ray.train.get_context().get_world_rank()
+    if os.path.isdir(config["cwd"]):  # relative paths as the driver meant them (a local cluster, a shared disk)
+        os.chdir(config["cwd"])
+    with tempfile.TemporaryDirectory(prefix="gen-ray-train-") as tmp:
+        raw = {**config["raw"], "out": str(Path(tmp) / "run"), "quiet": True}
+        folder = train(TrainConfig.from_dict(raw, where=config["where"]))
+        if rank == 0 and folder is not None:
+            ray.train.report({"rank": rank}, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        else:
+            ray.train.report({"rank": rank})
+
+
+def _on_ray(cfg: TrainConfig) -> Path:
+    """Ray Train's TorchTrainer with cfg.run.nproc workers (GPUs when --device cuda); the run
+    folder comes back as rank 0's checkpoint and is written to --out whole."""
+    try:
+        import ray.train
+        from ray.train.torch import TorchTrainer
+    except ImportError:
+        from gen.runtime.errors import MissingDependency
+
+        raise MissingDependency("--engine ray needs Ray Train: pip install 'gen[ray]'") from None
+    from gen.pipelines.ray import connect, find_gen_error
+
+    out = Path(cfg.run.out)
+    with staged_folder(out, RUN_INFO, "run folder", error=GenError) as staging:
+        started = connect(cfg.run.address)
+        try:
+            with tempfile.TemporaryDirectory(prefix="gen-ray-storage-") as storage:
+                raw = {**cfg.to_dict(), "model": cfg.family.name}
+                trainer = TorchTrainer(
+                    _ray_worker, train_loop_config={"raw": raw, "where": "option", "cwd": os.getcwd()},
+                    scaling_config=ray.train.ScalingConfig(num_workers=cfg.run.nproc,
+                                                           use_gpu=cfg.run.device == "cuda"),
+                    run_config=ray.train.RunConfig(name=f"gen-train-{uuid.uuid4().hex[:8]}", storage_path=storage))
+                try:
+                    result = trainer.fit()
+                except Exception as exc:
+                    failures = getattr(exc, "worker_failures", None) or {}  # Ray Train's WorkerGroupError
+                    cause = find_gen_error(failures[min(failures)] if failures else exc)
+                    if cause is not None:  # bad input or options, found in a worker: the same one line
+                        raise type(cause)(str(cause)) from None
+                    lines = str(exc).strip().splitlines()
+                    raise ProcessFailed(f"ray: the training failed ({lines[-1] if lines else type(exc).__name__}); "
+                                        f"no run folder was written ({out})") from None
+                if result.checkpoint is None:
+                    raise ProcessFailed(f"ray: rank 0 reported no run folder; none was written ({out})")
+                result.checkpoint.to_directory(str(staging))
+        finally:
+            if started:
+                ray.shutdown()
+    return out
