@@ -30,7 +30,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 TARGETS_FILE = BENCH / "targets.yaml"
 DISCRIMINATOR_SCORE = "negative_discriminator_logit"
-ALL_SECTIONS = ("digits", "mnist", "tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving",
+ALL_SECTIONS = ("digits", "mnist", "tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "scale", "serving",
                 "performance")
 CHANCE = 0.5  # the AUROC of a random score
 # The parameters of PyOD's detectors worth naming in the text (all of them are in the results).
@@ -850,6 +850,50 @@ def pipelines_section(section: dict | None) -> str:
                              "per worker MiB"], rows, ["l", "r", "r", "r", "r", "r", "r"]))
 
 
+def scale_section(section: dict | None, targets: dict[str, Target] = TARGETS) -> str:
+    """Training at scale: streamed memory, processes, Ray Train (bench/scale.py)."""
+    if not section:
+        return ""
+    memory, procs = section["memory"], section["processes"]
+    peak = {c["name"]: c["peak_rss_mib"] * 2 ** 20 for c in memory["configs"]}  # bytes
+    streamed = next(c for c in memory["configs"] if c["name"].startswith("streamed"))
+    in_memory = next(c for c in memory["configs"] if c["name"].startswith("in memory"))
+    mem_rows = [[c["name"], f"{c['n_fit']:,}", f"{c['peak_rss_mib']:.0f}", f"{peak[c['name']] / 1e6:.0f}", f"{c['wall_s']:.1f}",
+                 f"`{c['command']}`"] for c in memory["configs"]]
+    quality = procs["quality"]
+    q_rows = [[q["name"], ", ".join(str(s) for s in q["seeds"]), ", ".join(f"{a:.4f}" for a in q["auroc"]),
+               f"{q['mean']:.4f}" + (f" +/- {q['std']:.4f}" if q["std"] is not None else ""),
+               f"{sum(q['wall_s']) / len(q['wall_s']):.0f}"] for q in quality]
+    by_name = {q["name"]: q for q in quality}
+    within = []
+    for q in quality:
+        base = by_name.get(q.get("against"))
+        if base is not None:
+            spread = max(base["std"] or 0.0, q["std"] or 0.0)
+            within.append({"name": q["name"], "against": base["name"], "gap": q["mean"] - base["mean"],
+                           "spread": spread, "sigmas": abs(q["mean"] - base["mean"]) / max(spread, 1e-9)})
+    runs = {(s["batch_size"], s["processes"]): s for s in procs["speed"]}
+    speed_rows, speedups = [], []
+    for batch in sorted({b for b, _ in runs}):
+        one_proc, two = runs.get((batch, 1)), runs.get((batch, 2))
+        if one_proc and two:
+            speed_rows.append([f"{batch}", f"{one_proc['epochs']}", f"{one_proc['fit_seconds']:.1f}",
+                               f"{two['fit_seconds']:.1f}", f"{one_proc['fit_seconds'] / two['fit_seconds']:.2f}x",
+                               f"{one_proc['wall_s']:.1f}", f"{two['wall_s']:.1f}",
+                               f"{one_proc['wall_s'] / two['wall_s']:.2f}x"])
+            speedups.append(one_proc["fit_seconds"] / two["fit_seconds"])
+    return fill("scale.md.j2", section=section, memory=memory, procs=procs, t=targets,
+                verdict=targets["stream_train_peak_rss"].judge(peak[streamed["name"]]),
+                streamed_bytes=peak[streamed["name"]], in_memory_bytes=peak[in_memory["name"]], within=within,
+                n_fit=procs["speed"][0]["n_fit"], best_speedup=max(speedups) if speedups else None,
+                speed_table=table(["batch size", "epochs", "fit s, 1 process", "fit s, 2", "speed-up", "wall s, 1",
+                                   "wall s, 2", "speed-up"], speed_rows),
+                memory_table=table(["training data", "fitting rows", "peak RSS MiB", "MB", "wall s", "command"],
+                                   mem_rows, ["l", "r", "r", "r", "r", "l"]),
+                quality_table=table(["configuration", "seeds", "test AUROC", "mean", "s per run"], q_rows,
+                                    ["l", "l", "l", "r", "r"]))
+
+
 def serving_section(section: dict | None) -> str:
     """The load test of `gen serve` (bench/serving.py)."""
     if not section:
@@ -1077,7 +1121,8 @@ def render(results: dict, targets: dict[str, Target] | None = None) -> str:
         sections=[sampling_section(sampling, targets) if sampling and sampling.get("families") else "",
                   tabular_section(results.get("tabular")), completion_section(completion),
                   boltzmann_section(results.get("boltzmann"), targets), gans_section(results.get("gans"), targets),
-                  pipelines_section(results.get("pipelines")), serving_section(results.get("serving")),
+                  pipelines_section(results.get("pipelines")), scale_section(results.get("scale"), targets),
+                  serving_section(results.get("serving")),
                   performance_section(results.get("performance"), targets)],
         failures=results.get("failures", []), anchors=anchors_section(results)) + "\n"
 

@@ -30,9 +30,12 @@ What it measures (DESIGN.md, "Quality protocols"), one section each (`--only`):
 6. `boltzmann` and `gans`: see bench/boltzmann.py and bench/gans.py.
 7. `pipelines`: rows/s and peak memory of `gen score` on a partitioned Parquet dataset (2M rows
    in 20 files) with 1 worker, one per core and Ray Data, against one file (bench/pipelines.py).
-8. `serving`: a bounded load test of `gen serve` (32 clients x 200 requests of 1-64 rows) with
+8. `scale`: training at scale: peak memory of `gen train` streaming a 100,000-row Parquet folder
+   against the same rows in memory, and the MNIST-5k one-class AUROC and speed of 1 and 2
+   processes (torchrun), a streamed file and Ray Train (bench/scale.py).
+9. `serving`: a bounded load test of `gen serve` (32 clients x 200 requests of 1-64 rows) with
    and without adaptive batching, next to the Python API in-process (bench/serving.py).
-9. `performance`: the runtime against torch eager and torch.compile on the same weights, files,
+10. `performance`: the runtime against torch eager and torch.compile on the same weights, files,
    sampling, GFLOP/s against SGEMM, cold start, install size (bench/performance.py).
 
 The datasets are never copied here. Facts about the machine and the software (CPU, cores,
@@ -491,7 +494,7 @@ def streamed_sampling(gen: str, family: str, bundle: Path, workdir: Path) -> dic
 
 # -- main ---------------------------------------------------------------------------------------
 
-SECTIONS = ("digits", "mnist", "tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving",
+SECTIONS = ("digits", "mnist", "tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "scale", "serving",
             "performance")
 SECTION_ALIASES = {"one-class": ("digits", "mnist"), "all": SECTIONS}
 DATASET_SECTIONS = {"digits": "sklearn digits", "mnist": "MNIST-5k"}
@@ -652,7 +655,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     order = list(DATASET_SECTIONS.values())
     merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
     gans_only = (new.get("settings") or {}).get("gan_families")
-    for key in ("tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "serving", "performance"):
+    for key in ("tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "scale", "serving", "performance"):
         if key in sections:
             merged[key] = splice_gans(old.get(key), new.get(key), gans_only) if key == "gans" and gans_only \
                 else new.get(key)
@@ -718,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
 
     notes = {s: [] for s in SECTIONS}
     failures = {s: [] for s in SECTIONS}
-    needs_mnist = ("mnist" in sections or "gans" in sections or "performance" in sections
+    needs_mnist = ("mnist" in sections or "gans" in sections or "performance" in sections or "scale" in sections
                    or ("boltzmann" in sections and not args.no_boltzmann))
     mnist = None if args.no_mnist or not needs_mnist else (args.mnist or default_mnist_path())
     if mnist is not None and not mnist.is_file():
@@ -751,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
                      if args.gan_families else None,
                      "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
         "families": families, "datasets": [], "completion": None, "sampling": None, "gans": None,
-        "pipelines": None, "serving": None, "performance": None, "tabular": None,
+        "pipelines": None, "scale": None, "serving": None, "performance": None, "tabular": None,
         "notes": [], "failures": [], "notes_by_section": notes, "failures_by_section": failures,
     }
 
@@ -825,6 +828,8 @@ def main(argv: list[str] | None = None) -> int:
                           workdir / "tabular", quick=args.quick),
                       "pipelines": lambda: importlib.import_module("pipelines").pipeline_benchmark(
                           workdir / "pipelines", quick=args.quick),
+                      "scale": lambda: importlib.import_module("scale").scale_benchmark(
+                          workdir / "scale", mnist, quick=args.quick),
                       "performance": lambda: importlib.import_module("performance").perf_benchmark(
                           workdir / "performance", mnist, quick=args.quick),
                       "serving": lambda: importlib.import_module("serving").serving_benchmark(
