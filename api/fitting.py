@@ -104,12 +104,13 @@ def fit(x, model: str = "auto", y=None, *, out: str | Path | None = None, names:
         with _ONE_AT_A_TIME, in_memory(dataset) as spec:
             try:  # the families (TrainConfig reads them) and the loop need torch
                 cfg = TrainConfig.make(model=model, data=spec, out=str(folder), quiet=quiet, **options)
+                from gen.trainer.distributed import Group
                 from gen.trainer.train import train
             except ModuleNotFoundError as exc:
                 if (exc.name or "").split(".")[0] != "torch":
                     raise
                 raise MissingDependency("gen.fit trains with torch: pip install 'gen[train]'") from exc
-            train(cfg)
+            train(cfg, group=Group())  # this process alone, even inside a torchrun or Ray Train program
     except BaseException:
         if temporary:
             shutil.rmtree(folder.parent, ignore_errors=True)

@@ -34,9 +34,10 @@ ERRORS = ".gen-errors.json"  # in the output folder: the bad files a --skip-bad 
 
 
 def is_many(source: str | Path) -> bool:
-    """Whether `source` names several files (a folder or a glob) rather than one."""
+    """Whether `source` names several files (a folder or a glob) rather than one (a file whose
+    name holds glob characters is one file)."""
     text = str(source)
-    return not is_stdio(text) and (os.path.isdir(text) or bool(GLOB_CHARS & set(text)))
+    return not is_stdio(text) and (os.path.isdir(text) or (bool(GLOB_CHARS & set(text)) and not os.path.isfile(text)))
 
 
 def expand(source: str | Path, problems: list | None = None) -> tuple[Path, list[Path]]:

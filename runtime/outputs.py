@@ -214,14 +214,7 @@ def staged_folder(out: str | Path, marker: str, what: str, error: type[GenError]
     holds `marker` (one of gen's own folders), never an arbitrary folder of the user's; a
     refusal raises `error` (a run folder is the user's input, a bundle folder a BundleError).
     """
-    out = Path(out)
-    if out.is_symlink():
-        raise error(f"{out}: is a symbolic link; choose another --out (gen replaces only folders it wrote)")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not (out / marker).is_file():
-            raise error(f"{out}: exists and is not a gen {what}; choose another --out")
-        if not replace:
-            raise error(f"{out}: {what} exists ({what}s are immutable; pass --force to replace it)")
+    out = check_replaceable(out, marker, what, error, replace)
     make_folder(out.parent)
     staging = make_temp(out, folder=True)  # the umask's mode: a shipped bundle must be readable
     try:
@@ -231,6 +224,20 @@ def staged_folder(out: str | Path, marker: str, what: str, error: type[GenError]
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_replaceable(out: str | Path, marker: str, what: str, error: type[GenError] = InputError,
+                      replace: bool = True) -> Path:
+    """Refuse an `out` that `staged_folder` may not replace (see there); `out` as a Path."""
+    out = Path(out)
+    if out.is_symlink():
+        raise error(f"{out}: is a symbolic link; choose another --out (gen replaces only folders it wrote)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not (out / marker).is_file():
+            raise error(f"{out}: exists and is not a gen {what}; choose another --out")
+        if not replace:
+            raise error(f"{out}: {what} exists ({what}s are immutable; pass --force to replace it)")
+    return out
 
 
 def save_npy(array: np.ndarray, target: str | Path) -> Path:

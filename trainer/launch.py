@@ -10,6 +10,7 @@ target and renames it only at the end; a SIGTERM from the agent unwinds that sta
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from gen.runtime.errors import LAUNCH_PREFIX, GenError
-from gen.runtime.outputs import remove_stale_temps, staged_folder
+from gen.runtime.outputs import check_replaceable, remove_stale_temps, staged_folder
 
 from .config import TrainConfig
 from .data import streamed_files
@@ -59,6 +60,7 @@ def _config_file(cfg: TrainConfig, folder: Path, **changes) -> Path:
 def launch(cfg: TrainConfig, as_json: bool = False) -> Path | None:
     """Run the training in cfg.run.nproc processes (or Ray workers); the run folder's path
     (None where a torchrun child printed the summary itself)."""
+    check_replaceable(cfg.run.out, RUN_INFO, "run folder")  # checked here, before any process starts
     files = streamed_files(cfg.run.data, cfg.run.stream)
     if files is not None:  # the columns and the label column, checked once here rather than in each process
         layout(files, cfg.run.label_column)
@@ -71,14 +73,12 @@ def launch(cfg: TrainConfig, as_json: bool = False) -> Path | None:
 def _local(cfg: TrainConfig, as_json: bool) -> None:
     """torchrun's elastic agent, in this process: `python -m gen train --config FILE` in each of
     N processes, rendezvous on a free local port, no restarts."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     n = cfg.run.nproc
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
-    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):  # gen reports failures itself
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    with tempfile.TemporaryDirectory(prefix="gen-launch-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gen-launch-") as tmp, _launching(n):
         config = _config_file(cfg, Path(tmp))
         launch_config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n,
                                      run_id=LAUNCH_PREFIX + uuid.uuid4().hex,
@@ -92,6 +92,34 @@ def _local(cfg: TrainConfig, as_json: bool) -> None:
             rank, failure = exc.get_first_failure()
             raise ProcessFailed(f"rank {rank} of {n} {_how(failure.exitcode)}; the others were stopped and "
                                 f"no run folder was written ({cfg.run.out})") from None
+        except SignalException as exc:  # the agent's own handler took SIGINT / SIGTERM and stopped them
+            remove_stale_temps(Path(cfg.run.out).parent)
+            error = ProcessFailed(f"interrupted ({signal.Signals(exc.sigval).name}); the processes were stopped "
+                                  f"and no run folder was written ({cfg.run.out})")
+            error.exit_code = 128 + int(exc.sigval)
+            raise error from None
+
+
+@contextlib.contextmanager
+def _launching(n: int):
+    """While the agent runs: one thread per process unless OMP_NUM_THREADS says otherwise (what
+    the children inherit), and the agent's own log lines off (gen reports a failure itself);
+    both as they were afterwards."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)  # each sets its own level
+               if name.startswith(("torch.distributed.elastic", "torch.distributed.launcher"))]
+    levels = [logger.level for logger in loggers]
+    if threads is None:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _how(code: int) -> str:
@@ -115,6 +143,11 @@ def _ray_worker(config: dict) -> None:
     rank = ray.train.get_context().get_world_rank()
     if os.path.isdir(config["cwd"]):  # relative paths as the driver meant them (a local cluster, a shared disk)
         os.chdir(config["cwd"])
+    elif not Path(config["raw"]["data"]).is_absolute():
+        from gen.runtime.errors import InputError
+
+        raise InputError(f"--data {config['raw']['data']}: a relative path, and the driver's folder "
+                         f"{config['cwd']} is not on this node; give the data's path on storage every node sees")
     with tempfile.TemporaryDirectory(prefix="gen-ray-train-") as tmp:
         raw = {**config["raw"], "out": str(Path(tmp) / "run"), "quiet": True}
         folder = train(TrainConfig.from_dict(raw, where=config["where"]))
@@ -140,7 +173,8 @@ def _on_ray(cfg: TrainConfig) -> Path:
     with staged_folder(out, RUN_INFO, "run folder", error=GenError) as staging:
         started = connect(cfg.run.address)
         try:
-            with tempfile.TemporaryDirectory(prefix="gen-ray-storage-") as storage:
+            # Ray Train's storage: beside --out, which must be on storage every node sees (as for gen score)
+            with tempfile.TemporaryDirectory(prefix=".gen-ray-train-", dir=out.parent) as storage:
                 raw = {**cfg.to_dict(), "model": cfg.family.name}
                 trainer = TorchTrainer(
                     _ray_worker, train_loop_config={"raw": raw, "where": "option", "cwd": os.getcwd()},

@@ -19,9 +19,10 @@ SAMPLE_BYTES.
 Each epoch (`StreamedRows.epoch`) visits the files in a seeded order, reads them chunk by
 chunk on a background thread, and mixes the fitting rows in a shuffle buffer of SHUFFLE_BYTES
 (tf.data's and Ray Data's local shuffle): every fitting row once per epoch, in one process.
-With several processes each reads its share of the files (dealt out in the epoch's order; where
-there are fewer files than processes, each reads them all and keeps every N-th fitting row) and
-all take the same number of steps, so rows past the smallest share wait for another epoch.
+With several processes each reads its share of the files (dealt out in the epoch's order to the
+process with the fewest rows so far; where that cannot balance them, as with fewer files than
+processes, each reads them all and keeps every N-th fitting row) and all take the same number
+of whole batches, so rows past the smallest share wait for another epoch.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ SHUFFLE_BYTES = 16 << 20  # the shuffle buffer: 16 MiB of float32 rows (5,350 MN
 SAMPLE_BYTES = 8 << 20  # each of the three samples at most this many bytes (2,675 MNIST rows) ...
 MAX_SAMPLE_ROWS = 10_000  # ... and this many rows
 TEST_SHARE = 0.2  # the share of rows held out for testing, as the in-memory protocol split
+BALANCE = 0.9  # files dealt to processes must give each this share of the mean, else rows are dealt
 TEST, CALIBRATION, FIT = 0, 1, 2
 M_MMAP_THRESHOLD, MMAP_BYTES = -3, 1 << 20  # glibc's mallopt parameter, and its value here
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -182,31 +184,52 @@ class StreamedRows:
             keep &= labels == self.normal_class
         return x[keep]
 
-    def shares(self, order: np.ndarray, world: int) -> tuple[list[list[int]], list[int]]:
-        """(each process's files, each process's fitting rows) of an epoch whose file order is
-        `order`: the files dealt out in turn where there are at least as many as processes;
-        else every process reads every file and keeps every world-th fitting row."""
-        if len(order) >= world:
-            files = [[int(f) for f in order[r::world]] for r in range(world)]
-            return files, [sum(sum(self.chunk_fit[f]) for f in share) for share in files]
-        return [[int(f) for f in order]] * world, [(self.n_fit - r + world - 1) // world for r in range(world)]
+    def shares(self, order: np.ndarray, world: int) -> tuple[list[list[int]], list[int], bool]:
+        """(each process's files, each process's fitting rows, dealt by rows) of an epoch whose
+        file order is `order`. The files go, in that order, each to the process with the fewest
+        rows so far; where that leaves a process under BALANCE of the mean share (few files, or
+        files of unequal sizes), every process reads every file and keeps every world-th
+        fitting row instead."""
+        counts = [sum(c) for c in self.chunk_fit]
+        if world > 1:
+            files: list[list[int]] = [[] for _ in range(world)]
+            rows = [0] * world
+            for f in order:
+                r = rows.index(min(rows))
+                files[r].append(int(f))
+                rows[r] += counts[f]
+            if min(rows) >= BALANCE * self.n_fit / world:
+                return files, rows, False
+            return [[int(f) for f in order]] * world, [(self.n_fit - r + world - 1) // world
+                                                       for r in range(world)], True
+        return [[int(f) for f in order]], [self.n_fit], False
 
     def steps(self, order: np.ndarray, world: int, batch_rows: int) -> int:
-        """Steps of an epoch in file order `order`: the same for every process (its smallest share)."""
-        return min(math.ceil(n / batch_rows) for n in self.shares(order, world)[1])
+        """Steps of an epoch in file order `order`, the same in every process: alone, every
+        fitting row once (the last batch may be short); with others, whole batches of the
+        smallest share only, so that every process takes the same steps on batches of the same
+        size (a short batch could make a family take another optimiser step in one process)."""
+        rows = self.shares(order, world)[1]
+        if world == 1:
+            return math.ceil(rows[0] / batch_rows)
+        return min(rows) // batch_rows
 
     def epoch(self, rng: np.random.Generator, batch_rows: int, rank: int = 0, world: int = 1
               ) -> Iterator[np.ndarray]:
-        """The fitting rows of one epoch in batches of `batch_rows` raw float32 rows (the last
-        may be short), shuffled: the file order from `rng` (the same draw in every process),
+        """The fitting rows of one epoch in batches of `batch_rows` raw float32 rows (alone, the
+        last may be short), shuffled: the file order from `rng` (the same draw in every process),
         then a shuffle buffer seeded by that draw and the process's rank."""
         order = rng.permutation(len(self.files))
         buffer_seed = int(rng.integers(2 ** 63))
         steps = self.steps(order, world, batch_rows)
+        if steps == 0:
+            raise InputError(f"{self.source}: {self.n_fit} fitting rows are too few for {world} processes of "
+                             f"{batch_rows} rows a step; use fewer processes or a smaller --batch-size")
         mixer = np.random.default_rng([buffer_seed, rank])
-        files = self.shares(order, world)[0][rank]
-        dealt = world > 1 and len(order) < world  # every file read, every world-th fitting row kept
-        capacity = max(batch_rows, SHUFFLE_BYTES // (4 * self.width))
+        shares, _, dealt = self.shares(order, world)
+        files = shares[rank]
+        # at least two batches, so that a full buffer always lets a whole batch out
+        capacity = max(2 * batch_rows, SHUFFLE_BYTES // (4 * self.width))
 
         def rows() -> Iterator[np.ndarray]:
             ordinal = 0  # fitting rows seen so far this epoch

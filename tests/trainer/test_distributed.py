@@ -163,3 +163,27 @@ def _parent_chain_has(pid: int, ancestor: int) -> bool:
             return False
         pid = int(stat.rsplit(")", 1)[1].split()[1])
     return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the processes through Linux's /proc")
+def test_a_signal_to_the_launcher_stops_the_run_in_one_line(tmp_path, digits_csv):
+    out = tmp_path / "runs" / "ae"
+    proc = gen_process("train", "--model", "ae", "--data", digits_csv, "--epochs", 100000, "--nproc", 2,
+                       "--out", out, "--quiet", cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len({r: p for r, p in _training_processes("gen-launch-").items()
+                                                   if _parent_chain_has(p, proc.pid)}) < 2:
+            time.sleep(0.5)
+        time.sleep(6)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert stderr.strip().splitlines() == [f"error: interrupted (SIGTERM); the processes were stopped and no run "
+                                           f"folder was written ({out})"], stderr
+    assert not out.exists() and (not out.parent.exists() or not any(out.parent.iterdir()))
+    assert not _training_processes("gen-launch-") or all(not _parent_chain_has(p, proc.pid)
+                                                         for p in _training_processes("gen-launch-").values())

@@ -110,15 +110,32 @@ def test_an_epoch_visits_every_fitting_row_once_seeded(folder, monkeypatch, shuf
     assert not np.array_equal(seen, other)
 
 
-@pytest.mark.parametrize("files", [4, 1])
-def test_processes_take_disjoint_shares_in_the_same_number_of_steps(folder, tmp_path, files):
+@pytest.mark.parametrize("files", [4, 2, 1])
+def test_processes_take_disjoint_shares_of_whole_batches_in_the_same_number_of_steps(folder, files):
     paths = expand(folder)[1][:files]
     a = scan(paths, "in", 5, calibration_fraction=0.1)
-    shares = [[ids(b) for b in a.epoch(np.random.default_rng(3), 8, rank, 2)] for rank in (0, 1)]
-    assert len(shares[0]) == len(shares[1]) > 0
-    first, second = (np.concatenate(s) for s in shares)
-    assert not set(first) & set(second)
-    assert set(first) | set(second) <= set(np.flatnonzero(a.zone(np.arange(a.n_rows)) == FIT))
+    for seed in range(4):
+        shares = [[ids(b) for b in a.epoch(np.random.default_rng(seed), 8, rank, 2)] for rank in (0, 1)]
+        assert len(shares[0]) == len(shares[1]) > 0
+        assert all(len(b) == 8 for s in shares for b in s)  # the same batch sizes: the same optimiser steps
+        first, second = (np.concatenate(s) for s in shares)
+        assert not set(first) & set(second)
+        fit = set(np.flatnonzero(a.zone(np.arange(a.n_rows)) == FIT))
+        assert set(first) | set(second) <= fit
+        assert len(first) + len(second) > 0.85 * len(fit) - 16  # balanced: few rows wait for another epoch
+
+
+def test_too_few_rows_for_the_processes_is_one_line(folder):
+    a = scan(expand(folder)[1][:1], "in", 5)
+    with pytest.raises(Exception, match="too few for 2 processes of 512 rows a step"):
+        next(a.epoch(np.random.default_rng(0), 512, 0, 2))
+
+
+def test_a_batch_larger_than_half_the_buffer_still_streams(folder, monkeypatch):
+    monkeypatch.setattr(stream, "SHUFFLE_BYTES", 4 * 4 * 10)  # a 10-row buffer, batches of 64
+    a = scanned(folder)
+    seen = np.concatenate([ids(b) for b in a.epoch(np.random.default_rng(0), 64)])
+    np.testing.assert_array_equal(np.sort(seen), np.flatnonzero(a.zone(np.arange(a.n_rows)) == FIT))
 
 
 def test_labels_pick_the_normal_rows_for_fitting(tmp_path):
