@@ -197,9 +197,16 @@ class Adversarial(nn.Module):
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return self.netG(z).reshape(-1, *self.shape)
 
+    pack = 1  # rows per discriminator input (the gan family's PacGAN option packs more)
+    netD_row = None  # with packs, the per-row discriminator trained beside the packed one
+
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
         """The discriminator's logit (a critic's value) per row."""
         return self.head(self.body(x)).squeeze(1)
+
+    def discriminate_packs(self, x: torch.Tensor) -> torch.Tensor:
+        """The logit per pack of `pack` rows: per row, unpacked."""
+        return self.discriminate(x)
 
     def generator_parameters(self):
         return self.netG.parameters()
@@ -246,6 +253,13 @@ def gan_graphs(net: Adversarial, data: DataSpec, role: str = "discriminator", ou
         role: GraphDef(Method(net, "discriminate"), [data_port("x", data)], [Port(output, "value")]),
         **(extra or {}),
     }
+
+
+def pack_rows(x: torch.Tensor, m: int) -> torch.Tensor:
+    """PacGAN's packing (Lin et al. 2018): rows (n, ...) -> (n // m, m * row size), each packed row
+    m consecutive rows flattened side by side; the n % m rows left over are dropped."""
+    n = len(x) // m * m
+    return x[:n].reshape(n // m, -1)
 
 
 def sample_normal(n: int, dim: int, like: torch.Tensor) -> torch.Tensor:

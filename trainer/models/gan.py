@@ -19,7 +19,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .adversarial import discriminator_loss, gan_graphs, generator_loss, sample_normal
+from .adversarial import discriminator_loss, gan_graphs, generator_loss, pack_rows, sample_normal
 from .base import mlp
 
 
@@ -36,6 +36,10 @@ class Options:
     # Not DCGAN's 2e-4: on digits with these MLPs netD wins at 2e-4 and samples collapse
     # (mean pairwise sample distance 1.55 vs the data's 2.99 after 200 epochs; 2.96 at 1e-3).
     lr: float = option(1e-3, "Adam learning rate of G and D (betas 0.5, 0.999).", Interval(float, 0, None, "neither"))
+    pack: int = option(1, "PacGAN (Lin et al. 2018): the discriminator judges packs of this many rows at once, "
+                       "real with real and generated with generated, which penalises a generator that covers few "
+                       "modes; 1: the plain GAN. With packs, a per-row discriminator is trained beside it on the "
+                       "same batches and is the one exported (score, --refine).", Interval(int, 1, None))
 
 
 MAX_LATENT = 32
@@ -58,19 +62,29 @@ def min_steps(options: Options, data: DataSpec) -> int | None:
 
 
 class GAN(nn.Module):
-    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, unit_range: bool):
+    """netG: z -> row; netD: a pack of `pack` rows -> logit (one row when pack is 1); with packs,
+    netD_row: one row -> logit, the exported discriminator."""
+
+    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, unit_range: bool, pack: int = 1):
         super().__init__()
-        self.shape, self.latent_dim = list(shape), latent_dim
+        self.shape, self.latent_dim, self.pack = list(shape), latent_dim, pack
         dim = int(np.prod(shape))
         self.netG = mlp([latent_dim, *hidden, dim], last_act=nn.Sigmoid() if unit_range else None)
-        self.netD = mlp([dim, *reversed(hidden), 1], act=lambda: nn.LeakyReLU(0.2))
+        self.netD = mlp([pack * dim, *reversed(hidden), 1], act=lambda: nn.LeakyReLU(0.2))
+        self.netD_row = mlp([dim, *reversed(hidden), 1], act=lambda: nn.LeakyReLU(0.2)) if pack > 1 else None
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return self.netG(z).reshape(-1, *self.shape)
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
-        """D's logit per row: log D(x) / (1 - D(x))."""
-        return self.netD(x.flatten(1)).squeeze(1)
+        """D's logit per row: log D(x) / (1 - D(x)) (the per-row discriminator's, with packs)."""
+        return (self.netD if self.netD_row is None else self.netD_row)(x.flatten(1)).squeeze(1)
+
+    def discriminate_packs(self, x: torch.Tensor) -> torch.Tensor:
+        """D's logit per pack of `pack` consecutive rows (per row when pack is 1)."""
+        if self.pack == 1:
+            return self.discriminate(x)
+        return self.netD(pack_rows(x.flatten(1), self.pack)).squeeze(1)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         return -self.discriminate(x)
@@ -79,7 +93,7 @@ class GAN(nn.Module):
         return self.netG.parameters()
 
     def discriminator_parameters(self):
-        return self.netD.parameters()
+        return [*self.netD.parameters(), *(self.netD_row.parameters() if self.netD_row is not None else [])]
 
 
 class Trainer:
@@ -97,20 +111,25 @@ class Trainer:
         self.batches_per_step = options.d_steps
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
-        net = self.net
-        loss_d = torch.zeros(())
+        net, m = self.net, self.net.pack
+        loss_d = loss_row = torch.zeros(())
         for real in x.chunk(self.d_steps):
+            if len(real) < m:  # the end of an epoch, fewer rows than a pack
+                continue
             fake = net.generate(sample_normal(len(real), net.latent_dim, x)).detach()
-            loss_d = discriminator_loss(net.discriminate(real), net.discriminate(fake))
+            loss_d = discriminator_loss(net.discriminate_packs(real), net.discriminate_packs(fake))
+            if net.netD_row is not None:  # the per-row discriminator learns from the same rows
+                loss_row = discriminator_loss(net.discriminate(real), net.discriminate(fake))
             self.optD.zero_grad(set_to_none=True)
-            loss_d.backward()
+            (loss_d + loss_row).backward()
             self.optD.step()
-        z = sample_normal(len(x) // self.d_steps or 1, net.latent_dim, x)
-        loss_g = generator_loss(net.discriminate(net.generate(z)), self.loss_kind)
+        z = sample_normal(max(len(x) // self.d_steps, m), net.latent_dim, x)
+        loss_g = generator_loss(net.discriminate_packs(net.generate(z)), self.loss_kind)
         self.optG.zero_grad(set_to_none=True)
         loss_g.backward()
         self.optG.step()
-        return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach())}
+        return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
+                **({"loss_d_row": float(loss_row.detach())} if net.netD_row is not None else {})}
 
 
 def graphs(net: GAN, data: DataSpec) -> dict[str, GraphDef]:
@@ -120,9 +139,9 @@ def graphs(net: GAN, data: DataSpec) -> dict[str, GraphDef]:
 
 register(Family(
     name="gan", description="GAN, Goodfellow Algorithm 1 (d_steps D-steps per G-step); samples; weak score.",
-    options=Options, build=lambda o, data: GAN(data.shape, o.hidden, o.latent_dim, data.unit_range),
+    options=Options, build=lambda o, data: GAN(data.shape, o.hidden, o.latent_dim, data.unit_range, o.pack),
     trainer=Trainer, graphs=graphs, capabilities=("sample", "score"), resolve=resolve, min_steps=min_steps,
     score_kind="negative_discriminator_logit", sampler=lambda net, o: AncestralSampler(graph="generator"),
-    latent_prior="normal", discriminator=("discriminator", "logit"), variant=lambda o: f"{o.loss} loss, d_steps={o.d_steps}",
+    latent_prior="normal", discriminator=("discriminator", "logit"), variant=lambda o: f"{o.loss} loss, d_steps={o.d_steps}" + (f", PacGAN{o.pack}" if o.pack > 1 else ""),
     test=Preset(30, {"hidden": [32], "latent_dim": 4}), demo=Preset(300), bench=Preset(300),
 ))

@@ -58,3 +58,45 @@ def test_old_name_k_is_refused():
 
     with pytest.raises(ConfigError, match="k: unknown key"):
         TrainConfig.make(model="gan", k=2)
+
+
+def test_packing_puts_m_consecutive_rows_side_by_side():
+    from gen.trainer.models.adversarial import pack_rows
+
+    x = torch.arange(7 * 3, dtype=torch.float32).reshape(7, 1, 1, 3)
+    packed = pack_rows(x.flatten(1), 2)
+    assert packed.shape == (3, 6)  # the 7th row is left over
+    torch.testing.assert_close(packed[1], torch.cat([x[2].flatten(), x[3].flatten()]))
+
+
+def test_pacgan_judges_packs_and_keeps_a_per_row_discriminator_for_export():
+    torch.manual_seed(0)
+    net, options = build(pack=3)
+    assert net.netD[0].in_features == 3 * 3 and net.netD_row[0].in_features == 3
+    x = torch.rand(9, 1, 1, 3)
+    assert net.discriminate_packs(x).shape == (3,) and net.discriminate(x).shape == (9,)
+    torch.testing.assert_close(net.discriminate(x), net.netD_row(x.flatten(1)).squeeze(1))
+    before = [p.detach().clone() for p in net.netD_row.parameters()]
+    losses = gan.Trainer(net, options).step(torch.rand(12, 1, 1, 3))
+    assert set(losses) == {"loss_d", "loss_g", "loss_d_row"}
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.netD_row.parameters()))  # it learns too
+    assert gan.Trainer(net, options).step(torch.rand(2, 1, 1, 3))["loss_d"] == 0.0  # fewer rows than a pack
+
+
+def test_pacgan_exports_a_per_row_discriminator_that_refines(tmp_path):
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from gen.cli.main import app
+    from gen.runtime import load
+
+    run = CliRunner().invoke(app, ["train", "--model", "gan", "--data", "ring8", "--pack", "2", "--epochs", "2",
+                                   "--hidden", "16", "--out", str(tmp_path / "run"), "--quiet"])
+    assert run.exit_code == 0, run.output
+    assert CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "b")]).exit_code == 0
+    model = load(tmp_path / "b")
+    assert model.manifest.config["pack"] == 2 and "PacGAN2" in model.manifest.variant
+    rows = model.sample(8, seed=0)
+    assert model.score(rows).shape == (8,)  # one score per row, from the per-row discriminator
+    refined = model.sample(16, seed=0, refine="drs")
+    assert refined.shape == (16, 2) and np.isfinite(refined).all()
