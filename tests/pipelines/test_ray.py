@@ -166,6 +166,7 @@ def test_ray_train_writes_a_run_that_exports_and_serves(cluster, partitions, tmp
     result = gen("train", "--model", "ae", "--data", partitions, "--label-column", "id", "--epochs", 2,
                  "--hidden", 16, "--latent-dim", 3, "--engine", "ray", "--nproc", 2, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
+    assert not list(tmp_path.glob(".gen-ray-train-*"))  # Ray Train's storage beside --out is gone
     assert "nproc: 2" in (out / "config.yaml").read_text() and "engine" not in gen("export", out, "--out",
                                                                                      tmp_path / "b").output
     from gen.runtime import load
