@@ -17,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import entr, logit, logsumexp
+
+
+def _special():
+    """scipy.special, imported on first use: 16 MB resident that every training process would
+    carry (the registry imports this module with the Boltzmann families) for log Z alone."""
+    import scipy.special
+
+    return scipy.special
 
 DEFAULT_CHUNK = 4096
 MAX_UNITS = 24
@@ -88,7 +95,7 @@ def exact_log_partition(W: np.ndarray, b: np.ndarray, c: np.ndarray,
         s = _states(start, min(start + chunk, 1 << k), k)
         # -F of each enumerated state, with the other layer summed out.
         neg_f = s @ own_bias + _softplus(s @ w + other_bias).sum(axis=1)
-        total = np.logaddexp(total, logsumexp(neg_f))
+        total = np.logaddexp(total, _special().logsumexp(neg_f))
     return float(total)
 
 
@@ -155,14 +162,14 @@ def _base_biases(base_marginals, n_visible: int) -> np.ndarray:
         raise ValueError(f"base_marginals must have shape ({n_visible},), got {m.shape}")
     if not np.all(np.isfinite(m)) or np.any(m < 0.0) or np.any(m > 1.0):
         raise ValueError("base_marginals must be probabilities in [0, 1]")
-    return logit(np.clip(m, BASE_CLIP, 1.0 - BASE_CLIP))
+    return _special().logit(np.clip(m, BASE_CLIP, 1.0 - BASE_CLIP))
 
 
 def _ais_estimate(log_z_base: float, log_w: np.ndarray) -> tuple[float, float]:
     # log Z = log Z_A + log mean(w); standard error of log mean(w) by the delta method,
     # std(w) / (sqrt(n) mean(w)), from the weights scaled by their mean (each <= n).
     n = log_w.size
-    log_mean = float(logsumexp(log_w) - np.log(n))
+    log_mean = float(_special().logsumexp(log_w) - np.log(n))
     ratio = np.exp(log_w - log_mean)
     return float(log_z_base + log_mean), float(np.std(ratio, ddof=1) / np.sqrt(n))
 
@@ -338,7 +345,7 @@ def grbm_exact_log_partition(W: np.ndarray, b: np.ndarray, c: np.ndarray, sigma:
         h = _states(start, min(start + chunk, 1 << n_hidden), n_hidden)
         a = h @ W.T                                      # (W h)_i per state
         terms = h @ c + (a * (b / sigma) + 0.5 * a * a).sum(axis=1)
-        total = np.logaddexp(total, logsumexp(terms))
+        total = np.logaddexp(total, _special().logsumexp(terms))
     return float(total + const)
 
 
@@ -401,7 +408,7 @@ def dbm_exact_log_partition(W1: np.ndarray, W2: np.ndarray, b: np.ndarray, c1: n
         else:
             v, h2 = s[:, :n_visible], s[:, n_visible:]
             neg_f = v @ b + h2 @ c2 + _softplus(v @ W1 + h2 @ W2.T + c1).sum(axis=1)
-        total = np.logaddexp(total, logsumexp(neg_f))
+        total = np.logaddexp(total, _special().logsumexp(neg_f))
     return float(total)
 
 
@@ -457,6 +464,7 @@ def dbm_variational_bound(v: np.ndarray, W1: np.ndarray, W2: np.ndarray, b: np.n
             raise ValueError(f"{name} must hold probabilities in [0, 1]")
     neg_energy = (v @ b + mu1 @ c1 + mu2 @ c2 + ((v @ W1) * mu1).sum(axis=1)
                   + ((mu1 @ W2) * mu2).sum(axis=1))
+    entr = _special().entr
     entropy = (entr(mu1) + entr(1.0 - mu1)).sum(axis=1) + (entr(mu2) + entr(1.0 - mu2)).sum(axis=1)
     return neg_energy + entropy
 
