@@ -28,7 +28,7 @@ class RunOptions:
 
     model: str = option("auto", "Model family (see `gen models`); auto: the default family for the data's kind "
                         "(images: pca, tables and 2-D points: ae, ratings: autorec; marked in `gen models`).", Text())
-    data: str = option("digits", "digits, ring8, grid25, lowrank (synthetic ratings), or a path (MNIST IDX, .npy, .csv, .parquet, ratings: u.data, ratings.dat, ratings.csv, a user,item,rating CSV).", Text())
+    data: str = option("digits", "digits, ring8, grid25, lowrank (synthetic ratings), a path (MNIST IDX, .npy, .csv, .parquet, ratings: u.data, ratings.dat, ratings.csv, a user,item,rating CSV), or a folder or glob of .csv/.npy/.parquet files (streamed).", Text())
     out: str = option("runs/run", "Run folder to write.", Text())
     epochs: int = option(None, "Passes over the training rows. Default: a budget from the data (trainer/budget.py): "
                          "autoencoders and VAEs train up to a ceiling set by the number of optimiser steps and "
