@@ -35,9 +35,7 @@ class Options:
     d_steps: int = option(1, "Discriminator steps per generator step (Algorithm 1's k).", Interval(int, 1, None))
     # Not DCGAN's 2e-4: on digits with these MLPs netD wins at 2e-4 and samples collapse
     # (mean pairwise sample distance 1.55 vs the data's 2.99 after 200 epochs; 2.96 at 1e-3).
-    lr: float = option(None, "Adam learning rate of G and D (betas 0.5, 0.999). Default: 5e-4 on rows of at most "
-                             "16 values (2-D points), 1e-3 otherwise.", Interval(float, 0, None, "neither"),
-                       optional=True)
+    lr: float = option(1e-3, "Adam learning rate of G and D (betas 0.5, 0.999).", Interval(float, 0, None, "neither"))
     pack: int = option(1, "PacGAN (Lin et al. 2018): the discriminator judges packs of this many rows at once, "
                        "real with real and generated with generated, which penalises a generator that covers few "
                        "modes; 1: the plain GAN. With packs, a per-row discriminator is trained beside it on the "
@@ -50,20 +48,12 @@ MAX_LATENT = 32
 # steps) left Grid-25 at 13-16 of 25 modes with 2-7% of samples near one; 10,000 steps
 # 22-25 modes, 58-76%; 30,000 steps 23-25 modes, 82-84% (ring-8: 8/8, 93-95%), about 70 s.
 LOW_DIM, LOW_DIM_STEPS = 16, 30_000
-# Their learning rate, measured on seeds 11-15 (not the benchmark's) with that budget: on Grid-25
-# 87.2% of plain samples near a mode at 5e-4 (82.4-94.8%, every seed above 1e-3's) against 80.5%
-# at 1e-3 (75.3-85.5%); ring-8 91.4% against about 92% (within the seeds' spread); with MH
-# 89.4% against 84.9% (Grid-25, seeds 13-15). Wider rows keep 1e-3 (the digits note above).
-LOW_DIM_LR, LR = 5e-4, 1e-3
 
 
 def resolve(options: Options, data: DataSpec) -> Options:
-    """latent_dim left at its default -> the row's size, at most MAX_LATENT; lr -> LOW_DIM_LR
-    on rows of at most LOW_DIM values, else LR."""
+    """latent_dim left at its default -> the row's size, at most MAX_LATENT."""
     if options.latent_dim is None:
-        options = replace(options, latent_dim=min(MAX_LATENT, data.size))
-    if options.lr is None:
-        options = replace(options, lr=LOW_DIM_LR if data.size <= LOW_DIM else LR)
+        return replace(options, latent_dim=min(MAX_LATENT, data.size))
     return options
 
 
