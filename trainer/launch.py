@@ -35,26 +35,14 @@ class ProcessFailed(GenError):
 
 
 def wanted(cfg: TrainConfig) -> bool:
-    """Whether this `gen train` starts processes (it is not one of them already)."""
-    return (cfg.run.nproc > 1 or cfg.run.engine == "ray") and "TORCHELASTIC_RUN_ID" not in os.environ \
-        and not _in_ray_train()
+    """Whether this `gen train` starts processes (it is not one of torchrun's already; Ray
+    Train's workers call `train` itself, never the command)."""
+    return (cfg.run.nproc > 1 or cfg.run.engine == "ray") and "TORCHELASTIC_RUN_ID" not in os.environ
 
 
-def _in_ray_train() -> bool:
-    try:
-        import ray.train
-
-        ray.train.get_context().get_world_size()
-        return True
-    except Exception:  # no Ray, or not inside a Ray Train worker
-        return False
-
-
-def _config_file(cfg: TrainConfig, folder: Path, **changes) -> Path:
-    """The run's whole configuration as YAML, for the processes to read."""
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump({**cfg.to_dict(), "model": cfg.family.name, **changes}, sort_keys=False))
-    return path
+def _options(cfg: TrainConfig) -> dict:
+    """The run's whole configuration, for the processes to build it again."""
+    return {**cfg.to_dict(), "model": cfg.family.name}
 
 
 def launch(cfg: TrainConfig, as_json: bool = False) -> Path | None:
@@ -79,7 +67,8 @@ def _local(cfg: TrainConfig, as_json: bool) -> None:
 
     n = cfg.run.nproc
     with tempfile.TemporaryDirectory(prefix="gen-launch-") as tmp, _launching(n):
-        config = _config_file(cfg, Path(tmp))
+        config = Path(tmp) / "config.yaml"
+        config.write_text(yaml.safe_dump(_options(cfg), sort_keys=False))
         launch_config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n,
                                      run_id=LAUNCH_PREFIX + uuid.uuid4().hex,
                                      rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
@@ -175,7 +164,7 @@ def _on_ray(cfg: TrainConfig) -> Path:
         try:
             # Ray Train's storage: beside --out, which must be on storage every node sees (as for gen score)
             with tempfile.TemporaryDirectory(prefix=".gen-ray-train-", dir=out.parent) as storage:
-                raw = {**cfg.to_dict(), "model": cfg.family.name}
+                raw = _options(cfg)
                 trainer = TorchTrainer(
                     _ray_worker, train_loop_config={"raw": raw, "where": "option", "cwd": os.getcwd()},
                     scaling_config=ray.train.ScalingConfig(num_workers=cfg.run.nproc,

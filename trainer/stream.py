@@ -393,25 +393,28 @@ def scan(files: list[Path], source: str, seed: int, label_column: str | None = N
     return rows
 
 
+def _moments_of(rows: np.ndarray) -> tuple:
+    """(n, mean, M2) of `rows`, in float64."""
+    b = rows.astype(np.float64)
+    mean = b.mean(axis=0)
+    return len(b), mean, ((b - mean) ** 2).sum(axis=0)
+
+
 def _combine(moments: tuple, rows: np.ndarray) -> tuple:
     """(n, mean, M2) of the rows seen so far and `rows` (Chan, Golub and LeVeque's pairwise
     update, in float64)."""
     n, mean, m2 = moments
-    b = rows.astype(np.float64)
-    b_mean = b.mean(axis=0)
-    b_m2 = ((b - b_mean) ** 2).sum(axis=0)
-    total = n + len(b)
+    nb, b_mean, b_m2 = _moments_of(rows)
+    total = n + nb
     delta = b_mean - mean
-    return total, mean + delta * (len(b) / total), m2 + b_m2 + delta ** 2 * (n * len(b) / total)
+    return total, mean + delta * (nb / total), m2 + b_m2 + delta ** 2 * (n * nb / total)
 
 
 def _remove(moments: tuple, rows: np.ndarray) -> tuple:
     """(n, mean, M2) without `rows` (among those it was combined from): the update run backwards."""
     n, mean, m2 = moments
-    b = rows.astype(np.float64)
-    b_mean = b.mean(axis=0)
-    b_m2 = ((b - b_mean) ** 2).sum(axis=0)
-    rest = n - len(b)
-    rest_mean = (n * mean - len(b) * b_mean) / rest
+    nb, b_mean, b_m2 = _moments_of(rows)
+    rest = n - nb
+    rest_mean = (n * mean - nb * b_mean) / rest
     delta = b_mean - rest_mean
-    return rest, rest_mean, m2 - b_m2 - delta ** 2 * (rest * len(b) / n)
+    return rest, rest_mean, m2 - b_m2 - delta ** 2 * (rest * nb / n)
