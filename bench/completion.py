@@ -10,7 +10,8 @@ method is fitted on exactly the training triples and predicts exactly the test p
   test pairs. A test pair whose user or item never appears in training gets the global mean
   (counted). The trainer's own figures (run.json) are recorded next to them.
 - the global-mean and user/item-bias baselines of `gen.trainer.protocols.completion`;
-- scikit-surprise's SVD and SVD++ (defaults, `random_state` = the split seed).
+- scikit-surprise's SVD and SVD++ (defaults, `random_state` = the split seed) and KNNBaseline
+  (defaults: 40 neighbours, MSD similarity between users, ALS baselines; deterministic).
 
 Figures: test RMSE and MAE, and the time to fit (and to predict).
 """
@@ -86,7 +87,8 @@ def spread(values: list[float]) -> dict | None:
 
 def completion_families(families: dict) -> dict:
     """The benchmarked families that train on ratings, each with the orientations to run
-    (item and user when the family has an `orientation` option)."""
+    (item and user when the family has an `orientation` option, unless its bench preset names
+    one: GLocal-K's item-based default only, its training takes minutes)."""
     from gen.trainer import registry
 
     chosen = {}
@@ -95,7 +97,11 @@ def completion_families(families: dict) -> dict:
         if not entry.accepts("ratings"):
             continue
         options = {spec.name for spec in entry.option_specs()}
-        chosen[name] = {**family, "orientations": list(ORIENTATIONS) if "orientation" in options else [None]}
+        if "orientation" in family["options"]:  # the preset names one (a slow family: its default only)
+            orientations = [family["options"]["orientation"]]
+        else:
+            orientations = list(ORIENTATIONS) if "orientation" in options else [None]
+        chosen[name] = {**family, "orientations": orientations}
     return chosen
 
 
@@ -258,6 +264,7 @@ def completion_benchmark(data_path: Path, families: dict, seeds: list[int], thre
                 record["variants"][orientation or ""] = resolved["variant"]
                 if record["config"] is None:
                     record["config"] = resolved["config"]
+                record.setdefault("trained_epochs", figures["epochs"])
                 _log(f"completion seed {seed} {label}: runtime RMSE {figures['rmse']:.4f} (trainer "
                      f"{_fmt(figures['trainer_rmse'])}), fit {figures['fit_s']:.1f}s, export {figures['export_s']:.1f}s")
 

@@ -27,7 +27,9 @@ PYOD_DETECTORS = {
     # (400 rows) with one thread, so there is no need to cut it.
     "PyOD AutoEncoder": ("pyod.models.auto_encoder", "AutoEncoder", {"verbose": 0, "random_state": SEED}),
 }
-SURPRISE_ALGORITHMS = {"surprise SVD": "SVD", "surprise SVD++": "SVDpp"}
+SURPRISE_ALGORITHMS = {"surprise SVD": "SVD", "surprise SVD++": "SVDpp", "surprise KNNBaseline": "KNNBaseline"}
+# Neighbourhood methods: no random state and no epochs (their baselines' ALS has its own).
+SURPRISE_NEIGHBOURS = ("KNNBaseline",)
 
 
 def _jsonable(value):
@@ -104,16 +106,20 @@ def surprise_algorithm(name: str, seed: int, n_epochs: int | None = None):
     fixed, and `n_epochs` only when given (quick runs)."""
     import surprise
 
+    cls = SURPRISE_ALGORITHMS[name]
+    if cls in SURPRISE_NEIGHBOURS:  # deterministic; verbose off only keeps its progress lines out of the log
+        return getattr(surprise, cls)(verbose=False)
     kwargs = {"random_state": seed}
     if n_epochs is not None:
         kwargs["n_epochs"] = n_epochs
-    return getattr(surprise, SURPRISE_ALGORITHMS[name])(**kwargs)
+    return getattr(surprise, cls)(**kwargs)
 
 
 def surprise_settings(algo) -> dict:
     """The hyper-parameters an algorithm runs with (its public attributes)."""
     keys = ("n_factors", "n_epochs", "biased", "init_mean", "init_std_dev", "lr_bu", "lr_bi", "lr_pu", "lr_qi",
-            "lr_yj", "reg_bu", "reg_bi", "reg_pu", "reg_qi", "reg_yj", "random_state")
+            "lr_yj", "reg_bu", "reg_bi", "reg_pu", "reg_qi", "reg_yj", "random_state", "k", "min_k", "sim_options",
+            "bsl_options")
     return {k: _jsonable(getattr(algo, k)) for k in keys if hasattr(algo, k)}
 
 

@@ -21,8 +21,8 @@ What it measures (DESIGN.md, "Quality protocols"), one section each (`--only`):
    `${GEN_DATA:-~/.cache/gen-datasets}/mnist5k/mnist5k-images-idx3-ubyte.gz`.
 3. `completion`: matrix completion on MovieLens-100K (`--movielens PATH`, or
    `${GEN_DATA:-~/.cache/gen-datasets}/ml-100k/u.data`): the completion families (AutoRec,
-   item- and user-based) measured through their bundles, next to the global-mean and
-   user/item-bias baselines and scikit-surprise's SVD and SVD++ on the same split, for the
+   item- and user-based; GLocal-K, item-based) measured through their bundles, next to the global-mean and
+   user/item-bias baselines and scikit-surprise's SVD, SVD++ and KNNBaseline on the same split, for the
    protocol's seed 0 and more split seeds (bench/completion.py).
 4. `boltzmann`: likelihoods and speed of the Boltzmann machines on MNIST-5k (bench/boltzmann.py).
 5. `sampling`: wall time of `gen sample BUNDLE --n 64` as a subprocess against the wall time

@@ -58,7 +58,8 @@ def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.rand
     rows_per_step = cfg.run.batch_size * parts.batches_per_step
     batches = Batches(x_fit, rows_per_step, group, stream, pre)
     plan = budget.plan(batches.rows, rows_per_step, cfg.run.epochs, cfg.run.patience,
-                       cfg.family.stops_early and validate is not None, cfg.family.trains_by_steps, min_steps)
+                       cfg.family.stops_early and validate is not None, cfg.family.trains_by_steps, min_steps,
+                       cfg.family.default_epochs)
     history = []
     start_all = time.perf_counter()
     if parts.fit is not None:  # its own schedule: closed form (PCA, one record) or AdaGAN's sequence

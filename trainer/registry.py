@@ -101,6 +101,8 @@ class Family:
     min_steps(options, data): the optimiser steps a family that does not stop early trains at
       least, without --epochs, on this data (None: the budget above); e.g. a GAN on
       low-dimensional rows, which 30 epochs leave far from covering their modes.
+    default_epochs: the epochs a family that does not stop early trains without --epochs,
+      where its own measurements chose a number (AutoRec, GLocal-K); None: the budget above.
     score_graph: (graph role, output name) that computes the anomaly score.
     log_partition(net, options, x_fit, data): log Z of an energy-based model (exact or
       estimated) such that -score - log Z is log p of the raw rows, stored in the manifest so
@@ -136,6 +138,7 @@ class Family:
     stops_early: bool = False
     trains_by_steps: bool = False
     min_steps: Callable[[Any, DataSpec], int | None] | None = None
+    default_epochs: int | None = None
     fit_score: Callable[..., dict] | None = None
     score_kind_of: Callable[[Any], str] | None = None
     default_for: tuple[str, ...] = ()

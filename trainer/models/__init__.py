@@ -5,4 +5,4 @@ BUILTIN is the one registration line a new family adds: its module name here.
 """
 
 BUILTIN = ("autoencoder", "linear", "conv_ae", "autorec", "vae", "gan", "dcgan", "wgan", "infogan", "veegan",
-           "adagan", "rbm", "dbm")
+           "adagan", "rbm", "dbm", "glocal")
