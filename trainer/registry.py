@@ -101,6 +101,10 @@ class Family:
     min_steps(options, data): the optimiser steps a family that does not stop early trains at
       least, without --epochs, on this data (None: the budget above); e.g. a GAN on
       low-dimensional rows, which 30 epochs leave far from covering their modes.
+    keep_best(net, options, data, x_val, seed): for a family that does not stop early, a
+      validation loss (a function of no argument, lower is better) on the held-out rows x_val
+      (model space) that picks the epoch kept when it trains its default budget, or None on
+      data where the last epoch is kept (e.g. a GAN on points: adversarial.fidelity_check).
     default_epochs: the epochs a family that does not stop early trains without --epochs,
       where its own measurements chose a number (AutoRec, GLocal-K); None: the budget above.
     score_graph: (graph role, output name) that computes the anomaly score.
@@ -139,6 +143,7 @@ class Family:
     trains_by_steps: bool = False
     min_steps: Callable[[Any, DataSpec], int | None] | None = None
     default_epochs: int | None = None
+    keep_best: Callable[..., Any] | None = None
     fit_score: Callable[..., dict] | None = None
     score_kind_of: Callable[[Any], str] | None = None
     default_for: tuple[str, ...] = ()

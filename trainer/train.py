@@ -190,17 +190,21 @@ def _train_into(cfg: TrainConfig, out: Path, group: Group = Group()) -> None:
                                                  if stream is not None else f"in {group.world} processes")
                           + "; use ae, vae or conv_ae, or one file in one process")
     validate = None
+    # The held-out normal rows that calibrate the threshold also pick the epoch (README, "How a
+    # model is trained by default"): at most MAX_VALIDATION_ROWS of them.
+    val_idx = cal_idx if len(cal_idx) <= budget.MAX_VALIDATION_ROWS else np.sort(
+        np.random.default_rng(run.seed + 4).choice(cal_idx, budget.MAX_VALIDATION_ROWS, replace=False))
     if family.stops_early and len(cal_idx) and (run.epochs is None or run.patience is not None):
-        # The held-out normal rows that calibrate the threshold also pick the epoch (README,
-        # "How a model is trained by default"): their mean score is the validation loss.
+        # Their mean score is the validation loss, and training stops once it stops improving.
         val_score = output(family.graphs(net, spec), *family.score_graph)
-        val_idx = cal_idx if len(cal_idx) <= budget.MAX_VALIDATION_ROWS else np.sort(
-            np.random.default_rng(run.seed + 4).choice(cal_idx, budget.MAX_VALIDATION_ROWS, replace=False))
         x_val = model_rows(val_idx)
 
         def validate() -> float:
             net.eval()
             return float(batched(val_score, x_val).mean())
+    elif family.keep_best is not None and len(cal_idx) and run.epochs is None:
+        # The default budget in full, keeping the epoch the family's own check likes best.
+        validate = family.keep_best(net, cfg.options, spec, model_rows(val_idx), run.seed + 5)
 
     min_steps = family.min_steps(cfg.options, spec) if family.min_steps is not None else None
     try:

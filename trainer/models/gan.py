@@ -19,7 +19,8 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .adversarial import discriminator_loss, gan_graphs, generator_loss, pack_rows, sample_normal
+from .adversarial import (discriminator_loss, fidelity_check, gan_graphs, generator_loss, pack_rows,
+                          sample_normal)
 from .base import mlp
 
 
@@ -59,6 +60,12 @@ def resolve(options: Options, data: DataSpec) -> Options:
 
 def min_steps(options: Options, data: DataSpec) -> int | None:
     return LOW_DIM_STEPS if data.size <= LOW_DIM else None
+
+
+def keep_best(net, options: Options, data: DataSpec, x_val: torch.Tensor, seed: int):
+    """On rows of a few values (the same rule as min_steps), the epoch kept is the one whose
+    samples best match the held-out rows (adversarial.fidelity_check); elsewhere the last."""
+    return fidelity_check(net, x_val, seed) if data.size <= LOW_DIM else None
 
 
 class GAN(nn.Module):
@@ -141,6 +148,7 @@ register(Family(
     name="gan", description="GAN, Goodfellow Algorithm 1 (d_steps D-steps per G-step); samples; weak score.",
     options=Options, build=lambda o, data: GAN(data.shape, o.hidden, o.latent_dim, data.unit_range, o.pack),
     trainer=Trainer, graphs=graphs, capabilities=("sample", "score"), resolve=resolve, min_steps=min_steps,
+    keep_best=keep_best,
     score_kind="negative_discriminator_logit", sampler=lambda net, o: AncestralSampler(graph="generator"),
     latent_prior="normal", discriminator=("discriminator", "logit"), variant=lambda o: f"{o.loss} loss, d_steps={o.d_steps}" + (f", PacGAN{o.pack}" if o.pack > 1 else ""),
     test=Preset(30, {"hidden": [32], "latent_dim": 4}), demo=Preset(300), bench=Preset(300),

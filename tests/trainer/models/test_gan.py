@@ -100,3 +100,56 @@ def test_pacgan_exports_a_per_row_discriminator_that_refines(tmp_path):
     assert model.score(rows).shape == (8,)  # one score per row, from the per-row discriminator
     refined = model.sample(16, seed=0, refine="drs")
     assert refined.shape == (16, 2) and np.isfinite(refined).all()
+
+
+class _Fixed(torch.nn.Module):
+    """A 'generator' that returns given rows whatever the noise (cycled to the batch)."""
+
+    def __init__(self, rows: torch.Tensor):
+        super().__init__()
+        self.rows, self.latent_dim = rows, 2
+
+    def generate(self, z):
+        return self.rows[torch.arange(len(z)) % len(self.rows)]
+
+
+def test_fidelity_check_rewards_covering_every_mode_and_nothing_else():
+    from gen.trainer.models.adversarial import fidelity_check
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0], [4.0, 4.0]])
+    held_out = centres.repeat(50, 1) + 0.05 * torch.randn(200, 2, generator=g)
+    everywhere = centres.repeat(100, 1) + 0.05 * torch.randn(400, 2, generator=g)
+    one_mode = centres[:1].repeat(400, 1) + 0.05 * torch.randn(400, 2, generator=g)
+    between = torch.full((400, 2), 2.0) + 0.05 * torch.randn(400, 2, generator=g)
+    half_off = torch.cat([everywhere[:200], between[:200]])
+    loss = {name: fidelity_check(_Fixed(rows), held_out, seed=0, n_fake=400)()
+            for name, rows in [("everywhere", everywhere), ("one_mode", one_mode), ("between", between),
+                               ("half_off", half_off)]}
+    assert loss["everywhere"] < 0.25
+    assert loss["between"] == 1.0                       # no sample near any held-out row
+    assert loss["one_mode"] > 0.5                       # precise, but a quarter of the modes
+    assert loss["everywhere"] < loss["half_off"] < loss["between"]
+
+
+def test_the_default_budget_on_points_keeps_the_epoch_the_check_likes(tmp_path, monkeypatch):
+    """`gen train --model gan` on 2-D points without --epochs: every epoch is checked on the
+    held-out rows and the best one is kept; with --epochs the last one is."""
+    import json
+
+    from gen.trainer.train import train
+
+    monkeypatch.setattr(gan, "LOW_DIM_STEPS", 200)  # a short budget for the test: 30 epochs
+    common = dict(model="gan", data="ring8", hidden=[16], batch_size=512, seed=0, device="cpu", quiet=True)
+    run = train(TrainConfig.make(out=str(tmp_path / "default"), **common))
+    metrics = json.loads((run / "run.json").read_text())["metrics"]
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    scores = [h["val_score"] for h in history]
+    stopping = metrics["stopping"]
+    assert len(history) == 30 and stopping["stopped"] == "ceiling"
+    assert stopping["kept_epoch"] == scores.index(min(scores)) + 1
+    assert stopping["best_val_score"] == pytest.approx(min(scores))
+    explicit = train(TrainConfig.make(out=str(tmp_path / "explicit"), epochs=3, **common))
+    records = [json.loads(line) for line in (explicit / "metrics.jsonl").read_text().splitlines()]
+    assert "val_score" not in records[0]
+    assert json.loads((explicit / "run.json").read_text())["metrics"]["stopping"]["kept_epoch"] == 3
