@@ -317,3 +317,12 @@ def test_a_gan_on_low_dimensional_rows_trains_by_steps_and_its_noise_follows_the
     assert plan.max_epochs == 266 and plan.patience is None  # 113 steps an epoch and "30000 steps" in plan.rule
     assert budget.plan(7200, 64, 5, None, False, min_steps=30_000).max_epochs == 5  # --epochs wins
     assert budget.plan(200_000, 64, None, None, False, min_steps=30_000).max_epochs == budget.DEFAULT_EPOCHS
+
+
+def test_a_family_may_name_its_default_epochs():
+    """AutoRec and GLocal-K name their epoch count (measured on MovieLens-100K); --epochs wins."""
+    assert registry.get("autorec").default_epochs == 60 and registry.get("glocal-k").default_epochs == 120
+    plan = budget.plan(1600, 64, None, None, False, default_epochs=60)
+    assert plan.max_epochs == 60 and plan.patience is None and "default" in plan.rule
+    assert budget.plan(1600, 64, 7, None, False, default_epochs=60).max_epochs == 7
+    assert budget.plan(1600, 64, None, None, False).max_epochs == budget.DEFAULT_EPOCHS
