@@ -38,6 +38,9 @@ PEER_PARAMS = {"KNN": ("n_neighbors", "method"), "OCSVM": ("kernel", "nu", "gamm
                "AutoEncoder": ("hidden_neuron_list", "epoch_num", "batch_size", "lr", "dropout_rate", "batch_norm",
                                "preprocessing")}
 SURPRISE_PARAMS = ("n_factors", "n_epochs", "lr_bu", "reg_bu", "k", "min_k", "sim_options", "bsl_options")
+# Settings of a completion run that say how it ran, not what was trained: left out of the table.
+PER_RUN_SETTINGS = ("epochs", "seed", "threads", "device", "stream", "nproc", "engine", "address")
+NEIGHBOUR_PARAMS = ("sim_options", "bsl_options")  # every surprise algorithm has them; shown for the k-NN ones
 SOFTWARE = (("python", "Python"), ("gen", "gen"), ("torch", "torch"), ("onnx", "onnx"), ("onnxruntime", "onnxruntime"),
             ("numpy", "numpy"), ("scikit-learn", "scikit-learn"), ("pyod", "PyOD"),
             ("scikit-surprise", "scikit-surprise"))
@@ -563,10 +566,10 @@ def completion_section(section: dict | None) -> str:
         settings.append({"kind": "gen", "name": name, "default": family["epochs"] is None,
                          "epochs": family["epochs"] if family["epochs"] is not None else family.get("trained_epochs"),
                          "variants": [v for v in family.get("variants", {}).values() if v],
-                         "config": [(k, v) for k, v in config.items()
-                                    if k not in ("epochs", "seed", "threads", "device")]})
+                         "config": [(k, v) for k, v in config.items() if k not in PER_RUN_SETTINGS]})
     settings += [{"kind": "peer", "name": m["name"],
-                  "params": [(k, m["settings"][k]) for k in SURPRISE_PARAMS if k in m["settings"]],
+                  "params": [(k, m["settings"][k]) for k in SURPRISE_PARAMS if k in m["settings"]
+                             and (k not in NEIGHBOUR_PARAMS or "k" in m["settings"])],
                   "seeded": "random_state" in m["settings"]}
                  for m in ordered_methods(section) if m.get("kind") == "peer" and m.get("settings")]
     if section.get("surprise_epochs_override"):
