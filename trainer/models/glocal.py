@@ -28,6 +28,10 @@ units with zeros where unobserved. The paper reports the best fine-tuning round 
 test set; here the number of fine-tuning rounds is the run's epochs (see `epochs` in the
 registration), fixed before any test rating is seen.
 
+Beyond the paper: `members` networks (3 by default) are trained the same way from different
+initial weights and their completions averaged inside the graph (on MovieLens-100K split seed 0,
+one network 0.8919 test RMSE, three 0.8899; a fit then takes three times as long).
+
 Exported as one graph, `complete`: (x, mask) -> completed, raw ratings in and out, clipped to
 the rating range; a row with no observed entry gets the global mean.
 """
