@@ -80,6 +80,7 @@ def train_export(model: str, data: str, epochs: int, options: dict, seed: int, t
     info = json.loads((run / "run.json").read_text())
     return load(workdir / "bundles" / tag, device="cpu"), {
         "variant": info["variant"], "train_s": seconds, "epochs": epochs, "trained_epochs": info["metrics"]["epochs"],
+        "kept_epoch": (info["metrics"].get("stopping") or {}).get("kept_epoch"),
         "discriminator_accuracy": manifest.refine.accuracy if manifest.refine else None,
         "max_parity": float(manifest.parity.max_abs_diff),
     }

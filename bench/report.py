@@ -816,7 +816,10 @@ def gans_section(section: dict | None, targets: dict[str, Target] = TARGETS) -> 
                                        "classes DRS", "classes MH", "KL plain", "train s"], rows)})
     if point_sets:  # the epochs a default-command run trained (its budget follows the data)
         modes = {**modes, "families": {n: {**r, "trained": sorted({str(run["trained_epochs"]) for d in r["data"].values()
-                                                                   for run in d["runs"] if run.get("trained_epochs")})}
+                                                                   for run in d["runs"] if run.get("trained_epochs")}),
+                                           "kept": [f"{run['kept_epoch']} ({name} seed {run['seed']})"
+                                                    for name, d in r["data"].items() for run in d["runs"]
+                                                    if run.get("kept_epoch")]}
                                        for n, r in modes["families"].items()}}
     return fill("gans.md.j2", t=targets, modes=modes if point_sets else None, point_sets=point_sets,
                 mode_targets=mode_targets(modes, targets) if point_sets else [],

@@ -610,3 +610,12 @@ def test_a_missing_template_figure_fails_loudly(report):
         report.fill("times.md.j2")
     with pytest.raises(jinja2.UndefinedError):
         report.fill("serving.md.j2", section={"bundle": "ae"}, gain=None, table="")
+
+
+def test_a_default_gan_run_names_the_epoch_it_kept(report):
+    results = json.loads((BENCH / "results.json").read_text())
+    runs = results["gans"]["modes"]["families"]["gan"]["data"]["grid25"]["runs"]
+    assert "kept the epoch its held-out check" not in report.render(results)
+    runs[0]["kept_epoch"] = 150
+    text = report.render(results)
+    assert f"kept the epoch its held-out check scored best: 150 (grid25 seed {runs[0]['seed']})" in text
