@@ -78,9 +78,11 @@ def train_export(model: str, data: str, epochs: int, options: dict, seed: int, t
     seconds = time.perf_counter() - start
     manifest = export_run(run, workdir / "bundles" / tag)
     info = json.loads((run / "run.json").read_text())
+    stopping = info["metrics"].get("stopping") or {}
     return load(workdir / "bundles" / tag, device="cpu"), {
         "variant": info["variant"], "train_s": seconds, "epochs": epochs, "trained_epochs": info["metrics"]["epochs"],
-        "kept_epoch": (info["metrics"].get("stopping") or {}).get("kept_epoch"),
+        # the epoch a held-out check chose (a default-command gan on points), else None
+        "kept_epoch": stopping.get("kept_epoch") if "best_val_score" in stopping else None,
         "discriminator_accuracy": manifest.refine.accuracy if manifest.refine else None,
         "max_parity": float(manifest.parity.max_abs_diff),
     }

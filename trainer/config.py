@@ -32,8 +32,10 @@ class RunOptions:
     out: str = option("runs/run", "Run folder to write.", Text())
     epochs: int = option(None, "Passes over the training rows. Default: a budget from the data (trainer/budget.py): "
                          "autoencoders and VAEs train up to a ceiling set by the number of optimiser steps and "
-                         "stop early on held-out rows, keeping the best epoch; other families 30 epochs. Given, "
-                         "exactly this many (the ceiling, with --patience).", Interval(int, 1, None), optional=True)
+                         "stop early on held-out rows, keeping the best epoch; rbm trains that ceiling; gan on "
+                         "points 30,000 steps, keeping its best epoch; autorec 60, glocal-k 120 (fine-tuning "
+                         "rounds); other families 30 epochs. Given, exactly this many (the ceiling, with "
+                         "--patience).", Interval(int, 1, None), optional=True)
     patience: int = option(None, "Stop after this many epochs without a better validation score and keep the best "
                            "epoch (families that stop early; default with no --epochs: from the data).",
                            Interval(int, 1, None), optional=True)

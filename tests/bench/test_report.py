@@ -615,6 +615,9 @@ def test_a_missing_template_figure_fails_loudly(report):
 def test_a_default_gan_run_names_the_epoch_it_kept(report):
     results = json.loads((BENCH / "results.json").read_text())
     runs = results["gans"]["modes"]["families"]["gan"]["data"]["grid25"]["runs"]
+    for data in results["gans"]["modes"]["families"]["gan"]["data"].values():
+        for run in data["runs"]:
+            run.pop("kept_epoch", None)
     assert "kept the epoch its held-out check" not in report.render(results)
     runs[0]["kept_epoch"] = 150
     text = report.render(results)

@@ -62,7 +62,8 @@ class Options:
     kernel_reg: float = option(0.006, "lambda_s: penalty lambda_s/2 ||K||^2 on the local kernels (sparsity).",
                                Interval(float, 0, None))
     global_kernel: int = option(3, "Width of the global kernel's convolution along a row (odd; 0: local "
-                                "kernels only, no fine-tuning stage).", Interval(int, 0, None))
+                                "kernels only, no fine-tuning stage, so --epochs trains nothing more).",
+                                Interval(int, 0, None))
     dot_scale: float = option(1.0, "Scale of the dot product that builds the global kernel.",
                               Interval(float, 0, None, "left"))
     pretrain_epochs: int = option(30, "Pre-training rounds (local kernels only) before the global kernel.",
@@ -211,6 +212,12 @@ class Trainer:
             return 0.5 * ((pred - r) * mask).pow(2).sum()
 
         fine = epochs if o.global_kernel else 0
+        if o.pretrain_epochs + fine < 1:
+            from gen.runtime.errors import ConfigError
+
+            raise ConfigError(f"glocal-k: pretrain_epochs={o.pretrain_epochs} and " + (
+                f"epochs={epochs}" if o.global_kernel else "global_kernel=0 (no fine-tuning)")
+                + " leave no training round; give at least one")
         members = len(net.members)
         history: list[dict] = []
         with phase("glocal-k on the rating matrix", members * (o.pretrain_epochs + fine), "rounds") as progress:
@@ -235,9 +242,23 @@ class Trainer:
                         return (sse(net.local(net.convolve(r, kernel()), m)),
                                 net.penalty(o.weight_decay, o.kernel_reg, m))
 
+                    with torch.no_grad():
+                        # A kernel with no positive tap makes relu(conv(ratings >= 0)) zero: no
+                        # input, no gradient, a member stuck at its biases (1 draw in 8 of a
+                        # 1 x 3 kernel). Such a draw is turned round (same size, positive taps).
+                        if net.rectify and float(kernel().max()) <= 0:
+                            mix.neg_()
+                    pretrained = {k: v.detach().clone() for k, v in net.members[m].state_dict().items()}
                     history += self._rounds(params + [mix], fine_loss, fine, "finetune", progress)
                     with torch.no_grad():
                         net.kernel[m].copy_(kernel())
+                        if o.pretrain_epochs and history[-1]["loss"] > history[-1 - fine]["loss"]:
+                            # Fine-tuning ended worse on the training objective than pre-training:
+                            # keep the pre-trained member, fed the ratings as they are.
+                            net.members[m].load_state_dict(pretrained)
+                            net.kernel[m].zero_()
+                            net.kernel[m, net.width // 2] = 1.0
+                            history[-1]["fine_tuning_kept"] = 0.0
                 if members > 1:
                     for record in history[start:]:
                         record["member"] = float(m + 1)

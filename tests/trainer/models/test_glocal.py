@@ -171,3 +171,60 @@ def test_an_unseen_user_is_folded_in(lowrank_bundle):
     assert "100000" not in model.manifest.data.ratings.users
     np.testing.assert_allclose(folded.prediction, known.prediction, atol=1e-6)
     assert list(folded.source) == ["model"] * 4
+
+
+def _rows(seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    full = rng.integers(1, 6, size=(12, 7)).astype(np.float32) - 3.0   # model space (mean 3)
+    return torch.from_numpy(np.where(rng.random((12, 7)) < 0.6, full, np.nan).astype(np.float32))
+
+
+def test_a_global_kernel_drawn_without_a_positive_tap_is_turned_round(monkeypatch):
+    """relu(conv(ratings >= 0, kernel < 0)) is all zeros: no input and no gradient. Such a draw
+    (one in eight of a 1 x 3 kernel) is turned round, so fine-tuning learns."""
+    torch.manual_seed(0)
+    net = GLocalK(spec(), [6], 2, global_kernel=3, dot_scale=1.0)
+    real = torch.nn.init.trunc_normal_
+
+    def negative(t, *a, **k):
+        real(t, *a, **k)
+        return t.abs_().neg_() if t.shape[-1] == 3 and t.shape[0] == 12 else t  # the kernel's mix only
+
+    monkeypatch.setattr(torch.nn.init, "trunc_normal_", negative)
+    history = Trainer(net, Options(hidden=[6], pretrain_epochs=3, iterations=2, members=1)).fit(
+        _rows(), epochs=4, batch_size=64, rng=np.random.default_rng(0))
+    assert float(net.kernel.max()) > 0
+    fine = [h["train_rmse"] for h in history if h["fine_tuning"]]
+    assert len(set(round(v, 6) for v in fine)) > 1  # not stuck at one value
+
+
+def test_fine_tuning_that_ends_worse_keeps_the_pretrained_member(monkeypatch):
+    torch.manual_seed(0)
+    net = GLocalK(spec(), [6], 2, global_kernel=3, dot_scale=1.0)
+    trainer = Trainer(net, Options(hidden=[6], pretrain_epochs=2, iterations=2, members=1))
+    real_rounds = trainer._rounds
+    snapshot = {}
+
+    def rounds(params, loss_fn, n, stage, progress):
+        if stage == "pretrain":
+            out = real_rounds(params, loss_fn, n, stage, progress)
+            snapshot.update({k: v.clone() for k, v in net.members[0].state_dict().items()})
+            return out
+        with torch.no_grad():  # a fine-tuning gone wrong
+            for p in net.members[0].parameters():
+                p.add_(1.0)
+        return [{"fine_tuning": 1.0, "loss": 1e12, "train_rmse": 9.0} for _ in range(n)]
+
+    monkeypatch.setattr(trainer, "_rounds", rounds)
+    history = trainer.fit(_rows(), epochs=2, batch_size=64, rng=np.random.default_rng(0))
+    assert history[-1]["fine_tuning_kept"] == 0.0
+    for k, v in net.members[0].state_dict().items():
+        assert torch.equal(v, snapshot[k]), k
+    assert torch.equal(net.kernel, torch.tensor([[0.0, 1.0, 0.0]]))
+
+
+def test_no_training_round_is_refused():
+    net = GLocalK(spec(), [4], 2, global_kernel=0, dot_scale=1.0)
+    with pytest.raises(ConfigError, match="pretrain_epochs=0 and global_kernel=0 .* leave no training round"):
+        Trainer(net, Options(hidden=[4], global_kernel=0, pretrain_epochs=0, members=1)).fit(
+            _rows(), epochs=5, batch_size=64, rng=np.random.default_rng(0))
