@@ -622,3 +622,16 @@ def test_a_default_gan_run_names_the_epoch_it_kept(report):
     runs[0]["kept_epoch"] = 150
     text = report.render(results)
     assert f"kept the epoch its held-out check scored best: 150 (grid25 seed {runs[0]['seed']})" in text
+
+
+def test_completion_runs_each_familys_default_orientation_first():
+    """The completion bench's first row of a family is `gen train`'s default (no option); other
+    orientations come only as named variants."""
+    import sys
+
+    sys.path.insert(0, str(BENCH))
+    completion = load("completion")
+    families = {"autorec": {"options": {}, "epochs": None}, "glocal-k": {"options": {}, "epochs": None}}
+    chosen = completion.completion_families(families)
+    assert chosen["autorec"]["orientations"] == ["item", "user"]
+    assert chosen["glocal-k"]["orientations"] == ["item"]

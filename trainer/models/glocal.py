@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from gen.runtime.errors import ConfigError
 from gen.runtime.manifest import DataSpec
 
 from ..options import Choice, Interval, ListOf, option
@@ -103,8 +104,7 @@ class KernelLayer(nn.Module):
 
 
 class GLocalK(nn.Module):
-    def __init__(self, data: DataSpec, hidden: list[int], kernel_dim: int, global_kernel: int, dot_scale: float,
-                 members: int = 1):
+    def __init__(self, data: DataSpec, hidden: list[int], kernel_dim: int, global_kernel: int, members: int = 1):
         super().__init__()
         width = data.size
         sizes = [width, *hidden, width]
@@ -112,7 +112,6 @@ class GLocalK(nn.Module):
             nn.ModuleList(KernelLayer(a, b, kernel_dim, i < len(sizes) - 2)
                           for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))) for _ in range(members))
         self.width = int(global_kernel)
-        self.dot_scale = float(dot_scale)
         r = data.ratings
         self.offset, self.scale = float(data.preprocessing.offset), float(data.preprocessing.scale)
         self.register_buffer("low", torch.tensor((r.rating_range[0] - self.offset) / self.scale))
@@ -120,11 +119,17 @@ class GLocalK(nn.Module):
         self.register_buffer("mean", torch.tensor((r.global_mean - self.offset) / self.scale))
         # Each member's global kernel, fixed at the end of training; until then the identity
         # (a 1 in the middle), so a run without fine-tuning rounds feeds the ratings as they are.
-        kernel = torch.zeros(members, max(self.width, 1))
-        kernel[:, kernel.shape[1] // 2] = 1.0
-        self.register_buffer("kernel", kernel)
+        self.register_buffer("kernel", torch.zeros(members, max(self.width, 1)))
+        for m in range(members):
+            self.identity_kernel(m)
         # The paper's relu after the convolution assumes ratings >= 0 (zeros stand for unobserved).
         self.rectify = r.rating_range[0] >= 0
+
+    @torch.no_grad()
+    def identity_kernel(self, member: int) -> None:
+        """Set a member's global kernel to the identity (a 1 in the middle)."""
+        self.kernel[member].zero_()
+        self.kernel[member, self.kernel.shape[1] // 2] = 1.0
 
     def local(self, r: torch.Tensor, member: int = 0) -> torch.Tensor:
         """A member's local-kernel network on raw ratings (zeros where unobserved) -> raw ratings."""
@@ -171,8 +176,6 @@ class Trainer:
 
     def __init__(self, net: GLocalK, options: Options):
         if options.global_kernel and options.global_kernel % 2 == 0:
-            from gen.runtime.errors import ConfigError
-
             raise ConfigError(f"global_kernel={options.global_kernel}: expected an odd width (or 0 for none)")
         self.net, self.o = net, options
 
@@ -213,8 +216,6 @@ class Trainer:
 
         fine = epochs if o.global_kernel else 0
         if o.pretrain_epochs + fine < 1:
-            from gen.runtime.errors import ConfigError
-
             raise ConfigError(f"glocal-k: pretrain_epochs={o.pretrain_epochs} and " + (
                 f"epochs={epochs}" if o.global_kernel else "global_kernel=0 (no fine-tuning)")
                 + " leave no training round; give at least one")
@@ -256,8 +257,7 @@ class Trainer:
                             # Fine-tuning ended worse on the training objective than pre-training:
                             # keep the pre-trained member, fed the ratings as they are.
                             net.members[m].load_state_dict(pretrained)
-                            net.kernel[m].zero_()
-                            net.kernel[m, net.width // 2] = 1.0
+                            net.identity_kernel(m)
                             history[-1]["fine_tuning_kept"] = 0.0
                 if members > 1:
                     for record in history[start:]:
@@ -269,7 +269,7 @@ register(Family(
     name="glocal-k", description="GLocal-K: an autoencoder with local kernelised weights, fine-tuned with a "
                                  "global convolution kernel, for matrix completion; folds in new rows.",
     options=Options,
-    build=lambda o, data: GLocalK(data, o.hidden, o.kernel_dim, o.global_kernel, o.dot_scale, o.members),
+    build=lambda o, data: GLocalK(data, o.hidden, o.kernel_dim, o.global_kernel, o.members),
     trainer=Trainer, graphs=graphs, capabilities=("complete",), score_kind=None, sampler=None, latent_prior=None,
     variant=lambda o: f"{o.orientation}-based, hidden {o.hidden}, "
                       + (f"global kernel 1x{o.global_kernel}" if o.global_kernel else "local kernels only")
@@ -277,6 +277,5 @@ register(Family(
     data_kinds=("ratings",), ratings_rows=lambda o: o.orientation, default_epochs=120,
     test=Preset(2, {"hidden": [16], "pretrain_epochs": 2, "iterations": 2, "members": 1}, data="lowrank",
                 normal_class=None),
-    # The bench runs the default (item-based) orientation only: a fit takes minutes.
-    bench=Preset(None, {"orientation": "item"}),
+    bench=Preset(None),
 ))

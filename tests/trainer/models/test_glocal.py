@@ -49,7 +49,7 @@ def test_local_kernel_is_one_minus_squared_distance_and_exactly_zero_beyond_one(
 
 def test_rows_are_completed_independently_and_unobserved_entries_change_nothing():
     torch.manual_seed(0)
-    net = GLocalK(spec(), [5, 4], 2, global_kernel=3, dot_scale=1.0)
+    net = GLocalK(spec(), [5, 4], 2, global_kernel=3)
     with torch.no_grad():
         net.kernel.copy_(torch.tensor([[0.3, 1.0, -0.2]]))
     x = torch.randn(4, 7)
@@ -64,12 +64,12 @@ def test_rows_are_completed_independently_and_unobserved_entries_change_nothing(
 
 
 def test_global_kernel_convolves_along_the_row_with_relu():
-    net = GLocalK(spec(5), [3], 2, global_kernel=3, dot_scale=1.0)
+    net = GLocalK(spec(5), [3], 2, global_kernel=3)
     r = torch.tensor([[1.0, 2.0, 0.0, 4.0, 5.0]])
     out = net.convolve(r, torch.tensor([1.0, 0.0, -1.0]))  # y_j = r_{j-1} - r_{j+1} (cross-correlation)
     assert torch.equal(out, torch.relu(torch.tensor([[-2.0, 1.0, -2.0, -5.0, 4.0]])))
     # ratings that may be negative keep their sign: no relu
-    signed = GLocalK(spec(5, low=-5.0), [3], 2, global_kernel=3, dot_scale=1.0)
+    signed = GLocalK(spec(5, low=-5.0), [3], 2, global_kernel=3)
     assert torch.equal(signed.convolve(r, torch.tensor([1.0, 0.0, -1.0])),
                        torch.tensor([[-2.0, 1.0, -2.0, -5.0, 4.0]]))
     # before fine-tuning the kernel is the identity
@@ -78,7 +78,7 @@ def test_global_kernel_convolves_along_the_row_with_relu():
 
 def test_complete_clips_to_the_range_and_empty_rows_get_the_global_mean():
     torch.manual_seed(0)
-    net = GLocalK(spec(), [4], 2, global_kernel=0, dot_scale=1.0)
+    net = GLocalK(spec(), [4], 2, global_kernel=0)
     with torch.no_grad():
         net.members[0][-1].bias.fill_(50.0)
     out = net.complete(torch.zeros(2, 7), torch.tensor([[1.0] + [0.0] * 6, [0.0] * 7]))
@@ -87,7 +87,7 @@ def test_complete_clips_to_the_range_and_empty_rows_get_the_global_mean():
 
 
 def test_an_even_global_kernel_is_refused():
-    net = GLocalK(spec(), [4], 2, global_kernel=4, dot_scale=1.0)
+    net = GLocalK(spec(), [4], 2, global_kernel=4)
     with pytest.raises(ConfigError, match="global_kernel=4: expected an odd width"):
         Trainer(net, Options(hidden=[4], global_kernel=4))
 
@@ -97,7 +97,7 @@ def test_fit_pretrains_then_fine_tunes_and_fixes_the_global_kernel():
     rng = np.random.default_rng(0)
     full = rng.integers(1, 6, size=(12, 7)).astype(np.float32) - 3.0   # model space (mean 3)
     rows = torch.from_numpy(np.where(rng.random((12, 7)) < 0.6, full, np.nan).astype(np.float32))
-    net = GLocalK(spec(), [6], 2, global_kernel=3, dot_scale=1.0)
+    net = GLocalK(spec(), [6], 2, global_kernel=3)
     history = Trainer(net, Options(hidden=[6], pretrain_epochs=3, iterations=2, members=1)).fit(rows, epochs=4, batch_size=64,
                                                                                    rng=rng)
     assert [h["fine_tuning"] for h in history] == [0.0] * 3 + [1.0] * 4
@@ -111,7 +111,7 @@ def test_members_are_trained_apart_and_averaged():
     rng = np.random.default_rng(1)
     full = rng.integers(1, 6, size=(10, 7)).astype(np.float32) - 3.0
     rows = torch.from_numpy(np.where(rng.random((10, 7)) < 0.6, full, np.nan).astype(np.float32))
-    net = GLocalK(spec(), [6], 2, global_kernel=3, dot_scale=1.0, members=2)
+    net = GLocalK(spec(), [6], 2, global_kernel=3, members=2)
     history = Trainer(net, Options(hidden=[6], pretrain_epochs=2, iterations=2, members=2)).fit(
         rows, epochs=2, batch_size=64, rng=rng)
     assert [h["member"] for h in history] == [1.0] * 4 + [2.0] * 4
@@ -183,7 +183,7 @@ def test_a_global_kernel_drawn_without_a_positive_tap_is_turned_round(monkeypatc
     """relu(conv(ratings >= 0, kernel < 0)) is all zeros: no input and no gradient. Such a draw
     (one in eight of a 1 x 3 kernel) is turned round, so fine-tuning learns."""
     torch.manual_seed(0)
-    net = GLocalK(spec(), [6], 2, global_kernel=3, dot_scale=1.0)
+    net = GLocalK(spec(), [6], 2, global_kernel=3)
     real = torch.nn.init.trunc_normal_
 
     def negative(t, *a, **k):
@@ -200,7 +200,7 @@ def test_a_global_kernel_drawn_without_a_positive_tap_is_turned_round(monkeypatc
 
 def test_fine_tuning_that_ends_worse_keeps_the_pretrained_member(monkeypatch):
     torch.manual_seed(0)
-    net = GLocalK(spec(), [6], 2, global_kernel=3, dot_scale=1.0)
+    net = GLocalK(spec(), [6], 2, global_kernel=3)
     trainer = Trainer(net, Options(hidden=[6], pretrain_epochs=2, iterations=2, members=1))
     real_rounds = trainer._rounds
     snapshot = {}
@@ -224,7 +224,7 @@ def test_fine_tuning_that_ends_worse_keeps_the_pretrained_member(monkeypatch):
 
 
 def test_no_training_round_is_refused():
-    net = GLocalK(spec(), [4], 2, global_kernel=0, dot_scale=1.0)
+    net = GLocalK(spec(), [4], 2, global_kernel=0)
     with pytest.raises(ConfigError, match="pretrain_epochs=0 and global_kernel=0 .* leave no training round"):
         Trainer(net, Options(hidden=[4], global_kernel=0, pretrain_epochs=0, members=1)).fit(
             _rows(), epochs=5, batch_size=64, rng=np.random.default_rng(0))
