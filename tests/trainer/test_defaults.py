@@ -304,7 +304,7 @@ def test_a_gan_on_low_dimensional_rows_trains_by_steps_and_its_noise_follows_the
     from dataclasses import replace
 
     from gen.runtime.manifest import DataSpec, PreprocessSpec
-    from gen.trainer.models import gan
+    from gen.trainer.models import adversarial
 
     family = registry.get("gan")
     points = DataSpec(source="p", kind="points", shape=[2], preprocessing=PreprocessSpec())
@@ -312,7 +312,7 @@ def test_a_gan_on_low_dimensional_rows_trains_by_steps_and_its_noise_follows_the
     options = family.options()
     assert family.resolve(options, points).latent_dim == 2 and family.resolve(options, images).latent_dim == 32
     assert family.resolve(replace(options, latent_dim=5), points).latent_dim == 5  # given: kept
-    assert family.min_steps(options, points) == gan.LOW_DIM_STEPS and family.min_steps(options, images) is None
+    assert family.min_steps(options, points) == adversarial.LOW_DIM_STEPS and family.min_steps(options, images) is None
     plan = budget.plan(7200, 64, None, None, False, min_steps=30_000)
     assert plan.max_epochs == 266 and plan.patience is None  # 113 steps an epoch and "30000 steps" in plan.rule
     assert budget.plan(7200, 64, 5, None, False, min_steps=30_000).max_epochs == 5  # --epochs wins

@@ -33,22 +33,28 @@ from gen.runtime.manifest import DataSpec, MixtureSampler
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import Adversarial, MLPBody, discriminator_loss, hidden_option, latent_option
+from .adversarial import Adversarial, MLPBody, discriminator_loss, hidden_option, latent_option, low_dim_steps, resolve_latent
 from .base import mlp
 from .gan import Trainer as GANTrainer
+
+
+LATENT = 32
 
 
 @dataclass
 class Options:
     components: int = option(5, "Mixture components T, trained one after another.", Interval(int, 1, None))
     hidden: list[int] = hidden_option((256, 256))
-    latent_dim: int = latent_option(32)
+    latent_dim: int = latent_option(LATENT)
     beta: float = option(0.0, "Mixture weight beta_t of each new component (0: 1/t, a uniform mixture).",
                          Interval(float, 0, 1, "left"))
     reweight_epochs: int = option(3, "Epochs of the discriminator between the data and the current "
                                   "mixture, before each reweighting and at the end.", Interval(int, 1, None))
     lr: float = option(1e-3, "Adam learning rate of each component's G and D, and of the mixture "
                        "discriminator (betas 0.5, 0.999).", Interval(float, 0, None, "neither"))
+    pack: int = option(1, "PacGAN (Lin et al. 2018) within each component: its discriminator judges packs of this "
+                       "many rows at once, real with real and generated with generated; 1: unpacked. The "
+                       "mixture discriminator (reweighting, --refine) stays per row.", Interval(int, 1, None))
 
 
 def adagan_weights(h: np.ndarray, beta: float) -> np.ndarray:
@@ -70,8 +76,16 @@ def adagan_weights(h: np.ndarray, beta: float) -> np.ndarray:
     return w / w.sum()
 
 
+def min_steps(o: Options, data: DataSpec) -> int | None:
+    """On rows of a few values, the GAN families' generator steps (low_dim_steps) shared among the
+    components: `--epochs` counts epochs per component."""
+    steps = low_dim_steps(o, data)
+    return None if steps is None else -(-steps // o.components)
+
+
 class AdaGAN(nn.Module):
-    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, components: int, unit_range: bool):
+    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, components: int, unit_range: bool,
+                 pack: int = 1):
         super().__init__()
         self.shape, self.latent_dim = list(shape), latent_dim
         dim = int(np.prod(shape))
@@ -79,7 +93,7 @@ class AdaGAN(nn.Module):
         def component() -> Adversarial:
             return Adversarial(shape, latent_dim,
                                mlp([latent_dim, *hidden, dim], last_act=nn.Sigmoid() if unit_range else None),
-                               MLPBody(dim, list(reversed(hidden))))
+                               MLPBody(pack * dim, list(reversed(hidden))), pack)
 
         self.components = nn.ModuleList(component() for _ in range(components))
         self.mixture_body = MLPBody(dim, list(reversed(hidden)))
@@ -179,10 +193,11 @@ def sampler(net: AdaGAN, o: Options) -> MixtureSampler:
 register(Family(
     name="adagan", description="AdaGAN: T GANs trained in sequence on reweighted data, served as a "
                                "weighted mixture; samples.",
-    options=Options, build=lambda o, data: AdaGAN(data.shape, o.hidden, o.latent_dim, o.components, data.unit_range),
+    options=Options, build=lambda o, data: AdaGAN(data.shape, o.hidden, o.latent_dim, o.components, data.unit_range, o.pack),
     trainer=Trainer, graphs=graphs, capabilities=("sample",), score_kind=None, sampler=sampler,
     latent_prior="normal", discriminator=("discriminator", "logit"),
+    resolve=lambda o, data: resolve_latent(o, data, LATENT), min_steps=min_steps,
     variant=lambda o: f"{o.components} components, mlp {'-'.join(map(str, o.hidden))}, "
-                      f"beta {'1/t' if not o.beta else f'{o.beta:g}'}",
+                      f"beta {'1/t' if not o.beta else f'{o.beta:g}'}" + (f", PacGAN{o.pack}" if o.pack > 1 else ""),
     test=Preset(2, {"components": 2, "hidden": [16], "latent_dim": 4, "reweight_epochs": 1}), bench=Preset(60),
 ))

@@ -18,23 +18,30 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..options import Choice, Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import Adversarial, ConvBody, ConvGenerator, channels_option, gan_graphs, init_dcgan, latent_option
+from .adversarial import (Adversarial, ConvBody, ConvGenerator, body, channels_option, gan_graphs, init_dcgan,
+                          latent_option, pack_option, resolve_latent)
 from .gan import Trainer
+
+
+LATENT = 64
 
 
 @dataclass
 class Options:
     channels: list[int] = channels_option()
-    latent_dim: int = latent_option(64)
+    latent_dim: int = latent_option(LATENT)
     loss: str = option("non_saturating", "Generator loss: non_saturating (-log D(G(z))) or minimax "
                        "(log(1 - D(G(z)))).", Choice("non_saturating", "minimax"))
     d_steps: int = option(1, "Discriminator steps per generator step (Algorithm 1's k).", Interval(int, 1, None))
     lr: float = option(2e-4, "Adam learning rate of G and D (betas 0.5, 0.999).", Interval(float, 0, None, "neither"))
+    pack: int = pack_option("--refine")
 
 
 def build(o: Options, data: DataSpec) -> Adversarial:
+    """PacGAN's packs of images are stacked along the channels, as Lin et al. do for DCGAN."""
     net = Adversarial(data.shape, o.latent_dim,
                       ConvGenerator(o.latent_dim, data.shape, o.channels, data.unit_range),
+                      body("conv", data, [], o.channels, norm="batch", pack=o.pack), o.pack,
                       ConvBody(data.shape, o.channels, norm="batch"))
     init_dcgan(net)
     return net
@@ -46,7 +53,7 @@ def resolve(options: Options, data: DataSpec) -> Options:
                           "(for other data use gan or wgan-gp)")
     if not options.channels:
         raise ConfigError("channels=[]: dcgan needs at least one convolution")
-    return options
+    return resolve_latent(options, data, LATENT)
 
 
 register(Family(
@@ -55,6 +62,6 @@ register(Family(
     graphs=lambda net, data: gan_graphs(net, data), capabilities=("sample",), score_kind=None,
     sampler=lambda net, o: AncestralSampler(graph="generator"), latent_prior="normal",
     discriminator=("discriminator", "logit"), resolve=resolve, data_kinds=("image",),
-    variant=lambda o: f"conv {'-'.join(map(str, o.channels))}, {o.loss} loss",
+    variant=lambda o: f"conv {'-'.join(map(str, o.channels))}, {o.loss} loss" + (f", PacGAN{o.pack}" if o.pack > 1 else ""),
     test=Preset(3, {"channels": [8, 16], "latent_dim": 4}), bench=Preset(40),
 ))

@@ -32,9 +32,11 @@ from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
 from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, body, channels_option, discriminator_loss,
-                          generator, generator_loss, hidden_option, init_dcgan, latent_option, resolve_arch)
+                          generator, generator_loss, hidden_option, init_dcgan, keep_most_faithful, latent_option,
+                          low_dim_steps, pack_option, resolve_arch, resolve_latent)
 
 Q_HIDDEN = 128
+LATENT = 62
 
 
 @dataclass
@@ -42,7 +44,7 @@ class Options:
     arch: str = option("auto", ARCH_HELP, ARCH)
     hidden: list[int] = hidden_option((256, 256))
     channels: list[int] = channels_option()
-    latent_dim: int = latent_option(62)
+    latent_dim: int = latent_option(LATENT)
     categories: int = option(10, "Classes K of the categorical code `cat` (0: none).", Interval(int, 0, None))
     continuous: int = option(2, "Continuous codes c1..cN ~ U(-1, 1).", Interval(int, 0, None))
     fc: int = option(1024, "Width of the fully-connected layer the InfoGAN paper puts before G's projection and "
@@ -54,6 +56,7 @@ class Options:
                                       Interval(float, 0, None))
     lr_d: float = option(2e-4, "Adam learning rate of D and Q (beta1 0.5).", Interval(float, 0, None, "neither"))
     lr_g: float = option(1e-3, "Adam learning rate of G (beta1 0.5).", Interval(float, 0, None, "neither"))
+    pack: int = pack_option("--refine; Q reads one row through the per-row discriminator's body")
 
 
 def code_specs(o: Options) -> list[CodeSpec]:
@@ -62,26 +65,34 @@ def code_specs(o: Options) -> list[CodeSpec]:
 
 
 class InfoGAN(Adversarial):
-    def __init__(self, shape, latent_dim, codes: list[CodeSpec], netG, netD_body):
-        super().__init__(shape, latent_dim, netG, netD_body)
+    """With packs (PacGAN) the packed discriminator only plays the adversarial game; Q shares the
+    body of the per-row discriminator trained beside it (the exported one), so codes are still
+    inferred row by row."""
+
+    def __init__(self, shape, latent_dim, codes: list[CodeSpec], netG, netD_body, pack: int = 1, row_body=None):
+        super().__init__(shape, latent_dim, netG, netD_body, pack, row_body)
         self.codes = codes
         self.n_classes = sum(c.size for c in codes if c.kind == "categorical")
         self.n_continuous = sum(1 for c in codes if c.kind == "uniform")
         self.code_width = self.n_classes + self.n_continuous
-        self.q = nn.Sequential(nn.Linear(netD_body.features, Q_HIDDEN), nn.LeakyReLU(LEAK),
+        self.q = nn.Sequential(nn.Linear(self.row_features().features, Q_HIDDEN), nn.LeakyReLU(LEAK),
                                nn.Linear(Q_HIDDEN, self.code_width))
+
+    def row_features(self) -> nn.Module:
+        """The body that reads one row: D's own, or with packs the per-row discriminator's."""
+        return self.body if self.pack == 1 else self.row_body
 
     def generate_with_codes(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.netG(torch.cat([z, c], dim=1)).reshape(-1, *self.shape)
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """D's logit and Q's raw outputs (class logits, then continuous means) from one body pass."""
-        h = self.body(x)
-        return self.head(h).squeeze(1), self.q(h)
+        h = self.row_features()(x)
+        return (self.head if self.pack == 1 else self.row_head)(h).squeeze(1), self.q(h)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """Q's posterior of the codes: class probabilities of `cat`, then the continuous means."""
-        q = self.q(self.body(x))
+        q = self.q(self.row_features()(x))
         return torch.cat([F.softmax(q[:, :self.n_classes], dim=1), q[:, self.n_classes:]], dim=1) \
             if self.n_classes else q
 
@@ -91,6 +102,16 @@ class InfoGAN(Adversarial):
         parts = [F.one_hot(index, self.n_classes).to(like.dtype)] if self.n_classes else []
         cont = torch.rand(n, self.n_continuous, device=like.device) * 2 - 1
         return torch.cat(parts + [cont], dim=1), index, cont
+
+    def check_noise(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed noise and codes for the held-out check of a run (adversarial.fidelity_check)."""
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        index = torch.randint(max(self.n_classes, 1), (n,), generator=generator)
+        parts = [F.one_hot(index, self.n_classes).float()] if self.n_classes else []
+        return z, torch.cat(parts + [torch.rand(n, self.n_continuous, generator=generator) * 2 - 1], dim=1)
+
+    def generate_from_noise(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.generate_with_codes(z, c)
 
     def info_loss(self, q: torch.Tensor, index: torch.Tensor, cont: torch.Tensor, continuous_weight: float):
         loss = F.cross_entropy(q[:, :self.n_classes], index) if self.n_classes else q.new_zeros(())
@@ -118,11 +139,14 @@ def build(o: Options, data: DataSpec) -> InfoGAN:
     width = sum(c.width for c in codes)
     fc = o.fc if o.arch == "conv" else 0
     netG = generator(o.arch, fc or o.latent_dim + width, data, o.hidden, o.channels)
-    netD = body(o.arch, data, o.hidden, o.channels, norm="batch")
     if fc:
         netG = nn.Sequential(nn.Linear(o.latent_dim + width, fc, bias=False), nn.BatchNorm1d(fc), nn.ReLU(), netG)
-        netD = FCBody(netD, fc)
-    net = InfoGAN(data.shape, o.latent_dim, codes, netG, netD)
+
+    def d_body(pack: int) -> nn.Module:
+        convs = body(o.arch, data, o.hidden, o.channels, norm="batch", pack=pack)
+        return FCBody(convs, fc) if fc else convs
+
+    net = InfoGAN(data.shape, o.latent_dim, codes, netG, d_body(o.pack), o.pack, d_body(1) if o.pack > 1 else None)
     if o.arch == "conv":
         init_dcgan(net)
     return net
@@ -137,8 +161,8 @@ class Trainer:
         self.batches_per_step = 1
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
-        net, o = self.net, self.o
-        n = len(x)
+        net, o, m = self.net, self.o, self.net.pack
+        n = max(len(x), m)  # generated rows: at least one pack
         z = torch.randn(n, net.latent_dim, device=x.device)
         c, index, cont = net.draw_codes(n, x)
         fake = net.generate_with_codes(z, c)
@@ -146,12 +170,14 @@ class Trainer:
         logit_fake, q_fake = net.heads(fake.detach())
         info_d = net.info_loss(q_fake, index, cont, o.continuous_weight)
         loss_d = discriminator_loss(logit_real, logit_fake) + o.info_weight * info_d
+        if m > 1 and len(x) >= m:  # the packed discriminator, beside the per-row one and Q
+            loss_d = loss_d + discriminator_loss(net.discriminate_packs(x), net.discriminate_packs(fake.detach()))
         self.optD.zero_grad(set_to_none=True)
         loss_d.backward()
         self.optD.step()
         logit_fake, q_fake = net.heads(fake)
         info = net.info_loss(q_fake, index, cont, o.continuous_weight)
-        loss_g = generator_loss(logit_fake) + o.info_weight * info
+        loss_g = generator_loss(net.discriminate_packs(fake) if m > 1 else logit_fake) + o.info_weight * info
         self.optG.zero_grad(set_to_none=True)
         loss_g.backward()
         self.optG.step()
@@ -178,12 +204,13 @@ def resolve(o: Options, data: DataSpec) -> Options:
     if not o.categories and not o.continuous:
         raise ConfigError("infogan needs at least one code (categories >= 2 or continuous >= 1); "
                           "without codes use gan or dcgan")
-    return resolve_arch(o, data, "infogan")
+    return resolve_latent(resolve_arch(o, data, "infogan"), data, LATENT)
 
 
 def _variant(o: Options) -> str:
     nets = (f"conv {'-'.join(map(str, o.channels))}" + (f", fc {o.fc}" if o.fc else "")) if o.arch == "conv" else f"mlp {'-'.join(map(str, o.hidden))}"
-    return f"{nets}, codes: {o.categories} classes + {o.continuous} continuous, lambda {o.info_weight:g}"
+    return (f"{nets}, codes: {o.categories} classes + {o.continuous} continuous, lambda {o.info_weight:g}"
+            + (f", PacGAN{o.pack}" if o.pack > 1 else ""))
 
 
 register(Family(
@@ -192,6 +219,7 @@ register(Family(
     options=Options, build=build, trainer=Trainer, graphs=graphs, capabilities=("sample", "encode"),
     score_kind=None, sampler=lambda net, o: AncestralSampler(graph="generator", codes="c"),
     latent_prior="normal", discriminator=("discriminator", "logit"), resolve=resolve, variant=_variant,
+    min_steps=low_dim_steps, keep_best=keep_most_faithful,
     test=Preset(3, {"hidden": [16], "channels": [8], "fc": 16, "latent_dim": 4, "categories": 3, "continuous": 1}),
     bench=Preset(60),
 ))

@@ -30,28 +30,38 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import MLPBody, discriminator_loss, gan_graphs, hidden_option, latent_option
+from .adversarial import (MLPBody, discriminator_loss, gan_graphs, hidden_option, keep_most_faithful, latent_option,
+                          low_dim_steps, pack_option, pack_rows, resolve_latent)
 from .base import mlp
+
+
+LATENT = 16
 
 
 @dataclass
 class Options:
     hidden: list[int] = hidden_option((256, 256))
-    latent_dim: int = latent_option(16)
+    latent_dim: int = latent_option(LATENT)
     recon_weight: float = option(1.0, "Weight of the l2 reconstruction ||z - F(G(z))||^2.", Interval(float, 0, None))
     lr: float = option(1e-3, "Adam learning rate of G, F and D (betas 0.5, 0.999).",
                        Interval(float, 0, None, "neither"))
+    pack: int = pack_option("--refine")
 
 
 class VEEGAN(nn.Module):
-    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, unit_range: bool):
+    """With `pack` m > 1 (PacGAN) D judges packs of m (z, x) pairs side by side; a per-row pair
+    discriminator (row_body, row_head) trains beside it and is the exported one."""
+
+    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, unit_range: bool, pack: int = 1):
         super().__init__()
-        self.shape, self.latent_dim = list(shape), latent_dim
+        self.shape, self.latent_dim, self.pack = list(shape), latent_dim, pack
         dim = int(np.prod(shape))
         self.netG = mlp([latent_dim, *hidden, dim], last_act=nn.Sigmoid() if unit_range else None)
         self.netF = mlp([dim, *reversed(hidden), latent_dim])
-        self.body = MLPBody(latent_dim + dim, list(reversed(hidden)))
+        self.body = MLPBody(pack * (latent_dim + dim), list(reversed(hidden)))
         self.head = nn.Linear(self.body.features, 1)
+        self.row_body = MLPBody(latent_dim + dim, list(reversed(hidden))) if pack > 1 else None
+        self.row_head = nn.Linear(self.row_body.features, 1) if pack > 1 else None
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return self.netG(z).reshape(-1, *self.shape)
@@ -61,14 +71,23 @@ class VEEGAN(nn.Module):
         return self.netF(x.flatten(1))
 
     def discriminate_pair(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(torch.cat([z, x.flatten(1)], dim=1))).squeeze(1)
+        """D's logit per (z, x) pair (the per-row discriminator's, with packs)."""
+        body, head = (self.body, self.head) if self.pack == 1 else (self.row_body, self.row_head)
+        return head(body(torch.cat([z, x.flatten(1)], dim=1))).squeeze(1)
+
+    def discriminate_pair_packs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """D's logit per pack of `pack` consecutive pairs (per pair when pack is 1)."""
+        if self.pack == 1:
+            return self.discriminate_pair(z, x)
+        return self.head(self.body(pack_rows(torch.cat([z, x.flatten(1)], dim=1), self.pack))).squeeze(1)
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
         """logit D(F(x), x): high for rows whose pair looks like a data pair."""
         return self.discriminate_pair(self.reconstruct_code(x), x)
 
     def discriminator_parameters(self):
-        return [*self.body.parameters(), *self.head.parameters()]
+        rows = [*self.row_body.parameters(), *self.row_head.parameters()] if self.pack > 1 else []
+        return [*self.body.parameters(), *self.head.parameters(), *rows]
 
 
 class Trainer:
@@ -79,23 +98,32 @@ class Trainer:
         self.batches_per_step = 1
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
-        net = self.net
-        z = torch.randn(len(x), net.latent_dim, device=x.device)
+        net, m = self.net, self.net.pack
+        n = max(len(x), m)  # generated pairs: at least one pack
+        z = torch.randn(n, net.latent_dim, device=x.device)
         fake = net.generate(z)
-        with torch.no_grad():
-            z_real = net.reconstruct_code(x)
-        loss_d = discriminator_loss(net.discriminate_pair(z_real, x), net.discriminate_pair(z, fake.detach()))
-        self.optD.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.optD.step()
-        logit = net.discriminate_pair(z, fake)
+        out = {}
+        if len(x) >= m:  # the end of an epoch may leave fewer real rows than a pack
+            with torch.no_grad():
+                z_real = net.reconstruct_code(x)
+            loss_d = discriminator_loss(net.discriminate_pair_packs(z_real, x),
+                                        net.discriminate_pair_packs(z, fake.detach()))
+            loss_row = torch.zeros(())
+            if m > 1:  # the per-row pair discriminator learns from the same pairs
+                loss_row = discriminator_loss(net.discriminate_pair(z_real, x), net.discriminate_pair(z, fake.detach()))
+                out["loss_d_row"] = float(loss_row.detach())
+            self.optD.zero_grad(set_to_none=True)
+            (loss_d + loss_row).backward()
+            self.optD.step()
+            out["loss_d"] = float(loss_d.detach())
+        logit = net.discriminate_pair_packs(z, fake)
         adversarial = F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
         recon = ((z - net.reconstruct_code(fake)) ** 2).sum(dim=1).mean()
         loss = adversarial + self.recon_weight * recon
         self.optGF.zero_grad(set_to_none=True)
         loss.backward()
         self.optGF.step()
-        return {"loss_d": float(loss_d.detach()), "loss_g": float(adversarial.detach()), "recon": float(recon.detach())}
+        return {"loss_d": 0.0, **out, "loss_g": float(adversarial.detach()), "recon": float(recon.detach())}
 
 
 def graphs(net: VEEGAN, data: DataSpec) -> dict[str, GraphDef]:
@@ -107,10 +135,12 @@ def graphs(net: VEEGAN, data: DataSpec) -> dict[str, GraphDef]:
 register(Family(
     name="veegan", description="VEEGAN: generator, reconstructor F (x -> z) and a (z, x) discriminator; "
                                "samples, encodes.",
-    options=Options, build=lambda o, data: VEEGAN(data.shape, o.hidden, o.latent_dim, data.unit_range),
+    options=Options, build=lambda o, data: VEEGAN(data.shape, o.hidden, o.latent_dim, data.unit_range, o.pack),
     trainer=Trainer, graphs=graphs, capabilities=("sample", "encode"), score_kind=None,
     sampler=lambda net, o: AncestralSampler(graph="generator"), latent_prior="normal",
-    discriminator=("discriminator", "logit"),
-    variant=lambda o: f"mlp {'-'.join(map(str, o.hidden))}, recon weight {o.recon_weight:g}",
+    discriminator=("discriminator", "logit"), resolve=lambda o, data: resolve_latent(o, data, LATENT),
+    min_steps=low_dim_steps, keep_best=keep_most_faithful,
+    variant=lambda o: f"mlp {'-'.join(map(str, o.hidden))}, recon weight {o.recon_weight:g}"
+                      + (f", PacGAN{o.pack}" if o.pack > 1 else ""),
     test=Preset(3, {"hidden": [16], "latent_dim": 4}), bench=Preset(200),
 ))

@@ -23,7 +23,11 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..options import Interval, option
 from ..registry import Family, Preset, register
 from .adversarial import (ARCH, ARCH_HELP, Adversarial, body, channels_option, gan_graphs, generator,
-                          gradient_penalty, hidden_option, init_dcgan, latent_option, resolve_arch, sample_normal)
+                          gradient_penalty, hidden_option, init_dcgan, keep_most_faithful, latent_option,
+                          low_dim_steps, pack_option, resolve_arch, resolve_latent, sample_normal)
+
+
+LATENT = 32
 
 
 @dataclass
@@ -31,12 +35,13 @@ class Options:
     arch: str = option("auto", ARCH_HELP, ARCH)
     hidden: list[int] = hidden_option((256, 256))
     channels: list[int] = channels_option()
-    latent_dim: int = latent_option(32)
+    latent_dim: int = latent_option(LATENT)
     n_critic: int = option(5, "Critic steps per generator step.", Interval(int, 1, None))
     clip: float = option(0.01, "Clipping bound c: every critic weight is kept in [-c, c].",
                          Interval(float, 0, None, "neither"))
     lr: float = option(5e-5, "RMSProp learning rate (alpha) of the critic and the generator.",
                        Interval(float, 0, None, "neither"))
+    pack: int = pack_option("--refine")
 
 
 @dataclass
@@ -44,26 +49,31 @@ class GPOptions:
     arch: str = option("auto", ARCH_HELP, ARCH)
     hidden: list[int] = hidden_option((256, 256))
     channels: list[int] = channels_option()
-    latent_dim: int = latent_option(32)
+    latent_dim: int = latent_option(LATENT)
     n_critic: int = option(5, "Critic steps per generator step.", Interval(int, 1, None))
     gp_weight: float = option(10.0, "Gradient penalty weight lambda.", Interval(float, 0, None))
     lr: float = option(1e-4, "Adam learning rate of the critic and the generator.",
                        Interval(float, 0, None, "neither"))
     beta1: float = option(0.5, "Adam beta1 (the paper uses 0.5 or 0; beta2 is 0.9).",
                           Interval(float, 0, 1, "left"))
+    pack: int = pack_option("--refine")
 
 
 def build(o, data: DataSpec) -> Adversarial:
-    gp = hasattr(o, "gp_weight")
+    """With packs (PacGAN), the critic judges packs of rows and a per-row critic trains beside it."""
+    norm = "layer" if hasattr(o, "gp_weight") else "none"
     net = Adversarial(data.shape, o.latent_dim, generator(o.arch, o.latent_dim, data, o.hidden, o.channels),
-                      body(o.arch, data, o.hidden, o.channels, norm="layer" if gp else "none"))
+                      body(o.arch, data, o.hidden, o.channels, norm=norm, pack=o.pack), o.pack,
+                      body(o.arch, data, o.hidden, o.channels, norm=norm) if o.pack > 1 else None)
     if o.arch == "conv":
         init_dcgan(net)
     return net
 
 
 class Trainer:
-    """n_critic critic steps (each on its own minibatch), then one generator step."""
+    """n_critic critic steps (each on its own minibatch), then one generator step. With packs the
+    critic's objective (and its gradient penalty, per pack) is over packs of rows, the
+    generator's too, and the per-row critic learns the same objective over rows beside it."""
 
     def __init__(self, net: Adversarial, options):
         self.net, self.n_critic = net, options.n_critic
@@ -79,16 +89,23 @@ class Trainer:
         self.batches_per_step = options.n_critic
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
-        net, critic = self.net, self.net.discriminate
-        estimates, penalties = [], []
+        net, m = self.net, self.net.pack
+        critics = [(net.discriminate_packs, m)] + ([(net.discriminate, 1)] if net.trains_row_discriminator else [])
+        estimates, penalties, rows = [], [], []
         for real in x.chunk(self.n_critic):
+            if len(real) < m:  # the end of an epoch, fewer rows than a pack
+                continue
             fake = net.generate(sample_normal(len(real), net.latent_dim, x)).detach()
-            w = critic(real).mean() - critic(fake).mean()
-            loss = -w
-            if self.gp_weight is not None:
-                penalty = gradient_penalty(critic, real, fake)
-                loss = loss + self.gp_weight * penalty
-                penalties.append(float(penalty.detach()))
+            loss = torch.zeros(())
+            for k, (critic, size) in enumerate(critics):
+                w = critic(real).mean() - critic(fake).mean()
+                loss = loss - w
+                if self.gp_weight is not None:
+                    penalty = gradient_penalty(critic, real, fake, pack=size)
+                    loss = loss + self.gp_weight * penalty
+                    if k == 0:
+                        penalties.append(float(penalty.detach()))
+                (estimates if k == 0 else rows).append(float(w.detach()))
             self.optD.zero_grad(set_to_none=True)
             loss.backward()
             self.optD.step()
@@ -96,38 +113,51 @@ class Trainer:
                 with torch.no_grad():
                     for p in net.discriminator_parameters():
                         p.clamp_(-self.clip, self.clip)
-            estimates.append(float(w.detach()))
-        z = sample_normal(len(x) // self.n_critic or 1, net.latent_dim, x)
-        loss_g = -critic(net.generate(z)).mean()
+        z = sample_normal(max(len(x) // self.n_critic, m), net.latent_dim, x)
+        loss_g = -net.discriminate_packs(net.generate(z)).mean()
         self.optG.zero_grad(set_to_none=True)
         loss_g.backward()
         self.optG.step()
-        out = {"wasserstein": sum(estimates) / len(estimates), "loss_g": float(loss_g.detach())}
+        out = {"wasserstein": sum(estimates) / len(estimates) if estimates else 0.0, "loss_g": float(loss_g.detach())}
         if penalties:
             out["gradient_penalty"] = sum(penalties) / len(penalties)
+        if rows:
+            out["wasserstein_row"] = sum(rows) / len(rows)
         return out
+
+
+def min_steps(o, data: DataSpec) -> int | None:
+    """On rows of a few values, the GAN families' budget (low_dim_steps) counted in minibatches:
+    n_critic of them per generator step, so a run takes about as long as a gan's."""
+    steps = low_dim_steps(o, data)
+    return None if steps is None else -(-steps // o.n_critic)
 
 
 def _variant(o) -> str:
     nets = f"conv {'-'.join(map(str, o.channels))}" if o.arch == "conv" else f"mlp {'-'.join(map(str, o.hidden))}"
     rule = f"gradient penalty {o.gp_weight:g}" if hasattr(o, "gp_weight") else f"clip {o.clip:g}"
-    return f"{nets}, {rule}, n_critic={o.n_critic}"
+    return f"{nets}, {rule}, n_critic={o.n_critic}" + (f", PacGAN{o.pack}" if o.pack > 1 else "")
 
 
 COMMON = dict(
     build=build, trainer=Trainer, graphs=lambda net, data: gan_graphs(net, data, "critic", "critic"),
     capabilities=("sample",), score_kind=None, sampler=lambda net, o: AncestralSampler(graph="generator"),
     latent_prior="normal", discriminator=("critic", "critic"), variant=_variant,
+    min_steps=min_steps, keep_best=keep_most_faithful,
 )
+
+
+def resolve(name: str):
+    return lambda o, data: resolve_latent(resolve_arch(o, data, name), data, LATENT)
 
 register(Family(
     name="wgan", description="WGAN, Algorithm 1: critic weights clipped to [-c, c], RMSProp; samples.",
-    options=Options, resolve=lambda o, data: resolve_arch(o, data, "wgan"),
+    options=Options, resolve=resolve("wgan"),
     test=Preset(3, {"hidden": [16], "channels": [8], "latent_dim": 4}), bench=Preset(200), **COMMON,
 ))
 
 register(Family(
     name="wgan-gp", description="WGAN-GP: critic with a gradient penalty on interpolates, Adam; samples.",
-    options=GPOptions, resolve=lambda o, data: resolve_arch(o, data, "wgan-gp"),
+    options=GPOptions, resolve=resolve("wgan-gp"),
     test=Preset(3, {"hidden": [16], "channels": [8], "latent_dim": 4}), bench=Preset(200), **COMMON,
 ))

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gen.runtime.manifest import DataSpec, PreprocessSpec
+from gen.trainer import registry
 from gen.trainer.config import TrainConfig
 from gen.trainer.models import gan
 
@@ -132,24 +133,89 @@ def test_fidelity_check_rewards_covering_every_mode_and_nothing_else():
     assert loss["everywhere"] < loss["half_off"] < loss["between"]
 
 
-def test_the_default_budget_on_points_keeps_the_epoch_the_check_likes(tmp_path, monkeypatch):
-    """`gen train --model gan` on 2-D points without --epochs: every epoch is checked on the
+KEEPS_BEST = [name for name in registry.names()
+              if registry.get(name).discriminator is not None and registry.get(name).keep_best is not None]
+
+
+def test_every_gan_family_on_points_trains_the_low_dim_budget():
+    from gen.trainer.models import adversarial
+
+    points = DataSpec("ring8", "points", [2])
+    assert {"gan", "wgan", "wgan-gp", "veegan", "infogan"} <= set(KEEPS_BEST)
+    for name in KEEPS_BEST:
+        family = registry.get(name)
+        options = family.resolve(TrainConfig.make(model=name).options, points)
+        per_step = getattr(options, "n_critic", 1)  # a critic's minibatches count in the budget
+        assert family.min_steps(options, points) == -(-adversarial.LOW_DIM_STEPS // per_step), name
+        assert options.latent_dim == 2, name
+        assert family.min_steps(options, DataSpec("digits", "image", [1, 8, 8])) is None, name
+    adagan = registry.get("adagan")  # its components share the steps (--epochs counts per component)
+    assert adagan.min_steps(adagan.resolve(TrainConfig.make(model="adagan", components=3).options, points),
+                            points) == -(-adversarial.LOW_DIM_STEPS // 3)
+
+
+@pytest.mark.parametrize("name", KEEPS_BEST)
+def test_the_default_budget_on_points_keeps_the_epoch_the_check_likes(name, tmp_path, monkeypatch):
+    """`gen train --model NAME` on 2-D points without --epochs: every epoch is checked on the
     held-out rows and the best one is kept; with --epochs the last one is."""
     import json
 
+    import yaml
+
+    from gen.trainer.models import adversarial
     from gen.trainer.train import train
 
-    monkeypatch.setattr(gan, "LOW_DIM_STEPS", 200)  # a short budget for the test: 30 epochs
-    common = dict(model="gan", data="ring8", hidden=[16], batch_size=512, seed=0, device="cpu", quiet=True)
+    monkeypatch.setattr(adversarial, "LOW_DIM_STEPS", 200)  # a short budget for the test: 30 epochs
+    common = dict(model=name, data="ring8", hidden=[16], batch_size=512, seed=0, device="cpu", quiet=True)
     run = train(TrainConfig.make(out=str(tmp_path / "default"), **common))
     metrics = json.loads((run / "run.json").read_text())["metrics"]
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     scores = [h["val_score"] for h in history]
     stopping = metrics["stopping"]
-    assert len(history) == 30 and stopping["stopped"] == "ceiling"
+    steps = -(-200 // yaml.safe_load((run / "config.yaml").read_text()).get("n_critic", 1))  # generator steps
+    assert stopping["max_epochs"] == max(30, -(-steps // stopping["steps_per_epoch"]))
+    assert len(history) == stopping["max_epochs"] and stopping["stopped"] == "ceiling"
     assert stopping["kept_epoch"] == scores.index(min(scores)) + 1
     assert stopping["best_val_score"] == pytest.approx(min(scores))
     explicit = train(TrainConfig.make(out=str(tmp_path / "explicit"), epochs=3, **common))
     records = [json.loads(line) for line in (explicit / "metrics.jsonl").read_text().splitlines()]
     assert "val_score" not in records[0]
     assert json.loads((explicit / "run.json").read_text())["metrics"]["stopping"]["kept_epoch"] == 3
+
+
+def test_the_generator_average_warms_up_then_follows_the_decay():
+    from gen.trainer.models.adversarial import GeneratorAverage
+
+    g = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        g.weight.fill_(1.0)
+    average = GeneratorAverage(g, decay=0.999)
+    with torch.no_grad():
+        g.weight.fill_(3.0)
+    average.update(g)  # update 0: d = min(0.999, 1 / 10)
+    torch.testing.assert_close(average.net.weight, torch.full((2, 2), 0.1 * 1.0 + 0.9 * 3.0))
+    average.updates.fill_(100_000)  # long after the warm-up: d = 0.999
+    before = average.net.weight.clone()
+    with torch.no_grad():
+        g.weight.fill_(5.0)
+    average.update(g)
+    torch.testing.assert_close(average.net.weight, 0.999 * before + 0.001 * 5.0)
+    assert not any(p.requires_grad for p in average.net.parameters())
+
+
+def test_a_gan_samples_its_averaged_generator_outside_training():
+    torch.manual_seed(0)
+    net, options = build()
+    assert options.average == 0.999 and net.netG_average is not None
+    trainer = gan.Trainer(net, options)
+    for _ in range(5):
+        trainer.step(torch.rand(16, 1, 1, 3))
+    assert int(net.netG_average.updates) == 5  # one update per generator step
+    z = torch.randn(4, 2)
+    net.eval()
+    torch.testing.assert_close(net.generate(z), net.netG_average.net(z).reshape(-1, 1, 1, 3))
+    assert not torch.allclose(net.generate(z), net.netG(z).reshape(-1, 1, 1, 3))
+    net.train()
+    torch.testing.assert_close(net.generate(z), net.netG(z).reshape(-1, 1, 1, 3))
+    plain, _ = build(average=0.0)
+    assert plain.netG_average is None
