@@ -33,14 +33,8 @@ REFINES = (None, "drs", "mh")
 CLASS_SHARE = 0.1  # a class is found when it gets this share of n / n_classes samples
 
 # (epochs, options) per family for the 2-D mixtures; families missing here do not train on points.
-POINTS = {
-    "gan": (None, {}),  # the default command: `gen train --model gan --data ring8|grid25 --seed S`
-    "wgan": (300, {"hidden": [128, 128], "latent_dim": 2}),
-    "wgan-gp": (300, {"hidden": [128, 128], "latent_dim": 2}),
-    "infogan": (200, {"hidden": [256, 256], "latent_dim": 2, "batch_size": 256, "categories": 8, "continuous": 0}),
-    "veegan": (200, {"hidden": [256, 256], "latent_dim": 2, "batch_size": 256, "lr": 5e-4}),
-    "adagan": (100, {"hidden": [256, 256, 256], "latent_dim": 2, "batch_size": 256, "components": 3, "lr": 5e-4}),
-}
+# Every family runs its default command: `gen train --model NAME --data ring8|grid25 --seed S`.
+POINTS = {name: (None, {}) for name in ("gan", "wgan", "wgan-gp", "infogan", "veegan", "adagan")}
 # (epochs, options) per family and image dataset.
 IMAGES = {
     "digits": {

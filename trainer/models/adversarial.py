@@ -100,6 +100,8 @@ def init_dcgan(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+    if getattr(module, "netG_average", None) is not None:  # the average starts from the new weights
+        module.netG_average.net.load_state_dict(module.netG.state_dict())
 
 
 def feature_sizes(shape: list[int], channels: list[int]) -> list[tuple[int, int]]:
@@ -255,13 +257,27 @@ class GeneratorAverage(nn.Module):
         self.updates += 1
 
 
+class AveragedGenerator:
+    """For a network with a generator `netG` and `netG_average` (a GeneratorAverage or None):
+    the generator that samples (the average outside training) and its update. (No class-level
+    default for netG_average: it would hide the submodule that nn.Module keeps apart.)"""
+
+    def generator_in_use(self) -> nn.Module:
+        return self.netG if self.training or self.netG_average is None else self.netG_average.net
+
+    def update_average(self) -> None:
+        """After a generator step."""
+        if self.netG_average is not None:
+            self.netG_average.update(self.netG)
+
+
 def average_option(default: float = 0.999):
     return option(default, "Decay of the moving average of the generator's weights that is sampled and exported "
                   "(Yazici et al. 2019; the held-out check and --refine see it too); 0: the last weights.",
                   Interval(float, 0, 1, "left"))
 
 
-class Adversarial(nn.Module):
+class Adversarial(AveragedGenerator, nn.Module):
     """A generator netG (z -> rows) and a discriminator: `body` (rows -> features) and `head`
     (features -> one logit or critic value).
 
@@ -272,16 +288,18 @@ class Adversarial(nn.Module):
     whose discriminator is never exported) `discriminate` is refused with packs."""
 
     def __init__(self, shape: list[int], latent_dim: int, netG: nn.Module, body: nn.Module,
-                 pack: int = 1, row_body: nn.Module | None = None):
+                 pack: int = 1, row_body: nn.Module | None = None, average: float = 0.0):
         super().__init__()
         self.shape, self.latent_dim, self.pack = list(shape), latent_dim, pack
         self.netG, self.body = netG, body
+        self.netG_average = GeneratorAverage(netG, average) if average > 0 else None
         self.head = nn.Linear(body.features, 1)
         self.row_body = row_body if pack > 1 else None
         self.row_head = nn.Linear(row_body.features, 1) if self.row_body is not None else None
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.netG(z).reshape(-1, *self.shape)
+        """G(z): the averaged weights' in eval mode (sampling, export) where there is an average."""
+        return self.generator_in_use()(z).reshape(-1, *self.shape)
 
     @property
     def trains_row_discriminator(self) -> bool:

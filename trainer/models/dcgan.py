@@ -18,7 +18,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..options import Choice, Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (Adversarial, ConvBody, ConvGenerator, body, channels_option, gan_graphs, init_dcgan,
+from .adversarial import (Adversarial, average_option, ConvBody, ConvGenerator, body, channels_option, gan_graphs, init_dcgan,
                           latent_option, pack_option, resolve_latent)
 from .gan import Trainer
 
@@ -35,6 +35,7 @@ class Options:
     d_steps: int = option(1, "Discriminator steps per generator step (Algorithm 1's k).", Interval(int, 1, None))
     lr: float = option(2e-4, "Adam learning rate of G and D (betas 0.5, 0.999).", Interval(float, 0, None, "neither"))
     pack: int = pack_option("--refine")
+    average: float = average_option(0.0)
 
 
 def build(o: Options, data: DataSpec) -> Adversarial:
@@ -42,7 +43,7 @@ def build(o: Options, data: DataSpec) -> Adversarial:
     net = Adversarial(data.shape, o.latent_dim,
                       ConvGenerator(o.latent_dim, data.shape, o.channels, data.unit_range),
                       body("conv", data, [], o.channels, norm="batch", pack=o.pack), o.pack,
-                      ConvBody(data.shape, o.channels, norm="batch"))
+                      ConvBody(data.shape, o.channels, norm="batch") if o.pack > 1 else None, o.average)
     init_dcgan(net)
     return net
 

@@ -19,7 +19,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .adversarial import (GeneratorAverage, average_option, discriminator_loss, gan_graphs, generator_loss,
+from .adversarial import (AveragedGenerator, GeneratorAverage, average_option, discriminator_loss, gan_graphs, generator_loss,
                           keep_most_faithful, latent_option, low_dim_steps, pack_option, pack_rows, resolve_latent,
                           sample_normal)
 from .base import mlp
@@ -49,7 +49,7 @@ def resolve(options: Options, data: DataSpec) -> Options:
     return resolve_latent(options, data, MAX_LATENT)
 
 
-class GAN(nn.Module):
+class GAN(AveragedGenerator, nn.Module):
     """netG: z -> row; netD: a pack of `pack` rows -> logit (one row when pack is 1); with packs,
     netD_row: one row -> logit, the exported discriminator."""
 
@@ -65,8 +65,7 @@ class GAN(nn.Module):
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """G(z): the averaged weights' in eval mode (sampling, export), the trained ones' in training."""
-        g = self.netG if self.training or self.netG_average is None else self.netG_average.net
-        return g(z).reshape(-1, *self.shape)
+        return self.generator_in_use()(z).reshape(-1, *self.shape)
 
     @property
     def trains_row_discriminator(self) -> bool:
@@ -127,8 +126,7 @@ class Trainer:
         self.optG.zero_grad(set_to_none=True)
         loss_g.backward()
         self.optG.step()
-        if getattr(net, "netG_average", None) is not None:
-            net.netG_average.update(net.netG)
+        net.update_average()
         return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
                 **({"loss_d_row": float(loss_row.detach())} if rows else {})}
 

@@ -31,7 +31,7 @@ from gen.runtime.manifest import AncestralSampler, CodeSpec, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, body, channels_option, discriminator_loss,
+from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, average_option, body, channels_option, discriminator_loss,
                           generator, generator_loss, hidden_option, init_dcgan, keep_most_faithful, latent_option,
                           low_dim_steps, pack_option, resolve_arch, resolve_latent)
 
@@ -57,6 +57,7 @@ class Options:
     lr_d: float = option(2e-4, "Adam learning rate of D and Q (beta1 0.5).", Interval(float, 0, None, "neither"))
     lr_g: float = option(1e-3, "Adam learning rate of G (beta1 0.5).", Interval(float, 0, None, "neither"))
     pack: int = pack_option("--refine; Q reads one row through the per-row discriminator's body")
+    average: float = average_option(0.0)
 
 
 def code_specs(o: Options) -> list[CodeSpec]:
@@ -69,8 +70,9 @@ class InfoGAN(Adversarial):
     body of the per-row discriminator trained beside it (the exported one), so codes are still
     inferred row by row."""
 
-    def __init__(self, shape, latent_dim, codes: list[CodeSpec], netG, netD_body, pack: int = 1, row_body=None):
-        super().__init__(shape, latent_dim, netG, netD_body, pack, row_body)
+    def __init__(self, shape, latent_dim, codes: list[CodeSpec], netG, netD_body, pack: int = 1, row_body=None,
+                 average: float = 0.0):
+        super().__init__(shape, latent_dim, netG, netD_body, pack, row_body, average)
         self.codes = codes
         self.n_classes = sum(c.size for c in codes if c.kind == "categorical")
         self.n_continuous = sum(1 for c in codes if c.kind == "uniform")
@@ -83,7 +85,7 @@ class InfoGAN(Adversarial):
         return self.body if self.pack == 1 else self.row_body
 
     def generate_with_codes(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.netG(torch.cat([z, c], dim=1)).reshape(-1, *self.shape)
+        return self.generator_in_use()(torch.cat([z, c], dim=1)).reshape(-1, *self.shape)
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """D's logit and Q's raw outputs (class logits, then continuous means) from one body pass."""
@@ -146,7 +148,8 @@ def build(o: Options, data: DataSpec) -> InfoGAN:
         convs = body(o.arch, data, o.hidden, o.channels, norm="batch", pack=pack)
         return FCBody(convs, fc) if fc else convs
 
-    net = InfoGAN(data.shape, o.latent_dim, codes, netG, d_body(o.pack), o.pack, d_body(1) if o.pack > 1 else None)
+    net = InfoGAN(data.shape, o.latent_dim, codes, netG, d_body(o.pack), o.pack, d_body(1) if o.pack > 1 else None,
+                  o.average)
     if o.arch == "conv":
         init_dcgan(net)
     return net
@@ -181,6 +184,7 @@ class Trainer:
         self.optG.zero_grad(set_to_none=True)
         loss_g.backward()
         self.optG.step()
+        net.update_average()
         out = {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()), "info": float(info.detach())}
         if net.n_classes:
             out["q_accuracy"] = float((q_fake[:, :net.n_classes].argmax(dim=1) == index).float().mean())

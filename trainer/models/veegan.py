@@ -30,7 +30,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (MLPBody, discriminator_loss, gan_graphs, hidden_option, keep_most_faithful, latent_option,
+from .adversarial import (AveragedGenerator, GeneratorAverage, MLPBody, average_option, discriminator_loss, gan_graphs, hidden_option, keep_most_faithful, latent_option,
                           low_dim_steps, pack_option, pack_rows, resolve_latent)
 from .base import mlp
 
@@ -46,17 +46,20 @@ class Options:
     lr: float = option(1e-3, "Adam learning rate of G, F and D (betas 0.5, 0.999).",
                        Interval(float, 0, None, "neither"))
     pack: int = pack_option("--refine")
+    average: float = average_option(0.0)
 
 
-class VEEGAN(nn.Module):
+class VEEGAN(AveragedGenerator, nn.Module):
     """With `pack` m > 1 (PacGAN) D judges packs of m (z, x) pairs side by side; a per-row pair
     discriminator (row_body, row_head) trains beside it and is the exported one."""
 
-    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, unit_range: bool, pack: int = 1):
+    def __init__(self, shape: list[int], hidden: list[int], latent_dim: int, unit_range: bool, pack: int = 1,
+                 average: float = 0.0):
         super().__init__()
         self.shape, self.latent_dim, self.pack = list(shape), latent_dim, pack
         dim = int(np.prod(shape))
         self.netG = mlp([latent_dim, *hidden, dim], last_act=nn.Sigmoid() if unit_range else None)
+        self.netG_average = GeneratorAverage(self.netG, average) if average > 0 else None
         self.netF = mlp([dim, *reversed(hidden), latent_dim])
         self.body = MLPBody(pack * (latent_dim + dim), list(reversed(hidden)))
         self.head = nn.Linear(self.body.features, 1)
@@ -64,7 +67,7 @@ class VEEGAN(nn.Module):
         self.row_head = nn.Linear(self.row_body.features, 1) if pack > 1 else None
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.netG(z).reshape(-1, *self.shape)
+        return self.generator_in_use()(z).reshape(-1, *self.shape)
 
     def reconstruct_code(self, x: torch.Tensor) -> torch.Tensor:
         """F(x): the reconstructor's code of a row."""
@@ -123,6 +126,7 @@ class Trainer:
         self.optGF.zero_grad(set_to_none=True)
         loss.backward()
         self.optGF.step()
+        net.update_average()
         return {"loss_d": 0.0, **out, "loss_g": float(adversarial.detach()), "recon": float(recon.detach())}
 
 
@@ -135,7 +139,7 @@ def graphs(net: VEEGAN, data: DataSpec) -> dict[str, GraphDef]:
 register(Family(
     name="veegan", description="VEEGAN: generator, reconstructor F (x -> z) and a (z, x) discriminator; "
                                "samples, encodes.",
-    options=Options, build=lambda o, data: VEEGAN(data.shape, o.hidden, o.latent_dim, data.unit_range, o.pack),
+    options=Options, build=lambda o, data: VEEGAN(data.shape, o.hidden, o.latent_dim, data.unit_range, o.pack, o.average),
     trainer=Trainer, graphs=graphs, capabilities=("sample", "encode"), score_kind=None,
     sampler=lambda net, o: AncestralSampler(graph="generator"), latent_prior="normal",
     discriminator=("discriminator", "logit"), resolve=lambda o, data: resolve_latent(o, data, LATENT),

@@ -22,7 +22,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (ARCH, ARCH_HELP, Adversarial, body, channels_option, gan_graphs, generator,
+from .adversarial import (ARCH, average_option, ARCH_HELP, Adversarial, body, channels_option, gan_graphs, generator,
                           gradient_penalty, hidden_option, init_dcgan, keep_most_faithful, latent_option,
                           low_dim_steps, pack_option, resolve_arch, resolve_latent, sample_normal)
 
@@ -42,6 +42,7 @@ class Options:
     lr: float = option(5e-5, "RMSProp learning rate (alpha) of the critic and the generator.",
                        Interval(float, 0, None, "neither"))
     pack: int = pack_option("--refine")
+    average: float = average_option(0.0)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class GPOptions:
     beta1: float = option(0.5, "Adam beta1 (the paper uses 0.5 or 0; beta2 is 0.9).",
                           Interval(float, 0, 1, "left"))
     pack: int = pack_option("--refine")
+    average: float = average_option(0.0)
 
 
 def build(o, data: DataSpec) -> Adversarial:
@@ -64,7 +66,7 @@ def build(o, data: DataSpec) -> Adversarial:
     norm = "layer" if hasattr(o, "gp_weight") else "none"
     net = Adversarial(data.shape, o.latent_dim, generator(o.arch, o.latent_dim, data, o.hidden, o.channels),
                       body(o.arch, data, o.hidden, o.channels, norm=norm, pack=o.pack), o.pack,
-                      body(o.arch, data, o.hidden, o.channels, norm=norm) if o.pack > 1 else None)
+                      body(o.arch, data, o.hidden, o.channels, norm=norm) if o.pack > 1 else None, o.average)
     if o.arch == "conv":
         init_dcgan(net)
     return net
@@ -118,6 +120,7 @@ class Trainer:
         self.optG.zero_grad(set_to_none=True)
         loss_g.backward()
         self.optG.step()
+        net.update_average()
         out = {"wasserstein": sum(estimates) / len(estimates) if estimates else 0.0, "loss_g": float(loss_g.detach())}
         if penalties:
             out["gradient_penalty"] = sum(penalties) / len(penalties)

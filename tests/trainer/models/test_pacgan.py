@@ -85,3 +85,14 @@ def test_a_packed_run_exports_a_per_row_discriminator_that_refines(name, tmp_pat
     assert logits.reshape(-1).shape == (5,) and np.isfinite(logits).all()  # one value per row, any count
     refined = model.sample(7, seed=0, refine="drs")
     assert refined.shape == (7, *model.manifest.data.shape) and np.isfinite(refined).all()
+
+
+@pytest.mark.parametrize("name", ["dcgan", "wgan-gp", "infogan"])
+def test_an_averaged_generator_starts_from_the_initialised_weights(name):
+    """DCGAN's initialisation runs after the network is built: the average is set to its result."""
+    torch.manual_seed(0)
+    cfg = TrainConfig.make(model=name, data="digits", channels=[4], latent_dim=2, average=0.99)
+    options = cfg.family.resolve(cfg.options, IMAGE)
+    net = cfg.family.build(options, IMAGE)
+    for a, w in zip(net.netG_average.net.state_dict().values(), net.netG.state_dict().values()):
+        torch.testing.assert_close(a, w)
