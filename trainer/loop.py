@@ -23,7 +23,8 @@ class Batches:
     """The fitting rows of each epoch, in model space, in steps of `rows_per_step` rows: from
     rows in memory (`x_fit`; one process's share of a permutation when there are several) or
     streamed from files (`stream`, a StreamedRows, with `pre` turning raw rows into model
-    space). `rows` is how many rows one process sees per epoch (for the budget)."""
+    space). `rows` is how many rows one process sees per epoch (for the budget). A last batch
+    of one row is folded into the one before it (a batch-norm layer cannot train on one row)."""
 
     def __init__(self, x_fit: torch.Tensor, rows_per_step: int, group: Group, stream=None, pre=None):
         self.x_fit, self.rows_per_step, self.group, self.stream, self.pre = x_fit, rows_per_step, group, stream, pre
@@ -41,8 +42,11 @@ class Batches:
         order = torch.from_numpy(rng.permutation(len(self.x_fit))).to(self.x_fit.device)
         if self.group.world > 1:  # this process's share, the same length in every process
             order = order[self.group.rank::self.group.world][:self.rows]
-        for i in range(0, len(order), self.rows_per_step):
-            yield self.x_fit[order[i:i + self.rows_per_step]]
+        starts = list(range(0, len(order), self.rows_per_step))
+        if len(starts) > 1 and len(order) - starts[-1] == 1:  # a one-row last batch joins the one before:
+            starts.pop()                                      # batch norm in training needs two rows
+        for i, end in zip(starts, [*starts[1:], len(order)]):
+            yield self.x_fit[order[i:end]]
 
 
 def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.random.Generator, name: str,

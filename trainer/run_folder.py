@@ -87,6 +87,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         cfg.options = replace(cfg.options, score="recon")
     if hasattr(cfg.options, "pool") and "pool" not in raw:  # a run from before `--pool`: the mean
         cfg.options = replace(cfg.options, pool="mean")
+    if hasattr(cfg.options, "average") and "average" not in raw:  # a GAN from before `--average`: none
+        cfg.options = replace(cfg.options, average=0.0)
     try:
         info = json.loads((run_dir / RUN_INFO).read_text())
         run = RunInfo.read(info, str(run_dir / RUN_INFO))

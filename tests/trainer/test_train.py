@@ -211,3 +211,29 @@ def test_load_run_reads_a_typed_run_record(tmp_path):
     (run / "run.json").write_text(json.dumps(info))
     with pytest.raises(InputError, match="run.json: not a run description of this gen .*metrics.epochs"):
         load_run(run)
+
+
+def test_a_one_row_last_batch_joins_the_batch_before():
+    """Batch norm cannot train on one row: 129 rows at 64 a step are batches of 64 and 65, every
+    row once; 130 rows stay 64, 64, 2."""
+    from gen.trainer.distributed import Group
+    from gen.trainer.loop import Batches
+
+    for n, sizes in ((129, [64, 65]), (130, [64, 64, 2]), (1, [1])):
+        x = torch.arange(n, dtype=torch.float32)[:, None]
+        batches = list(Batches(x, 64, Group()).epoch(np.random.default_rng(0)))
+        assert [len(b) for b in batches] == sizes
+        assert sorted(torch.cat(batches).squeeze(1).tolist()) == list(range(n))
+
+
+def test_an_old_gan_run_without_the_average_option_still_loads(tmp_path):
+    """A gan run folder from before `--average` has no such key: it loads as one without."""
+    import yaml
+
+    run = train(TrainConfig.make(model="gan", data="ring8", epochs=1, hidden=[8], average=0.0, device="cpu",
+                                 out=str(tmp_path / "run"), quiet=True))
+    raw = yaml.safe_load((run / "config.yaml").read_text())
+    del raw["average"]
+    (run / "config.yaml").write_text(yaml.safe_dump(raw))
+    loaded = load_run(run)
+    assert loaded.cfg.options.average == 0.0 and loaded.net.netG_average is None

@@ -64,7 +64,8 @@ def resolve_latent(options, data: DataSpec, default: int):
 
 
 # Rows of at most LOW_DIM values (2-D point sets, small tables): without --epochs a GAN family
-# trains LOW_DIM_STEPS generator steps in full and keeps the epoch whose samples best match the
+# trains LOW_DIM_STEPS steps in full (generator steps; critic steps for the WGANs, whose
+# generator steps are LOW_DIM_STEPS / n_critic; shared among AdaGAN's components) and keeps the epoch whose samples best match the
 # held-out rows (fidelity_check). Measured with the gan family on the 2-D point sets (seeds 11
 # and 12, not the benchmark's): 30 epochs (3,400 steps) left Grid-25 at 13-16 of 25 modes with
 # 2-7% of samples near one; 10,000 steps 22-25 modes, 58-76%; 30,000 steps 23-25 modes, 82-84%
@@ -234,7 +235,9 @@ class GeneratorAverage(nn.Module):
     and the average of the iterates sits nearer it than the last one. After every generator
     step, avg <- d avg + (1 - d) w with d = min(decay, (1 + t) / (10 + t)) at update t (the
     warm-up of TensorFlow's ExponentialMovingAverage, so a short run is not held near its
-    initial weights); buffers (batch-norm statistics) are copied. The average is what a network
+    initial weights); buffers (batch-norm statistics) are copied from the trained generator, so
+    with batch norm they are those of the trained weights, not of the average (gan, the one
+    family averaging by default, has none). The average is what a network
     samples from in eval mode (the held-out check, export, --refine); training uses the
     generator itself."""
 
@@ -248,10 +251,10 @@ class GeneratorAverage(nn.Module):
 
     @torch.no_grad()
     def update(self, generator: nn.Module) -> None:
-        t = int(self.updates)
-        d = min(self.decay, (1.0 + t) / (10.0 + t))
+        t = self.updates.to(torch.float32)  # kept a tensor: no device sync per step
+        d = torch.clamp((1.0 + t) / (10.0 + t), max=self.decay)
         for avg, w in zip(self.net.parameters(), generator.parameters()):
-            avg.lerp_(w, 1.0 - d)
+            avg.lerp_(w, (1.0 - d).to(w.dtype))
         for avg, b in zip(self.net.buffers(), generator.buffers()):
             avg.copy_(b)
         self.updates += 1
@@ -269,6 +272,11 @@ class AveragedGenerator:
         """After a generator step."""
         if self.netG_average is not None:
             self.netG_average.update(self.netG)
+
+
+def average_variant(o) -> str:
+    """The run's variant words for a generator average."""
+    return f", G averaged ({o.average:g})" if getattr(o, "average", 0) > 0 else ""
 
 
 def average_option(default: float = 0.999):

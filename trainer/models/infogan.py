@@ -31,7 +31,7 @@ from gen.runtime.manifest import AncestralSampler, CodeSpec, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, average_option, body, channels_option, discriminator_loss,
+from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, average_option, average_variant, body, channels_option, discriminator_loss,
                           generator, generator_loss, hidden_option, init_dcgan, keep_most_faithful, latent_option,
                           low_dim_steps, pack_option, resolve_arch, resolve_latent)
 
@@ -165,7 +165,7 @@ class Trainer:
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
         net, o, m = self.net, self.o, self.net.pack
-        n = max(len(x), m)  # generated rows: at least one pack
+        n = max(len(x), 2 * m) if m > 1 else len(x)  # at least two packs: batch norm needs two values
         z = torch.randn(n, net.latent_dim, device=x.device)
         c, index, cont = net.draw_codes(n, x)
         fake = net.generate_with_codes(z, c)
@@ -173,7 +173,7 @@ class Trainer:
         logit_fake, q_fake = net.heads(fake.detach())
         info_d = net.info_loss(q_fake, index, cont, o.continuous_weight)
         loss_d = discriminator_loss(logit_real, logit_fake) + o.info_weight * info_d
-        if m > 1 and len(x) >= m:  # the packed discriminator, beside the per-row one and Q
+        if m > 1 and len(x) >= 2 * m:  # the packed discriminator (two packs at least), beside the per-row one and Q
             loss_d = loss_d + discriminator_loss(net.discriminate_packs(x), net.discriminate_packs(fake.detach()))
         self.optD.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -214,7 +214,7 @@ def resolve(o: Options, data: DataSpec) -> Options:
 def _variant(o: Options) -> str:
     nets = (f"conv {'-'.join(map(str, o.channels))}" + (f", fc {o.fc}" if o.fc else "")) if o.arch == "conv" else f"mlp {'-'.join(map(str, o.hidden))}"
     return (f"{nets}, codes: {o.categories} classes + {o.continuous} continuous, lambda {o.info_weight:g}"
-            + (f", PacGAN{o.pack}" if o.pack > 1 else ""))
+            + (f", PacGAN{o.pack}" if o.pack > 1 else "") + average_variant(o))
 
 
 register(Family(
