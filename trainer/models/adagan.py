@@ -33,7 +33,8 @@ from gen.runtime.manifest import DataSpec, MixtureSampler
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import Adversarial, MLPBody, discriminator_loss, hidden_option, latent_option, low_dim_steps, resolve_latent
+from .adversarial import (Adversarial, MLPBody, discriminator_loss, hidden_option, latent_option, low_dim_steps,
+                          resolve_latent)
 from .base import mlp
 from .gan import Trainer as GANTrainer
 
@@ -193,7 +194,8 @@ def sampler(net: AdaGAN, o: Options) -> MixtureSampler:
 register(Family(
     name="adagan", description="AdaGAN: T GANs trained in sequence on reweighted data, served as a "
                                "weighted mixture; samples.",
-    options=Options, build=lambda o, data: AdaGAN(data.shape, o.hidden, o.latent_dim, o.components, data.unit_range, o.pack),
+    options=Options,
+    build=lambda o, data: AdaGAN(data.shape, o.hidden, o.latent_dim, o.components, data.unit_range, o.pack),
     trainer=Trainer, graphs=graphs, capabilities=("sample",), score_kind=None, sampler=sampler,
     latent_prior="normal", discriminator=("discriminator", "logit"),
     resolve=lambda o, data: resolve_latent(o, data, LATENT), min_steps=min_steps,

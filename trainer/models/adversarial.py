@@ -65,16 +65,16 @@ def resolve_latent(options, data: DataSpec, default: int):
 
 # Rows of at most LOW_DIM values (2-D point sets, small tables): without --epochs a GAN family
 # trains LOW_DIM_STEPS steps in full (generator steps; critic steps for the WGANs, whose
-# generator steps are LOW_DIM_STEPS / n_critic; shared among AdaGAN's components) and keeps the epoch whose samples best match the
-# held-out rows (fidelity_check). Measured with the gan family on the 2-D point sets (seeds 11
-# and 12, not the benchmark's): 30 epochs (3,400 steps) left Grid-25 at 13-16 of 25 modes with
-# 2-7% of samples near one; 10,000 steps 22-25 modes, 58-76%; 30,000 steps 23-25 modes, 82-84%
-# (ring-8: 8/8, 93-95%), about 70 s.
+# generator steps are LOW_DIM_STEPS / n_critic; shared among AdaGAN's components) and keeps
+# the epoch whose samples best match the held-out rows (fidelity_check). Measured with the gan
+# family on the 2-D point sets (seeds 11 and 12, not the benchmark's): 30 epochs (3,400 steps)
+# left Grid-25 at 13-16 of 25 modes with 2-7% of samples near one; 10,000 steps 22-25 modes,
+# 58-76%; 30,000 steps 23-25 modes, 82-84% (ring-8: 8/8, 93-95%), about 70 s.
 LOW_DIM, LOW_DIM_STEPS = 16, 30_000
 
 
 def low_dim_steps(options, data: DataSpec) -> int | None:
-    """The generator steps a GAN family trains without --epochs on rows of this size."""
+    """The steps a GAN family trains without --epochs on rows of this size (see LOW_DIM)."""
     return LOW_DIM_STEPS if data.size <= LOW_DIM else None
 
 

@@ -18,8 +18,8 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..options import Choice, Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (Adversarial, average_option, average_variant, ConvBody, ConvGenerator, body, channels_option, gan_graphs, init_dcgan,
-                          latent_option, pack_option, resolve_latent)
+from .adversarial import (Adversarial, ConvBody, ConvGenerator, average_option, average_variant, body,
+                          channels_option, gan_graphs, init_dcgan, latent_option, pack_option, resolve_latent)
 from .gan import Trainer
 
 
@@ -63,7 +63,7 @@ register(Family(
     graphs=lambda net, data: gan_graphs(net, data), capabilities=("sample",), score_kind=None,
     sampler=lambda net, o: AncestralSampler(graph="generator"), latent_prior="normal",
     discriminator=("discriminator", "logit"), resolve=resolve, data_kinds=("image",),
-    variant=lambda o: f"conv {'-'.join(map(str, o.channels))}, {o.loss} loss" + (f", PacGAN{o.pack}" if o.pack > 1 else "")
-                      + average_variant(o),
+    variant=lambda o: (f"conv {'-'.join(map(str, o.channels))}, {o.loss} loss"
+                       + (f", PacGAN{o.pack}" if o.pack > 1 else "") + average_variant(o)),
     test=Preset(3, {"channels": [8, 16], "latent_dim": 4}), bench=Preset(40),
 ))

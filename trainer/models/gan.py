@@ -19,9 +19,9 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .adversarial import (AveragedGenerator, GeneratorAverage, average_option, average_variant, discriminator_loss, gan_graphs, generator_loss,
-                          keep_most_faithful, latent_option, low_dim_steps, pack_option, pack_rows, resolve_latent,
-                          sample_normal)
+from .adversarial import (AveragedGenerator, GeneratorAverage, average_option, average_variant, discriminator_loss,
+                          gan_graphs, generator_loss, keep_most_faithful, latent_option, low_dim_steps, pack_option,
+                          pack_rows, resolve_latent, sample_normal)
 from .base import mlp
 
 
@@ -38,7 +38,7 @@ class Options:
     lr: float = option(1e-3, "Adam learning rate of G and D (betas 0.5, 0.999).", Interval(float, 0, None, "neither"))
     pack: int = pack_option()
     # Measured on Grid-25 with the default budget: plain samples near a mode 93.2% (seeds 0-2)
-    # and 92.1% (seeds 11, 12) against 90.4% and about 89% with the last weights, as many modes.
+    # and 92.1% (seeds 11, 12) against 90.4% and about 89% without the average, as many modes.
     average: float = average_option(0.999)
 
 
@@ -143,7 +143,8 @@ def _variant(o: Options) -> str:
 
 register(Family(
     name="gan", description="GAN, Goodfellow Algorithm 1 (d_steps D-steps per G-step); samples; weak score.",
-    options=Options, build=lambda o, data: GAN(data.shape, o.hidden, o.latent_dim, data.unit_range, o.pack, o.average),
+    options=Options,
+    build=lambda o, data: GAN(data.shape, o.hidden, o.latent_dim, data.unit_range, o.pack, o.average),
     trainer=Trainer, graphs=graphs, capabilities=("sample", "score"), resolve=resolve,
     min_steps=low_dim_steps, keep_best=keep_most_faithful,
     score_kind="negative_discriminator_logit", sampler=lambda net, o: AncestralSampler(graph="generator"),

@@ -31,9 +31,10 @@ from gen.runtime.manifest import AncestralSampler, CodeSpec, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, average_option, average_variant, body, channels_option, discriminator_loss,
-                          generator, generator_loss, hidden_option, init_dcgan, keep_most_faithful, latent_option,
-                          low_dim_steps, pack_option, resolve_arch, resolve_latent)
+from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, average_option, average_variant, body, channels_option,
+                          discriminator_loss, generator, generator_loss, hidden_option, init_dcgan,
+                          keep_most_faithful, latent_option, low_dim_steps, pack_option, resolve_arch,
+                          resolve_latent)
 
 Q_HIDDEN = 128
 LATENT = 62

@@ -30,7 +30,8 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (AveragedGenerator, GeneratorAverage, MLPBody, average_option, average_variant, discriminator_loss, gan_graphs, hidden_option, keep_most_faithful, latent_option,
+from .adversarial import (AveragedGenerator, GeneratorAverage, MLPBody, average_option, average_variant,
+                          discriminator_loss, gan_graphs, hidden_option, keep_most_faithful, latent_option,
                           low_dim_steps, pack_option, pack_rows, resolve_latent)
 from .base import mlp
 
@@ -139,7 +140,8 @@ def graphs(net: VEEGAN, data: DataSpec) -> dict[str, GraphDef]:
 register(Family(
     name="veegan", description="VEEGAN: generator, reconstructor F (x -> z) and a (z, x) discriminator; "
                                "samples, encodes.",
-    options=Options, build=lambda o, data: VEEGAN(data.shape, o.hidden, o.latent_dim, data.unit_range, o.pack, o.average),
+    options=Options,
+    build=lambda o, data: VEEGAN(data.shape, o.hidden, o.latent_dim, data.unit_range, o.pack, o.average),
     trainer=Trainer, graphs=graphs, capabilities=("sample", "encode"), score_kind=None,
     sampler=lambda net, o: AncestralSampler(graph="generator"), latent_prior="normal",
     discriminator=("discriminator", "logit"), resolve=lambda o, data: resolve_latent(o, data, LATENT),

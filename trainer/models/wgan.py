@@ -22,9 +22,9 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (ARCH, average_option, average_variant, ARCH_HELP, Adversarial, body, channels_option, gan_graphs, generator,
-                          gradient_penalty, hidden_option, init_dcgan, keep_most_faithful, latent_option,
-                          low_dim_steps, pack_option, resolve_arch, resolve_latent, sample_normal)
+from .adversarial import (ARCH, ARCH_HELP, Adversarial, average_option, average_variant, body, channels_option,
+                          gan_graphs, generator, gradient_penalty, hidden_option, init_dcgan, keep_most_faithful,
+                          latent_option, low_dim_steps, pack_option, resolve_arch, resolve_latent, sample_normal)
 
 
 LATENT = 32
