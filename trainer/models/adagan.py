@@ -34,7 +34,7 @@ from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
 from .adversarial import (Adversarial, MLPBody, discriminator_loss, hidden_option, latent_option, low_dim_steps,
-                          resolve_latent)
+                          resolve_latent, variant_words)
 from .base import mlp
 from .gan import Trainer as GANTrainer
 
@@ -200,6 +200,6 @@ register(Family(
     latent_prior="normal", discriminator=("discriminator", "logit"),
     resolve=lambda o, data: resolve_latent(o, data, LATENT), min_steps=min_steps,
     variant=lambda o: f"{o.components} components, mlp {'-'.join(map(str, o.hidden))}, "
-                      f"beta {'1/t' if not o.beta else f'{o.beta:g}'}" + (f", PacGAN{o.pack}" if o.pack > 1 else ""),
+                      f"beta {'1/t' if not o.beta else f'{o.beta:g}'}" + variant_words(o),
     test=Preset(2, {"components": 2, "hidden": [16], "latent_dim": 4, "reweight_epochs": 1}), bench=Preset(60),
 ))

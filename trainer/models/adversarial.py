@@ -274,9 +274,10 @@ class AveragedGenerator:
             self.netG_average.update(self.netG)
 
 
-def average_variant(o) -> str:
-    """The run's variant words for a generator average."""
-    return f", G averaged ({o.average:g})" if getattr(o, "average", 0) > 0 else ""
+def variant_words(o) -> str:
+    """The words a GAN family's variant ends with for packing and a generator average."""
+    return ((f", PacGAN{o.pack}" if getattr(o, "pack", 1) > 1 else "")
+            + (f", G averaged ({o.average:g})" if getattr(o, "average", 0) > 0 else ""))
 
 
 def average_option(default: float = 0.999):

@@ -18,7 +18,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..options import Choice, Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (Adversarial, ConvBody, ConvGenerator, average_option, average_variant, body,
+from .adversarial import (Adversarial, ConvBody, ConvGenerator, average_option, variant_words, body,
                           channels_option, gan_graphs, init_dcgan, latent_option, pack_option, resolve_latent)
 from .gan import Trainer
 
@@ -64,6 +64,6 @@ register(Family(
     sampler=lambda net, o: AncestralSampler(graph="generator"), latent_prior="normal",
     discriminator=("discriminator", "logit"), resolve=resolve, data_kinds=("image",),
     variant=lambda o: (f"conv {'-'.join(map(str, o.channels))}, {o.loss} loss"
-                       + (f", PacGAN{o.pack}" if o.pack > 1 else "") + average_variant(o)),
+                       + variant_words(o)),
     test=Preset(3, {"channels": [8, 16], "latent_dim": 4}), bench=Preset(40),
 ))

@@ -19,7 +19,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
 from ..registry import Family, Preset, register
-from .adversarial import (AveragedGenerator, GeneratorAverage, average_option, average_variant, discriminator_loss,
+from .adversarial import (AveragedGenerator, GeneratorAverage, average_option, variant_words, discriminator_loss,
                           gan_graphs, generator_loss, keep_most_faithful, latent_option, low_dim_steps, pack_option,
                           pack_rows, resolve_latent, sample_normal)
 from .base import mlp
@@ -137,8 +137,7 @@ def graphs(net: GAN, data: DataSpec) -> dict[str, GraphDef]:
 
 
 def _variant(o: Options) -> str:
-    return (f"{o.loss} loss, d_steps={o.d_steps}" + (f", PacGAN{o.pack}" if o.pack > 1 else "")
-            + average_variant(o))
+    return f"{o.loss} loss, d_steps={o.d_steps}" + variant_words(o)
 
 
 register(Family(

@@ -31,7 +31,7 @@ from gen.runtime.manifest import AncestralSampler, CodeSpec, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, average_option, average_variant, body, channels_option,
+from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, average_option, variant_words, body, channels_option,
                           discriminator_loss, generator, generator_loss, hidden_option, init_dcgan,
                           keep_most_faithful, latent_option, low_dim_steps, pack_option, resolve_arch,
                           resolve_latent)
@@ -215,7 +215,7 @@ def resolve(o: Options, data: DataSpec) -> Options:
 def _variant(o: Options) -> str:
     nets = (f"conv {'-'.join(map(str, o.channels))}" + (f", fc {o.fc}" if o.fc else "")) if o.arch == "conv" else f"mlp {'-'.join(map(str, o.hidden))}"
     return (f"{nets}, codes: {o.categories} classes + {o.continuous} continuous, lambda {o.info_weight:g}"
-            + (f", PacGAN{o.pack}" if o.pack > 1 else "") + average_variant(o))
+            + variant_words(o))
 
 
 register(Family(

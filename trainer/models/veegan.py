@@ -30,7 +30,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (AveragedGenerator, GeneratorAverage, MLPBody, average_option, average_variant,
+from .adversarial import (AveragedGenerator, GeneratorAverage, MLPBody, average_option, variant_words,
                           discriminator_loss, gan_graphs, hidden_option, keep_most_faithful, latent_option,
                           low_dim_steps, pack_option, pack_rows, resolve_latent)
 from .base import mlp
@@ -147,6 +147,6 @@ register(Family(
     discriminator=("discriminator", "logit"), resolve=lambda o, data: resolve_latent(o, data, LATENT),
     min_steps=low_dim_steps, keep_best=keep_most_faithful,
     variant=lambda o: f"mlp {'-'.join(map(str, o.hidden))}, recon weight {o.recon_weight:g}"
-                      + (f", PacGAN{o.pack}" if o.pack > 1 else "") + average_variant(o),
+                      + variant_words(o),
     test=Preset(3, {"hidden": [16], "latent_dim": 4}), bench=Preset(200),
 ))

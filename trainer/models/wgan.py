@@ -22,7 +22,7 @@ from gen.runtime.manifest import AncestralSampler, DataSpec
 
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (ARCH, ARCH_HELP, Adversarial, average_option, average_variant, body, channels_option,
+from .adversarial import (ARCH, ARCH_HELP, Adversarial, average_option, variant_words, body, channels_option,
                           gan_graphs, generator, gradient_penalty, hidden_option, init_dcgan, keep_most_faithful,
                           latent_option, low_dim_steps, pack_option, resolve_arch, resolve_latent, sample_normal)
 
@@ -139,7 +139,7 @@ def min_steps(o, data: DataSpec) -> int | None:
 def _variant(o) -> str:
     nets = f"conv {'-'.join(map(str, o.channels))}" if o.arch == "conv" else f"mlp {'-'.join(map(str, o.hidden))}"
     rule = f"gradient penalty {o.gp_weight:g}" if hasattr(o, "gp_weight") else f"clip {o.clip:g}"
-    return f"{nets}, {rule}, n_critic={o.n_critic}" + (f", PacGAN{o.pack}" if o.pack > 1 else "") + average_variant(o)
+    return f"{nets}, {rule}, n_critic={o.n_critic}" + variant_words(o)
 
 
 COMMON = dict(
