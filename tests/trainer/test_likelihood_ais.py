@@ -222,6 +222,51 @@ def test_dbm_ais_of_the_base_model_is_exact():
     assert estimate == pytest.approx(log_z_base, abs=1e-12) and stderr == 0.0
 
 
+def test_ais_from_a_base_with_the_hidden_marginals_matches_exact():
+    # The base model may put the hidden layers at given activity levels instead of fair coins
+    # (the families pass the data's): log Z is the same quantity, found as accurately.
+    W, b, c = _rbm(20, 10)
+    hidden = np.random.default_rng(3).uniform(0.02, 0.6, 10)
+    exact = exact_log_partition(W, b, c)
+    for dtype in (np.float64, np.float32):
+        estimate, stderr = ais_log_partition(W, b, c, _marginals(20), n_betas=3000, n_chains=100,
+                                             dtype=dtype, hidden_marginals=hidden)
+        assert abs(estimate - exact) < 0.1 and 0.0 < stderr < 0.1
+    W1, W2, b, c1, c2 = _dbm(12, 8, 4)
+    exact = dbm_exact_log_partition(W1, W2, b, c1, c2)
+    pair = (np.full(8, 0.2), np.array([0.9, 0.1, 0.5, 0.7]))
+    estimate, stderr = dbm_ais_log_partition(W1, W2, b, c1, c2, _marginals(12), n_betas=4000,
+                                             hidden_marginals=pair)
+    assert abs(estimate - exact) < 0.1 and 0.0 < stderr < 0.1
+
+
+def test_ais_of_a_base_model_with_hidden_marginals_is_exact():
+    # Model = base model: every chain's weight is 1, so the estimate is log Z_A exactly, and
+    # log Z_A counts the hidden layers' biases (not n_hidden log 2).
+    m, m1, m2 = _marginals(6), np.array([0.1, 0.5, 0.8]), np.array([0.3, 0.95])
+    log_z = float(sum(np.logaddexp(0.0, logit(q)).sum() for q in (m, m1, m2)))
+    estimate, stderr = dbm_ais_log_partition(np.zeros((6, 3)), np.zeros((3, 2)), logit(m), logit(m1), logit(m2),
+                                             m, n_betas=30, n_chains=10, hidden_marginals=(m1, m2))
+    assert estimate == pytest.approx(log_z, abs=1e-12) and stderr == 0.0
+    log_z = float(sum(np.logaddexp(0.0, logit(q)).sum() for q in (m, m1)))
+    estimate, stderr = ais_log_partition(np.zeros((6, 3)), logit(m), logit(m1), m, n_betas=30, n_chains=10,
+                                         hidden_marginals=m1)
+    assert estimate == pytest.approx(log_z, abs=1e-12) and stderr == 0.0
+
+
+def test_ais_refuses_hidden_marginals_of_the_wrong_shape_or_range():
+    W, b, c = _rbm(6, 3)
+    with pytest.raises(ValueError, match=r"hidden_marginals must have shape \(3,\)"):
+        ais_log_partition(W, b, c, _marginals(6), hidden_marginals=np.full(4, 0.5))
+    with pytest.raises(ValueError, match="hidden_marginals must be probabilities"):
+        ais_log_partition(W, b, c, _marginals(6), hidden_marginals=np.full(3, 1.5))
+    W1, W2, b, c1, c2 = _dbm(6, 3, 2)
+    with pytest.raises(ValueError, match="a pair"):
+        dbm_ais_log_partition(W1, W2, b, c1, c2, _marginals(6), hidden_marginals=np.full(3, 0.5))
+    with pytest.raises(ValueError, match=r"hidden_marginals\[1\] must have shape \(2,\)"):
+        dbm_ais_log_partition(W1, W2, b, c1, c2, _marginals(6), hidden_marginals=(np.full(3, 0.5), np.full(3, 0.5)))
+
+
 def test_dbm_variational_bound_is_a_lower_bound_and_mean_field_improves_it():
     W1, W2, b, c1, c2 = _dbm(4, 3, 2, scale=1.0, seed=4)
     v = _all_states(4)

@@ -50,7 +50,7 @@ from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, option
 from ..progress import phase
 from ..registry import Family, Preset, register
-from .rbm import ais_log_partition_checked, prepare_bernoulli
+from .rbm import BASE_ROWS, ais_log_partition_checked, prepare_bernoulli
 
 EXACT_UNITS = 20  # log Z by enumerating the 2^n_hidden1 states of the first hidden layer; AIS beyond
 
@@ -333,8 +333,9 @@ BOUND = "log_p from this bundle is the mean-field lower bound -F_q(v) - log Z, n
 
 def log_partition(net: DBM, options: Options, x_fit: torch.Tensor, data: DataSpec | None = None
                   ) -> LogPartition | None:
-    """log Z: exact by enumerating h1 (n_hidden1 <= EXACT_UNITS), or AIS from a base-rate model
-    fitted to the training marginals."""
+    """log Z: exact by enumerating h1 (n_hidden1 <= EXACT_UNITS), or AIS from a factorial base
+    model fitted to the training rows: their pixel marginals and both hidden layers' mean-field
+    means."""
     from ..protocols import likelihood
 
     method = resolve(options, None).log_z
@@ -345,15 +346,19 @@ def log_partition(net: DBM, options: Options, x_fit: torch.Tensor, data: DataSpe
         value = likelihood.dbm_exact_log_partition(W1, W2, b, c1, c2)
         return LogPartition(float(value), 0.0, "exact", f"enumeration of 2^{net.n_hidden1} states of h1; {BOUND}")
     marginals = x_fit.flatten(1).double().mean(0).cpu().numpy()
+    v = x_fit[:BASE_ROWS].flatten(1).double().cpu().numpy()
+    mu1, mu2 = likelihood.dbm_mean_field(v, W1, W2, b, c1, c2, options.mean_field_steps)
+    hidden = (mu1.mean(0), mu2.mean(0))
 
     def estimate(n_betas: int, seed: int) -> tuple[float, float]:
         with phase(f"dbm: log Z by AIS, {n_betas:,} betas", n_betas - 1, "steps") as progress:
             return likelihood.dbm_ais_log_partition(W1, W2, b, c1, c2, marginals, n_betas=n_betas,
                                                     n_chains=options.ais_chains, seed=seed, dtype=np.float32,
-                                                    progress=progress.update)
+                                                    progress=progress.update, hidden_marginals=hidden)
 
-    return ais_log_partition_checked("dbm", estimate, options,
-                                     f"base-rate model from the training marginals; {BOUND}")
+    # the hidden layers' base activity is what lets the chains through (likelihood.dbm_ais_log_partition)
+    return ais_log_partition_checked("dbm", estimate, options, "base model: the training rows' pixel marginals and "
+                                     f"mean-field means of both hidden layers; {BOUND}")
 
 
 register(Family(

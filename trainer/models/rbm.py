@@ -35,6 +35,7 @@ from ..protocols import likelihood
 from ..registry import Family, Preset, register
 
 EXACT_UNITS = 20  # log Z by enumeration up to 2^20 states of the smaller layer; AIS beyond
+BASE_ROWS = 10_000  # AIS: the base model's hidden activity is averaged over at most this many training rows
 
 
 @dataclass
@@ -250,7 +251,8 @@ def sampler(net: RBM, options) -> GibbsSampler:
 
 def log_partition(net: RBM, options, x_fit: torch.Tensor, data: DataSpec | None = None) -> LogPartition | None:
     """log Z: exact by enumeration when the smaller layer has <= EXACT_UNITS units, else AIS
-    from a base-rate model fitted to the training marginals (Bernoulli only).
+    from a factorial base model fitted to the training rows: their pixel marginals and mean
+    hidden activations (Bernoulli only).
 
     A Gaussian RBM's density is over standardised rows z = (x - offset) / scale; given the
     DataSpec, log Z also takes the Jacobian sum_i log scale_i, so that -F - log Z is a density
@@ -271,13 +273,18 @@ def log_partition(net: RBM, options, x_fit: torch.Tensor, data: DataSpec | None 
         return LogPartition(likelihood.exact_log_partition(W, b, c), 0.0, "exact",
                             f"enumeration of 2^{min(net.n_visible, net.n_hidden)} states of the smaller layer")
     marginals = x_fit.flatten(1).double().mean(0).cpu().numpy()
+    # mean p(h = 1 | v) over (at most BASE_ROWS of) the training rows: the base's hidden layer
+    v = x_fit[:BASE_ROWS].flatten(1).double().cpu().numpy()
+    hidden = (1.0 / (1.0 + np.exp(-(v @ W + c)))).mean(0)
 
     def estimate(n_betas: int, seed: int) -> tuple[float, float]:
         with phase(f"rbm: log Z by AIS, {n_betas:,} betas", n_betas - 1, "steps") as progress:
             return likelihood.ais_log_partition(W, b, c, marginals, n_betas=n_betas, n_chains=options.ais_chains,
-                                                seed=seed, dtype=np.float32, progress=progress.update)
+                                                seed=seed, dtype=np.float32, progress=progress.update,
+                                                hidden_marginals=hidden)
 
-    return ais_log_partition_checked("rbm", estimate, options, "base-rate model from the training marginals")
+    return ais_log_partition_checked("rbm", estimate, options, "base model: the training rows' pixel marginals "
+                                     "and mean hidden activations")
 
 
 def ais_log_partition_checked(family: str, estimate, options, about: str) -> LogPartition | None:

@@ -330,6 +330,13 @@ def test_log_partition_hook(monkeypatch):
     (args, kwargs), (_, again) = calls["ais"]  # the schedule, then twice as long: they agree, so recorded
     torch.testing.assert_close(torch.from_numpy(args[5]), x.flatten(1).double().mean(0))
     progress = kwargs.pop("progress")  # the run's "dbm: log Z by AIS" phase hears of the betas done
+    # the base model's hidden layers sit at the data's mean-field activity
+    with torch.no_grad():
+        mu1, mu2 = model.mean_field(x)
+    m1, m2 = kwargs.pop("hidden_marginals")
+    np.testing.assert_allclose(m1, mu1.double().mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(m2, mu2.double().mean(0).numpy(), atol=1e-5)
     assert kwargs == {"n_betas": 100, "n_chains": 7, "seed": 0, "dtype": np.float32} and callable(progress)
     assert (again["n_betas"], again["seed"]) == (200, 1) and "converged: 100 -> 200 betas" in log_z.detail
+    assert "mean-field means of both hidden layers" in log_z.detail
     assert family.log_partition(*net(n_hidden1=5, log_z="none"), x) is None

@@ -608,3 +608,28 @@ def test_an_ais_log_z_that_does_not_settle_is_not_recorded(monkeypatch):
     spec = rbm.log_partition(model, options, x)
     assert (spec.value, spec.std, spec.method) == (13.2, 0.05, "ais")
     assert spec.detail.startswith("200 betas; converged: 100 -> 200 betas moved log Z by +0.20 nats")
+
+
+def test_ais_starts_from_a_base_model_at_the_datas_activity(monkeypatch):
+    """The AIS base model's pixels follow the training marginals and its hidden units their mean
+    activation p(h = 1 | v) on the training rows (not fair coins); the manifest says so."""
+    from gen.trainer.protocols import likelihood
+
+    big = DataSpec("test", "image", [1, 5, 5], preprocessing=PreprocessSpec(0.0, 1.0, [0.0, 1.0]))
+    model, options = net("rbm", big, n_hidden=21, log_z="ais", ais_betas=50, ais_chains=4)
+    x = (torch.rand(30, 1, 5, 5) < 0.4).float()
+    seen = []
+
+    def ais(W, b, c, marginals, **kwargs):
+        seen.append((marginals, kwargs["hidden_marginals"]))
+        return 7.0, 0.01
+
+    monkeypatch.setattr(likelihood, "ais_log_partition", ais)
+    spec = rbm.log_partition(model, options, x)
+    assert spec.method == "ais" and "mean hidden activations" in spec.detail
+    marginals, hidden = seen[0]
+    np.testing.assert_allclose(marginals, x.flatten(1).double().mean(0).numpy())
+    with torch.no_grad():
+        expected = model.hidden_probs(x).double().mean(0).numpy()
+    assert hidden.shape == (21,)
+    np.testing.assert_allclose(hidden, expected, atol=1e-6)
