@@ -50,7 +50,7 @@ POINT_SETS = {"ring8": ("Ring-8", 8), "grid25": ("Grid-25", 25)}  # title, modes
 
 # -- targets ------------------------------------------------------------------------------------
 
-DIRECTIONS = {"at_least": operator.ge, "at_most": operator.le, "below": operator.lt}
+DIRECTIONS = {"at_least": operator.ge, "at_most": operator.le, "below": operator.lt, "above": operator.gt}
 
 
 class Verdict(NamedTuple):
@@ -724,8 +724,47 @@ def boltzmann_section(section: dict | None, targets: dict[str, Target] = TARGETS
         "boltzmann.md.j2", t=targets, section=section, samples_png=section.get("samples_png"),
         dbm_error=section.get("dbm_error"),
         table=table(["model", "variant / settings", "epochs", "test log-likelihood (nats)",
-                     "train log-likelihood (first 1000 fit rows)", "log Z", "s per epoch"], rows),
-        small=small, large=large, speed=speed, ais_checks=ais_checks, log_z=log_z)
+                     "train log-likelihood (first 1000 fit rows)", "log Z", "s per epoch"], rows) if rows else None,
+        small=small, large=large, speed=speed, ais_checks=ais_checks, log_z=log_z,
+        defaults=boltzmann_defaults(section.get("defaults"), targets))
+
+
+def boltzmann_defaults(block: dict | None, targets: dict[str, Target] = TARGETS) -> dict | None:
+    """The default commands' part of the Boltzmann section: a row per run, the means over the
+    seeds whose log Z was recorded, and the DBM-against-RBM verdict on those means."""
+    if not block:
+        return None
+    rows, means = [], {}
+    labels = {"rbm": "test log-likelihood", "dbm": "test lower bound"}
+    for model, runs in block["models"].items():
+        for r in runs:
+            if r.get("error"):
+                rows.append([f"`{r['command']}`", "-", "-", f"failed: {r['error'][:120]}", "-", "-", "-"])
+                continue
+            z = r.get("log_z")
+            rows.append([f"`{r['command']}`", r["variant"], str(r["epochs"]),
+                         "-" if r.get("test_ll") is None else f"{r['test_ll']:.1f} ({labels.get(model, '')})",
+                         "-" if r.get("train_ll") is None else f"{r['train_ll']:.1f}",
+                         "not recorded (did not settle)" if not z else f"{z['value']:.2f} ± {z['std']:.2f}",
+                         f"{r['train_s']:.0f}"])
+        recorded = [r["test_ll"] for r in runs if r.get("test_ll") is not None]
+        means[model] = {"mean": statistics.fmean(recorded) if recorded else None,
+                        "std": statistics.pstdev(recorded) if len(recorded) > 1 else 0.0,
+                        "recorded": len(recorded), "runs": len(runs),
+                        "details": [(r["seed"], (r.get("log_z") or {}).get("detail"),
+                                     r.get("refused") or ([f"the run failed ({r['error']})"] if r.get("error") else []))
+                                    for r in runs]}
+    verdict = None
+    by_seed = {model: {r["seed"]: r["test_ll"] for r in runs if r.get("test_ll") is not None}
+               for model, runs in block["models"].items()}
+    paired = sorted(set(by_seed.get("rbm", {})) & set(by_seed.get("dbm", {})))
+    if paired:  # judged on the seeds where both models have a recorded log Z
+        gap = statistics.fmean(by_seed["dbm"][s] - by_seed["rbm"][s] for s in paired)
+        verdict = {"gap": gap, "verdict": targets["dbm_bound_vs_rbm"].judge(gap), "seeds": paired,
+                   "of": len(block.get("seeds") or paired)}
+    return {"table": table(["command", "variant", "epochs", "test (nats)", "train (first 1000 fit rows)",
+                            "log Z (AIS)", "train s (incl. AIS)"], rows),
+            "means": means, "verdict": verdict, "seeds": block.get("seeds"), "side_by_side": block.get("side_by_side", 1)}
 
 
 def _mode_means(runs: list[dict], key: str) -> tuple[float, float]:

@@ -553,6 +553,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "their rows in the results file")
     parser.add_argument("--no-boltzmann", action="store_true",
                         help="skip the Boltzmann-machine likelihood section (needs MNIST-5k)")
+    parser.add_argument("--boltzmann-parts", default=None,
+                        help="boltzmann section: run only these parts (comma-separated: presets, defaults) and, "
+                             "with --merge, keep the other parts from the results file")
     parser.add_argument("--movielens", type=Path, default=None,
                         help="MovieLens-100K u.data (default: $GEN_DATA or ~/.cache/gen-datasets "
                              "ml-100k/u.data, used when it exists)")
@@ -599,13 +602,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def family_list(value: str, allowed, flag: str) -> list[str]:
-    """The comma-separated families of option `flag`, each one of `allowed`."""
+def family_list(value: str, allowed, flag: str, what: str = "the benchmarked families") -> list[str]:
+    """The comma-separated families (or other names) of option `flag`, each one of `allowed`."""
     wanted = [f.strip() for f in value.split(",") if f.strip()]
     unknown = [f for f in wanted if f not in allowed]
     if unknown or not wanted:
-        raise SystemExit(f"{flag}: {', '.join(unknown) or 'none given'} not among the benchmarked families "
-                         f"({', '.join(allowed)})")
+        raise SystemExit(f"{flag}: {', '.join(unknown) or 'none given'} not among {what} ({', '.join(allowed)})")
     return wanted
 
 
@@ -638,6 +640,21 @@ def splice_gans(old: dict | None, new: dict | None, families: list[str]) -> dict
     return out
 
 
+def splice_boltzmann(old: dict | None, new: dict | None, parts: list[str]) -> dict | None:
+    """A boltzmann section `new` of `parts` only, completed by `old`'s records of the other parts."""
+    if not old or not new:
+        return new or old
+    out = copy.deepcopy(new)
+    if "presets" not in parts:
+        for key in ("models", "sklearn", "samples_png", "dbm_error"):
+            if key in old:
+                out[key] = copy.deepcopy(old[key])
+    if "defaults" not in parts and "defaults" in old:
+        out["defaults"] = copy.deepcopy(old["defaults"])
+    out["parts"] = sorted(set(old.get("parts") or ["presets"]) | set(parts))
+    return out
+
+
 def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     """`old` with the sections of `new` in place of its own; the rerun is recorded in
     `reruns` (command, time, code, load), the original run's facts stay at the top."""
@@ -655,10 +672,15 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     order = list(DATASET_SECTIONS.values())
     merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
     gans_only = (new.get("settings") or {}).get("gan_families")
+    boltzmann_parts = (new.get("settings") or {}).get("boltzmann_parts")
     for key in ("tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "scale", "serving", "performance"):
         if key in sections:
-            merged[key] = splice_gans(old.get(key), new.get(key), gans_only) if key == "gans" and gans_only \
-                else new.get(key)
+            if key == "gans" and gans_only:
+                merged[key] = splice_gans(old.get(key), new.get(key), gans_only)
+            elif key == "boltzmann" and boltzmann_parts:
+                merged[key] = splice_boltzmann(old.get(key), new.get(key), boltzmann_parts)
+            else:
+                merged[key] = new.get(key)
     kept = (old.get("performance") or {}).get("cuda")
     if "performance" in sections and merged.get("performance") is not None and kept is not None \
             and "cuda" not in merged["performance"]:
@@ -670,7 +692,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
             families[name] = family
     for key in ("software", "settings"):
         for k, v in new.get(key, {}).items():
-            if k not in ("one_class_families", "gan_families"):  # what this rerun ran, recorded in `reruns`
+            if k not in ("one_class_families", "gan_families", "boltzmann_parts"):  # recorded in `reruns`
                 merged.setdefault(key, {}).setdefault(k, v)
     for kind in ("notes", "failures"):
         by_section = old.get(f"{kind}_by_section")
@@ -682,7 +704,8 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
         merged[kind] = [n for s in SECTIONS for n in by_section.get(s, [])]
     merged["sections"] = [s for s in SECTIONS if s in set(old.get("sections", SECTIONS)) | set(sections)]
     merged["reruns"] = list(old.get("reruns", [])) + [{
-        "sections": list(sections), "families": only or gans_only or None, "command": new["command"], "mode": new["mode"], "started": new["started"],
+        "sections": list(sections), "families": only or gans_only or None, "parts": boltzmann_parts,
+        "command": new["command"], "mode": new["mode"], "started": new["started"],
         "finished": new["finished"], "wall_s": new["wall_s"], "git": new["git"],
         "load_start": new["machine"].get("load_start"), "load_end": new["machine"].get("load_end"),
         "machine": {k: new["machine"].get(k) for k in ("cpu", "arch", "cores", "ram_gib", "os", "gpu")}}]
@@ -742,6 +765,11 @@ def main(argv: list[str] | None = None) -> int:
                                        "`--movielens PATH`).")
             movielens = None
 
+    boltzmann_parts = None
+    if args.boltzmann_parts is not None:
+        from boltzmann import PARTS
+
+        boltzmann_parts = family_list(args.boltzmann_parts, PARTS, "--boltzmann-parts", "the parts")
     results = {
         "format": FORMAT, "generator": "bench/run.py", "mode": "quick" if args.quick else "full",
         "command": "python " + shlex.join([display_path(__file__), *raw_argv]), "argv": raw_argv,
@@ -752,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
                      "one_class_families": list(scoring) if args.one_class_families else None,
                      "gan_families": [f.strip() for f in args.gan_families.split(",") if f.strip()]
                      if args.gan_families else None,
+                     "boltzmann_parts": boltzmann_parts,
                      "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
         "families": families, "datasets": [], "completion": None, "sampling": None, "gans": None,
         "pipelines": None, "scale": None, "serving": None, "performance": None, "tabular": None,
@@ -802,10 +831,11 @@ def main(argv: list[str] | None = None) -> int:
                         families[name]["variant"] = "; ".join(v for v in record["variants"].values() if v)
                         families[name]["config"] = record["config"]
         if "boltzmann" in sections and mnist is not None and not args.no_boltzmann:
-            from boltzmann import boltzmann_benchmark
+            from boltzmann import PARTS, boltzmann_benchmark
 
             try:
-                results["boltzmann"] = boltzmann_benchmark(mnist, args.threads, workdir / "boltzmann", quick=args.quick)
+                results["boltzmann"] = boltzmann_benchmark(mnist, args.threads, workdir / "boltzmann", quick=args.quick,
+                                                           parts=tuple(boltzmann_parts or PARTS))
             except Exception as exc:
                 failures["boltzmann"].append(f"Boltzmann benchmark: {type(exc).__name__}: {exc}")
                 log(failures["boltzmann"][-1])

@@ -224,6 +224,67 @@ def test_boltzmann_section_states_targets_from_the_figures(report):
     assert "the DBM is ahead" not in text
 
 
+def boltzmann_defaults(rbm: list[float | None], dbm: list[float | None]) -> dict:
+    """The default-command part: one run per seed; None is a seed whose log Z was refused."""
+    def run(model, seed, ll):
+        z = None if ll is None else {"value": 400.0 + seed, "std": 0.1, "method": "ais",
+                                     "detail": "29,000 betas; converged: 14,500 -> 29,000 betas moved log Z by +0.20 nats"}
+        return {"seed": seed, "variant": f"{model} defaults", "epochs": 30, "train_s": 300.0 + seed,
+                "command": f"gen train --model {model} --data mnist5k --log-z ais --seed {seed}", "log_z": z,
+                "refused": [] if ll else ["rbm: log Z is not recorded (no log_p column): AIS did not converge"],
+                **({} if ll is None else {"test_ll": ll, "train_ll": ll + 20})}
+
+    return {"seeds": list(range(len(rbm))),
+            "models": {"rbm": [run("rbm", s, v) for s, v in enumerate(rbm)],
+                       "dbm": [run("dbm", s, v) for s, v in enumerate(dbm)]}}
+
+
+def test_boltzmann_default_commands_are_tabled_and_judged_on_the_recorded_seeds(report):
+    section = boltzmann_section(-150.0, -120.0, -118.0)
+    section["defaults"] = boltzmann_defaults([-110.0, None, -112.0], [-108.0, -109.0, -110.0])
+    text = report.boltzmann_section(section)
+    assert "`gen train --model dbm --data mnist5k --log-z ais --seed 2`" in text
+    assert "-110.0 (test lower bound)" in text and "-110.0 (test log-likelihood)" in text
+    assert "not recorded (did not settle)" in text and "400.00 ± 0.10" in text
+    assert "rbm: mean -111.0 ± 1.0 nats over the 2 of 3 seeds whose log Z was recorded" in text
+    assert "seed 1: not recorded: rbm: log Z is not recorded (no log_p column): AIS did not converge" in text
+    # DBM mean -109.0 against the RBM's -111.0 over its recorded seeds
+    # judged on the seeds where both were recorded (0 and 2): -108 - -110 and -110 - -112
+    assert ("mean over the 2 of 3 seeds where both log Z were recorded (0, 2): +2.0 nats; the target was a DBM above "
+            "the RBM (a gap above 0 nats), met.") in text
+    section["defaults"] = boltzmann_defaults([-100.0, -101.0, -102.0], [-108.0, -109.0, -110.0])
+    assert "-8.0 nats; the target was a DBM above the RBM (a gap above 0 nats), missed by 8.0 nats." in \
+        report.boltzmann_section(section)
+    section["defaults"] = boltzmann_defaults([None, -100.0, None], [-108.0, None, -110.0])
+    assert "no verdict, no seed has a recorded log Z for both" in report.boltzmann_section(section)
+    section["defaults"]["models"]["dbm"][1] = {"seed": 1, "command": "gen train --model dbm", "error": "exit 2: boom"}
+    assert "| `gen train --model dbm` | - | - | failed: exit 2: boom |" in report.boltzmann_section(section)
+    assert "**Presets**" in report.boltzmann_section(section) and "side by side" not in report.boltzmann_section(section)
+    section["defaults"]["side_by_side"] = 2
+    assert "2 runs went side by side, one thread each" in report.boltzmann_section(section)
+    del section["defaults"]
+    assert "Default commands" not in report.boltzmann_section(section)
+
+
+def test_a_boltzmann_part_rerun_keeps_the_other_part():
+    run = load("run")
+    old, new = synthetic(), synthetic()
+    old["reruns"] = []
+    old["boltzmann"] = boltzmann_section(-150.0, -120.0, -118.0)
+    old["boltzmann"]["defaults"] = boltzmann_defaults([-1.0], [-2.0])
+    new["boltzmann"] = {"data": "mnist5k", "n_fit": 3600, "n_test": 1000, "models": {}, "sklearn": {},
+                        "parts": ["defaults"], "defaults": boltzmann_defaults([-110.0], [-108.0])}
+    new["settings"]["boltzmann_parts"] = ["defaults"]
+    new.update(command="python bench/run.py --only boltzmann --boltzmann-parts defaults --merge", wall_s=1.0)
+    merged = run.merge_results(old, new, ("boltzmann",))["boltzmann"]
+    assert merged["defaults"]["models"]["rbm"][0]["test_ll"] == -110.0
+    assert merged["models"] == old["boltzmann"]["models"] and merged["sklearn"] == old["boltzmann"]["sklearn"]
+    assert merged["samples_png"] == "bench/rbm-samples.png" and merged["parts"] == ["defaults", "presets"]
+    assert run.merge_results(old, new, ("boltzmann",))["reruns"][-1]["parts"] == ["defaults"]
+    new["settings"]["boltzmann_parts"] = None  # a whole-section rerun replaces it all
+    assert run.merge_results(old, new, ("boltzmann",))["boltzmann"]["models"] == {}
+
+
 def gans_results() -> dict:
     """Two families on the point sets over 2 seeds, one image dataset with InfoGAN."""
     def run(modes, hq):
@@ -545,6 +606,7 @@ def every_target_results() -> dict:
     RBM has a likelihood (the synthetic Boltzmann section gives it one)."""
     results = json.loads((BENCH / "results.json").read_text())
     results["boltzmann"] = boltzmann_section(-150.0, -120.0, -118.0)
+    results["boltzmann"]["defaults"] = boltzmann_defaults([-110.0, -111.0, -112.0], [-108.0, -109.0, -110.0])
     return results
 
 

@@ -275,7 +275,7 @@ def log_partition(net: RBM, options, x_fit: torch.Tensor, data: DataSpec | None 
     marginals = x_fit.flatten(1).double().mean(0).cpu().numpy()
     # mean p(h = 1 | v) over (at most BASE_ROWS of) the training rows: the base's hidden layer
     v = x_fit[:BASE_ROWS].flatten(1).double().cpu().numpy()
-    hidden = (1.0 / (1.0 + np.exp(-(v @ W + c)))).mean(0)
+    hidden = likelihood.sigmoid(v @ W + c).mean(0)
 
     def estimate(n_betas: int, seed: int) -> tuple[float, float]:
         with phase(f"rbm: log Z by AIS, {n_betas:,} betas", n_betas - 1, "steps") as progress:

@@ -435,7 +435,8 @@ def dbm_exact_log_partition(W1: np.ndarray, W2: np.ndarray, b: np.ndarray, c1: n
     return float(total)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^{-x}) without overflow warnings."""
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
@@ -456,11 +457,11 @@ def dbm_mean_field(v: np.ndarray, W1: np.ndarray, W2: np.ndarray, b: np.ndarray,
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     bottom_up = v @ W1 + c1
-    mu1 = _sigmoid(2.0 * (v @ W1) + c1)
-    mu2 = _sigmoid(mu1 @ W2 + c2)
+    mu1 = sigmoid(2.0 * (v @ W1) + c1)
+    mu2 = sigmoid(mu1 @ W2 + c2)
     for _ in range(steps):
-        mu1 = _sigmoid(bottom_up + mu2 @ W2.T)
-        mu2 = _sigmoid(mu1 @ W2 + c2)
+        mu1 = sigmoid(bottom_up + mu2 @ W2.T)
+        mu2 = sigmoid(mu1 @ W2 + c2)
     return mu1, mu2
 
 
