@@ -53,7 +53,8 @@ class RunOptions:
     discriminator_epochs: int = option(10, "GAN families: epochs the discriminator (or critic) trains on with "
                                        "the generator frozen before it is calibrated for --refine (0: as trained).",
                                        Interval(int, 0, None))
-    threads: int = option(None, "torch CPU threads (default: torch's choice).", Interval(int, 1, None), optional=True)
+    threads: int = option(None, "CPU threads of torch, and of numpy's BLAS while log Z is estimated (default: their "
+                          "own choice).", Interval(int, 1, None), optional=True)
     stream: bool = option(False, "Read the training rows from the file in chunks each epoch, never all at once "
                           "(a folder or glob of files always streams; trainer/stream.py).", Flag())
     nproc: int = option(1, "Data-parallel processes: N processes on this machine (torchrun), or N Ray Train "

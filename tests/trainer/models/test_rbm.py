@@ -633,3 +633,27 @@ def test_ais_starts_from_a_base_model_at_the_datas_activity(monkeypatch):
         expected = model.hidden_probs(x).double().mean(0).numpy()
     assert hidden.shape == (21,)
     np.testing.assert_allclose(hidden, expected, atol=1e-6)
+
+
+def test_threads_caps_numpys_blas_while_log_z_is_estimated(tmp_path, monkeypatch):
+    """--threads N holds for the AIS too (numpy's BLAS, not torch): side by side, uncapped runs
+    oversubscribe the machine. Without --threads the BLAS keeps its own count."""
+    from threadpoolctl import threadpool_info
+
+    from gen.trainer.protocols import likelihood
+    from gen.trainer.train import train
+
+    seen = []
+
+    def ais(*args, **kwargs):
+        seen.append([pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"])
+        return 7.0, 0.01
+
+    monkeypatch.setattr(likelihood, "ais_log_partition", ais)
+    before = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    for threads in (1, None):
+        train(TrainConfig.make(model="rbm", data="digits", normal_class=0, n_hidden=24, epochs=1, ais_betas=20,
+                               ais_chains=2, log_z="ais", out=str(tmp_path / str(threads)), quiet=True,
+                               threads=threads))
+    assert seen[0] == [1] * len(before) and seen[-1] == before  # capped under --threads 1, its own otherwise
+    assert [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] == before
