@@ -730,8 +730,9 @@ def boltzmann_section(section: dict | None, targets: dict[str, Target] = TARGETS
 
 
 def boltzmann_defaults(block: dict | None, targets: dict[str, Target] = TARGETS) -> dict | None:
-    """The default commands' part of the Boltzmann section: a row per run, the means over the
-    seeds whose log Z was recorded, and the DBM-against-RBM verdict on those means."""
+    """The default commands' part of the Boltzmann section: a row per run, each model's mean
+    over the seeds whose log Z was recorded, and the DBM-against-RBM verdict on the mean gap
+    over the seeds where both were recorded."""
     if not block:
         return None
     rows, means = [], {}
