@@ -39,3 +39,10 @@ def main() -> None:
         if not launched_by_gen():  # a process of `gen train --nproc`: the launcher reports the run
             sys.stderr.write(f"error: interrupted ({exc}); no partial output is left\n")
         sys.exit(128 + exc.signum)
+    finally:
+        # The command has ended, its output written or removed and its line printed: a signal
+        # during the interpreter's exit (atexit hooks such as torch's library finalizers; a
+        # `gen train --nproc` launcher can get its group's SIGTERM there) must neither print a
+        # traceback nor change the exit code.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)

@@ -213,3 +213,21 @@ def test_undecodable_csvs_and_overflow_are_one_line(bundles, tmp_path):
     line = one_line_error(gen("score", bundles["ae"], big, "--out", tmp_path / "o.csv"))
     assert "line 2, column 1" in line and "1e308" in line
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_signal_during_the_exit_changes_nothing(tmp_path):
+    """A SIGTERM that lands after the command has ended (here from an atexit hook, as torch's
+    library finalizers run one; a `gen train --nproc` launcher can get its group's SIGTERM
+    there) prints no traceback and keeps the command's exit code."""
+    script = (
+        "import atexit, os, signal, sys, time\n"
+        "import gen.cli.main as cli\n"
+        "def run():\n"
+        "    atexit.register(lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(0.2)))\n"
+        "    sys.stderr.write('error: the command failed\\n')\n"
+        "    raise SystemExit(1)\n"
+        "cli.main = run\n"
+        "from gen.cli.entry import main\n"
+        "main()\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (1, "error: the command failed\n")
