@@ -78,6 +78,8 @@ def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.rand
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         return history, time.perf_counter() - start_all, {"rule": "the family's own schedule",
                                                           "kept_epoch": len(history), "stopped": "done"}
+    if parts.schedule is not None:  # e.g. a learning rate that decays over the run's steps
+        parts.schedule(plan.max_epochs * plan.steps_per_epoch)
     if parts.fit_start is not None:  # e.g. a DBM's greedy layer-wise pretraining, before joint training
         parts.fit_start(x_fit, cfg.run.batch_size)
     synchronise(net, trainer, group, cfg.run.seed)

@@ -27,7 +27,9 @@ class Trainer(Protocol):
       (a DBM's greedy layer-wise pretraining);
     - `fit(x_fit, epochs, batch_size, rng)`, called once instead of the epoch loop, for a model
       with its own schedule: a closed form (PCA's SVD; it returns the figures to log) or a
-      sequence (AdaGAN's components; it returns one record per epoch).
+      sequence (AdaGAN's components; it returns one record per epoch);
+    - `schedule(total_steps)`, called once before the first epoch with the optimiser steps the
+      run's budget will take (a learning rate that decays over the run).
 
     Ratings rows (families that train on ratings) hold NaN where no rating was observed."""
 
@@ -39,17 +41,20 @@ class Trainer(Protocol):
 @dataclass(frozen=True)
 class TrainerHooks:
     """A trainer's optional parts, each with its default: rows per step in batches (1), a
-    fit-start hook (none), its own schedule instead of the epoch loop (none)."""
+    fit-start hook (none), its own schedule instead of the epoch loop (none), the run's total
+    steps told before the first epoch (not told)."""
 
     batches_per_step: int = 1
     fit_start: Callable[[Any, int], None] | None = None
     fit: Callable[..., Any] | None = None
+    schedule: Callable[[int], None] | None = None
 
 
 def hooks(trainer: Trainer) -> TrainerHooks:
     """The optional parts `trainer` defines (see Trainer), defaults for the others."""
     return TrainerHooks(batches_per_step=int(getattr(trainer, "batches_per_step", 1)),
-                        fit_start=getattr(trainer, "fit_start", None), fit=getattr(trainer, "fit", None))
+                        fit_start=getattr(trainer, "fit_start", None), fit=getattr(trainer, "fit", None),
+                        schedule=getattr(trainer, "schedule", None))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from gen.runtime.errors import ConfigError
 from gen.runtime.manifest import DataSpec
 
 from ..graphs import GraphDef, Method, Port, data_port
+from ..options import Choice, option
 
 
 def mlp(sizes: list[int], act: type[nn.Module] = nn.ReLU, last_act: nn.Module | None = None) -> nn.Sequential:
@@ -24,6 +25,38 @@ def mlp(sizes: list[int], act: type[nn.Module] = nn.ReLU, last_act: nn.Module | 
     if last_act is not None:
         layers.append(last_act)
     return nn.Sequential(*layers)
+
+
+class LinearDecay:
+    """A learning rate that falls linearly from the optimiser's own to zero over the run's
+    optimiser steps (Tieleman's PCD; Salakhutdinov and Hinton's DBM "gradually decreased to
+    0"): a persistent chain then follows a model that has stopped moving, so the last updates
+    are the model's own gradient instead of the noise of a fast-moving one. The training loop
+    tells the run's steps through the trainer's `schedule` hook (trainer/registry.py); until
+    then, and when `on` is false, the rate stays as it is."""
+
+    def __init__(self, opt: torch.optim.Optimizer, on: bool):
+        self.opt, self.on = opt, on
+        self.base = [group["lr"] for group in opt.param_groups]
+        self.total: int | None = None
+        self.taken = 0
+
+    def schedule(self, total_steps: int) -> None:
+        self.total = max(1, int(total_steps))
+
+    def step(self) -> None:
+        """Sets the rate of this step, then steps the optimiser."""
+        if self.on and self.total is not None:
+            left = max(0.0, 1.0 - self.taken / self.total)
+            for group, base in zip(self.opt.param_groups, self.base):
+                group["lr"] = base * left
+        self.opt.step()
+        self.taken += 1
+
+
+def lr_decay_option(default: str = "linear"):
+    return option(default, "Learning-rate schedule: linear (from lr down to zero over the run's steps, as "
+                  "Tieleman's PCD and Salakhutdinov and Hinton's DBM) or none (constant).", Choice("linear", "none"))
 
 
 def resolve_by_range(options, data: DataSpec, name: str, unit_value: str, other_value: str):

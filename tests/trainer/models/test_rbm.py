@@ -320,6 +320,66 @@ def test_fit_start_sets_visible_biases_to_the_base_rate():
     assert torch.equal(gaussian.b.detach(), torch.zeros(2))  # grbm: standardised rows, b stays 0
 
 
+@pytest.mark.parametrize("family", ["rbm", "dbm"])
+def test_linear_lr_decay_falls_to_zero_over_the_steps_it_is_told(family):
+    """lr_decay=linear: step k of a run told `total` steps runs at lr (1 - k / total), every
+    parameter group alike, and the rate ends at zero; none (or a trainer never told its
+    steps) keeps lr."""
+    from gen.trainer.models import dbm
+
+    torch.manual_seed(0)
+    if family == "rbm":
+        x = prototype_rows(64)
+        make = lambda **o: net("rbm", PIXELS16, n_hidden=5, lr=0.2, **o)  # noqa: E731
+        module = rbm
+    else:
+        x = prototype_rows(64)[:, :, :3, :]
+        make = lambda **o: net("dbm", DataSpec("test", "image", [1, 3, 4], raw_range=[0.0, 1.0],  # noqa: E731
+                                               preprocessing=PreprocessSpec(0.0, 1.0, [0.0, 1.0])),
+                               n_hidden1=4, n_hidden2=3, n_chains=8, lr=0.2, **o)
+        module = dbm
+    model, options = make(lr_decay="linear")
+    trainer = module.Trainer(model, options)
+    trainer.schedule(4)
+    rates = []
+    for _ in range(6):
+        trainer.step(x)
+        rates.append([g["lr"] for g in trainer.opt.param_groups])
+    assert rates == [[pytest.approx(0.2 * (1 - k / 4))] * 2 for k in range(4)] + [[0.0, 0.0]] * 2
+    for told, decay in ((True, "none"), (False, "linear")):
+        model, options = make(lr_decay=decay)
+        trainer = module.Trainer(model, options)
+        if told:
+            trainer.schedule(4)
+        for _ in range(5):
+            trainer.step(x)
+        assert [g["lr"] for g in trainer.opt.param_groups] == [0.2, 0.2]
+
+
+def test_the_training_loop_tells_the_trainer_the_steps_its_budget_takes(tmp_path, monkeypatch):
+    """The loop calls `schedule` once with the budget's steps (epochs x steps per epoch), and
+    the run takes exactly that many, so a linear decay ends at its last step."""
+    import json
+
+    from gen.trainer.models.base import LinearDecay
+    from gen.trainer.train import train
+
+    seen = []
+    told = LinearDecay.schedule
+    monkeypatch.setattr(LinearDecay, "schedule", lambda self, total: (seen.append(self), told(self, total))[1])
+    rows = prototype_rows(320).numpy().reshape(320, 1, 4, 4)
+    np.save(tmp_path / "rows.npy", rows)
+    cfg = TrainConfig.make(model="rbm", data=str(tmp_path / "rows.npy"), epochs=3, n_hidden=4, batch_size=32,
+                           lr=0.05, lr_decay="linear", device="cpu", quiet=True, out=str(tmp_path / "run"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(cfg)
+    (decay,) = seen
+    plan = json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]["stopping"]
+    assert decay.total == plan["max_epochs"] * plan["steps_per_epoch"] == decay.taken
+    assert [g["lr"] for g in decay.opt.param_groups] == [pytest.approx(0.05 / decay.total)] * 2
+
+
 # -- 5. weight decay on W only -------------------------------------------------------------------
 
 def test_weight_decay_is_on_the_weights_only():
@@ -425,7 +485,7 @@ def bundle(tmp_path_factory):
     rows = np.where(rng.random(rows.shape) < 0.03, 1 - rows, rows).reshape(400, 1, 2, 2)
     np.save(root / "squares.npy", rows.astype(np.float32))
     cfg = TrainConfig.make(model="rbm", data=str(root / "squares.npy"), epochs=30, n_hidden=3, lr=0.2,
-                           batch_size=32, device="cpu", quiet=True, out=str(root / "run"))
+                           lr_decay="none", batch_size=32, device="cpu", quiet=True, out=str(root / "run"))
     train_and_export(cfg, root)
     return root / "bundle"
 
