@@ -116,7 +116,12 @@ def _default_runs(mnist: Path, data, fit_test, threads: int, workdir: Path, quic
     import subprocess
     import sys
 
+    from dataclasses import fields
+
+    import yaml
+
     from gen.runtime import load
+    from gen.trainer import registry
     from gen.trainer.config import TrainConfig
 
     seeds = list(DEFAULT_SEEDS[:1] if quick else DEFAULT_SEEDS)
@@ -176,8 +181,11 @@ def _default_runs(mnist: Path, data, fit_test, threads: int, workdir: Path, quic
             info = json.loads((run / "run.json").read_text())
             spec = bundle.manifest.scoring.log_partition
             fit, test = fit_test(TrainConfig.make(model=model, data=str(mnist), seed=seed), seed)
+            # the family's options as resolved and run (the defaults of the code that ran)
+            settings = yaml.safe_load((run / "config.yaml").read_text())
             record = {"seed": seed, "variant": info["variant"], "epochs": info["metrics"]["epochs"],
                       "train_s": train_s, "command": shown,
+                      "options": {f.name: settings.get(f.name) for f in fields(registry.get(model).options)},
                       "log_z": None if spec is None else {"value": spec.value, "std": spec.std,
                                                           "method": spec.method, "detail": spec.detail},
                       "refused": [line.strip() for line in text.splitlines() if "log Z is not recorded" in line]}

@@ -45,13 +45,17 @@ class Budget:
 
 
 def plan(n_fit: int, rows_per_step: int, epochs: int | None, patience: int | None, stops_early: bool,
-         by_steps: bool = False, min_steps: int | None = None, default_epochs: int | None = None) -> Budget:
+         by_steps: bool = False, min_steps: int | None = None, default_epochs: int | None = None,
+         steps_per_epoch: int | None = None) -> Budget:
     """The budget of a run of `n_fit` fitting rows, `rows_per_step` rows per optimiser step,
     given the run's `epochs` and `patience` options (None: not given). `by_steps`: a family that
     does not stop early but trains the steps' ceiling in full (the RBMs). `min_steps`: a family
     that, on this data, trains at least that many steps, in full (a GAN on low-dimensional rows).
-    `default_epochs`: a family that does not stop early and names its own epoch count."""
-    steps = max(1, math.ceil(n_fit / max(1, rows_per_step)))
+    `default_epochs`: a family that does not stop early and names its own epoch count.
+    `steps_per_epoch`: the steps an epoch takes, where the batching knows better than
+    ceil(n_fit / rows_per_step) (the training loop folds a one-row last batch into the one
+    before it)."""
+    steps = steps_per_epoch or max(1, math.ceil(n_fit / max(1, rows_per_step)))
     if epochs is not None:
         return Budget(epochs, patience if stops_early else None, steps,
                       "--epochs" + (" with --patience" if patience and stops_early else ""))

@@ -5,6 +5,7 @@ metrics.jsonl; or the family's own schedule (a closed form, a sequence of compon
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -30,6 +31,16 @@ class Batches:
         self.x_fit, self.rows_per_step, self.group, self.stream, self.pre = x_fit, rows_per_step, group, stream, pre
         total = stream.n_fit if stream is not None else len(x_fit)
         self.rows = total // group.world if group.world > 1 else total
+
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps of an epoch: exact for rows in memory (a folded one-row last batch
+        counted) and for a stream read by one process; with several processes a stream takes
+        whole batches of the smallest share, which depends on the epoch's file order, so this
+        (every row once) is an estimate there, a few percent high at most."""
+        steps = max(1, math.ceil(self.rows / self.rows_per_step))
+        if self.stream is None and steps > 1 and self.rows - (steps - 1) * self.rows_per_step == 1:
+            steps -= 1
+        return steps
 
     def epoch(self, rng: np.random.Generator):
         if self.stream is not None:
@@ -63,7 +74,7 @@ def fit_epochs(cfg: TrainConfig, net, trainer, x_fit: torch.Tensor, rng: np.rand
     batches = Batches(x_fit, rows_per_step, group, stream, pre)
     plan = budget.plan(batches.rows, rows_per_step, cfg.run.epochs, cfg.run.patience,
                        cfg.family.stops_early and validate is not None, cfg.family.trains_by_steps, min_steps,
-                       cfg.family.default_epochs)
+                       cfg.family.default_epochs, steps_per_epoch=batches.steps_per_epoch())
     history = []
     start_all = time.perf_counter()
     if parts.fit is not None:  # its own schedule: closed form (PCA, one record) or AdaGAN's sequence

@@ -219,10 +219,12 @@ def test_a_one_row_last_batch_joins_the_batch_before():
     from gen.trainer.distributed import Group
     from gen.trainer.loop import Batches
 
-    for n, sizes in ((129, [64, 65]), (130, [64, 64, 2]), (1, [1])):
+    for n, sizes in ((129, [64, 65]), (130, [64, 64, 2]), (1, [1]), (64, [64]), (65, [65])):
         x = torch.arange(n, dtype=torch.float32)[:, None]
-        batches = list(Batches(x, 64, Group()).epoch(np.random.default_rng(0)))
+        batching = Batches(x, 64, Group())
+        batches = list(batching.epoch(np.random.default_rng(0)))
         assert [len(b) for b in batches] == sizes
+        assert batching.steps_per_epoch() == len(sizes)  # what the budget counts (a decaying rate ends at 0)
         assert sorted(torch.cat(batches).squeeze(1).tolist()) == list(range(n))
 
 

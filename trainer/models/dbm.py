@@ -74,7 +74,7 @@ class Options:
     # Z still moving at 58,000 (818.4, 819.2, 819.7 +/- 0.3: refused).
     pcd_k: int = option(5, "Block Gibbs sweeps of the persistent chains per update.", Interval(int, 1, None))
     # With the linear decay, 0.01 (from 0.005): test bound on MNIST-5k seed 0 -98.7 against -108.7
-    # (the constant 0.005 of before: -137.8).
+    # at pcd_k 1 (the constant 0.005 of before: -137.8); -95.6 with pcd_k 5.
     lr: float = option(0.01, "SGD learning rate of the joint training (its start, with lr_decay linear).",
                        Interval(float, 0, None, "neither"))
     momentum: float = option(0.5, "SGD momentum (pretraining and joint training).", Interval(float, 0, 1, "left"))

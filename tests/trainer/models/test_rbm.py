@@ -356,27 +356,35 @@ def test_linear_lr_decay_falls_to_zero_over_the_steps_it_is_told(family):
         assert [g["lr"] for g in trainer.opt.param_groups] == [0.2, 0.2]
 
 
-def test_the_training_loop_tells_the_trainer_the_steps_its_budget_takes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fold", [False, True])
+def test_the_training_loop_tells_the_trainer_the_steps_its_budget_takes(tmp_path, monkeypatch, fold):
     """The loop calls `schedule` once with the budget's steps (epochs x steps per epoch), and
-    the run takes exactly that many, so a linear decay ends at its last step."""
+    the run takes exactly that many, so a linear decay ends at its last step; also where the
+    fitting rows leave a one-row last batch, which the loop folds into the one before (`fold`:
+    a batch one row short of them, so two batches by count, one step)."""
     import json
 
     from gen.trainer.models.base import LinearDecay
-    from gen.trainer.train import train
+    from gen.trainer.train import split_rows, train
 
     seen = []
     told = LinearDecay.schedule
     monkeypatch.setattr(LinearDecay, "schedule", lambda self, total: (seen.append(self), told(self, total))[1])
     rows = prototype_rows(320).numpy().reshape(320, 1, 4, 4)
     np.save(tmp_path / "rows.npy", rows)
-    cfg = TrainConfig.make(model="rbm", data=str(tmp_path / "rows.npy"), epochs=3, n_hidden=4, batch_size=32,
-                           lr=0.05, lr_decay="linear", device="cpu", quiet=True, out=str(tmp_path / "run"))
+    options = dict(model="rbm", data=str(tmp_path / "rows.npy"), epochs=3, n_hidden=4, lr=0.05, lr_decay="linear",
+                   device="cpu", quiet=True, out=str(tmp_path / "run"))
+    from gen.trainer.data import load_dataset
+
+    n_fit = len(split_rows(TrainConfig.make(**options), load_dataset(options["data"]), np.random.default_rng(0))[0])
+    batch = n_fit - 1 if fold else 32
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        train(cfg)
+        train(TrainConfig.make(**options, batch_size=batch))
     (decay,) = seen
     plan = json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]["stopping"]
     assert decay.total == plan["max_epochs"] * plan["steps_per_epoch"] == decay.taken
+    assert plan["steps_per_epoch"] == (1 if fold else math.ceil(n_fit / 32))
     assert [g["lr"] for g in decay.opt.param_groups] == [pytest.approx(0.05 / decay.total)] * 2
 
 
