@@ -32,15 +32,22 @@ class Batches:
         total = stream.n_fit if stream is not None else len(x_fit)
         self.rows = total // group.world if group.world > 1 else total
 
+    def starts(self, n: int) -> list[int]:
+        """Where the batches of an epoch of `n` rows in memory start: every `rows_per_step`
+        rows, a one-row last batch joining the one before (batch norm in training needs two rows)."""
+        starts = list(range(0, n, self.rows_per_step))
+        if len(starts) > 1 and n - starts[-1] == 1:
+            starts.pop()
+        return starts
+
     def steps_per_epoch(self) -> int:
-        """Optimiser steps of an epoch: exact for rows in memory (a folded one-row last batch
-        counted) and for a stream read by one process; with several processes a stream takes
-        whole batches of the smallest share, which depends on the epoch's file order, so this
-        (every row once) is an estimate there, a few percent high at most."""
-        steps = max(1, math.ceil(self.rows / self.rows_per_step))
-        if self.stream is None and steps > 1 and self.rows - (steps - 1) * self.rows_per_step == 1:
-            steps -= 1
-        return steps
+        """Optimiser steps of an epoch: exact for rows in memory and for a stream read by one
+        process; with several processes a stream takes whole batches of the smallest share,
+        which depends on the epoch's file order, so this (every row once) is an estimate
+        there, up to about a tenth high (the shares' balance, trainer/stream.py)."""
+        if self.stream is not None:
+            return max(1, math.ceil(self.rows / self.rows_per_step))
+        return max(1, len(self.starts(self.rows)))
 
     def epoch(self, rng: np.random.Generator):
         if self.stream is not None:
@@ -53,9 +60,7 @@ class Batches:
         order = torch.from_numpy(rng.permutation(len(self.x_fit))).to(self.x_fit.device)
         if self.group.world > 1:  # this process's share, the same length in every process
             order = order[self.group.rank::self.group.world][:self.rows]
-        starts = list(range(0, len(order), self.rows_per_step))
-        if len(starts) > 1 and len(order) - starts[-1] == 1:  # a one-row last batch joins the one before:
-            starts.pop()                                      # batch norm in training needs two rows
+        starts = self.starts(len(order))
         for i, end in zip(starts, [*starts[1:], len(order)]):
             yield self.x_fit[order[i:end]]
 

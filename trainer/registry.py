@@ -30,7 +30,7 @@ class Trainer(Protocol):
       sequence (AdaGAN's components; it returns one record per epoch);
     - `schedule(total_steps)`, called once before the first epoch with the optimiser steps the
       run's budget will take (a learning rate that decays over the run): exact for rows in
-      memory and for a stream read by one process; an estimate, a few percent high at most,
+      memory and for a stream read by one process; an estimate, up to about a tenth high,
       for a stream shared by several processes; the ceiling for a family that stops early.
 
     Ratings rows (families that train on ratings) hold NaN where no rating was observed."""
