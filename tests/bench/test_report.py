@@ -687,6 +687,17 @@ def test_a_default_gan_run_names_the_epoch_it_kept(report):
     assert f"kept the epoch its held-out check scored best: 150 (grid25 seed {runs[0]['seed']})" in text
 
 
+def test_an_image_row_from_the_default_command_names_its_budget_and_kept_epoch(report):
+    results = gans_results()
+    families = results["images"]["datasets"]["mnist"]["families"]
+    families["infogan"].update(epochs=None, trained_epochs=106, kept_epoch=97)
+    text = report.gans_section(results)
+    assert ("dcgan: 3 epochs; infogan: the default command (`gen train --model infogan --data D --seed 0`, no other "
+            "option; it trained 106 epochs and kept epoch 97, the one its held-out check scored best); seed 0.") in text
+    families["infogan"]["kept_epoch"] = None  # a default run that keeps its last epoch says only its budget
+    assert "it trained 106 epochs); seed 0." in report.gans_section(results)
+
+
 def test_completion_runs_each_familys_default_orientation_first():
     """The completion bench's first row of a family is `gen train`'s default (no option); other
     orientations come only as named variants."""

@@ -31,13 +31,19 @@ from gen.runtime.manifest import AncestralSampler, CodeSpec, DataSpec
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Interval, option
 from ..registry import Family, Preset, register
-from .adversarial import (ARCH, ARCH_HELP, LEAK, Adversarial, average_option, variant_words, body, channels_option,
+from .adversarial import (ARCH, ARCH_HELP, LEAK, LOW_DIM, Adversarial, average_option, variant_words, body, channels_option,
                           discriminator_loss, generator, generator_loss, hidden_option, init_dcgan,
                           keep_most_faithful, latent_option, low_dim_steps, pack_option, resolve_arch,
                           resolve_latent)
 
 Q_HIDDEN = 128
 LATENT = 62
+# Without --epochs an InfoGAN on rows of more than LOW_DIM values (images) trains this many
+# steps in full and keeps the epoch whose Q reads the most information from held-out real rows
+# (information_check). The default budget of other families, 30 epochs, is 600 steps on sklearn
+# digits, where the code classified 78% (seed 0) against 84-88% from 1,000 steps to 3,000;
+# MNIST-5k's figures came from 5,700 steps (100 epochs of 57 steps).
+IMAGE_STEPS = 6000
 
 
 @dataclass
@@ -51,7 +57,10 @@ class Options:
     fc: int = option(1024, "Width of the fully-connected layer the InfoGAN paper puts before G's projection and "
                      "after D's convolutions (0: none, the plain DCGAN networks); conv networks only.",
                      Interval(int, 0, None))
-    info_weight: float = option(1.0, "Weight lambda of the mutual-information term.", Interval(float, 0, None))
+    # lambda 2, not the paper's 1: the categorical code read as a classifier (bench protocol,
+    # 100 epochs, seeds 0-2) scored MNIST-5k 91.5/86.0/85.3% against 81.7/85.9/87.7% and sklearn
+    # digits 80.6/91.7/91.7% against 86.4/80.6/80.8%; lambda 4 lost on digits (83.2% mean).
+    info_weight: float = option(2.0, "Weight lambda of the mutual-information term.", Interval(float, 0, None))
     continuous_weight: float = option(0.1, "Extra weight of the continuous codes' term (the paper keeps it "
                                       "small so their log-likelihood is on the categorical term's scale).",
                                       Interval(float, 0, None))
@@ -203,6 +212,37 @@ def graphs(net: InfoGAN, data: DataSpec) -> dict[str, GraphDef]:
     }
 
 
+def steps(o: Options, data: DataSpec) -> int:
+    """The steps an InfoGAN trains without --epochs: a GAN's on points (low_dim_steps), else IMAGE_STEPS."""
+    return low_dim_steps(o, data) or IMAGE_STEPS
+
+
+def information_check(net: InfoGAN, x_val: torch.Tensor):
+    """A validation loss that keeps the best epoch of an InfoGAN (lower is better): minus the
+    mutual information between held-out real rows and the category Q reads from them,
+    H(mean_x q(c|x)) - mean_x H(q(c|x)): high when Q is sure of each row's category and the
+    categories share the rows evenly, which is what the code must do to classify. Measured
+    on sklearn digits (seed 0, 150 epochs): it tracks the code's accuracy from epoch to epoch
+    (correlation 0.82 after epoch 20) and its best epoch scored 87.8% against 86.4% for the last."""
+    def check() -> float:
+        net.eval()
+        with torch.no_grad():
+            p = torch.cat([net.infer(part)[:, :net.n_classes] for part in x_val.split(1024)])
+        net.train()
+        entropy = lambda q: -(q * q.clamp_min(1e-12).log()).sum(dim=-1)  # noqa: E731
+        return -float(entropy(p.mean(dim=0)) - entropy(p).mean())
+
+    return check
+
+
+def keep_best(net: InfoGAN, o: Options, data: DataSpec, x_val: torch.Tensor, seed: int):
+    """Points: the held-out fidelity check of every GAN family; other rows, with a categorical
+    code: the information check; else the last epoch."""
+    if data.size <= LOW_DIM:
+        return keep_most_faithful(net, o, data, x_val, seed)
+    return information_check(net, x_val) if net.n_classes else None
+
+
 def resolve(o: Options, data: DataSpec) -> Options:
     if o.categories == 1:
         raise ConfigError("categories=1: a categorical code needs at least 2 classes (0 for none)")
@@ -224,7 +264,7 @@ register(Family(
     options=Options, build=build, trainer=Trainer, graphs=graphs, capabilities=("sample", "encode"),
     score_kind=None, sampler=lambda net, o: AncestralSampler(graph="generator", codes="c"),
     latent_prior="normal", discriminator=("discriminator", "logit"), resolve=resolve, variant=_variant,
-    min_steps=low_dim_steps, keep_best=keep_most_faithful,
+    min_steps=steps, keep_best=keep_best,
     test=Preset(3, {"hidden": [16], "channels": [8], "fc": 16, "latent_dim": 4, "categories": 3, "continuous": 1}),
     bench=Preset(60),
 ))

@@ -6,14 +6,16 @@ import torch
 from gen.runtime.manifest import DataSpec, PreprocessSpec
 from gen.trainer import registry
 from gen.trainer.config import TrainConfig
-from gen.trainer.models import gan
+from gen.trainer.models import gan, infogan
 
 UNIT = DataSpec("test", "image", [1, 1, 3], preprocessing=PreprocessSpec(0.0, 1.0, [0.0, 1.0]))
 
 
 def build(**options):
-    cfg = TrainConfig.make(model="gan", hidden=[8], latent_dim=2, **options)
-    return cfg.family.build(cfg.options, UNIT), cfg.options
+    """A resolved gan on UNIT rows, unpacked unless `pack` is given (UNIT's 3 values would pack)."""
+    cfg = TrainConfig.make(model="gan", hidden=[8], latent_dim=2, **{"pack": 1, **options})
+    o = cfg.family.resolve(cfg.options, UNIT)
+    return cfg.family.build(o, UNIT), o
 
 
 def test_takes_d_steps_discriminator_steps_per_generator_step():
@@ -148,7 +150,10 @@ def test_every_gan_family_on_points_trains_the_low_dim_budget():
         per_step = getattr(options, "n_critic", 1)  # a critic's minibatches count in the budget
         assert family.min_steps(options, points) == -(-adversarial.LOW_DIM_STEPS // per_step), name
         assert options.latent_dim == 2, name
-        assert family.min_steps(options, DataSpec("digits", "image", [1, 8, 8])) is None, name
+        images = DataSpec("digits", "image", [1, 8, 8])
+        # InfoGAN names a budget for images too (test_infogan.py); the others train the default one
+        assert family.min_steps(family.resolve(TrainConfig.make(model=name).options, images), images) == \
+            (infogan.IMAGE_STEPS if name == "infogan" else None), name
     adagan = registry.get("adagan")  # its components share the steps (--epochs counts per component)
     assert adagan.min_steps(adagan.resolve(TrainConfig.make(model="adagan", components=3).options, points),
                             points) == -(-adversarial.LOW_DIM_STEPS // 3)

@@ -75,6 +75,57 @@ def test_info_loss_is_cross_entropy_plus_weighted_gaussian_term():
     assert torch.isclose(got, want)
 
 
+def test_information_check_is_minus_the_mutual_information_of_q_on_held_out_rows(monkeypatch):
+    """-(H(mean q) - mean H(q)): -log K when Q is sure of each row and the classes share the rows
+    evenly, 0 when Q is unsure or puts every row in one class; net left in training mode."""
+    net, _ = build(categories=4, continuous=1)
+    x_val = torch.zeros(8, 2)
+    sure_even = torch.cat([torch.eye(4).repeat(2, 1), torch.zeros(8, 1)], dim=1)
+    unsure = torch.cat([torch.full((8, 4), 0.25), torch.zeros(8, 1)], dim=1)
+    one_class = torch.cat([torch.eye(4)[[0] * 8], torch.zeros(8, 1)], dim=1)
+    half = torch.cat([torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]]).repeat(4, 1), torch.zeros(8, 1)], dim=1)
+    for posterior, want in ((sure_even, -np.log(4)), (unsure, 0.0), (one_class, 0.0), (half, -np.log(2))):
+        monkeypatch.setattr(net, "infer", lambda x, p=posterior: p[:len(x)])
+        net.train()
+        assert infogan.information_check(net, x_val)() == pytest.approx(want, abs=1e-5)
+        assert net.training
+
+
+def test_keep_best_follows_the_data_and_the_codes():
+    """Points: the GAN families' fidelity check; images with a categorical code: the information
+    check; images with continuous codes only: the last epoch."""
+    images = DataSpec("digits", "image", [1, 8, 8], raw_range=[0.0, 16.0])
+    x_val = torch.rand(6, 1, 8, 8)
+    for categories, data, want in ((3, POINTS, "fidelity_check"), (3, images, "information_check"),
+                                   (0, images, None)):
+        cfg = TrainConfig.make(model="infogan", hidden=[8], channels=[4], fc=8, latent_dim=2, categories=categories)
+        o = cfg.family.resolve(cfg.options, data)
+        net = cfg.family.build(o, data)
+        check = cfg.family.keep_best(net, o, data, x_val if data is images else torch.randn(6, 2), 0)
+        assert (check.__qualname__.split(".")[0] if check else None) == want
+        assert cfg.family.min_steps(o, data) == (infogan.IMAGE_STEPS if data is images else
+                                                 infogan.low_dim_steps(o, data))
+
+
+def test_the_default_budget_on_images_keeps_the_epoch_q_reads_best(tmp_path, monkeypatch):
+    """`gen train --model infogan` on images without --epochs: the IMAGE_STEPS budget in full,
+    every epoch scored by the information check, the best one kept."""
+    import json
+
+    from gen.trainer.train import train
+
+    monkeypatch.setattr(infogan, "IMAGE_STEPS", 60)  # a short budget: 30 epochs of 3 steps (the floor)
+    run = train(TrainConfig.make(model="infogan", data="digits", channels=[4], fc=8, latent_dim=2, categories=3,
+                                 continuous=1, batch_size=512, seed=0, device="cpu", quiet=True,
+                                 out=str(tmp_path / "run")))
+    stopping = json.loads((run / "run.json").read_text())["metrics"]["stopping"]
+    scores = [json.loads(line)["val_score"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert stopping["steps_per_epoch"] == 3 and stopping["max_epochs"] == len(scores) == 30
+    assert "60 steps" in stopping["rule"]
+    assert stopping["kept_epoch"] == scores.index(min(scores)) + 1
+    assert all(-np.log(3) - 1e-6 <= v <= 1e-6 for v in scores) and min(scores) < max(scores)
+
+
 def test_needs_a_code():
     cfg = TrainConfig.make(model="infogan", categories=0, continuous=0)
     with pytest.raises(ConfigError, match="needs at least one code"):
