@@ -107,6 +107,14 @@ def test_keep_best_follows_the_data_and_the_codes():
                                                  infogan.low_dim_steps(o, data))
 
 
+def test_lambda_follows_the_data_unless_given():
+    images = DataSpec("digits", "image", [1, 8, 8], raw_range=[0.0, 16.0])
+    family = TrainConfig.make(model="infogan").family
+    weight = lambda data, **o: family.resolve(TrainConfig.make(model="infogan", **o).options, data).info_weight  # noqa: E731
+    assert (weight(images), weight(POINTS)) == (infogan.IMAGE_INFO_WEIGHT, infogan.LOW_DIM_INFO_WEIGHT) == (2.0, 1.0)
+    assert weight(images, info_weight=0.5) == weight(POINTS, info_weight=0.5) == 0.5
+
+
 def test_the_default_budget_on_images_keeps_the_epoch_q_reads_best(tmp_path, monkeypatch):
     """`gen train --model infogan` on images without --epochs: the IMAGE_STEPS budget in full,
     every epoch scored by the information check, the best one kept."""
