@@ -78,17 +78,19 @@ def low_dim_steps(options, data: DataSpec) -> int | None:
     return LOW_DIM_STEPS if data.size <= LOW_DIM else None
 
 
-def keep_most_faithful(net, options, data: DataSpec, x_val: torch.Tensor, seed: int):
+def keep_most_faithful(net, options, data: DataSpec, x_val: torch.Tensor, seed: int, beta: float = 1.0):
     """On rows of a few values (the rule of low_dim_steps), the epoch kept is the one whose
-    samples best match the held-out rows (fidelity_check); elsewhere the last."""
-    return fidelity_check(net, x_val, seed) if data.size <= LOW_DIM else None
+    samples best match the held-out rows (fidelity_check, F-`beta`); elsewhere the last."""
+    return fidelity_check(net, x_val, seed, beta=beta) if data.size <= LOW_DIM else None
 
 
-def pack_option(exported: str = "score, --refine"):
-    return option(1, "PacGAN (Lin et al. 2018): the discriminator judges packs of this many rows at once, "
+def pack_option(exported: str = "score, --refine", default: int | None = 1, when_unset: str = ""):
+    """The --pack option; `default` None: resolved from the data (`when_unset` says how)."""
+    return option(default, "PacGAN (Lin et al. 2018): the discriminator judges packs of this many rows at once, "
                   "real with real and generated with generated, which penalises a generator that covers few "
                   "modes; 1: unpacked. With packs, a per-row discriminator is trained beside it on the same "
-                  f"batches and is the one exported ({exported}).", Interval(int, 1, None))
+                  f"batches and is the one exported ({exported}).{when_unset}", Interval(int, 1, None),
+                  optional=default is None)
 
 
 def init_dcgan(module: nn.Module) -> None:
@@ -402,9 +404,10 @@ def check_norm(norm: str) -> str:
     return norm
 
 
-def fidelity_check(net, x_val: torch.Tensor, seed: int, n_fake: int = 2000, k: int = 3):
+def fidelity_check(net, x_val: torch.Tensor, seed: int, n_fake: int = 2000, k: int = 3, beta: float = 1.0):
     """A validation loss that keeps the best epoch of a generator (lower is better): 1 - the
-    harmonic mean of the improved precision and recall of Kynkaanniemi et al. (2019) between
+    F-`beta` score (beta 1: the harmonic mean; below 1 precision weighs more) of the improved
+    precision and recall of Kynkaanniemi et al. (2019) between
     `n_fake` generated rows (the same noise every epoch, drawn from `seed`) and the held-out
     rows `x_val`. Precision: the share of generated rows inside some held-out row's ball (its
     radius the distance to its k-th nearest held-out neighbour); recall: the share of held-out
@@ -432,6 +435,7 @@ def fidelity_check(net, x_val: torch.Tensor, seed: int, n_fake: int = 2000, k: i
         radius_fake = torch.cdist(fake, fake).kthvalue(k + 1, dim=1).values
         recall = float((between <= radius_fake[:, None]).any(dim=0).float().mean())
         net.train()
-        return 1.0 - (2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0)
+        b2 = beta * beta
+        return 1.0 - ((1 + b2) * precision * recall / (b2 * precision + recall) if precision + recall > 0 else 0.0)
 
     return check

@@ -72,6 +72,21 @@ def test_packing_puts_m_consecutive_rows_side_by_side():
     torch.testing.assert_close(packed[1], torch.cat([x[2].flatten(), x[3].flatten()]))
 
 
+def test_gan_packs_points_by_default_and_not_images():
+    """--pack unset: LOW_DIM_PACK on rows of at most LOW_DIM values, 1 on images; a given pack is kept."""
+    from gen.trainer.models import adversarial
+
+    points, images = DataSpec("grid25", "points", [2]), DataSpec("digits", "image", [1, 8, 8])
+    wide = DataSpec("t", "tabular", [adversarial.LOW_DIM + 1])
+    family = registry.get("gan")
+    resolved = {d.kind: family.resolve(TrainConfig.make(model="gan").options, d) for d in (points, images, wide)}
+    assert gan.LOW_DIM_PACK > 1 and resolved["points"].pack == gan.LOW_DIM_PACK
+    assert resolved["image"].pack == resolved["tabular"].pack == 1
+    assert family.resolve(TrainConfig.make(model="gan", pack=1).options, points).pack == 1
+    assert family.build(resolved["points"], points).netD[0].in_features == 2 * gan.LOW_DIM_PACK
+    assert "PacGAN2" in family.variant(resolved["points"]) and "PacGAN" not in family.variant(resolved["image"])
+
+
 def test_pacgan_judges_packs_and_keeps_a_per_row_discriminator_for_export():
     torch.manual_seed(0)
     net, options = build(pack=3)
@@ -81,9 +96,23 @@ def test_pacgan_judges_packs_and_keeps_a_per_row_discriminator_for_export():
     torch.testing.assert_close(net.discriminate(x), net.netD_row(x.flatten(1)).squeeze(1))
     before = [p.detach().clone() for p in net.netD_row.parameters()]
     losses = gan.Trainer(net, options).step(torch.rand(12, 1, 1, 3))
-    assert set(losses) == {"loss_d", "loss_g", "loss_d_row"}
+    assert set(losses) == {"loss_d", "loss_g", "loss_d_row", "loss_g_row"}
     assert any(not torch.equal(a, b) for a, b in zip(before, net.netD_row.parameters()))  # it learns too
     assert gan.Trainer(net, options).step(torch.rand(2, 1, 1, 3))["loss_d"] == 0.0  # fewer rows than a pack
+
+
+def test_with_packs_the_generator_answers_to_both_discriminators():
+    """The generator step's loss is the packed discriminator's plus the per-row one's, and the
+    generated rows reach the per-row discriminator with their gradient (unpacked: one loss)."""
+    torch.manual_seed(0)
+    net, options = build(pack=2)
+    seen = []
+    original = net.discriminate
+    net.discriminate = lambda x: seen.append(x.requires_grad) or original(x)
+    losses = gan.Trainer(net, options).step(torch.rand(8, 1, 1, 3))
+    assert seen[-1] is True and losses["loss_g_row"] > 0 and losses["loss_g"] > losses["loss_g_row"]
+    plain, o = build()
+    assert "loss_g_row" not in gan.Trainer(plain, o).step(torch.rand(8, 1, 1, 3))
 
 
 def test_pacgan_exports_a_per_row_discriminator_that_refines(tmp_path):
@@ -133,6 +162,36 @@ def test_fidelity_check_rewards_covering_every_mode_and_nothing_else():
     assert loss["between"] == 1.0                       # no sample near any held-out row
     assert loss["one_mode"] > 0.5                       # precise, but a quarter of the modes
     assert loss["everywhere"] < loss["half_off"] < loss["between"]
+
+
+def test_a_beta_below_one_weighs_precision_more():
+    """F0.5: a precise generator that covers a quarter of the modes scores better than with F1,
+    one with half its samples off the modes worse; beta 1 is the default."""
+    from gen.trainer.models.adversarial import fidelity_check
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0], [4.0, 4.0]])
+    held_out = centres.repeat(50, 1) + 0.05 * torch.randn(200, 2, generator=g)
+    one_mode = centres[:1].repeat(400, 1) + 0.05 * torch.randn(400, 2, generator=g)
+    half_off = torch.cat([centres.repeat(50, 1) + 0.05 * torch.randn(200, 2, generator=g),
+                          torch.full((200, 2), 2.0) + 0.05 * torch.randn(200, 2, generator=g)])
+    loss = {(name, beta): fidelity_check(_Fixed(rows), held_out, seed=0, n_fake=400, beta=beta)()
+            for name, rows in [("one_mode", one_mode), ("half_off", half_off)] for beta in (1.0, 0.5)}
+    assert loss[("one_mode", 0.5)] < loss[("one_mode", 1.0)] and loss[("half_off", 0.5)] > loss[("half_off", 1.0)]
+    assert fidelity_check(_Fixed(one_mode), held_out, seed=0, n_fake=400)() == loss[("one_mode", 1.0)]
+
+
+def test_a_packed_gan_keeps_the_epoch_by_f_half(monkeypatch):
+    from gen.trainer.models import adversarial
+
+    points = DataSpec("ring8", "points", [2])
+    family = registry.get("gan")
+    asked = []
+    monkeypatch.setattr(adversarial, "fidelity_check", lambda net, x, seed, beta=1.0: asked.append(beta))
+    for pack in (2, 1):
+        o = family.resolve(TrainConfig.make(model="gan", hidden=[8], pack=pack).options, points)
+        family.keep_best(family.build(o, points), o, points, torch.randn(8, 2), 3)
+    assert asked == [gan.PACKED_CHECK_BETA, 1.0] and gan.PACKED_CHECK_BETA == 0.5
 
 
 KEEPS_BEST = [name for name in registry.names()
