@@ -89,6 +89,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         cfg.options = replace(cfg.options, pool="mean")
     if hasattr(cfg.options, "average") and "average" not in raw:  # a GAN from before `--average`: none
         cfg.options = replace(cfg.options, average=0.0)
+    if hasattr(cfg.options, "pack") and "pack" not in raw:  # a GAN from before `--pack`: unpacked
+        cfg.options = replace(cfg.options, pack=1)
     try:
         info = json.loads((run_dir / RUN_INFO).read_text())
         run = RunInfo.read(info, str(run_dir / RUN_INFO))

@@ -228,14 +228,16 @@ def test_a_one_row_last_batch_joins_the_batch_before():
         assert sorted(torch.cat(batches).squeeze(1).tolist()) == list(range(n))
 
 
-def test_an_old_gan_run_without_the_average_option_still_loads(tmp_path):
-    """A gan run folder from before `--average` has no such key: it loads as one without."""
+def test_an_old_gan_run_without_the_average_or_pack_options_still_loads(tmp_path):
+    """A gan run folder from before `--average` and `--pack` has no such keys: it loads as an
+    unpacked one without an average (an unset pack now resolves to 2 on points)."""
     import yaml
 
-    run = train(TrainConfig.make(model="gan", data="ring8", epochs=1, hidden=[8], average=0.0, device="cpu",
+    run = train(TrainConfig.make(model="gan", data="ring8", epochs=1, hidden=[8], average=0.0, pack=1, device="cpu",
                                  out=str(tmp_path / "run"), quiet=True))
     raw = yaml.safe_load((run / "config.yaml").read_text())
-    del raw["average"]
+    del raw["average"], raw["pack"]
     (run / "config.yaml").write_text(yaml.safe_dump(raw))
     loaded = load_run(run)
     assert loaded.cfg.options.average == 0.0 and loaded.net.netG_average is None
+    assert loaded.cfg.options.pack == 1 and loaded.net.netD_row is None

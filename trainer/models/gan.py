@@ -140,7 +140,8 @@ class Trainer:
         z = sample_normal(max(len(x) // self.d_steps, m), net.latent_dim, x)
         fake = net.generate(z)
         loss_g = generator_loss(net.discriminate_packs(fake), self.loss_kind)
-        if rows:  # the per-row discriminator judges each generated row too (see the class docstring)
+        both = rows and isinstance(net, GAN)  # gan's generator answers to the per-row discriminator too
+        if both:  # (class docstring; dcgan, which shares this trainer, keeps PacGAN's packs alone: not measured)
             loss_g_row = generator_loss(net.discriminate(fake), self.loss_kind)
             loss_g = loss_g + loss_g_row
         self.optG.zero_grad(set_to_none=True)
@@ -148,7 +149,8 @@ class Trainer:
         self.optG.step()
         net.update_average()
         return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
-                **({"loss_d_row": float(loss_row.detach()), "loss_g_row": float(loss_g_row.detach())} if rows else {})}
+                **({"loss_d_row": float(loss_row.detach())} if rows else {}),
+                **({"loss_g_row": float(loss_g_row.detach())} if both else {})}
 
 
 def graphs(net: GAN, data: DataSpec) -> dict[str, GraphDef]:

@@ -113,6 +113,16 @@ def test_with_packs_the_generator_answers_to_both_discriminators():
     assert seen[-1] is True and losses["loss_g_row"] > 0 and losses["loss_g"] > losses["loss_g_row"]
     plain, o = build()
     assert "loss_g_row" not in gan.Trainer(plain, o).step(torch.rand(8, 1, 1, 3))
+    # dcgan shares the trainer but keeps PacGAN's packs alone (not measured with both)
+    image = DataSpec("test", "image", [1, 8, 8], preprocessing=PreprocessSpec(0.0, 1.0, [0.0, 1.0]))
+    cfg = TrainConfig.make(model="dcgan", channels=[4], latent_dim=2, pack=2)
+    o = cfg.family.resolve(cfg.options, image)
+    packed = cfg.family.build(o, image)
+    seen.clear()
+    original_dc = packed.discriminate
+    packed.discriminate = lambda x: seen.append(x.requires_grad) or original_dc(x)
+    losses = gan.Trainer(packed, o).step(torch.rand(8, 1, 8, 8))
+    assert "loss_g_row" not in losses and "loss_d_row" in losses and True not in seen
 
 
 def test_pacgan_exports_a_per_row_discriminator_that_refines(tmp_path):
