@@ -150,7 +150,7 @@ def test_config_yaml_records_every_option_resolved(tmp_path):
     assert recorded["decoder"] == "bernoulli" and recorded["lr"] == 1e-3 and recorded["kl_weight"] == 1.0
     assert None not in (recorded["lr"], recorded["decoder"])
     loaded = load_run(run)
-    cfg, info, data = loaded.cfg, loaded.info, loaded.data
+    cfg, info = loaded.cfg, loaded.info
     assert cfg.to_dict() == recorded and info["variant"] == "bernoulli decoder"
 
 
