@@ -99,7 +99,7 @@ def modes_benchmark(families: list[str], seeds: tuple[int, ...], threads: int, w
         if name not in POINTS:
             continue
         epochs, options = POINTS[name]
-        epochs = (2 if epochs is None else max(2, epochs // 30)) if quick else epochs
+        epochs = quick_epochs(epochs) if quick else epochs
         record = out["families"][name] = {"epochs": epochs, "options": options, "data": {}}
         for data in ("ring8", "grid25"):
             runs = []
@@ -137,6 +137,11 @@ def _quality(clf, scale: float, samples: np.ndarray, test_features: np.ndarray, 
     found = int((hist >= CLASS_SHARE * len(labels) / n_classes).sum())
     return {"frechet": frechet_distance(classifier_features(clf, rows), test_features), "classes_found": found,
             "kl_from_uniform": cover["kl_from_uniform"], "histogram": cover["histogram"]}
+
+
+def quick_epochs(epochs: int | None) -> int:
+    """A --quick smoke run's epochs: a thirtieth of the protocol's, at least 2 (2 for a default command)."""
+    return 2 if epochs is None else max(2, epochs // 30)
 
 
 def infogan_accuracy(model, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
@@ -184,7 +189,7 @@ def images_benchmark(families: list[str], datasets: dict[str, str], threads: int
             if name not in IMAGES[label]:
                 continue
             epochs, options = IMAGES[label][name]
-            epochs = max(2, (epochs or 60) // 30) if quick else epochs
+            epochs = quick_epochs(epochs) if quick else epochs
             model, facts = train_export(name, spec, epochs, options, 0, threads, workdir, f"{name}-{label}")
             record = {"epochs": epochs, "options": options, **facts}
             for refine in REFINES:
