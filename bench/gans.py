@@ -30,6 +30,7 @@ SEEDS = (0, 1, 2)
 MODE_SAMPLES = 2500
 IMAGE_SAMPLES = 1000
 REFINES = (None, "drs", "mh")
+PARTS = ("modes", "images")  # the mode-collapse protocol on points, the image protocols
 CLASS_SHARE = 0.1  # a class is found when it gets this share of n / n_classes samples
 
 # (epochs, options) per family for the 2-D mixtures; families missing here do not train on points.
@@ -160,8 +161,29 @@ def infogan_accuracy(model, x_train: np.ndarray, y_train: np.ndarray, x_test: np
             "labels_covered": len({v for v in mapping.values() if v >= 0}), "mapping": mapping}
 
 
+def _infogan_seed(spec: str, label: str, epochs: int | None, options: dict, seed: int, threads: int,
+                  workdir: Path) -> dict:
+    """One more InfoGAN seed, trained, exported and read as a classifier (in its own process
+    when images_benchmark has seed_jobs > 1)."""
+    import torch
+
+    from gen.trainer.data import load_dataset
+    from gen.trainer.protocols.one_class import protocol_split
+
+    torch.set_num_threads(threads)
+    data = load_dataset(spec)
+    train_idx, test_idx = protocol_split(len(data.x), data.y)
+    model, facts = train_export("infogan", spec, epochs, options, seed, threads, workdir, f"infogan-{label}-seed{seed}")
+    acc = infogan_accuracy(model, data.x[train_idx], data.y[train_idx], data.x[test_idx], data.y[test_idx])["accuracy"]
+    _log(f"{label} infogan seed {seed}: accuracy {acc:.3f} ({facts['train_s']:.0f} s)")
+    return {"seed": seed, "accuracy": acc, "train_s": facts["train_s"], "trained_epochs": facts["trained_epochs"],
+            "kept_epoch": facts["kept_epoch"]}
+
+
 def images_benchmark(families: list[str], datasets: dict[str, str], threads: int, workdir: Path,
-                     quick: bool = False) -> dict:
+                     quick: bool = False, seed_jobs: int = 1) -> dict:
+    """seed_jobs > 1: InfoGAN's extra seeds train in that many processes beside the main one
+    (each with `threads` torch threads)."""
     from gen.trainer.data import load_dataset
     from gen.trainer.protocols.one_class import protocol_split
     from gen.trainer.protocols.sample_quality import classifier_features
@@ -190,6 +212,10 @@ def images_benchmark(families: list[str], datasets: dict[str, str], threads: int
                 continue
             epochs, options = IMAGES[label][name]
             epochs = quick_epochs(epochs) if quick else epochs
+            more_seeds = [] if quick or name != "infogan" else list(INFOGAN_SEEDS.get(label, ()))
+            pool = _seed_pool(seed_jobs) if more_seeds and seed_jobs > 1 else None
+            pending = [pool.submit(_infogan_seed, spec, label, epochs, options, seed, threads, workdir)
+                       for seed in more_seeds] if pool else []
             model, facts = train_export(name, spec, epochs, options, 0, threads, workdir, f"{name}-{label}")
             record = {"epochs": epochs, "options": options, **facts}
             for refine in REFINES:
@@ -198,13 +224,11 @@ def images_benchmark(families: list[str], datasets: dict[str, str], threads: int
             if name == "infogan":
                 record["infogan"] = infogan_accuracy(model, x_train, y_train, x_test, y_test)
                 seeds = [{"seed": 0, "accuracy": record["infogan"]["accuracy"]}]
-                for seed in ([] if quick else INFOGAN_SEEDS.get(label, ())):
-                    again, more = train_export(name, spec, epochs, options, seed, threads, workdir,
-                                               f"{name}-{label}-seed{seed}")
-                    acc = infogan_accuracy(again, x_train, y_train, x_test, y_test)["accuracy"]
-                    seeds.append({"seed": seed, "accuracy": acc, "train_s": more["train_s"],
-                                  "trained_epochs": more["trained_epochs"], "kept_epoch": more["kept_epoch"]})
-                    _log(f"{label} infogan seed {seed}: accuracy {acc:.3f} ({more['train_s']:.0f} s)")
+                if pool:
+                    seeds += [f.result() for f in pending]
+                    pool.shutdown()
+                else:
+                    seeds += [_infogan_seed(spec, label, epochs, options, seed, threads, workdir) for seed in more_seeds]
                 record["infogan"]["seeds"] = seeds
             section["families"][name] = record
             _log(f"{label} {name}: Frechet " + ", ".join(f"{k} {record[k]['frechet']:.2f}" for k in ("plain", "drs", "mh"))
@@ -214,22 +238,31 @@ def images_benchmark(families: list[str], datasets: dict[str, str], threads: int
     return out
 
 
+def _seed_pool(jobs: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=jobs - 1, mp_context=multiprocessing.get_context("spawn"))
+
+
 def _part(part: str, families: list[str], mnist: Path | None, threads: int, workdir: Path, quick: bool,
-          seeds: tuple[int, ...]) -> dict:
+          seeds: tuple[int, ...], seed_jobs: int = 1) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     if part == "modes":
         return modes_benchmark(families, seeds[:1] if quick else seeds, threads, workdir / "modes", quick)
     datasets = {"digits": "digits", **({"mnist": str(mnist)} if mnist is not None else {})}
-    return images_benchmark(families, datasets, threads, workdir / "images", quick)
+    return images_benchmark(families, datasets, threads, workdir / "images", quick, seed_jobs)
 
 
 def gan_benchmark(families: list[str], mnist: Path | None, threads: int, workdir: Path, quick: bool = False,
-                  seeds: tuple[int, ...] = SEEDS, jobs: int = 2) -> dict:
-    """Both protocols: {"modes": ..., "images": ...}; with jobs=2 they run in two processes
-    side by side (each with `threads` torch threads)."""
-    parts = ("modes", "images")
+                  seeds: tuple[int, ...] = SEEDS, jobs: int = 2, parts: tuple[str, ...] = PARTS) -> dict:
+    """The protocols in `parts` ({"modes": ..., "images": ...}); with both and jobs=2 they run in
+    two processes side by side (each with `threads` torch threads); the image part alone
+    with jobs > 1 trains InfoGAN's extra seeds in jobs - 1 processes beside the main one."""
+    if len(parts) == 1:
+        return {parts[0]: _part(parts[0], families, mnist, threads, workdir, quick, seeds, seed_jobs=jobs)}
     if jobs <= 1:
         return {p: _part(p, families, mnist, threads, workdir, quick, seeds) for p in parts}
     import multiprocessing

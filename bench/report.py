@@ -267,7 +267,8 @@ def setup_section(results: dict) -> str:
         other = rerun.get("machine")
         same = not other or (other.get("cpu"), other.get("cores")) == (machine.get("cpu"), machine.get("cores"))
         rerun_git = rerun.get("git") or {}
-        reruns.append({"sections": rerun["sections"], "families": rerun.get("families"), "command": rerun["command"],
+        reruns.append({"sections": rerun["sections"], "families": rerun.get("families"), "parts": rerun.get("parts"),
+                       "command": rerun["command"],
                        "started": rerun.get("started"), "wall_s": rerun.get("wall_s"), "git": rerun_git.get("short"),
                        "dirty": rerun_git.get("dirty"), "load_start": rerun.get("load_start"),
                        "load_end": rerun.get("load_end"),

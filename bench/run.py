@@ -569,7 +569,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="epochs for every family (default: each family's bench preset)")
     parser.add_argument("--gan-jobs", type=int, default=2,
                         help="processes for the gans section: 2 runs its mode-collapse and image parts side "
-                             "by side (default 2)")
+                             "by side; with --gan-parts images, InfoGAN's seeds train in that many processes "
+                             "(default 2)")
+    parser.add_argument("--gan-parts", default=None,
+                        help="gans section: run only these parts (comma-separated: modes, images) and, with "
+                             "--merge, keep the other part's records from the results file")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads for training (default 1)")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results.json",
@@ -640,6 +644,14 @@ def splice_gans(old: dict | None, new: dict | None, families: list[str]) -> dict
     return out
 
 
+def gan_families_of(section: dict | None) -> list[str]:
+    """The families with records in a gans section, point sets or images."""
+    names = set(((section or {}).get("modes") or {}).get("families", {}))
+    for ds in (((section or {}).get("images") or {}).get("datasets") or {}).values():
+        names |= set(ds.get("families", {}))
+    return sorted(names)
+
+
 def splice_boltzmann(old: dict | None, new: dict | None, parts: list[str]) -> dict | None:
     """A boltzmann section `new` of `parts` only, completed by `old`'s records of the other parts."""
     if not old or not new:
@@ -672,11 +684,12 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     order = list(DATASET_SECTIONS.values())
     merged["datasets"] = sorted(datasets, key=lambda d: order.index(d["label"]) if d["label"] in order else 99)
     gans_only = (new.get("settings") or {}).get("gan_families")
+    gan_parts = (new.get("settings") or {}).get("gan_parts")
     boltzmann_parts = (new.get("settings") or {}).get("boltzmann_parts")
     for key in ("tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "scale", "serving", "performance"):
         if key in sections:
-            if key == "gans" and gans_only:
-                merged[key] = splice_gans(old.get(key), new.get(key), gans_only)
+            if key == "gans" and (gans_only or gan_parts):
+                merged[key] = splice_gans(old.get(key), new.get(key), gans_only or gan_families_of(new.get(key)))
             elif key == "boltzmann" and boltzmann_parts:
                 merged[key] = splice_boltzmann(old.get(key), new.get(key), boltzmann_parts)
             else:
@@ -692,7 +705,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
             families[name] = family
     for key in ("software", "settings"):
         for k, v in new.get(key, {}).items():
-            if k not in ("one_class_families", "gan_families", "boltzmann_parts"):  # recorded in `reruns`
+            if k not in ("one_class_families", "gan_families", "gan_parts", "boltzmann_parts"):  # in `reruns`
                 merged.setdefault(key, {}).setdefault(k, v)
     for kind in ("notes", "failures"):
         by_section = old.get(f"{kind}_by_section")
@@ -704,7 +717,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
         merged[kind] = [n for s in SECTIONS for n in by_section.get(s, [])]
     merged["sections"] = [s for s in SECTIONS if s in set(old.get("sections", SECTIONS)) | set(sections)]
     merged["reruns"] = list(old.get("reruns", [])) + [{
-        "sections": list(sections), "families": only or gans_only or None, "parts": boltzmann_parts,
+        "sections": list(sections), "families": only or gans_only or None, "parts": boltzmann_parts or gan_parts,
         "command": new["command"], "mode": new["mode"], "started": new["started"],
         "finished": new["finished"], "wall_s": new["wall_s"], "git": new["git"],
         "load_start": new["machine"].get("load_start"), "load_end": new["machine"].get("load_end"),
@@ -770,6 +783,9 @@ def main(argv: list[str] | None = None) -> int:
         from boltzmann import PARTS
 
         boltzmann_parts = family_list(args.boltzmann_parts, PARTS, "--boltzmann-parts", "the parts")
+    from gans import PARTS as GAN_PARTS
+
+    gan_parts = family_list(args.gan_parts, GAN_PARTS, "--gan-parts", "the parts") if args.gan_parts else None
     results = {
         "format": FORMAT, "generator": "bench/run.py", "mode": "quick" if args.quick else "full",
         "command": "python " + shlex.join([display_path(__file__), *raw_argv]), "argv": raw_argv,
@@ -780,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
                      "one_class_families": list(scoring) if args.one_class_families else None,
                      "gan_families": [f.strip() for f in args.gan_families.split(",") if f.strip()]
                      if args.gan_families else None,
-                     "boltzmann_parts": boltzmann_parts,
+                     "boltzmann_parts": boltzmann_parts, "gan_parts": gan_parts,
                      "pca_components": PCA_COMPONENTS, "runtime_device": "cpu", "completion_seeds": args.seeds},
         "families": families, "datasets": [], "completion": None, "sampling": None, "gans": None,
         "pipelines": None, "scale": None, "serving": None, "performance": None, "tabular": None,
@@ -849,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
                 gan_families = [f for f in gan_families if f in wanted]
             try:
                 results["gans"] = gan_benchmark(gan_families, mnist, args.threads, workdir / "gans", quick=args.quick,
-                                                jobs=args.gan_jobs)
+                                                jobs=args.gan_jobs, parts=tuple(gan_parts or GAN_PARTS))
             except Exception as exc:
                 failures["gans"].append(f"GAN benchmark: {type(exc).__name__}: {exc}")
                 log(failures["gans"][-1])

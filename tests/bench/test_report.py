@@ -599,6 +599,33 @@ def test_a_gan_family_rerun_replaces_only_its_point_set_and_image_records():
     assert merged["reruns"][-1]["families"] == ["gan"] and "gan_families" not in merged["settings"]
 
 
+def test_a_gans_rerun_of_the_image_part_keeps_the_point_set_records():
+    run = load("run")
+    old, new = synthetic(), synthetic()
+    old["reruns"] = []
+    old["gans"] = {"modes": {"seeds": [0], "families": {"infogan": {"tag": "old"}}},
+                   "images": {"datasets": {"digits": {"families": {"infogan": {"tag": "old"}, "gan": {"tag": "old"}}}}}}
+    new["gans"] = {"images": {"datasets": {"digits": {"families": {"infogan": {"tag": "new"}}}}}}
+    new["settings"].update(gan_families=["infogan"], gan_parts=["images"])
+    new.update(command="python bench/run.py --only gans --gan-families infogan --gan-parts images --merge", wall_s=1.0)
+    merged = run.merge_results(old, new, ("gans",))
+    assert merged["gans"]["modes"]["families"]["infogan"]["tag"] == "old"
+    images = merged["gans"]["images"]["datasets"]["digits"]["families"]
+    assert images["infogan"]["tag"] == "new" and images["gan"]["tag"] == "old"
+    assert merged["reruns"][-1]["parts"] == ["images"] and "gan_parts" not in merged["settings"]
+    # without --gan-families the families come from the rerun's own records
+    new["settings"]["gan_families"] = None
+    merged = run.merge_results(old, new, ("gans",))
+    assert merged["gans"]["modes"]["families"]["infogan"]["tag"] == "old"
+    assert merged["gans"]["images"]["datasets"]["digits"]["families"]["infogan"]["tag"] == "new"
+
+
+def test_parse_args_checks_the_gan_parts():
+    run = load("run")
+    with pytest.raises(SystemExit, match="--gan-parts: pictures not among the parts"):
+        run.main(["--only", "gans", "--gan-parts", "pictures", "--quick", "--results", "/nonexistent/x.json"])
+
+
 # -- targets (bench/targets.yaml) and templates (bench/templates/) ------------------------------
 
 def every_target_results() -> dict:
