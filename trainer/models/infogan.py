@@ -45,6 +45,13 @@ LATENT = 62
 # 3,000; the bench preset it replaces trained MNIST-5k 5,700 steps (100 epochs of 57 steps).
 # With it (and lambda 2): MNIST-5k 90.7/85.1/85.2% (seeds 0-2), sklearn digits 80.6/93.6/94.2%.
 IMAGE_STEPS = 6000
+# Q's terms on real rows (--real-weight; not in the InfoGAN paper, after IMSAT's regularised
+# information maximisation, Hu et al. 2017): minus the information Q reads from a real batch
+# (the information_check below, on the batch), and on images the cross-entropy between Q's
+# category posterior of each real image and of a copy shifted by up to REAL_SHIFT of its size
+# in each direction (bilinear, edges repeated: 2 pixels of MNIST's 28). See resolve for the
+# default and what it was measured against.
+REAL_SHIFT = 1 / 14
 
 
 @dataclass
@@ -66,6 +73,11 @@ class Options:
                                       Interval(float, 0, None))
     lr_d: float = option(2e-4, "Adam learning rate of D and Q (beta1 0.5).", Interval(float, 0, None, "neither"))
     lr_g: float = option(1e-3, "Adam learning rate of G (beta1 0.5).", Interval(float, 0, None, "neither"))
+    real_weight: float = option(None, "Weight of Q's terms on real rows (not in the InfoGAN paper): the "
+                                "information Q reads from them (sure of each row's category, the categories used "
+                                "evenly) and, on images, the same category for a copy shifted by up to 1/14 of "
+                                "its size. Default: 1 on images, 0 on points and tables.",
+                                Interval(float, 0, None), optional=True)
     pack: int = pack_option("--refine; Q reads one row through the per-row discriminator's body")
     average: float = average_option(0.0)
 
@@ -125,11 +137,38 @@ class InfoGAN(Adversarial):
     def generate_from_noise(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.generate_with_codes(z, c)
 
+    def real_loss(self, x: torch.Tensor, q_real: torch.Tensor) -> torch.Tensor:
+        """Q's terms on a real batch x (its raw outputs q_real): minus the information it reads
+        (H(mean q) - mean H(q)) and, on images (N, C, H, W), the cross-entropy from Q's category
+        posterior of each row (held fixed) to that of a shifted copy (REAL_SHIFT)."""
+        p = F.softmax(q_real[:, :self.n_classes], dim=1)
+        loss = -(entropy(p.mean(dim=0)) - entropy(p).mean())
+        if x.dim() == 4:
+            q_shifted = self.q(self.row_features()(shift_images(x, REAL_SHIFT)))[:, :self.n_classes]
+            loss = loss - (p.detach() * F.log_softmax(q_shifted, dim=1)).sum(dim=1).mean()
+        return loss
+
     def info_loss(self, q: torch.Tensor, index: torch.Tensor, cont: torch.Tensor, continuous_weight: float):
         loss = F.cross_entropy(q[:, :self.n_classes], index) if self.n_classes else q.new_zeros(())
         if self.n_continuous:
             loss = loss + continuous_weight * 0.5 * ((q[:, self.n_classes:] - cont) ** 2).sum(dim=1).mean()
         return loss
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of each distribution along the last axis."""
+    return -(p * p.clamp_min(1e-12).log()).sum(dim=-1)
+
+
+def shift_images(x: torch.Tensor, share: float) -> torch.Tensor:
+    """Each image of x (N, C, H, W) moved by its own uniform shift of up to `share` of its
+    height and width (bilinear, the edge pixels repeated), drawn from torch's generator."""
+    n = len(x)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, :, 2] = (torch.rand(n, 2, device=x.device, dtype=x.dtype) * 2 - 1) * 2 * share  # [-1, 1] spans 2
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
 class FCBody(nn.Module):
@@ -179,10 +218,12 @@ class Trainer:
         z = torch.randn(n, net.latent_dim, device=x.device)
         c, index, cont = net.draw_codes(n, x)
         fake = net.generate_with_codes(z, c)
-        logit_real, _ = net.heads(x)
+        logit_real, q_real = net.heads(x)
         logit_fake, q_fake = net.heads(fake.detach())
         info_d = net.info_loss(q_fake, index, cont, o.continuous_weight)
         loss_d = discriminator_loss(logit_real, logit_fake) + o.info_weight * info_d
+        if o.real_weight and net.n_classes:
+            loss_d = loss_d + o.real_weight * net.real_loss(x, q_real)
         if m > 1 and len(x) >= 2 * m:  # the packed discriminator (two packs at least), beside the per-row one and Q
             loss_d = loss_d + discriminator_loss(net.discriminate_packs(x), net.discriminate_packs(fake.detach()))
         self.optD.zero_grad(set_to_none=True)
@@ -229,7 +270,6 @@ def information_check(net: InfoGAN, x_val: torch.Tensor):
         with torch.no_grad():
             p = torch.cat([net.infer(part)[:, :net.n_classes] for part in x_val.split(1024)])
         net.train()
-        entropy = lambda q: -(q * q.clamp_min(1e-12).log()).sum(dim=-1)  # noqa: E731
         return -float(entropy(p.mean(dim=0)) - entropy(p).mean())
 
     return check
@@ -251,9 +291,18 @@ def keep_best(net: InfoGAN, o: Options, data: DataSpec, x_val: torch.Tensor, see
 IMAGE_INFO_WEIGHT, LOW_DIM_INFO_WEIGHT = 2.0, 1.0
 
 
+# --real-weight left unset: 1 on images, 0 elsewhere (not measured on points or tables). Measured
+# on MNIST-5k (the default command's budget and lambda, seeds 1 and 2, the code read as the bench
+# reads it): 95.7% and 88.2% against 86.4% and 85.2% without it (seed 1's run without it merged
+# no classes, so the shifts do more than undo merges).
+IMAGE_REAL_WEIGHT = 1.0
+
+
 def resolve(o: Options, data: DataSpec) -> Options:
     if o.info_weight is None:
         o = replace(o, info_weight=LOW_DIM_INFO_WEIGHT if data.size <= LOW_DIM else IMAGE_INFO_WEIGHT)
+    if o.real_weight is None:
+        o = replace(o, real_weight=IMAGE_REAL_WEIGHT if data.kind == "image" else 0.0)
     if o.categories == 1:
         raise ConfigError("categories=1: a categorical code needs at least 2 classes (0 for none)")
     if not o.categories and not o.continuous:
@@ -265,7 +314,7 @@ def resolve(o: Options, data: DataSpec) -> Options:
 def _variant(o: Options) -> str:
     nets = (f"conv {'-'.join(map(str, o.channels))}" + (f", fc {o.fc}" if o.fc else "")) if o.arch == "conv" else f"mlp {'-'.join(map(str, o.hidden))}"
     return (f"{nets}, codes: {o.categories} classes + {o.continuous} continuous, lambda {o.info_weight:g}"
-            + variant_words(o))
+            + (f", real rows {o.real_weight:g}" if o.real_weight else "") + variant_words(o))
 
 
 register(Family(

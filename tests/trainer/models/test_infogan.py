@@ -115,6 +115,70 @@ def test_lambda_follows_the_data_unless_given():
     assert weight(images, info_weight=0.5) == weight(POINTS, info_weight=0.5) == 0.5
 
 
+def test_real_row_weight_follows_the_data_unless_given():
+    images = DataSpec("digits", "image", [1, 8, 8], raw_range=[0.0, 16.0])
+    table = DataSpec("t", "tabular", [20])
+    family = TrainConfig.make(model="infogan").family
+    weight = lambda data, **o: family.resolve(TrainConfig.make(model="infogan", **o).options, data).real_weight  # noqa: E731
+    assert (weight(images), weight(POINTS), weight(table)) == (infogan.IMAGE_REAL_WEIGHT, 0.0, 0.0) == (1.0, 0.0, 0.0)
+    assert weight(images, real_weight=0.0) == 0.0 and weight(POINTS, real_weight=0.5) == 0.5
+
+
+def test_shift_images_moves_each_image_by_at_most_its_share():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 12:16, 12:16] = 1.0  # a square whose centre is at (13.5, 13.5)
+    moved = infogan.shift_images(x, 1 / 14)
+    assert moved.shape == x.shape
+    grid = torch.arange(28, dtype=torch.float32)
+    mass = moved.sum(dim=(1, 2, 3))
+    cy = (moved.sum(dim=(1, 3)) * grid).sum(dim=1) / mass
+    cx = (moved.sum(dim=(1, 2)) * grid).sum(dim=1) / mass
+    offsets = torch.stack([cy, cx], dim=1) - 13.5
+    assert offsets.abs().max() <= 2.0 + 1e-4  # 1/14 of 28 pixels
+    assert offsets.abs().max() > 0.5 and offsets.std(dim=0).min() > 0.3  # every image its own shift
+    assert torch.allclose(infogan.shift_images(x, 0.0), x, atol=1e-5)
+    flat = torch.full((4, 3, 8, 8), 0.25)
+    assert torch.allclose(infogan.shift_images(flat, 0.2), flat)  # edges repeated: nothing comes in from outside
+
+
+def test_real_loss_is_minus_the_information_plus_the_shift_term():
+    torch.manual_seed(0)
+    net, _ = build(categories=3, continuous=1)
+    rows = torch.randn(32, 2)
+    q = net.q(net.row_features()(rows))
+    p = torch.softmax(q[:, :3], dim=1)
+    information = infogan.entropy(p.mean(dim=0)) - infogan.entropy(p).mean()
+    assert torch.allclose(net.real_loss(rows, q), -information)  # rows, not images: no shift term
+    images = DataSpec("digits", "image", [1, 8, 8], raw_range=[0.0, 16.0])
+    cfg = TrainConfig.make(model="infogan", channels=[4], fc=8, latent_dim=2, categories=3, continuous=1)
+    o = cfg.family.resolve(cfg.options, images)
+    net = cfg.family.build(o, images).eval()  # eval: batch norm reads each image alone
+    x = torch.rand(16, 1, 8, 8)
+    q = net.q(net.row_features()(x))
+    p = torch.softmax(q[:, :3], dim=1)
+    information = infogan.entropy(p.mean(dim=0)) - infogan.entropy(p).mean()
+    loss = net.real_loss(x, q)
+    assert loss > -information + 1e-3  # plus a cross-entropy, at least the posterior's entropy
+    loss.backward()
+    assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in net.q.parameters())
+
+
+def test_the_real_row_terms_change_q_only_when_weighted():
+    images = DataSpec("digits", "image", [1, 8, 8], raw_range=[0.0, 16.0])
+    x = torch.rand(16, 1, 8, 8)
+    weights = {}
+    for real in (0.0, 1.0):
+        cfg = TrainConfig.make(model="infogan", channels=[4], fc=8, latent_dim=2, categories=3, continuous=1,
+                               real_weight=real)
+        o = cfg.family.resolve(cfg.options, images)
+        torch.manual_seed(0)
+        net = cfg.family.build(o, images)
+        infogan.Trainer(net, o).step(x)
+        weights[real] = torch.cat([w.detach().flatten() for w in net.q.parameters()])
+    assert not torch.allclose(weights[0.0], weights[1.0])
+
+
 def test_the_default_budget_on_images_keeps_the_epoch_q_reads_best(tmp_path, monkeypatch):
     """`gen train --model infogan` on images without --epochs: the IMAGE_STEPS budget in full,
     every epoch scored by the information check, the best one kept."""
