@@ -214,22 +214,23 @@ def images_benchmark(families: list[str], datasets: dict[str, str], threads: int
             epochs = quick_epochs(epochs) if quick else epochs
             more_seeds = [] if quick or name != "infogan" else list(INFOGAN_SEEDS.get(label, ()))
             pool = _seed_pool(seed_jobs) if more_seeds and seed_jobs > 1 else None
-            pending = [pool.submit(_infogan_seed, spec, label, epochs, options, seed, threads, workdir)
-                       for seed in more_seeds] if pool else []
-            model, facts = train_export(name, spec, epochs, options, 0, threads, workdir, f"{name}-{label}")
-            record = {"epochs": epochs, "options": options, **facts}
-            for refine in REFINES:
-                x, seconds = draw(model, IMAGE_SAMPLES, 0, refine)
-                record[refine or "plain"] = {**_quality(clf, scale, x, test_features, n_classes), "sample_s": seconds}
-            if name == "infogan":
-                record["infogan"] = infogan_accuracy(model, x_train, y_train, x_test, y_test)
-                seeds = [{"seed": 0, "accuracy": record["infogan"]["accuracy"]}]
+            try:
+                pending = [pool.submit(_infogan_seed, spec, label, epochs, options, seed, threads, workdir)
+                           for seed in more_seeds] if pool else []
+                model, facts = train_export(name, spec, epochs, options, 0, threads, workdir, f"{name}-{label}")
+                record = {"epochs": epochs, "options": options, **facts}
+                for refine in REFINES:
+                    x, seconds = draw(model, IMAGE_SAMPLES, 0, refine)
+                    record[refine or "plain"] = {**_quality(clf, scale, x, test_features, n_classes), "sample_s": seconds}
+                if name == "infogan":
+                    record["infogan"] = infogan_accuracy(model, x_train, y_train, x_test, y_test)
+                    seeds = [{"seed": 0, "accuracy": record["infogan"]["accuracy"]}]
+                    seeds += [f.result() for f in pending] if pool else [
+                        _infogan_seed(spec, label, epochs, options, seed, threads, workdir) for seed in more_seeds]
+                    record["infogan"]["seeds"] = seeds
+            finally:  # on an error too: queued seeds are dropped, a running one is waited for
                 if pool:
-                    seeds += [f.result() for f in pending]
-                    pool.shutdown()
-                else:
-                    seeds += [_infogan_seed(spec, label, epochs, options, seed, threads, workdir) for seed in more_seeds]
-                record["infogan"]["seeds"] = seeds
+                    pool.shutdown(cancel_futures=True)
             section["families"][name] = record
             _log(f"{label} {name}: Frechet " + ", ".join(f"{k} {record[k]['frechet']:.2f}" for k in ("plain", "drs", "mh"))
                  + f"; classes {record['plain']['classes_found']}"

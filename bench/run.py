@@ -569,8 +569,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="epochs for every family (default: each family's bench preset)")
     parser.add_argument("--gan-jobs", type=int, default=2,
                         help="processes for the gans section: 2 runs its mode-collapse and image parts side "
-                             "by side; with --gan-parts images, InfoGAN's seeds train in that many processes "
-                             "(default 2)")
+                             "by side; with --gan-parts images, InfoGAN's extra seeds train in that many minus "
+                             "one processes beside the main one (default 2)")
     parser.add_argument("--gan-parts", default=None,
                         help="gans section: run only these parts (comma-separated: modes, images) and, with "
                              "--merge, keep the other part's records from the results file")
@@ -639,17 +639,14 @@ def splice_gans(old: dict | None, new: dict | None, families: list[str]) -> dict
         if name in (new.get("modes") or {}).get("families", {}):
             out.setdefault("modes", {}).setdefault("families", {})[name] = new["modes"]["families"][name]
         for label, ds in ((new.get("images") or {}).get("datasets") or {}).items():
-            if name in ds.get("families", {}) and label in ((out.get("images") or {}).get("datasets") or {}):
-                out["images"]["datasets"][label]["families"][name] = ds["families"][name]
+            if name not in ds.get("families", {}):
+                continue
+            datasets = out.setdefault("images", {}).setdefault("datasets", {})
+            if label in datasets:
+                datasets[label]["families"][name] = ds["families"][name]
+            else:  # a dataset the old section lacks (MNIST-5k found this time): its block, this family's rows
+                datasets[label] = {**copy.deepcopy(ds), "families": {name: ds["families"][name]}}
     return out
-
-
-def gan_families_of(section: dict | None) -> list[str]:
-    """The families with records in a gans section, point sets or images."""
-    names = set(((section or {}).get("modes") or {}).get("families", {}))
-    for ds in (((section or {}).get("images") or {}).get("datasets") or {}).values():
-        names |= set(ds.get("families", {}))
-    return sorted(names)
 
 
 def splice_boltzmann(old: dict | None, new: dict | None, parts: list[str]) -> dict | None:
@@ -688,8 +685,11 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
     boltzmann_parts = (new.get("settings") or {}).get("boltzmann_parts")
     for key in ("tabular", "completion", "sampling", "boltzmann", "gans", "pipelines", "scale", "serving", "performance"):
         if key in sections:
-            if key == "gans" and (gans_only or gan_parts):
-                merged[key] = splice_gans(old.get(key), new.get(key), gans_only or gan_families_of(new.get(key)))
+            if key == "gans" and gans_only:
+                merged[key] = splice_gans(old.get(key), new.get(key), gans_only)
+            elif key == "gans" and gan_parts:  # every family of the parts rerun, the other part kept
+                merged[key] = {**copy.deepcopy(old.get(key) or {}),
+                               **{p: new[key][p] for p in gan_parts if p in (new.get(key) or {})}}
             elif key == "boltzmann" and boltzmann_parts:
                 merged[key] = splice_boltzmann(old.get(key), new.get(key), boltzmann_parts)
             else:
@@ -717,7 +717,7 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
         merged[kind] = [n for s in SECTIONS for n in by_section.get(s, [])]
     merged["sections"] = [s for s in SECTIONS if s in set(old.get("sections", SECTIONS)) | set(sections)]
     merged["reruns"] = list(old.get("reruns", [])) + [{
-        "sections": list(sections), "families": only or gans_only or None, "parts": boltzmann_parts or gan_parts,
+        "sections": list(sections), "families": only or gans_only or None, "parts": (boltzmann_parts or []) + (gan_parts or []) or None,
         "command": new["command"], "mode": new["mode"], "started": new["started"],
         "finished": new["finished"], "wall_s": new["wall_s"], "git": new["git"],
         "load_start": new["machine"].get("load_start"), "load_end": new["machine"].get("load_end"),
@@ -785,7 +785,10 @@ def main(argv: list[str] | None = None) -> int:
         boltzmann_parts = family_list(args.boltzmann_parts, PARTS, "--boltzmann-parts", "the parts")
     from gans import PARTS as GAN_PARTS
 
-    gan_parts = family_list(args.gan_parts, GAN_PARTS, "--gan-parts", "the parts") if args.gan_parts else None
+    gan_parts = sorted(set(family_list(args.gan_parts, GAN_PARTS, "--gan-parts", "the parts")),
+                       key=GAN_PARTS.index) if args.gan_parts else None
+    if gan_parts and "gans" not in sections:
+        raise SystemExit("--gan-parts: the gans section is not among the sections run (--only)")
     results = {
         "format": FORMAT, "generator": "bench/run.py", "mode": "quick" if args.quick else "full",
         "command": "python " + shlex.join([display_path(__file__), *raw_argv]), "argv": raw_argv,

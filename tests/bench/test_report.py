@@ -613,17 +613,29 @@ def test_a_gans_rerun_of_the_image_part_keeps_the_point_set_records():
     images = merged["gans"]["images"]["datasets"]["digits"]["families"]
     assert images["infogan"]["tag"] == "new" and images["gan"]["tag"] == "old"
     assert merged["reruns"][-1]["parts"] == ["images"] and "gan_parts" not in merged["settings"]
-    # without --gan-families the families come from the rerun's own records
+    # without --gan-families the part is replaced whole (every family, the dataset facts), the other kept
     new["settings"]["gan_families"] = None
+    new["gans"]["images"]["datasets"]["digits"]["floor"] = "new"
     merged = run.merge_results(old, new, ("gans",))
-    assert merged["gans"]["modes"]["families"]["infogan"]["tag"] == "old"
-    assert merged["gans"]["images"]["datasets"]["digits"]["families"]["infogan"]["tag"] == "new"
+    assert merged["gans"]["modes"] == old["gans"]["modes"]
+    assert merged["gans"]["images"] == new["gans"]["images"]
+
+
+def test_a_gan_family_rerun_adds_an_image_dataset_the_old_results_lack():
+    run = load("run")
+    old = {"modes": {"families": {}}, "images": {"datasets": {"digits": {"families": {"gan": {"tag": "old"}}}}}}
+    new = {"images": {"datasets": {"mnist": {"floor": 1.4, "families": {"gan": {"tag": "new"}, "wgan": {}}}}}}
+    spliced = run.splice_gans(old, new, ["gan"])
+    assert spliced["images"]["datasets"]["digits"]["families"]["gan"]["tag"] == "old"
+    assert spliced["images"]["datasets"]["mnist"] == {"floor": 1.4, "families": {"gan": {"tag": "new"}}}
 
 
 def test_parse_args_checks_the_gan_parts():
     run = load("run")
     with pytest.raises(SystemExit, match="--gan-parts: pictures not among the parts"):
         run.main(["--only", "gans", "--gan-parts", "pictures", "--quick", "--results", "/nonexistent/x.json"])
+    with pytest.raises(SystemExit, match="--gan-parts: the gans section is not among"):
+        run.main(["--only", "tabular", "--gan-parts", "images", "--quick", "--results", "/nonexistent/x.json"])
 
 
 # -- targets (bench/targets.yaml) and templates (bench/templates/) ------------------------------

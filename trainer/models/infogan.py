@@ -76,7 +76,7 @@ class Options:
     real_weight: float = option(None, "Weight of Q's terms on real rows (not in the InfoGAN paper): the "
                                 "information Q reads from them (sure of each row's category, the categories used "
                                 "evenly) and, on images, the same category for a copy shifted by up to 1/14 of "
-                                "its size. Default: 1 on images, 0 on points and tables.",
+                                "its size. Default: 1 on images with a categorical code, 0 on points and tables.",
                                 Interval(float, 0, None), optional=True)
     pack: int = pack_option("--refine; Q reads one row through the per-row discriminator's body")
     average: float = average_option(0.0)
@@ -302,7 +302,10 @@ def resolve(o: Options, data: DataSpec) -> Options:
     if o.info_weight is None:
         o = replace(o, info_weight=LOW_DIM_INFO_WEIGHT if data.size <= LOW_DIM else IMAGE_INFO_WEIGHT)
     if o.real_weight is None:
-        o = replace(o, real_weight=IMAGE_REAL_WEIGHT if data.kind == "image" else 0.0)
+        o = replace(o, real_weight=IMAGE_REAL_WEIGHT if data.kind == "image" and o.categories else 0.0)
+    elif o.real_weight and not o.categories:
+        raise ConfigError(f"real_weight={o.real_weight:g}: Q's terms on real rows read the categorical code, "
+                          "and categories=0 has none (drop real_weight or set categories >= 2)")
     if o.categories == 1:
         raise ConfigError("categories=1: a categorical code needs at least 2 classes (0 for none)")
     if not o.categories and not o.continuous:

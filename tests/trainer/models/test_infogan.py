@@ -122,6 +122,9 @@ def test_real_row_weight_follows_the_data_unless_given():
     weight = lambda data, **o: family.resolve(TrainConfig.make(model="infogan", **o).options, data).real_weight  # noqa: E731
     assert (weight(images), weight(POINTS), weight(table)) == (infogan.IMAGE_REAL_WEIGHT, 0.0, 0.0) == (1.0, 0.0, 0.0)
     assert weight(images, real_weight=0.0) == 0.0 and weight(POINTS, real_weight=0.5) == 0.5
+    assert weight(images, categories=0, continuous=2) == 0.0  # the terms read the categorical code
+    with pytest.raises(ConfigError, match="real_weight=1: .*categories=0"):
+        weight(images, categories=0, continuous=2, real_weight=1.0)
 
 
 def test_shift_images_moves_each_image_by_at_most_its_share():
