@@ -91,8 +91,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         cfg.options = replace(cfg.options, average=0.0)
     if hasattr(cfg.options, "pack") and "pack" not in raw:  # a GAN from before `--pack`: unpacked
         cfg.options = replace(cfg.options, pack=1)
-    if hasattr(cfg.options, "real_weight") and "real_weight" not in raw:  # an InfoGAN from before `--real-weight`
-        cfg.options = replace(cfg.options, real_weight=0.0)
     try:
         info = json.loads((run_dir / RUN_INFO).read_text())
         run = RunInfo.read(info, str(run_dir / RUN_INFO))

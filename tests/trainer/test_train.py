@@ -245,11 +245,11 @@ def test_an_old_gan_run_without_the_average_or_pack_options_still_loads(tmp_path
 
 def test_an_old_infogan_run_without_the_real_row_weight_loads_without_it(tmp_path):
     """An infogan run folder from before `--real-weight` trained without Q's terms on real rows:
-    it loads with weight 0, not the 1 an unset weight now resolves to on images."""
+    it loads with weight 0 (the option's default)."""
     import yaml
 
     run = train(TrainConfig.make(model="infogan", data="digits", epochs=1, channels=[4], fc=8, latent_dim=2,
-                                 categories=3, continuous=1, real_weight=0.0, device="cpu",
+                                 categories=3, continuous=1, real_weight=1.0, device="cpu",
                                  out=str(tmp_path / "run"), quiet=True))
     raw = yaml.safe_load((run / "config.yaml").read_text())
     del raw["real_weight"]

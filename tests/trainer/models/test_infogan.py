@@ -115,14 +115,13 @@ def test_lambda_follows_the_data_unless_given():
     assert weight(images, info_weight=0.5) == weight(POINTS, info_weight=0.5) == 0.5
 
 
-def test_real_row_weight_follows_the_data_unless_given():
+def test_real_row_weight_is_off_unless_given_and_needs_a_categorical_code():
     images = DataSpec("digits", "image", [1, 8, 8], raw_range=[0.0, 16.0])
-    table = DataSpec("t", "tabular", [20])
     family = TrainConfig.make(model="infogan").family
     weight = lambda data, **o: family.resolve(TrainConfig.make(model="infogan", **o).options, data).real_weight  # noqa: E731
-    assert (weight(images), weight(POINTS), weight(table)) == (infogan.IMAGE_REAL_WEIGHT, 0.0, 0.0) == (1.0, 0.0, 0.0)
-    assert weight(images, real_weight=0.0) == 0.0 and weight(POINTS, real_weight=0.5) == 0.5
-    assert weight(images, categories=0, continuous=2) == 0.0  # the terms read the categorical code
+    assert weight(images) == weight(POINTS) == 0.0
+    assert weight(images, real_weight=1.0) == 1.0 and weight(POINTS, real_weight=0.5) == 0.5
+    assert weight(images, categories=0, continuous=2) == 0.0
     with pytest.raises(ConfigError, match="real_weight=1: .*categories=0"):
         weight(images, categories=0, continuous=2, real_weight=1.0)
 
