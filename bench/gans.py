@@ -221,7 +221,8 @@ def images_benchmark(families: list[str], datasets: dict[str, str], threads: int
                 record = {"epochs": epochs, "options": options, **facts}
                 for refine in REFINES:
                     x, seconds = draw(model, IMAGE_SAMPLES, 0, refine)
-                    record[refine or "plain"] = {**_quality(clf, scale, x, test_features, n_classes), "sample_s": seconds}
+                    record[refine or "plain"] = {**_quality(clf, scale, x, test_features, n_classes),
+                                                 "sample_s": seconds}
                 if name == "infogan":
                     record["infogan"] = infogan_accuracy(model, x_train, y_train, x_test, y_test)
                     seeds = [{"seed": 0, "accuracy": record["infogan"]["accuracy"]}]

@@ -717,7 +717,8 @@ def merge_results(old: dict, new: dict, sections: tuple[str, ...]) -> dict:
         merged[kind] = [n for s in SECTIONS for n in by_section.get(s, [])]
     merged["sections"] = [s for s in SECTIONS if s in set(old.get("sections", SECTIONS)) | set(sections)]
     merged["reruns"] = list(old.get("reruns", [])) + [{
-        "sections": list(sections), "families": only or gans_only or None, "parts": (boltzmann_parts or []) + (gan_parts or []) or None,
+        "sections": list(sections), "families": only or gans_only or None,
+        "parts": (boltzmann_parts or []) + (gan_parts or []) or None,
         "command": new["command"], "mode": new["mode"], "started": new["started"],
         "finished": new["finished"], "wall_s": new["wall_s"], "git": new["git"],
         "load_start": new["machine"].get("load_start"), "load_end": new["machine"].get("load_end"),
