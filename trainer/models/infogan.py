@@ -29,7 +29,7 @@ from gen.runtime.errors import ConfigError
 from gen.runtime.manifest import AncestralSampler, CodeSpec, DataSpec
 
 from ..graphs import GraphDef, Method, Port, data_port
-from ..options import Interval, option
+from ..options import Choice, Interval, option
 from ..registry import Family, Preset, register
 from .adversarial import (ARCH, ARCH_HELP, LEAK, LOW_DIM, Adversarial, average_option, variant_words, body, channels_option,
                           discriminator_loss, generator, generator_loss, hidden_option, init_dcgan,
@@ -52,6 +52,11 @@ IMAGE_STEPS = 6000
 # in each direction (bilinear, edges repeated: 2 pixels of MNIST's 28). See resolve for the
 # default and what it was measured against.
 REAL_SHIFT = 1 / 14
+# --augment affine: the categorical code is read by Q from a generated image after a random
+# mild affine move (rotation up to AUG_ROTATION radians, scale within 1 +/- AUG_SCALE, shift up to
+# REAL_SHIFT of the size), so the code must survive what does not change a digit's class (the
+# invariance IIC, Ji et al. 2019, clusters by); the continuous codes are read from the image as drawn.
+AUG_ROTATION, AUG_SCALE = 0.26, 0.1
 
 
 @dataclass
@@ -78,6 +83,10 @@ class Options:
                                 "the categories used evenly) and, on images, the same category for a copy shifted "
                                 "by up to 1/14 of its size. Default 0: on MNIST-5k 1 did worse (see resolve).",
                                 Interval(float, 0, None))
+    augment: str = option(None, "How Q reads the categorical code of a generated image: affine (from a copy moved by "
+                          "a random mild rotation, scale and shift, so the code must survive them: it learns what "
+                          "they do not change) or none (from the image as drawn). Default: affine on images, none "
+                          "on other rows (refused there).", Choice("affine", "none"), optional=True)
     pack: int = pack_option("--refine; Q reads one row through the per-row discriminator's body")
     average: float = average_option(0.0)
 
@@ -114,6 +123,10 @@ class InfoGAN(Adversarial):
         h = self.row_features()(x)
         return (self.head if self.pack == 1 else self.row_head)(h).squeeze(1), self.q(h)
 
+    def infer_raw(self, x: torch.Tensor) -> torch.Tensor:
+        """Q's raw outputs (class logits, then continuous means) for rows x."""
+        return self.q(self.row_features()(x))
+
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """Q's posterior of the codes: class probabilities of `cat`, then the continuous means."""
         q = self.q(self.row_features()(x))
@@ -148,8 +161,12 @@ class InfoGAN(Adversarial):
             loss = loss - (p.detach() * F.log_softmax(q_shifted, dim=1)).sum(dim=1).mean()
         return loss
 
-    def info_loss(self, q: torch.Tensor, index: torch.Tensor, cont: torch.Tensor, continuous_weight: float):
-        loss = F.cross_entropy(q[:, :self.n_classes], index) if self.n_classes else q.new_zeros(())
+    def info_loss(self, q: torch.Tensor, index: torch.Tensor, cont: torch.Tensor, continuous_weight: float,
+                  q_class: torch.Tensor | None = None):
+        """Q's negative log-likelihood of the drawn codes: the class from `q_class` (Q's outputs
+        on the augmented copies) when given, else from q; the continuous values from q."""
+        q_class = q if q_class is None else q_class
+        loss = F.cross_entropy(q_class[:, :self.n_classes], index) if self.n_classes else q.new_zeros(())
         if self.n_continuous:
             loss = loss + continuous_weight * 0.5 * ((q[:, self.n_classes:] - cont) ** 2).sum(dim=1).mean()
         return loss
@@ -163,10 +180,23 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
 def shift_images(x: torch.Tensor, share: float) -> torch.Tensor:
     """Each image of x (N, C, H, W) moved by its own uniform shift of up to `share` of its
     height and width (bilinear, the edge pixels repeated), drawn from torch's generator."""
+    return move_images(x, share)
+
+
+def move_images(x: torch.Tensor, share: float, rotation: float = 0.0, scale: float = 0.0) -> torch.Tensor:
+    """Each image of x (N, C, H, W) under its own random affine map about its centre, drawn
+    uniformly from torch's generator: a rotation of up to `rotation` radians, a zoom by a
+    factor within 1 +/- `scale`, a shift of up to `share` of its height and width (bilinear,
+    the edge pixels repeated)."""
     n = len(x)
-    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1
-    theta[:, :, 2] = (torch.rand(n, 2, device=x.device, dtype=x.dtype) * 2 - 1) * 2 * share  # [-1, 1] spans 2
+
+    def uniform(*shape):
+        return torch.rand(*shape, device=x.device, dtype=x.dtype) * 2 - 1
+
+    angle, zoom = uniform(n) * rotation, 1 + uniform(n) * scale
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom  # the grid maps output to input: 1/zoom
+    theta = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    theta = torch.cat([theta, (uniform(n, 2) * 2 * share)[:, :, None]], dim=2)  # [-1, 1] spans 2
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
@@ -212,6 +242,12 @@ class Trainer:
         self.optG = torch.optim.Adam(net.generator_parameters(), lr=o.lr_g, betas=(0.5, 0.999))
         self.batches_per_step = 1
 
+    def move(self, fake: torch.Tensor) -> torch.Tensor | None:
+        """The generated images moved as --augment affine says (None: Q reads them as drawn)."""
+        if self.o.augment != "affine" or not self.net.n_classes:
+            return None
+        return move_images(fake, REAL_SHIFT, AUG_ROTATION, AUG_SCALE)
+
     def step(self, x: torch.Tensor) -> dict[str, float]:
         net, o, m = self.net, self.o, self.net.pack
         n = max(len(x), 2 * m) if m > 1 else len(x)  # at least two packs: batch norm needs two values
@@ -220,7 +256,9 @@ class Trainer:
         fake = net.generate_with_codes(z, c)
         logit_real, q_real = net.heads(x)
         logit_fake, q_fake = net.heads(fake.detach())
-        info_d = net.info_loss(q_fake, index, cont, o.continuous_weight)
+        moved = self.move(fake)
+        info_d = net.info_loss(q_fake, index, cont, o.continuous_weight,
+                               None if moved is None else net.infer_raw(moved.detach()))
         loss_d = discriminator_loss(logit_real, logit_fake) + o.info_weight * info_d
         if o.real_weight and net.n_classes:
             loss_d = loss_d + o.real_weight * net.real_loss(x, q_real)
@@ -230,7 +268,8 @@ class Trainer:
         loss_d.backward()
         self.optD.step()
         logit_fake, q_fake = net.heads(fake)
-        info = net.info_loss(q_fake, index, cont, o.continuous_weight)
+        q_moved = None if moved is None else net.infer_raw(moved)
+        info = net.info_loss(q_fake, index, cont, o.continuous_weight, q_moved)
         loss_g = generator_loss(net.discriminate_packs(fake) if m > 1 else logit_fake) + o.info_weight * info
         self.optG.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -238,7 +277,8 @@ class Trainer:
         net.update_average()
         out = {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()), "info": float(info.detach())}
         if net.n_classes:
-            out["q_accuracy"] = float((q_fake[:, :net.n_classes].argmax(dim=1) == index).float().mean())
+            q_class = q_fake if q_moved is None else q_moved
+            out["q_accuracy"] = float((q_class[:, :net.n_classes].argmax(dim=1) == index).float().mean())
         return out
 
 
@@ -303,6 +343,12 @@ def resolve(o: Options, data: DataSpec) -> Options:
     if o.real_weight and not o.categories:
         raise ConfigError(f"real_weight={o.real_weight:g}: Q's terms on real rows read the categorical code, "
                           "and categories=0 has none (drop real_weight or set categories >= 2)")
+    images = len(data.shape) == 3
+    if o.augment is None:
+        o = replace(o, augment="affine" if images and o.categories else "none")
+    elif o.augment == "affine" and not images:
+        raise ConfigError(f"augment=affine moves images, and these rows (shape {data.shape}) are not images; "
+                          "use augment=none")
     if o.categories == 1:
         raise ConfigError("categories=1: a categorical code needs at least 2 classes (0 for none)")
     if not o.categories and not o.continuous:
@@ -314,7 +360,8 @@ def resolve(o: Options, data: DataSpec) -> Options:
 def _variant(o: Options) -> str:
     nets = (f"conv {'-'.join(map(str, o.channels))}" + (f", fc {o.fc}" if o.fc else "")) if o.arch == "conv" else f"mlp {'-'.join(map(str, o.hidden))}"
     return (f"{nets}, codes: {o.categories} classes + {o.continuous} continuous, lambda {o.info_weight:g}"
-            + (f", real rows {o.real_weight:g}" if o.real_weight else "") + variant_words(o))
+            + (f", real rows {o.real_weight:g}" if o.real_weight else "")
+            + (", code read from moved images" if o.augment == "affine" else "") + variant_words(o))
 
 
 register(Family(
