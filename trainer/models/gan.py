@@ -22,7 +22,7 @@ from ..registry import Family, Preset, register
 from .adversarial import (LOW_DIM, AveragedGenerator, GeneratorAverage, average_option, variant_words, discriminator_loss,
                           gan_graphs, generator_loss, keep_most_faithful, latent_option, low_dim_steps, pack_option,
                           pack_rows, resolve_latent, sample_normal)
-from .base import mlp
+from .base import LinearDecay, mlp
 
 
 # PacGAN2 on points, by measurement (the default budget, seeds 0-2): unpacked, Grid-25 kept 20-24
@@ -49,6 +49,9 @@ class Options:
     # Measured on Grid-25 with the default budget: plain samples near a mode 93.2% (seeds 0-2)
     # and 92.1% (seeds 11, 12) against 90.4% and about 89% without the average, as many modes.
     average: float = average_option(0.999)
+    lr_decay: str = option(None, "Learning-rate schedule of G and D: linear (from lr down to zero over the run's steps) "
+                           f"or none (constant). Default: linear on rows of at most {LOW_DIM} values (2-D point "
+                           "sets, small tables), none otherwise.", Choice("linear", "none"), optional=True)
 
 
 MAX_LATENT = 32
@@ -59,6 +62,8 @@ def resolve(options: Options, data: DataSpec) -> Options:
     most LOW_DIM values, else 1 (not measured on images)."""
     if options.pack is None:
         options = replace(options, pack=LOW_DIM_PACK if data.size <= LOW_DIM else 1)
+    if options.lr_decay is None:
+        options = replace(options, lr_decay="linear" if data.size <= LOW_DIM else "none")
     return resolve_latent(options, data, MAX_LATENT)
 
 
@@ -123,6 +128,13 @@ class Trainer:
         self.optD = torch.optim.Adam(net.discriminator_parameters(), lr=options.lr, betas=(0.5, 0.999))
         self.optG = torch.optim.Adam(net.generator_parameters(), lr=options.lr, betas=(0.5, 0.999))
         self.batches_per_step = options.d_steps
+        decays = getattr(options, "lr_decay", "none") == "linear"  # dcgan and adagan share this trainer
+        self.decayD, self.decayG = LinearDecay(self.optD, decays), LinearDecay(self.optG, decays)
+
+    def schedule(self, total_steps: int) -> None:
+        """The run's steps (the training loop's hook): D takes d_steps optimiser steps in each."""
+        self.decayD.schedule(total_steps * self.d_steps)
+        self.decayG.schedule(total_steps)
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
         net, m = self.net, self.net.pack
@@ -137,7 +149,7 @@ class Trainer:
                 loss_row = discriminator_loss(net.discriminate(real), net.discriminate(fake))
             self.optD.zero_grad(set_to_none=True)
             (loss_d + loss_row).backward()
-            self.optD.step()
+            self.decayD.step()
         z = sample_normal(max(len(x) // self.d_steps, m), net.latent_dim, x)
         fake = net.generate(z)
         loss_g = generator_loss(net.discriminate_packs(fake), self.loss_kind)
@@ -147,7 +159,7 @@ class Trainer:
             loss_g = loss_g + loss_g_row
         self.optG.zero_grad(set_to_none=True)
         loss_g.backward()
-        self.optG.step()
+        self.decayG.step()
         net.update_average()
         return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
                 **({"loss_d_row": float(loss_row.detach())} if rows else {}),
@@ -173,7 +185,8 @@ def keep_best(net: GAN, o: Options, data: DataSpec, x_val: torch.Tensor, seed: i
 
 
 def _variant(o: Options) -> str:
-    return f"{o.loss} loss, d_steps={o.d_steps}" + variant_words(o)
+    return (f"{o.loss} loss, d_steps={o.d_steps}" + (", rate decaying linearly" if o.lr_decay == "linear" else "")
+            + variant_words(o))
 
 
 register(Family(

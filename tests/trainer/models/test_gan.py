@@ -293,3 +293,34 @@ def test_a_gan_samples_its_averaged_generator_outside_training():
     torch.testing.assert_close(net.generate(z), net.netG(z).reshape(-1, 1, 1, 3))
     plain, _ = build(average=0.0)
     assert plain.netG_average is None
+
+
+def test_gan_decays_its_rate_on_points_by_default_and_not_on_images():
+    points, images = DataSpec("ring8", "points", [2]), DataSpec("digits", "image", [1, 8, 8])
+    family = registry.get("gan")
+    decay = lambda data, **o: family.resolve(TrainConfig.make(model="gan", **o).options, data).lr_decay  # noqa: E731
+    assert (decay(points), decay(images)) == ("linear", "none")
+    assert decay(points, lr_decay="none") == "none" and decay(images, lr_decay="linear") == "linear"
+    assert "decaying" in family.variant(family.resolve(TrainConfig.make(model="gan").options, points))
+
+
+@pytest.mark.parametrize("kind", ["linear", "none"])
+def test_the_linear_decay_takes_both_rates_to_zero_over_the_run(kind):
+    """The loop tells the run's steps (schedule); each step sets the rate, then steps: G's
+    rate falls by lr/total a step, D's (d_steps optimiser steps a step) by lr/(total * d_steps)."""
+    torch.manual_seed(0)
+    net, options = build(d_steps=2, lr=1e-3, lr_decay=kind)
+    trainer = gan.Trainer(net, options)
+    trainer.schedule(4)
+    seen = {"d": [], "g": []}
+    for key, opt in (("d", trainer.optD), ("g", trainer.optG)):
+        step = opt.step
+        opt.step = lambda *a, key=key, opt=opt, step=step, **k: (seen[key].append(opt.param_groups[0]["lr"]),
+                                                                  step(*a, **k))
+    for _ in range(4):
+        trainer.step(torch.rand(2 * 4, 1, 1, 3))
+    if kind == "linear":
+        assert seen["g"] == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+        assert seen["d"] == pytest.approx([1e-3 * (1 - i / 8) for i in range(8)])
+    else:
+        assert seen["g"] == [1e-3] * 4 and seen["d"] == [1e-3] * 8
