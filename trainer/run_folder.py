@@ -91,6 +91,10 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         cfg.options = replace(cfg.options, average=0.0)
     if hasattr(cfg.options, "pack") and "pack" not in raw:  # a GAN from before `--pack`: unpacked
         cfg.options = replace(cfg.options, pack=1)
+    if getattr(cfg.options, "augment", "") is None:  # an InfoGAN from before `--augment`: Q read images as drawn
+        cfg.options = replace(cfg.options, augment="none")
+    if getattr(cfg.options, "lr_decay", "") is None:  # a GAN from before its `--lr-decay`: a constant rate
+        cfg.options = replace(cfg.options, lr_decay="none")
     try:
         info = json.loads((run_dir / RUN_INFO).read_text())
         run = RunInfo.read(info, str(run_dir / RUN_INFO))

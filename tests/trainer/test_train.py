@@ -229,29 +229,34 @@ def test_a_one_row_last_batch_joins_the_batch_before():
 
 
 def test_an_old_gan_run_without_the_average_or_pack_options_still_loads(tmp_path):
-    """A gan run folder from before `--average` and `--pack` has no such keys: it loads as an
-    unpacked one without an average (an unset pack now resolves to 2 on points)."""
+    """A gan run folder from before `--average`, `--pack` and `--lr-decay` has no such keys: it
+    loads as an unpacked one without an average, its rate constant (unset, pack now resolves to
+    2 on points and the decay to linear)."""
     import yaml
 
     run = train(TrainConfig.make(model="gan", data="ring8", epochs=1, hidden=[8], average=0.0, pack=1, device="cpu",
                                  out=str(tmp_path / "run"), quiet=True))
     raw = yaml.safe_load((run / "config.yaml").read_text())
-    del raw["average"], raw["pack"]
+    assert raw["lr_decay"] == "linear"  # recorded resolved (points)
+    del raw["average"], raw["pack"], raw["lr_decay"]
     (run / "config.yaml").write_text(yaml.safe_dump(raw))
     loaded = load_run(run)
     assert loaded.cfg.options.average == 0.0 and loaded.net.netG_average is None
     assert loaded.cfg.options.pack == 1 and loaded.net.netD_row is None
+    assert loaded.cfg.options.lr_decay == "none"
 
 
 def test_an_old_infogan_run_without_the_real_row_weight_loads_without_it(tmp_path):
-    """An infogan run folder from before `--real-weight` trained without Q's terms on real rows:
-    it loads with weight 0 (the option's default)."""
+    """An infogan run folder from before `--real-weight` and `--augment` trained without Q's terms
+    on real rows, Q reading images as drawn: it loads with weight 0 and augment none."""
     import yaml
 
     run = train(TrainConfig.make(model="infogan", data="digits", epochs=1, channels=[4], fc=8, latent_dim=2,
                                  categories=3, continuous=1, real_weight=1.0, device="cpu",
                                  out=str(tmp_path / "run"), quiet=True))
     raw = yaml.safe_load((run / "config.yaml").read_text())
-    del raw["real_weight"]
+    assert raw["augment"] == "affine"  # recorded resolved (images)
+    del raw["real_weight"], raw["augment"]
     (run / "config.yaml").write_text(yaml.safe_dump(raw))
-    assert load_run(run).cfg.options.real_weight == 0.0
+    options = load_run(run).cfg.options
+    assert options.real_weight == 0.0 and options.augment == "none"

@@ -121,6 +121,9 @@ class Trainer:
 
     Each discriminator update uses its own minibatch of real rows; the loop hands `step` a
     batch of d_steps * batch_size rows (or fewer at the end of an epoch) and it splits them.
+    With --lr-decay linear both rates fall to zero over the run's steps (D's counted as
+    d_steps a step; an epoch's short last batch that splits into fewer parts leaves D's rate a
+    little above zero at the end).
     """
 
     def __init__(self, net, options):

@@ -53,9 +53,12 @@ IMAGE_STEPS = 6000
 # default and what it was measured against.
 REAL_SHIFT = 1 / 14
 # --augment affine: the categorical code is read by Q from a generated image after a random
-# mild affine move (rotation up to AUG_ROTATION radians, scale within 1 +/- AUG_SCALE, shift up to
-# REAL_SHIFT of the size), so the code must survive what does not change a digit's class (the
-# invariance IIC, Ji et al. 2019, clusters by); the continuous codes are read from the image as drawn.
+# mild affine move (rotation up to AUG_ROTATION radians, zoom within 1 +/- AUG_SCALE, the grid
+# shifted by up to REAL_SHIFT of the size; move_images), so the code must survive what does not
+# change a digit's class (the invariance IIC, Ji et al. 2019, clusters by); the continuous codes
+# are read from the image as drawn. The moved copies pass through D's body in training mode, so
+# its batch-norm running statistics (used by the information check and the exported Q and D) see
+# them too: as measured.
 AUG_ROTATION, AUG_SCALE = 0.26, 0.1
 
 
@@ -85,8 +88,8 @@ class Options:
                                 Interval(float, 0, None))
     augment: str = option(None, "How Q reads the categorical code of a generated image: affine (from a copy moved by "
                           "a random mild rotation, scale and shift, so the code must survive them: it learns what "
-                          "they do not change) or none (from the image as drawn). Default: affine on images, none "
-                          "on other rows (refused there).", Choice("affine", "none"), optional=True)
+                          "they do not change) or none (from the image as drawn). Default: affine on images with a "
+                          "categorical code, else none (affine is refused on other rows and without the code).", Choice("affine", "none"), optional=True)
     pack: int = pack_option("--refine; Q reads one row through the per-row discriminator's body")
     average: float = average_option(0.0)
 
@@ -185,17 +188,28 @@ def shift_images(x: torch.Tensor, share: float) -> torch.Tensor:
 
 def move_images(x: torch.Tensor, share: float, rotation: float = 0.0, scale: float = 0.0) -> torch.Tensor:
     """Each image of x (N, C, H, W) under its own random affine map about its centre, drawn
-    uniformly from torch's generator: a rotation of up to `rotation` radians, a zoom by a
-    factor within 1 +/- `scale`, a shift of up to `share` of its height and width (bilinear,
-    the edge pixels repeated)."""
+    uniformly from torch's generator: a rotation of up to `rotation` radians and a zoom by a
+    factor within 1 +/- `scale` (in pixels, so non-square images turn without shear), then a
+    shift of the sampling grid by up to `share` of the height and width (bilinear, the edge
+    pixels repeated). The shift is taken in the image's own frame before the turn and zoom, so
+    the content moves by up to (1 + scale) (|cos| + |sin|) `share` along an axis: 1.35 x on
+    --augment's bounds. Without a turn or zoom only the shifts are drawn (shift_images)."""
     n = len(x)
+    height, width = x.shape[-2:]
 
     def uniform(*shape):
         return torch.rand(*shape, device=x.device, dtype=x.dtype) * 2 - 1
 
-    angle, zoom = uniform(n) * rotation, 1 + uniform(n) * scale
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom  # the grid maps output to input: 1/zoom
-    theta = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    if rotation or scale:
+        angle, zoom = uniform(n) * rotation, 1 + uniform(n) * scale
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom  # the grid maps output to input: 1/zoom
+        if height != width:  # normalised axes span each side: the turn in pixels rescaled
+            sin_x, sin_y = sin * height / width, sin * width / height
+        else:
+            sin_x = sin_y = sin
+        theta = torch.stack([torch.stack([cos, -sin_x], 1), torch.stack([sin_y, cos], 1)], 1)
+    else:
+        theta = torch.eye(2, device=x.device, dtype=x.dtype).expand(n, 2, 2)
     theta = torch.cat([theta, (uniform(n, 2) * 2 * share)[:, :, None]], dim=2)  # [-1, 1] spans 2
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
@@ -349,6 +363,9 @@ def resolve(o: Options, data: DataSpec) -> Options:
     elif o.augment == "affine" and not images:
         raise ConfigError(f"augment=affine moves images, and these rows (shape {data.shape}) are not images; "
                           "use augment=none")
+    elif o.augment == "affine" and not o.categories:
+        raise ConfigError("augment=affine: Q reads the categorical code from moved images, and categories=0 "
+                          "has none (drop augment or set categories >= 2)")
     if o.categories == 1:
         raise ConfigError("categories=1: a categorical code needs at least 2 classes (0 for none)")
     if not o.categories and not o.continuous:

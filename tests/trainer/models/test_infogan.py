@@ -4,6 +4,7 @@ fixed codes and code inference."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gen.runtime.errors import ConfigError, InputError
 from gen.runtime.manifest import DataSpec
@@ -232,3 +233,116 @@ def test_codes_are_refused_by_bundles_without_them(bundles):
 
     with pytest.raises(InputError, match="no latent codes"):
         load(bundles["gan"]).sample(4, codes={"cat": 1})
+
+
+def test_augment_is_affine_on_images_none_on_points_and_refused_there():
+    images = DataSpec("digits", "image", [1, 8, 8], raw_range=[0.0, 16.0])
+    family = TrainConfig.make(model="infogan").family
+    augment = lambda data, **o: family.resolve(TrainConfig.make(model="infogan", **o).options, data).augment  # noqa: E731
+    assert (augment(images), augment(POINTS)) == ("affine", "none")
+    assert augment(images, augment="none") == "none"
+    assert augment(images, categories=0, continuous=2) == "none"  # no categorical code to read
+    with pytest.raises(ConfigError, match=r"augment=affine moves images.*shape \[2\]"):
+        augment(POINTS, augment="affine")
+
+
+def _centres(images):
+    """(row, column) of each image's centre of mass, from the image's centre."""
+    h, w = images.shape[-2:]
+    mass = images.sum(dim=(1, 2, 3))
+    rows = (images.sum(dim=(1, 3)) * torch.arange(h, dtype=torch.float32)).sum(1) / mass
+    cols = (images.sum(dim=(1, 2)) * torch.arange(w, dtype=torch.float32)).sum(1) / mass
+    return torch.stack([rows - (h - 1) / 2, cols - (w - 1) / 2], dim=1)
+
+
+def test_move_images_rotates_and_zooms_about_the_centre_within_bounds():
+    torch.manual_seed(0)
+    x = torch.zeros(256, 1, 29, 29)
+    x[:, :, 13:16, 21:24] = 1.0  # a square centred 8 pixels right of the centre (14, 14)
+    turned = _centres(infogan.move_images(x, 0.0, rotation=0.3))
+    radius, angle = turned.norm(dim=1), torch.atan2(turned[:, 0], turned[:, 1])
+    assert torch.allclose(radius, torch.full_like(radius, 8.0), atol=0.35)  # a rotation keeps the distance
+    assert angle.abs().max() <= 0.3 + 0.03 and angle.abs().max() > 0.2 and angle.std() > 0.1
+    zoomed = _centres(infogan.move_images(x, 0.0, scale=0.1))
+    assert zoomed[:, 0].abs().max() < 0.05  # on the horizontal line through the centre
+    assert 8 * 0.9 - 0.3 <= zoomed[:, 1].min() and zoomed[:, 1].max() <= 8 * 1.1 + 0.3
+    assert zoomed[:, 1].max() - zoomed[:, 1].min() > 1.0
+    assert torch.allclose(infogan.move_images(x, 0.0), x, atol=1e-5)  # nothing asked: the images as given
+
+
+def test_move_images_at_its_bounds_zooms_in_turns_without_shear_and_shifts_the_grid(monkeypatch):
+    """Every draw at its upper end (torch.rand = 1): a zoom of 1 + scale magnifies, a turn of
+    `rotation` keeps distances on a non-square image, the shift moves the grid by `share`."""
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.ones(*shape, **kw))
+    x = torch.zeros(2, 1, 21, 41)
+    x[:, :, 9:12, 27:30] = 1.0  # centred 8 pixels right of the centre (10, 20)
+    zoomed = _centres(infogan.move_images(x, 0.0, scale=0.1))
+    assert torch.allclose(zoomed, torch.tensor([0.0, 8.8]).expand(2, 2), atol=0.15)  # 8 x 1.1, not 8 / 1.1
+    turned = _centres(infogan.move_images(x, 0.0, rotation=0.3))
+    assert torch.allclose(turned, torch.tensor([-8 * np.sin(0.3), 8 * np.cos(0.3)]).float().expand(2, 2), atol=0.2)
+    shifted = _centres(infogan.move_images(x, 0.1))  # the grid moves by 10% of each side: the content back
+    assert torch.allclose(shifted, torch.tensor([-2.1, 8 - 4.1]).expand(2, 2), atol=0.2)
+
+
+def test_the_class_term_reads_the_moved_copies_when_given():
+    net, _ = build(categories=3, continuous=1)
+    index, cont = torch.tensor([0, 1, 2, 0]), torch.zeros(4, 1)
+    wrong = torch.cat([F.one_hot((index + 1) % 3, 3) * 20.0, torch.zeros(4, 1)], dim=1)
+    right = torch.cat([F.one_hot(index, 3) * 20.0, torch.ones(4, 1)], dim=1)
+    assert net.info_loss(wrong, index, cont, 0.1) > 10  # the class from q itself
+    assert net.info_loss(wrong, index, cont, 0.1, q_class=right) < 1e-6  # the class from the moved copies,
+    assert torch.isclose(net.info_loss(right, index, cont, 0.1, q_class=wrong),  # the continuous values from q
+                         net.info_loss(wrong, index, cont, 0.1, q_class=wrong) + 0.1 * 0.5)
+
+
+def test_augment_changes_what_q_learns_on_images_only_when_on():
+    images = DataSpec("digits", "image", [1, 8, 8], raw_range=[0.0, 16.0])
+    x = torch.rand(16, 1, 8, 8)
+    weights = {}
+    for augment in ("none", "affine"):
+        cfg = TrainConfig.make(model="infogan", channels=[4], fc=8, latent_dim=2, categories=3, continuous=1,
+                               augment=augment)
+        o = cfg.family.resolve(cfg.options, images)
+        torch.manual_seed(0)
+        net = cfg.family.build(o, images)
+        trainer = infogan.Trainer(net, o)
+        assert (trainer.move(torch.rand(2, 1, 8, 8)) is None) == (augment == "none")
+        torch.manual_seed(1)
+        trainer.step(x)
+        weights[augment] = torch.cat([w.detach().flatten() for w in net.q.parameters()])
+    assert not torch.allclose(weights["none"], weights["affine"])
+
+
+def test_with_augment_the_class_term_of_the_generator_step_reaches_g_through_the_moved_copies(monkeypatch):
+    images = DataSpec("digits", "image", [1, 8, 8], raw_range=[0.0, 16.0])
+    cfg = TrainConfig.make(model="infogan", channels=[4], fc=8, latent_dim=2, categories=3, continuous=1)
+    o = cfg.family.resolve(cfg.options, images)
+    assert o.augment == "affine"
+    torch.manual_seed(0)
+    net = cfg.family.build(o, images)
+    trainer = infogan.Trainer(net, o)
+    flowed, calls = [], []
+    move = trainer.move
+
+    def moved_with_a_hook(fake):
+        out = move(fake)
+        out.register_hook(lambda g: flowed.append(g))  # called when a loss's gradient passes through them
+        return out
+
+    monkeypatch.setattr(trainer, "move", moved_with_a_hook)
+    info_loss = net.info_loss
+    monkeypatch.setattr(net, "info_loss", lambda q, index, cont, w, q_class=None: calls.append((q, q_class))
+                        or info_loss(q, index, cont, w, q_class))
+    trainer.step(torch.rand(16, 1, 8, 8))
+    (q_d, class_d), (q_g, class_g) = calls  # the D/Q step's, then G's
+    assert class_d is not None and class_g is not None
+    # only G's step sends a gradient back through the moved copies (D's reads them detached)
+    assert len(flowed) == 1 and flowed[0].abs().sum() > 0
+    assert not torch.allclose(class_g[:, :3], q_g[:, :3])  # from the moved copies, not the images as drawn
+
+
+def test_augment_without_a_categorical_code_is_refused():
+    images = DataSpec("digits", "image", [1, 8, 8], raw_range=[0.0, 16.0])
+    cfg = TrainConfig.make(model="infogan", categories=0, continuous=2, augment="affine")
+    with pytest.raises(ConfigError, match="augment=affine: .*categories=0"):
+        cfg.family.resolve(cfg.options, images)
