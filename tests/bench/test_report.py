@@ -320,7 +320,10 @@ def test_gans_section_means_targets_and_skipped_families(report):
     assert "Grid-25" in text and "24.5/25 modes and 85.0%: missed: 24.5/25 modes" in text
     assert "Not run on the point sets: dcgan" in text
     assert "test accuracy 80.0% with seed 0; target 90%: missed by 10.0 points" in text
+    assert "Settings: gan: 5 epochs; wgan: 5 epochs. Other options" in text  # no option: no dangling comma
     results = gans_results()
+    results["modes"]["families"]["wgan"]["options"] = {"clip": 0.01, "n_critic": 5}
+    assert "wgan: 5 epochs, clip=0.01, n_critic=5. Other options" in report.gans_section(results)
     info = results["images"]["datasets"]["mnist"]["families"]["infogan"]["infogan"]
     info["seeds"] = [{"seed": 0, "accuracy": 0.8}, {"seed": 1, "accuracy": 0.9}, {"seed": 2, "accuracy": 1.0}]
     text = report.gans_section(results)
