@@ -24,7 +24,7 @@ from gen.runtime.manifest import DataSpec
 
 from ..graphs import GraphDef, Method, Port, data_port
 from ..options import Choice, Interval, ListOf, option
-from .base import mlp
+from .base import is_image, mlp
 from .conv_ae import conv_size, output_padding
 
 KERNEL = 5  # DCGAN's 5x5 kernels; stride 2 with padding 2 halves a side, rounding up
@@ -200,7 +200,7 @@ def resolve_arch(options, data: DataSpec, name: str):
     """arch=auto -> conv for (C, H, W) images, else mlp; conv on other data is refused."""
     from dataclasses import replace
 
-    image = data.kind == "image" and len(data.shape) == 3
+    image = is_image(data)
     if options.arch == "conv" and not image:
         raise ConfigError(f"model {name} arch=conv needs (C, H, W) images; {data.source} rows have shape "
                           f"{list(data.shape)} (use arch=mlp)")

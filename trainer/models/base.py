@@ -183,9 +183,14 @@ def pool_option():
     return option("auto", POOL_HELP, Choice("auto", *POOLS))
 
 
+def is_image(data: DataSpec) -> bool:
+    """Rows that are (C, H, W) images: what convolutions, smooth pooling and moved copies need."""
+    return data.kind == "image" and len(data.shape) == 3
+
+
 def resolve_pool(options, data: DataSpec):
     """pool=auto -> smooth for (C, H, W) images, mean otherwise; smooth on other rows is refused."""
-    images = data.kind == "image" and len(data.shape) == 3
+    images = is_image(data)
     if options.pool == "smooth" and not images:
         raise ConfigError(f"pool=smooth needs (C, H, W) images; these rows have shape {list(data.shape)} "
                           "(use pool=mean)")

@@ -35,6 +35,7 @@ from .adversarial import (ARCH, ARCH_HELP, LEAK, LOW_DIM, Adversarial, average_o
                           discriminator_loss, generator, generator_loss, hidden_option, init_dcgan,
                           keep_most_faithful, latent_option, low_dim_steps, pack_option, resolve_arch,
                           resolve_latent)
+from .base import is_image
 
 Q_HIDDEN = 128
 LATENT = 62
@@ -137,7 +138,7 @@ class InfoGAN(Adversarial):
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """Q's posterior of the codes: class probabilities of `cat`, then the continuous means."""
-        q = self.q(self.row_features()(x))
+        q = self.infer_raw(x)
         return torch.cat([F.softmax(q[:, :self.n_classes], dim=1), q[:, self.n_classes:]], dim=1) \
             if self.n_classes else q
 
@@ -263,7 +264,7 @@ class Trainer:
 
     def move(self, fake: torch.Tensor) -> torch.Tensor | None:
         """The generated images moved as --augment affine says (None: Q reads them as drawn)."""
-        if self.o.augment != "affine" or not self.net.n_classes:
+        if self.o.augment != "affine":  # resolve refuses affine without a categorical code
             return None
         return move_images(fake, REAL_SHIFT, AUG_ROTATION, AUG_SCALE)
 
@@ -362,7 +363,7 @@ def resolve(o: Options, data: DataSpec) -> Options:
     if o.real_weight and not o.categories:
         raise ConfigError(f"real_weight={o.real_weight:g}: Q's terms on real rows read the categorical code, "
                           "and categories=0 has none (drop real_weight or set categories >= 2)")
-    images = len(data.shape) == 3
+    images = is_image(data)
     if o.augment is None:
         o = replace(o, augment="affine" if images and o.categories else "none")
     elif o.augment == "affine" and not images:
